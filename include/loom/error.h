@@ -1,0 +1,25 @@
+/* loom — error model: functions that can fail return a status (or NULL) and
+ * leave a message here naming the file, the position and the reason. */
+#ifndef LOOM_ERROR_H
+#define LOOM_ERROR_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes returned by fallible functions. */
+enum { LOOM_OK = 0, LOOM_ERR = -1 };
+
+/* The message of the last error on this thread ("" if none). */
+const char *loom_error(void);
+
+/* Set this thread's error message, printf-style; always returns LOOM_ERR. */
+int loom_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Clear this thread's error message. */
+void loom_clear_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

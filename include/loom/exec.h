@@ -1,0 +1,63 @@
+/* loom — executing a graph: one loom_exec is one replica planned for a fixed
+ * maximum batch. It owns activations, activation gradients, the parameter
+ * gradient (flat, same layout as the graph's parameters), dropout masks,
+ * batch-norm batch statistics and conv scratch, all allocated once here. The
+ * graph's parameters are only read, so several execs (one per worker) can run
+ * the same graph at once. */
+#ifndef LOOM_EXEC_H
+#define LOOM_EXEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loom/graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct loom_exec loom_exec;
+
+/* Plan and allocate everything for batches of up to max_batch samples. NULL on error. */
+loom_exec *loom_exec_new(loom_graph *g, int max_batch);
+void loom_exec_free(loom_exec *e);
+
+int loom_exec_max_batch(const loom_exec *e);
+/* The input buffer [max_batch, c, h, w] to fill before forward. */
+float *loom_exec_input(loom_exec *e);
+/* The output of the last forward [n, out_size]. */
+const float *loom_exec_output(const loom_exec *e);
+size_t loom_exec_output_size(const loom_exec *e); /* per sample */
+/* Gradient of the loss w.r.t. the output, filled (accumulated) by a loss before backward. */
+float *loom_exec_output_grad(loom_exec *e);
+/* Flat parameter gradient [param_count]; backward accumulates into it. */
+float *loom_exec_param_grad(loom_exec *e);
+
+/* Forward n samples. training: dropout on, batch norm uses batch statistics.
+ * dropout_key / sample_base: see loom_k_dropout_fwd (sample_base = global
+ * index of this shard's first sample, so masks do not depend on sharding). */
+void loom_exec_forward(loom_exec *e, int n, int training, uint64_t dropout_key,
+                       uint64_t sample_base);
+/* Zero the activation gradients (including the output gradient). Call before
+ * the loss fills the output gradient. */
+void loom_exec_zero_act_grad(loom_exec *e);
+/* Zero the parameter gradient. */
+void loom_exec_zero_param_grad(loom_exec *e);
+/* Backward n samples (after a training forward); accumulates the parameter gradient. */
+void loom_exec_backward(loom_exec *e, int n);
+
+/* Batch-norm batch statistics of the last training forward, per BN channel in
+ * the same layout as the graph's buffers: mean in place of running mean,
+ * biased variance in place of running variance. buffer_count floats. */
+const float *loom_exec_batch_stats(const loom_exec *e);
+/* Fold batch statistics (averaged over nrep replicas, given as an array of
+ * pointers in a fixed order) into the graph's running buffers. m is the number
+ * of values each replica's statistics came from per channel-sample (n*hw is
+ * computed per layer from n_per_replica). */
+void loom_exec_update_running(loom_graph *g, const float *const *stats, int nrep,
+                              int n_per_replica);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,143 @@
+/* loom — the model graph: layers chained in C, shapes inferred as they are
+ * added, all trainable parameters in one flat float array.
+ *
+ *   loom_graph *g = loom_graph_new("lenet5");
+ *   loom_node x = loom_input(g, 1, 28, 28);
+ *   x = loom_relu(g, loom_conv2d(g, x, 6, 5, 1, 2));
+ *   ...
+ *   if (loom_graph_finish(g, seed) != LOOM_OK) puts(loom_graph_error(g));
+ *
+ * A constructor given a bad shape records an error naming the layer and both
+ * shapes and returns an invalid node; later constructors pass invalid nodes
+ * through, so a model is checked once, at loom_graph_finish. */
+#ifndef LOOM_GRAPH_H
+#define LOOM_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "loom/kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef int loom_node; /* index of a layer in its graph; < 0 is invalid */
+
+typedef enum {
+    LOOM_OP_INPUT, LOOM_OP_DENSE, LOOM_OP_CONV2D, LOOM_OP_MAXPOOL, LOOM_OP_AVGPOOL,
+    LOOM_OP_GAVGPOOL, LOOM_OP_FLATTEN, LOOM_OP_RELU, LOOM_OP_LEAKY_RELU,
+    LOOM_OP_SIGMOID, LOOM_OP_TANH, LOOM_OP_SOFTMAX, LOOM_OP_DROPOUT,
+    LOOM_OP_BATCHNORM, LOOM_OP_ADD, LOOM_OP_CONCAT, LOOM_OP_COUNT_
+} loom_op;
+
+/* Initializers. fan_in/fan_out come from the layer (dense: in/out; conv:
+ * c/groups*kh*kw and oc*kh*kw). DEFAULT is PyTorch's default for the layer:
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases. */
+typedef enum {
+    LOOM_INIT_DEFAULT, LOOM_INIT_UNIFORM, LOOM_INIT_NORMAL, LOOM_INIT_LECUN_UNIFORM,
+    LOOM_INIT_LECUN_NORMAL, LOOM_INIT_GLOROT_UNIFORM, LOOM_INIT_GLOROT_NORMAL,
+    LOOM_INIT_HE_UNIFORM, LOOM_INIT_HE_NORMAL, LOOM_INIT_ZEROS, LOOM_INIT_ONES
+} loom_init_kind;
+
+typedef struct {
+    loom_init_kind kind;
+    float a, b; /* UNIFORM: [a, b); NORMAL: mean a, std b */
+} loom_init;
+
+#define LOOM_MAX_INPUTS 8
+
+/* One layer. Fields are read-only for users; offsets index the graph's flat arrays. */
+typedef struct {
+    loom_op op;
+    char name[32];
+    int nin;
+    loom_node in[LOOM_MAX_INPUTS];
+    int c, h, w;              /* output shape of one sample (dense: c = features) */
+    size_t size;              /* c*h*w */
+    size_t param_off, param_count;  /* weights first, then bias (BN: gamma, beta) */
+    size_t weight_count;            /* how many of param_count are the weight tensor */
+    size_t buf_off, buf_count;      /* non-trainable buffers (BN: running mean, var) */
+    int bias;                 /* dense/conv: has a bias */
+    int frozen;               /* parameters excluded from updates */
+    int count_include_pad;    /* average pool: padding counts in the divisor */
+    loom_init winit, binit;   /* weight and bias initializers */
+    union {
+        loom_conv_shape conv;
+        loom_pool_shape pool;
+        struct { int in, out; } dense;
+        float alpha;          /* leaky relu slope */
+        float p;              /* dropout probability */
+        struct { float eps, momentum; int hw; } bn;
+    } a;
+} loom_layer;
+
+typedef struct loom_graph loom_graph;
+
+/* A new empty graph; name is used in messages and summaries. NULL on OOM. */
+loom_graph *loom_graph_new(const char *name);
+void loom_graph_free(loom_graph *g);
+
+/* ---- layer constructors (return the new node, or < 0 after an error) ---- */
+loom_node loom_input(loom_graph *g, int c, int h, int w);
+loom_node loom_dense(loom_graph *g, loom_node x, int units);
+loom_node loom_conv2d(loom_graph *g, loom_node x, int filters, int k, int stride, int pad);
+/* Full control: s->oc, kh, kw, sh, sw, ph, pw, dh, dw, groups (c,h,w,oh,ow ignored). */
+loom_node loom_conv2d_ex(loom_graph *g, loom_node x, const loom_conv_shape *s, int bias);
+loom_node loom_maxpool2d(loom_graph *g, loom_node x, int k, int stride);
+loom_node loom_maxpool2d_ex(loom_graph *g, loom_node x, int kh, int kw, int sh, int sw, int ph, int pw);
+loom_node loom_avgpool2d(loom_graph *g, loom_node x, int k, int stride);
+loom_node loom_avgpool2d_ex(loom_graph *g, loom_node x, int kh, int kw, int sh, int sw, int ph, int pw,
+                            int count_include_pad);
+loom_node loom_global_avgpool(loom_graph *g, loom_node x);
+loom_node loom_flatten(loom_graph *g, loom_node x);
+loom_node loom_relu(loom_graph *g, loom_node x);
+loom_node loom_leaky_relu(loom_graph *g, loom_node x, float alpha);
+loom_node loom_sigmoid(loom_graph *g, loom_node x);
+loom_node loom_tanh(loom_graph *g, loom_node x);
+loom_node loom_softmax(loom_graph *g, loom_node x);
+loom_node loom_dropout(loom_graph *g, loom_node x, float p);
+/* Batch norm over channels (4-d input) or features (dense output). */
+loom_node loom_batchnorm(loom_graph *g, loom_node x);
+loom_node loom_add(loom_graph *g, loom_node a, loom_node b);
+loom_node loom_concat(loom_graph *g, int n, const loom_node *xs);
+
+/* Set a layer's initializers (call before loom_graph_finish). */
+void loom_set_init(loom_graph *g, loom_node x, loom_init weight, loom_init bias);
+/* Initializer used for the weights of every dense/conv layer without its own. */
+void loom_graph_set_default_init(loom_graph *g, loom_init weight);
+
+/* Check the graph, lay out the flat arrays and initialise them from seed.
+ * The last node added is the output. LOOM_OK or LOOM_ERR (see loom_graph_error). */
+int loom_graph_finish(loom_graph *g, uint64_t seed);
+/* Re-initialise all parameters from seed (buffers to mean 0, var 1). */
+void loom_graph_init_params(loom_graph *g, uint64_t seed);
+
+/* The first error met while building ("" if none). */
+const char *loom_graph_error(const loom_graph *g);
+
+/* ---- inspection ---- */
+const char *loom_graph_name(const loom_graph *g);
+int loom_graph_count(const loom_graph *g);
+const loom_layer *loom_graph_layer(const loom_graph *g, loom_node i);
+loom_node loom_graph_output(const loom_graph *g);
+size_t loom_graph_param_count(const loom_graph *g);
+size_t loom_graph_buffer_count(const loom_graph *g);
+float *loom_graph_params(loom_graph *g);   /* flat trainable parameters */
+float *loom_graph_buffers(loom_graph *g);  /* flat non-trainable buffers */
+/* Forward FLOPs of one sample through layer i (multiply-add = 2). */
+double loom_layer_flops(const loom_graph *g, loom_node i);
+/* Print a table like Keras' model.summary(): layer, output shape, params, FLOPs, totals. */
+void loom_graph_summary(const loom_graph *g, FILE *f);
+const char *loom_op_name(loom_op op);
+
+/* Fill p[0..n) with initializer init for a tensor of the given fans, drawing
+ * from the counter-based generator with key. */
+void loom_init_fill(float *p, size_t n, loom_init init, double fan_in, double fan_out,
+                    uint64_t key);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,176 @@
+/* loom — numerical kernels on raw float pointers (float32, NCHW).
+ *
+ * Rules shared by every kernel:
+ *  - no allocation, no threads, no I/O; scratch memory is passed in;
+ *  - n is the batch size; tensors are dense, row-major, NCHW;
+ *  - forward kernels overwrite their outputs;
+ *  - backward kernels ACCUMULATE (+=) into every gradient they write: input
+ *    gradients (dx) and parameter gradients (dW, db, dgamma, ...). Callers zero
+ *    them first. Accumulation is what a DAG needs when one output feeds several
+ *    layers, and what a trainer needs when it sums several shards.
+ *  - a gradient pointer that is NULL is not computed (e.g. dx of the input).
+ */
+#ifndef LOOM_KERNELS_H
+#define LOOM_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- GEMM ---------------------------------------------------------------- */
+
+/* C[m,n] = alpha * op(A) op(B) + beta * C, row-major, through cblas_sgemm.
+ * ta/tb non-zero transpose A/B; lda/ldb/ldc as in cblas (row-major). */
+void loom_k_gemm(int ta, int tb, int m, int n, int k, float alpha,
+                 const float *A, int lda, const float *B, int ldb,
+                 float beta, float *C, int ldc);
+
+/* Make the BLAS library single-threaded: the runtime owns parallelism. */
+void loom_k_blas_single_thread(void);
+
+/* ---- dense (fully connected) ------------------------------------------------
+ * x [n, in], W [out, in] (PyTorch/ONNX Gemm layout), b [out] or NULL, y [n, out]. */
+void loom_k_dense_fwd(const float *x, const float *W, const float *b, float *y,
+                      int n, int in, int out);
+void loom_k_dense_bwd(const float *x, const float *W, const float *dy,
+                      float *dx, float *dW, float *db, int n, int in, int out);
+
+/* ---- conv2d -------------------------------------------------------------------
+ * x [n, c, h, w], W [oc, c/groups, kh, kw], b [oc] or NULL, y [n, oc, oh, ow].
+ * Zero padding ph/pw on both sides, stride sh/sw, dilation dh/dw. */
+typedef struct {
+    int c, h, w;        /* input channels and size */
+    int oc;             /* output channels */
+    int kh, kw;         /* kernel size */
+    int sh, sw;         /* stride (>= 1) */
+    int ph, pw;         /* zero padding, each side */
+    int dh, dw;         /* dilation (>= 1) */
+    int groups;         /* >= 1; c and oc divisible by groups */
+    int oh, ow;         /* output size: fill with loom_k_conv2d_out */
+} loom_conv_shape;
+
+/* Compute s->oh, s->ow from the rest; returns 0, or -1 if the output would be empty. */
+int loom_k_conv2d_out(loom_conv_shape *s);
+/* Floats of scratch that conv2d forward/backward need (im2col buffer for one image). */
+size_t loom_k_conv2d_scratch(const loom_conv_shape *s);
+void loom_k_conv2d_fwd(const loom_conv_shape *s, const float *x, const float *W,
+                       const float *b, float *y, int n, float *scratch);
+void loom_k_conv2d_bwd(const loom_conv_shape *s, const float *x, const float *W,
+                       const float *dy, float *dx, float *dW, float *db, int n,
+                       float *scratch);
+
+/* im2col / col2im for one image and one group: col [c*kh*kw, oh*ow].
+ * col2im accumulates into x. */
+void loom_k_im2col(const loom_conv_shape *s, int cin, const float *x, float *col);
+void loom_k_col2im(const loom_conv_shape *s, int cin, const float *col, float *x);
+
+/* ---- pooling -------------------------------------------------------------------
+ * x [n, c, h, w] -> y [n, c, oh, ow]. Padding is implicit -inf (max) or
+ * excluded from the count (average, count_include_pad = 0) / included (= 1). */
+typedef struct {
+    int c, h, w;
+    int kh, kw, sh, sw, ph, pw;
+    int oh, ow;         /* fill with loom_k_pool_out */
+} loom_pool_shape;
+
+int loom_k_pool_out(loom_pool_shape *s);
+/* argmax [n, c, oh, ow] receives the flat index (within the image plane) of each max. */
+void loom_k_maxpool_fwd(const loom_pool_shape *s, const float *x, float *y,
+                        int32_t *argmax, int n);
+void loom_k_maxpool_bwd(const loom_pool_shape *s, const float *dy,
+                        const int32_t *argmax, float *dx, int n);
+void loom_k_avgpool_fwd(const loom_pool_shape *s, const float *x, float *y, int n,
+                        int count_include_pad);
+void loom_k_avgpool_bwd(const loom_pool_shape *s, const float *dy, float *dx, int n,
+                        int count_include_pad);
+
+/* Global average pool: x [n, c, hw] -> y [n, c]. */
+void loom_k_gavgpool_fwd(const float *x, float *y, int n, int c, int hw);
+void loom_k_gavgpool_bwd(const float *dy, float *dx, int n, int c, int hw);
+
+/* ---- elementwise activations (len = number of floats) ---------------------------
+ * Backward takes the forward input x and/or output y, whichever is cheaper. */
+void loom_k_relu_fwd(const float *x, float *y, size_t len);
+void loom_k_relu_bwd(const float *x, const float *dy, float *dx, size_t len);
+void loom_k_leaky_relu_fwd(const float *x, float *y, size_t len, float alpha);
+void loom_k_leaky_relu_bwd(const float *x, const float *dy, float *dx, size_t len, float alpha);
+void loom_k_sigmoid_fwd(const float *x, float *y, size_t len);
+void loom_k_sigmoid_bwd(const float *y, const float *dy, float *dx, size_t len);
+void loom_k_tanh_fwd(const float *x, float *y, size_t len);
+void loom_k_tanh_bwd(const float *y, const float *dy, float *dx, size_t len);
+
+/* Softmax over the last axis: x [rows, k] -> y [rows, k] (max-subtracted, stable). */
+void loom_k_softmax_fwd(const float *x, float *y, int rows, int k);
+void loom_k_softmax_bwd(const float *y, const float *dy, float *dx, int rows, int k);
+
+/* ---- inverted dropout -------------------------------------------------------------
+ * Element i of sample j is kept with probability 1-p, decided by
+ * loom_rng_uniform(loom_rng_key(key, sample_base + j, 0, 0), i) >= p,
+ * kept values are scaled by 1/(1-p). mask [n*per_sample] receives the scale
+ * (0 or 1/(1-p)). sample_base is the global index of the first sample, so the
+ * mask of a sample does not depend on how the batch was cut into shards. */
+void loom_k_dropout_fwd(const float *x, float *y, float *mask, int n, size_t per_sample,
+                        float p, uint64_t key, uint64_t sample_base);
+void loom_k_dropout_bwd(const float *dy, const float *mask, float *dx, size_t len);
+
+/* ---- batch normalisation ---------------------------------------------------------
+ * x [n, c, hw] (hw = 1 for 1d batch norm over features). gamma/beta [c].
+ * Training: normalise with the batch mean and biased variance, save mean and
+ * 1/sqrt(var+eps) for backward. Inference: use running mean/var. */
+void loom_k_batchnorm_fwd_train(const float *x, float *y, int n, int c, int hw,
+                                const float *gamma, const float *beta, float eps,
+                                float *save_mean, float *save_invstd);
+void loom_k_batchnorm_fwd_infer(const float *x, float *y, int n, int c, int hw,
+                                const float *gamma, const float *beta, float eps,
+                                const float *run_mean, const float *run_var);
+/* running = (1-momentum)*running + momentum*batch, with the unbiased batch
+ * variance var*m/(m-1), m = n*hw (PyTorch's convention). */
+void loom_k_batchnorm_update_running(float *run_mean, float *run_var, int c,
+                                     const float *save_mean, const float *save_invstd,
+                                     float eps, float momentum, size_t m);
+void loom_k_batchnorm_bwd(const float *x, const float *dy, float *dx,
+                          float *dgamma, float *dbeta, int n, int c, int hw,
+                          const float *gamma, const float *save_mean,
+                          const float *save_invstd);
+
+/* ---- structure ---------------------------------------------------------------------- */
+/* y = a + b (residual add); backward: da += dy, db += dy. */
+void loom_k_add_fwd(const float *a, const float *b, float *y, size_t len);
+/* dx += dy */
+void loom_k_accumulate(const float *dy, float *dx, size_t len);
+/* Concatenate along channels: input i is [n, ci[i], hw]; y is [n, sum ci, hw]. */
+void loom_k_concat_fwd(const float *const *xs, const int *cs, int nin, float *y,
+                       int n, int hw);
+void loom_k_concat_bwd(const float *dy, float *const *dxs, const int *cs, int nin,
+                       int n, int hw);
+
+/* ---- losses --------------------------------------------------------------------------
+ * Each returns the SUM of the per-sample losses over its rows and accumulates
+ * scale * d(sum)/d(input) into the gradient (NULL: not computed). A trainer
+ * uses scale = 1/total_batch so that shards add up to the batch mean. */
+
+/* Softmax cross-entropy on logits [n, k], labels in [0, k). Fused, stable. */
+double loom_k_softmax_xent(const float *logits, const int32_t *labels, float *dlogits,
+                           int n, int k, float scale);
+/* Mean squared error per sample: sum over k of (p - t)^2 / k. */
+double loom_k_mse(const float *pred, const float *target, float *dpred, int n, int k,
+                  float scale);
+/* Binary cross-entropy on logits per sample: mean over k of
+ * max(z,0) - z*t + log(1+exp(-|z|)). */
+double loom_k_bce_logits(const float *logits, const float *target, float *dlogits,
+                         int n, int k, float scale);
+/* Multi-class hinge (Weston-Watkins / PyTorch MultiMarginLoss p=1):
+ * per sample sum over j != y of max(0, margin - z_y + z_j) / k. */
+double loom_k_hinge(const float *logits, const int32_t *labels, float *dlogits,
+                    int n, int k, float margin, float scale);
+
+/* Index of the largest of x[0..k) (first on ties). */
+int loom_k_argmax(const float *x, int k);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

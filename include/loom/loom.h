@@ -1,0 +1,16 @@
+/* loom — a deep-learning training runtime in C11. One include for everything. */
+#ifndef LOOM_LOOM_H
+#define LOOM_LOOM_H
+
+#include "loom/error.h"
+#include "loom/exec.h"
+#include "loom/graph.h"
+#include "loom/idx.h"
+#include "loom/kernels.h"
+#include "loom/optim.h"
+#include "loom/pool.h"
+#include "loom/rng.h"
+#include "loom/trainer.h"
+#include "loom/zoo.h"
+
+#endif

@@ -1,0 +1,75 @@
+/* loom — the data-parallel trainer (DESIGN.md, "Data flow of one training step").
+ *
+ * Each step cuts the batch into shards, each with its own replica (loom_exec).
+ * Phase 1, parallel over workers: forward, loss and backward of each shard.
+ * Phase 2, parallel over slices of the flat parameter vector: sum the shards'
+ * gradients in a fixed order, then apply the optimizer to the same slice.
+ * Shard count = thread count, or a fixed count with `deterministic`, which
+ * makes the weights bit-identical for any number of threads. */
+#ifndef LOOM_TRAINER_H
+#define LOOM_TRAINER_H
+
+#include <stdint.h>
+
+#include "loom/exec.h"
+#include "loom/graph.h"
+#include "loom/optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { LOOM_LOSS_XENT, LOOM_LOSS_MSE, LOOM_LOSS_BCE, LOOM_LOSS_HINGE } loom_loss_kind;
+
+typedef struct {
+    int batch;              /* largest batch a step will get (required) */
+    int threads;            /* 0 = all online cores */
+    int deterministic;      /* fixed shard count whatever the thread count */
+    int shards;             /* shard count in deterministic mode (0 = 4) */
+    uint64_t seed;          /* dropout masks are keyed by (seed, step, sample) */
+    loom_optim_cfg optim;
+    loom_loss_kind loss;
+    float clip_norm;        /* > 0: clip the gradient to this global L2 norm */
+} loom_trainer_opts;
+
+typedef struct {
+    double loss;            /* mean loss over the batch */
+    int correct;            /* samples whose argmax matched the label */
+    double grad_norm;       /* global L2 norm of the gradient (before clipping), if clipping */
+} loom_step_result;
+
+/* Time spent per phase (seconds, summed over steps; phase 1 times are the
+ * slowest worker's). */
+typedef struct {
+    double forward, backward, reduce, idle, total;
+    long steps;
+} loom_step_timing;
+
+typedef struct loom_trainer loom_trainer;
+
+/* Build replicas, gradient buffers, optimizer state and the thread pool. NULL on error. */
+loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o);
+void loom_trainer_free(loom_trainer *t);
+
+/* One optimisation step on x [n, C, H, W] with labels [n] (class indices; for
+ * MSE/BCE, targets are one-hot of the labels). lr for this step. */
+int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, int n, float lr,
+                      loom_step_result *r);
+/* Inference on x [n, ...]: sum of losses and correct count; probs [n, K] if not NULL. */
+int loom_trainer_eval(loom_trainer *t, const float *x, const int32_t *labels, int n,
+                      double *loss_sum, int *correct, float *out);
+int loom_trainer_threads(const loom_trainer *t);
+long loom_trainer_steps(const loom_trainer *t);
+loom_optim *loom_trainer_optim(loom_trainer *t);
+loom_graph *loom_trainer_graph(loom_trainer *t);
+const loom_step_timing *loom_trainer_timing(const loom_trainer *t);
+void loom_trainer_reset_timing(loom_trainer *t);
+/* Loss of logits [n, K] against labels, accumulating scale * gradient into dlogits. */
+double loom_loss(loom_loss_kind kind, const float *logits, const int32_t *labels, float *dlogits,
+                 int n, int k, float scale, float *onehot_scratch);
+const char *loom_loss_name(loom_loss_kind k);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

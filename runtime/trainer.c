@@ -1,0 +1,299 @@
+/* The data-parallel step. Two pool runs per step (three with clipping): the
+ * end of each run is the barrier. Everything is allocated in
+ * loom_trainer_new; a step only reads and writes planned memory. */
+#include "loom/trainer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "loom/error.h"
+#include "loom/kernels.h"
+#include "loom/pool.h"
+#include "loom/rng.h"
+
+/* Gradient reduction and norms work in fixed chunks, not per-thread slices,
+ * so that every sum is taken in the same order whatever the thread count. */
+#define CHUNK 8192
+
+typedef struct {
+    double loss;
+    int correct;
+    int n;
+    double t_fwd, t_bwd;
+} shard_out;
+
+struct loom_trainer {
+    loom_graph *g;
+    loom_trainer_opts o;
+    int T, S;
+    loom_pool *pool;
+    loom_exec **ex;          /* one per shard */
+    float **onehot;          /* per shard [max_shard, K] for MSE/BCE targets */
+    shard_out *so;
+    double *chunk_sq;        /* per chunk squared gradient norm */
+    double *worker_busy;     /* per worker phase-1 busy time */
+    size_t nchunks;
+    loom_optim *opt;
+    long step;
+    loom_step_timing timing;
+    const float **stats;
+    /* current step */
+    const float *x;
+    const int32_t *labels;
+    int n, training;
+    float *out;
+    float clip_scale;
+};
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+const char *loom_loss_name(loom_loss_kind k) {
+    static const char *n[] = {"xent", "mse", "bce", "hinge"};
+    return (k >= 0 && k <= LOOM_LOSS_HINGE) ? n[k] : "?";
+}
+
+double loom_loss(loom_loss_kind kind, const float *logits, const int32_t *labels, float *dlogits,
+                 int n, int k, float scale, float *onehot) {
+    switch (kind) {
+    case LOOM_LOSS_XENT: return loom_k_softmax_xent(logits, labels, dlogits, n, k, scale);
+    case LOOM_LOSS_HINGE: return loom_k_hinge(logits, labels, dlogits, n, k, 1.0f, scale);
+    case LOOM_LOSS_MSE:
+    case LOOM_LOSS_BCE:
+        memset(onehot, 0, (size_t)n * k * sizeof(float));
+        for (int i = 0; i < n; i++) onehot[(size_t)i * k + labels[i]] = 1.0f;
+        return kind == LOOM_LOSS_MSE ? loom_k_mse(logits, onehot, dlogits, n, k, scale)
+                                     : loom_k_bce_logits(logits, onehot, dlogits, n, k, scale);
+    }
+    return 0;
+}
+
+loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
+    if (o->batch <= 0) {
+        loom_set_error("trainer: batch size %d must be positive", o->batch);
+        return NULL;
+    }
+    loom_trainer *t = calloc(1, sizeof *t);
+    if (!t) goto oom;
+    t->g = g;
+    t->o = *o;
+    loom_k_blas_single_thread(); /* the runtime owns the cores (DESIGN.md) */
+    t->T = o->threads > 0 ? o->threads : loom_cpu_count();
+    t->S = o->deterministic ? (o->shards > 0 ? o->shards : 4) : t->T;
+    if (t->S > o->batch) t->S = o->batch;
+    t->pool = loom_pool_new(t->T);
+    if (!t->pool) goto fail;
+    int max_shard = (o->batch + t->S - 1) / t->S;
+    int K = (int)loom_graph_layer(g, loom_graph_output(g))->size;
+    t->ex = calloc((size_t)t->S, sizeof *t->ex);
+    t->onehot = calloc((size_t)t->S, sizeof *t->onehot);
+    t->so = calloc((size_t)t->S, sizeof *t->so);
+    t->stats = calloc((size_t)t->S, sizeof *t->stats);
+    t->worker_busy = calloc((size_t)t->T, sizeof *t->worker_busy);
+    size_t P = loom_graph_param_count(g);
+    t->nchunks = (P + CHUNK - 1) / CHUNK;
+    t->chunk_sq = calloc(t->nchunks + 1, sizeof *t->chunk_sq);
+    if (!t->ex || !t->onehot || !t->so || !t->stats || !t->worker_busy || !t->chunk_sq) goto oom;
+    for (int s = 0; s < t->S; s++) {
+        t->ex[s] = loom_exec_new(g, max_shard);
+        if (!t->ex[s]) goto fail;
+        t->onehot[s] = malloc((size_t)max_shard * K * sizeof(float));
+        if (!t->onehot[s]) goto oom;
+    }
+    t->opt = loom_optim_new(&o->optim, P);
+    if (!t->opt) goto fail;
+    return t;
+oom:
+    loom_set_error("trainer: out of memory");
+fail:
+    loom_trainer_free(t);
+    return NULL;
+}
+
+void loom_trainer_free(loom_trainer *t) {
+    if (!t) return;
+    loom_pool_free(t->pool);
+    for (int s = 0; t->ex && s < t->S; s++) loom_exec_free(t->ex[s]);
+    for (int s = 0; t->onehot && s < t->S; s++) free(t->onehot[s]);
+    free(t->ex);
+    free(t->onehot);
+    free(t->so);
+    free(t->stats);
+    free(t->worker_busy);
+    free(t->chunk_sq);
+    loom_optim_free(t->opt);
+    free(t);
+}
+
+static void shard_range(const loom_trainer *t, int s, int *lo, int *hi) {
+    *lo = (int)((long)s * t->n / t->S);
+    *hi = (int)((long)(s + 1) * t->n / t->S);
+}
+
+/* Phase 1: forward, loss, backward of every shard this worker owns. */
+static void phase_compute(void *ctx, int tid, int T) {
+    loom_trainer *t = ctx;
+    loom_graph *g = t->g;
+    size_t in_size = loom_graph_layer(g, 0)->size;
+    int K = (int)loom_exec_output_size(t->ex[0]);
+    double busy = 0;
+    for (int s = tid; s < t->S; s += T) {
+        loom_exec *e = t->ex[s];
+        shard_out *so = &t->so[s];
+        int lo, hi;
+        shard_range(t, s, &lo, &hi);
+        int cnt = hi - lo;
+        so->n = cnt;
+        so->loss = 0;
+        so->correct = 0;
+        double t0 = now();
+        if (t->training) loom_exec_zero_param_grad(e);
+        if (cnt == 0) continue;
+        memcpy(loom_exec_input(e), t->x + (size_t)lo * in_size, (size_t)cnt * in_size * sizeof(float));
+        uint64_t key = loom_rng_key(t->o.seed, LOOM_RNG_DROPOUT, (uint64_t)t->step, 0);
+        loom_exec_forward(e, cnt, t->training, key, (uint64_t)lo);
+        const float *out = loom_exec_output(e);
+        const int32_t *lab = t->labels + lo;
+        if (t->training) loom_exec_zero_act_grad(e);
+        float *dout = t->training ? loom_exec_output_grad(e) : NULL;
+        so->loss = loom_loss(t->o.loss, out, lab, dout, cnt, K, 1.0f / (float)t->n, t->onehot[s]);
+        for (int i = 0; i < cnt; i++) so->correct += loom_k_argmax(out + (size_t)i * K, K) == lab[i];
+        if (t->out) memcpy(t->out + (size_t)lo * K, out, (size_t)cnt * K * sizeof(float));
+        double t1 = now();
+        so->t_fwd = t1 - t0;
+        if (t->training) loom_exec_backward(e, cnt);
+        so->t_bwd = now() - t1;
+        busy += now() - t0;
+    }
+    t->worker_busy[tid] = busy;
+}
+
+/* Phase 2: sum shard gradients chunk by chunk (shard order fixed), then
+ * either record the chunk's squared norm (clipping) or apply the optimizer. */
+static void phase_reduce(void *ctx, int tid, int T) {
+    loom_trainer *t = ctx;
+    size_t P = loom_graph_param_count(t->g);
+    float *g0 = loom_exec_param_grad(t->ex[0]);
+    float *params = loom_graph_params(t->g);
+    for (size_t c = (size_t)tid; c < t->nchunks; c += (size_t)T) {
+        size_t lo = c * CHUNK, hi = lo + CHUNK < P ? lo + CHUNK : P;
+        for (int s = 1; s < t->S; s++) {
+            const float *gs = loom_exec_param_grad(t->ex[s]);
+            for (size_t i = lo; i < hi; i++) g0[i] += gs[i];
+        }
+        if (t->o.clip_norm > 0) {
+            double sq = 0;
+            for (size_t i = lo; i < hi; i++) sq += (double)g0[i] * g0[i];
+            t->chunk_sq[c] = sq;
+        } else {
+            loom_optim_apply(t->opt, params, g0, lo, hi);
+        }
+    }
+}
+
+/* Phase 3 (clipping only): scale the summed gradient and apply the optimizer. */
+static void phase_apply(void *ctx, int tid, int T) {
+    loom_trainer *t = ctx;
+    size_t P = loom_graph_param_count(t->g);
+    float *g0 = loom_exec_param_grad(t->ex[0]);
+    float *params = loom_graph_params(t->g);
+    float sc = t->clip_scale;
+    for (size_t c = (size_t)tid; c < t->nchunks; c += (size_t)T) {
+        size_t lo = c * CHUNK, hi = lo + CHUNK < P ? lo + CHUNK : P;
+        if (sc != 1.0f)
+            for (size_t i = lo; i < hi; i++) g0[i] *= sc;
+        loom_optim_apply(t->opt, params, g0, lo, hi);
+    }
+}
+
+int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, int n, float lr,
+                      loom_step_result *r) {
+    if (n <= 0 || n > t->o.batch)
+        return loom_set_error("trainer: step of %d samples (batch is %d)", n, t->o.batch);
+    double t0 = now();
+    t->x = x;
+    t->labels = labels;
+    t->n = n;
+    t->training = 1;
+    t->out = NULL;
+    loom_pool_run(t->pool, phase_compute, t);
+    double t1 = now();
+    /* batch-norm running statistics: the mean over shards that saw data */
+    int nrep = 0, per = 0;
+    for (int s = 0; s < t->S; s++)
+        if (t->so[s].n > 0) {
+            t->stats[nrep++] = loom_exec_batch_stats(t->ex[s]);
+            per = t->so[s].n;
+        }
+    if (loom_graph_buffer_count(t->g)) loom_exec_update_running(t->g, t->stats, nrep, per);
+    loom_optim_begin_step(t->opt, lr);
+    loom_pool_run(t->pool, phase_reduce, t);
+    double norm = 0;
+    if (t->o.clip_norm > 0) {
+        double sq = 0;
+        for (size_t c = 0; c < t->nchunks; c++) sq += t->chunk_sq[c];
+        norm = sqrt(sq);
+        t->clip_scale = norm > t->o.clip_norm ? (float)(t->o.clip_norm / (norm + 1e-6)) : 1.0f;
+        loom_pool_run(t->pool, phase_apply, t);
+    }
+    double t2 = now();
+    t->step++;
+    double loss = 0, fwd = 0, bwd = 0;
+    int correct = 0;
+    for (int s = 0; s < t->S; s++) {
+        loss += t->so[s].loss;
+        correct += t->so[s].correct;
+        if (t->so[s].t_fwd > fwd) fwd = t->so[s].t_fwd;
+        if (t->so[s].t_bwd > bwd) bwd = t->so[s].t_bwd;
+    }
+    double busy_sum = 0;
+    for (int w = 0; w < t->T; w++) busy_sum += t->worker_busy[w];
+    loom_step_timing *tm = &t->timing;
+    tm->forward += fwd;
+    tm->backward += bwd;
+    tm->reduce += t2 - t1;
+    tm->idle += (t1 - t0) - busy_sum / t->T;
+    tm->total += t2 - t0;
+    tm->steps++;
+    if (r) {
+        r->loss = loss / n;
+        r->correct = correct;
+        r->grad_norm = norm;
+    }
+    return LOOM_OK;
+}
+
+int loom_trainer_eval(loom_trainer *t, const float *x, const int32_t *labels, int n,
+                      double *loss_sum, int *correct, float *out) {
+    if (n <= 0 || n > t->o.batch)
+        return loom_set_error("trainer: eval of %d samples (batch is %d)", n, t->o.batch);
+    t->x = x;
+    t->labels = labels;
+    t->n = n;
+    t->training = 0;
+    t->out = out;
+    loom_pool_run(t->pool, phase_compute, t);
+    double loss = 0;
+    int c = 0;
+    for (int s = 0; s < t->S; s++) {
+        loss += t->so[s].loss;
+        c += t->so[s].correct;
+    }
+    /* losses were scaled per sample by 1/n only in the gradient, not in the value */
+    if (loss_sum) *loss_sum = loss;
+    if (correct) *correct = c;
+    t->out = NULL;
+    return LOOM_OK;
+}
+
+int loom_trainer_threads(const loom_trainer *t) { return t->T; }
+long loom_trainer_steps(const loom_trainer *t) { return t->step; }
+loom_optim *loom_trainer_optim(loom_trainer *t) { return t->opt; }
+loom_graph *loom_trainer_graph(loom_trainer *t) { return t->g; }
+const loom_step_timing *loom_trainer_timing(const loom_trainer *t) { return &t->timing; }
+void loom_trainer_reset_timing(loom_trainer *t) { memset(&t->timing, 0, sizeof t->timing); }

@@ -1,0 +1,96 @@
+/* Option parsing for the loom command: --name value, --name=value, flags. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_help(const char *cmd, const char *usage, const cli_opt *opts) {
+    printf("usage: loom %s %s\n\noptions:\n", cmd, usage);
+    for (const cli_opt *o = opts; o->name; o++) {
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        printf("  %-26s %s", left, o->help);
+        if (o->arg && o->value) printf(" (default: %s)", o->value);
+        printf("\n");
+    }
+    printf("  %-26s %s\n", "--help", "show this help");
+}
+
+static cli_opt *find(cli_opt *opts, const char *name, size_t len) {
+    for (cli_opt *o = opts; o->name; o++)
+        if (strlen(o->name) == len && !strncmp(o->name, name, len)) return o;
+    return NULL;
+}
+
+int cli_parse(const char *cmd, const char *usage, cli_opt *opts, int argc, char **argv) {
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            cli_help(cmd, usage, opts);
+            return 1;
+        }
+        if (strncmp(a, "--", 2)) {
+            fprintf(stderr, "loom %s: unexpected argument '%s' (options start with --; see loom %s --help)\n", cmd, a, cmd);
+            return -1;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        cli_opt *o = find(opts, name, len);
+        if (!o) {
+            fprintf(stderr, "loom %s: unknown option '--%.*s' (see loom %s --help)\n", cmd, (int)len, name, cmd);
+            return -1;
+        }
+        if (!o->arg) {
+            if (eq) {
+                fprintf(stderr, "loom %s: --%s is a flag and takes no value\n", cmd, o->name);
+                return -1;
+            }
+            o->value = "1";
+        } else if (eq) {
+            o->value = eq + 1;
+        } else if (i + 1 < argc) {
+            o->value = argv[++i];
+        } else {
+            fprintf(stderr, "loom %s: --%s needs a value (%s)\n", cmd, o->name, o->arg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+const char *cli_get(const cli_opt *opts, const char *name) {
+    for (const cli_opt *o = opts; o->name; o++)
+        if (!strcmp(o->name, name)) return o->value;
+    return NULL;
+}
+
+int cli_int(const char *cmd, const cli_opt *opts, const char *name, long lo, long hi, long *out) {
+    const char *v = cli_get(opts, name);
+    if (!v) return 0;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "loom %s: --%s: '%s' is not a whole number in %ld..%ld\n", cmd, name, v, lo, hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int cli_float(const char *cmd, const cli_opt *opts, const char *name, double lo, double hi, double *out) {
+    const char *v = cli_get(opts, name);
+    if (!v) return 0;
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !isfinite(x) || x < lo || x > hi) {
+        fprintf(stderr, "loom %s: --%s: '%s' is not a number in %g..%g\n", cmd, name, v, lo, hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}

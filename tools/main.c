@@ -1,0 +1,32 @@
+/* The loom command: one binary, one sub-command per task. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "loom - train convolutional networks on every core of the CPU\n\n"
+            "usage: loom COMMAND [options]   (loom COMMAND --help for its options)\n\n"
+            "commands:\n"
+            "  train     train a model on a data set, printing progress and accuracy\n"
+            "  summary   print a model's layers, output shapes, parameters and FLOPs\n"
+            "  help      this text\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *c = argv[1];
+    if (!strcmp(c, "train")) return cmd_train(argc - 2, argv + 2);
+    if (!strcmp(c, "summary")) return cmd_summary(argc - 2, argv + 2);
+    if (!strcmp(c, "help") || !strcmp(c, "--help") || !strcmp(c, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "loom: unknown command '%s'\n\n", c);
+    usage(stderr);
+    return 2;
+}
