@@ -1,8 +1,8 @@
 /* conv2d as im2col + one GEMM per image and group. Per-image GEMMs keep the
- * column buffer small (it stays in cache for the next layer's pass) and
- * measured faster than one batched GEMM on the shapes loom trains
+ * column buffer small enough to stay in cache between im2col and the GEMM,
+ * and measured faster than one batched GEMM on the shapes loom trains
  * (DESIGN.md). A 1x1, stride-1, unpadded convolution is already a GEMM on the
- * image itself, so it skips the column buffer entirely. */
+ * image itself, so it skips im2col entirely. */
 #include "loom/kernels.h"
 
 #include <string.h>
@@ -109,10 +109,7 @@ void loom_k_col2im(const loom_conv_shape *s, int cin, const float *col, float *x
                 for (int oy = ylo; oy < yhi; oy++) {
                     const float *src = col + (size_t)oy * ow;
                     float *dst = xc + (size_t)(oy * s->sh + offy) * s->w;
-                    if (sw == 1)
-                        for (int ox = xlo; ox < xhi; ox++) dst[ox + offx] += src[ox];
-                    else
-                        for (int ox = xlo; ox < xhi; ox++) dst[ox * sw + offx] += src[ox];
+                    for (int ox = xlo; ox < xhi; ox++) dst[ox * sw + offx] += src[ox];
                 }
             }
         }

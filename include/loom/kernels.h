@@ -54,7 +54,8 @@ typedef struct {
 
 /* Compute s->oh, s->ow from the rest; returns 0, or -1 if the output would be empty. */
 int loom_k_conv2d_out(loom_conv_shape *s);
-/* Floats of scratch that conv2d forward/backward need (im2col buffer for one image). */
+/* Floats of scratch that conv2d forward/backward need: the im2col buffer for
+ * one image plus the per-group weight-gradient accumulator (K x oc). */
 size_t loom_k_conv2d_scratch(const loom_conv_shape *s);
 void loom_k_conv2d_fwd(const loom_conv_shape *s, const float *x, const float *W,
                        const float *b, float *y, int n, float *scratch);

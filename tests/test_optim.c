@@ -1,0 +1,65 @@
+/* Optimizers against PyTorch: tests/data/optim_fixtures.txt holds torch.optim
+ * parameter trajectories on a fixed quadratic (tools/gen_optim_fixtures.py);
+ * loom replays the same steps, applying the update in two slices to show that
+ * slicing does not change the result. PyTorch is not needed to run this. */
+#include <stdlib.h>
+
+#include "check.h"
+#include "loom/loom.h"
+
+#define MAXN 64
+
+static int read_vec(FILE *f, const char *tag, float *v, int n) {
+    char w[32];
+    if (fscanf(f, "%31s", w) != 1 || strcmp(w, tag)) return -1;
+    for (int i = 0; i < n; i++)
+        if (fscanf(f, "%f", &v[i]) != 1) return -1;
+    return 0;
+}
+
+int main(void) {
+    const char *dir = getenv("LOOM_TEST_DATA");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/optim_fixtures.txt", dir ? dir : "data");
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL, "cannot open %s", path);
+    if (!f) TEST_END();
+    char line[512];
+    if (!fgets(line, sizeof line, f)) return 1; /* comment */
+    int n, steps;
+    CHECK(fscanf(f, " n %d steps %d", &n, &steps) == 2 && n <= MAXN, "header");
+    float p0[MAXN], a[MAXN], b[MAXN], want[MAXN], p[MAXN], g[MAXN];
+    CHECK(!read_vec(f, "p0", p0, n) && !read_vec(f, "a", a, n) && !read_vec(f, "b", b, n), "vectors");
+    int cases = 0;
+    char name[32];
+    float lr, mom, wd, b1, b2, eps, alpha;
+    int nest;
+    while (fscanf(f, " case %31s lr %f momentum %f nesterov %d weight_decay %f beta1 %f beta2 %f eps %f alpha %f",
+                  name, &lr, &mom, &nest, &wd, &b1, &b2, &eps, &alpha) == 9) {
+        loom_optim_cfg cfg = {.kind = loom_optim_parse(name), .lr = lr, .momentum = mom, .nesterov = nest,
+                              .weight_decay = wd, .beta1 = b1, .beta2 = b2, .eps = eps, .alpha = alpha};
+        CHECK(cfg.kind >= 0, "known optimizer %s", name);
+        loom_optim *o = loom_optim_new(&cfg, (size_t)n);
+        memcpy(p, p0, sizeof p0);
+        double worst = 0;
+        for (int s = 0; s < steps; s++) {
+            for (int i = 0; i < n; i++) g[i] = a[i] * p[i] + b[i];
+            loom_optim_begin_step(o, lr);
+            loom_optim_apply(o, p, g, 0, (size_t)n / 2);
+            loom_optim_apply(o, p, g, (size_t)n / 2, (size_t)n);
+            CHECK(!read_vec(f, "step", want, n), "fixture step %d of %s", s, name);
+            for (int i = 0; i < n; i++) {
+                double err = fabs(p[i] - want[i]) / fmax(fabs(want[i]), 1e-2);
+                if (err > worst) worst = err;
+            }
+        }
+        CHECK(worst < 2e-5, "%s (case %d) differs from torch.optim by relative %g", name, cases, worst);
+        printf("optim %-8s case %2d: %d steps, worst relative difference to torch.optim %.2e\n", name, cases,
+               steps, worst);
+        loom_optim_free(o);
+        cases++;
+    }
+    fclose(f);
+    CHECK(cases == 12, "read %d cases", cases);
+    TEST_END();
+}
