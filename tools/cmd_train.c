@@ -99,6 +99,7 @@ int cmd_train(int argc, char **argv) {
         {"momentum", "X", "SGD/RMSprop momentum", "0.9"},
         {"nesterov", NULL, "Nesterov momentum (SGD)", NULL},
         {"weight-decay", "X", "L2 weight decay", "0"},
+        {"schedule", "SPEC", "lr schedule: const, step:N[:G], multistep:E1,E2[:G], exp:G, cosine[:WARMUP], plateau[:P[:F]]", "cosine"},
         {"threads", "N", "worker threads (0 = all cores)", "0"},
         {"deterministic", NULL, "bit-identical results for any thread count", NULL},
         {"seed", "N", "seed for initialisation, shuffling and dropout", "1"},
@@ -117,6 +118,11 @@ int cmd_train(int argc, char **argv) {
     if (kind < 0) {
         fprintf(stderr, "loom train: --optim: unknown optimizer '%s' (sgd, adam, adamw, rmsprop, adagrad, nadam)\n",
                 cli_get(o, "optim"));
+        return 2;
+    }
+    loom_schedule sched;
+    if (loom_schedule_parse(cli_get(o, "schedule"), (float)lr, (int)epochs, &sched)) {
+        fprintf(stderr, "loom train: --schedule: %s\n", loom_error());
         return 2;
     }
     const char *dir = cli_get(o, "data");
@@ -150,8 +156,8 @@ int cmd_train(int argc, char **argv) {
     }
     printf("loom train: %s on %s: %zu train / %zu test images %dx%dx%d, %d classes\n",
            loom_graph_name(g), dir, tr.count, te.count, tr.c, tr.h, tr.w, K);
-    printf("  %zu parameters; %s lr %g momentum %g%s, batch %ld, %d threads%s, seed %ld\n",
-           loom_graph_param_count(g), loom_optim_name(kind), lr, mom, to.optim.nesterov ? " (nesterov)" : "",
+    printf("  %zu parameters; %s lr %g (%s) momentum %g%s, batch %ld, %d threads%s, seed %ld\n",
+           loom_graph_param_count(g), loom_optim_name(kind), lr, cli_get(o, "schedule"), mom, to.optim.nesterov ? " (nesterov)" : "",
            batch, loom_trainer_threads(t), to.deterministic ? " (deterministic)" : "", seed);
     fflush(stdout);
     int tty = isatty(STDOUT_FILENO);
@@ -167,7 +173,8 @@ int cmd_train(int argc, char **argv) {
             int n = (int)(tr.count - at < (size_t)batch ? tr.count - at : (size_t)batch);
             gather(&tr, perm + at, n, x, y);
             loom_step_result r;
-            if (loom_trainer_step(t, x, y, n, (float)lr, &r)) {
+            float lr_now = loom_schedule_lr(&sched, (int)ep - 1, (double)b / (double)nb);
+            if (loom_trainer_step(t, x, y, n, lr_now, &r)) {
                 fprintf(stderr, "loom train: %s\n", loom_error());
                 goto done;
             }
@@ -196,8 +203,10 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr, "loom train: %s\n", loom_error());
             goto done;
         }
-        printf("epoch %ld/%ld: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | lr %g | %.1fs, %.0f img/s\n",
-               ep, epochs, lsum / seen, 100.0 * correct / seen, tl, 100.0 * acc, lr, el, seen / el);
+        printf("epoch %ld/%ld: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | lr %.3g | %.1fs, %.0f img/s\n",
+               ep, epochs, lsum / seen, 100.0 * correct / seen, tl, 100.0 * acc,
+               loom_schedule_lr(&sched, (int)ep - 1, 0.0), el, seen / el);
+        loom_schedule_epoch_end(&sched, tl);
         fflush(stdout);
     }
     printf("final test accuracy: %.2f%% (%s, %ld epochs, %.1fs)\n", 100.0 * acc, loom_graph_name(g), epochs,

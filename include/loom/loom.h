@@ -10,6 +10,7 @@
 #include "loom/optim.h"
 #include "loom/pool.h"
 #include "loom/rng.h"
+#include "loom/schedule.h"
 #include "loom/trainer.h"
 #include "loom/zoo.h"
 

@@ -1,0 +1,116 @@
+/* Learning-rate schedules, epoch-wise as torch.optim.lr_scheduler's
+ * StepLR / MultiStepLR / ExponentialLR / ReduceLROnPlateau, and cosine
+ * annealing evaluated per step (smooth), all with optional linear warm-up. */
+#include "loom/schedule.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loom/error.h"
+
+static int parse_float(const char *s, float *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !isfinite(v)) return -1;
+    *out = (float)v;
+    return 0;
+}
+
+static int parse_int(const char *s, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < 0 || v > 1000000) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int loom_schedule_parse(const char *spec, float base_lr, int epochs, loom_schedule *s) {
+    memset(s, 0, sizeof *s);
+    s->base_lr = base_lr;
+    s->epochs = epochs;
+    s->gamma = 0.1f;
+    s->plateau_scale = 1.0f;
+    s->best = INFINITY;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", spec ? spec : "const");
+    char *parts[4] = {0};
+    int np = 0;
+    for (char *p = buf, *tok; np < 4 && (tok = strsep(&p, ":")) != NULL;) parts[np++] = tok;
+    const char *k = parts[0];
+    int bad = 0;
+    if (!strcmp(k, "const") || !strcmp(k, "constant")) {
+        s->kind = LOOM_SCHED_CONST;
+        bad = np > 1;
+    } else if (!strcmp(k, "step")) {
+        s->kind = LOOM_SCHED_STEP;
+        bad = np < 2 || parse_int(parts[1], &s->step_size) || s->step_size < 1 ||
+              (np > 2 && parse_float(parts[2], &s->gamma));
+    } else if (!strcmp(k, "multistep")) {
+        s->kind = LOOM_SCHED_MULTISTEP;
+        if (np < 2) bad = 1;
+        else {
+            for (char *p = parts[1], *tok; !bad && (tok = strsep(&p, ",")) != NULL;) {
+                if (s->n_milestones == LOOM_SCHED_MAX_MILESTONES) bad = 1;
+                else bad = parse_int(tok, &s->milestones[s->n_milestones++]);
+            }
+            if (np > 2 && parse_float(parts[2], &s->gamma)) bad = 1;
+        }
+    } else if (!strcmp(k, "exp")) {
+        s->kind = LOOM_SCHED_EXP;
+        bad = np < 2 || parse_float(parts[1], &s->gamma);
+    } else if (!strcmp(k, "cosine")) {
+        s->kind = LOOM_SCHED_COSINE;
+        bad = np > 1 && parse_float(parts[1], &s->warmup_epochs);
+    } else if (!strcmp(k, "plateau")) {
+        s->kind = LOOM_SCHED_PLATEAU;
+        s->patience = 2;
+        bad = (np > 1 && parse_int(parts[1], &s->patience)) || (np > 2 && parse_float(parts[2], &s->gamma));
+    } else {
+        return loom_set_error("schedule '%s': unknown kind '%s' (const, step, multistep, exp, cosine, plateau)",
+                              spec, k);
+    }
+    if (bad || !(s->gamma > 0 && s->gamma <= 1.0f) || s->warmup_epochs < 0)
+        return loom_set_error("schedule '%s': bad parameters (forms: step:SIZE[:GAMMA], multistep:E1,E2[:GAMMA], "
+                              "exp:GAMMA, cosine[:WARMUP], plateau[:PATIENCE[:FACTOR]]; GAMMA in (0,1])",
+                              spec);
+    return LOOM_OK;
+}
+
+float loom_schedule_lr(const loom_schedule *s, int epoch, double frac) {
+    double t = epoch + frac, lr = s->base_lr;
+    switch (s->kind) {
+    case LOOM_SCHED_CONST: break;
+    case LOOM_SCHED_STEP: lr *= pow(s->gamma, epoch / s->step_size); break;
+    case LOOM_SCHED_MULTISTEP:
+        for (int i = 0; i < s->n_milestones; i++)
+            if (epoch >= s->milestones[i]) lr *= s->gamma;
+        break;
+    case LOOM_SCHED_EXP: lr *= pow(s->gamma, epoch); break;
+    case LOOM_SCHED_COSINE: {
+        double len = s->epochs - s->warmup_epochs;
+        double x = len > 0 ? (t - s->warmup_epochs) / len : 1.0;
+        if (x < 0) x = 0;
+        if (x > 1) x = 1;
+        lr = s->min_lr + (s->base_lr - s->min_lr) * 0.5 * (1.0 + cos(3.141592653589793 * x));
+        break;
+    }
+    case LOOM_SCHED_PLATEAU: lr *= s->plateau_scale; break;
+    }
+    if (s->warmup_epochs > 0 && t < s->warmup_epochs) lr *= t / s->warmup_epochs;
+    return (float)lr;
+}
+
+void loom_schedule_epoch_end(loom_schedule *s, double val_loss) {
+    if (s->kind != LOOM_SCHED_PLATEAU) return;
+    /* PyTorch's default threshold: relative improvement of 1e-4 */
+    if (val_loss < s->best * (1.0 - 1e-4)) {
+        s->best = val_loss;
+        s->bad_epochs = 0;
+    } else if (++s->bad_epochs > s->patience) {
+        s->plateau_scale *= s->gamma;
+        if (s->base_lr * s->plateau_scale < s->min_lr) s->plateau_scale = s->min_lr / s->base_lr;
+        s->bad_epochs = 0;
+    }
+}

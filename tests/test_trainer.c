@@ -1,0 +1,186 @@
+/* The data-parallel trainer:
+ *  - deterministic mode: bit-identical weights and BN buffers for 1..4 threads
+ *    (a small CNN with batch norm and dropout, several steps);
+ *  - same thread count twice: bit-identical without the deterministic option;
+ *  - sharding is exact: one SGD step (lr 1, no momentum) moves the weights by
+ *    the whole-batch gradient computed by a single replica;
+ *  - no allocation in the steady-state step (malloc/calloc/realloc are wrapped
+ *    at link time and counted);
+ *  - OPENBLAS_NUM_THREADS (set to 4 by ctest for this test) cannot make the
+ *    runtime oversubscribe: BLAS reports one thread and a one-thread trainer
+ *    uses about one core of CPU time. */
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "check.h"
+#include "loom/loom.h"
+
+/* ---- allocation counting (linked with -Wl,--wrap=malloc,...) ---- */
+static atomic_long n_alloc;
+void *__real_malloc(size_t);
+void *__real_calloc(size_t, size_t);
+void *__real_realloc(void *, size_t);
+void *__wrap_malloc(size_t n) { atomic_fetch_add(&n_alloc, 1); return __real_malloc(n); }
+void *__wrap_calloc(size_t a, size_t b) { atomic_fetch_add(&n_alloc, 1); return __real_calloc(a, b); }
+void *__wrap_realloc(void *p, size_t n) { atomic_fetch_add(&n_alloc, 1); return __real_realloc(p, n); }
+
+enum { N = 48, C = 1, H = 12, W = 12, K = 4, B = 16 };
+static float X[N * C * H * W];
+static int32_t Y[N];
+
+static loom_graph *small_cnn(int bn_and_dropout) {
+    loom_graph *g = loom_graph_new("small");
+    loom_node x = loom_input(g, C, H, W);
+    x = loom_conv2d(g, x, 6, 3, 1, 1);
+    if (bn_and_dropout) x = loom_batchnorm(g, x);
+    x = loom_maxpool2d(g, loom_relu(g, x), 2, 2);
+    if (bn_and_dropout) x = loom_dropout(g, x, 0.25f);
+    x = loom_dense(g, x, 16);
+    if (bn_and_dropout) x = loom_batchnorm(g, x);
+    x = loom_relu(g, x);
+    if (bn_and_dropout) x = loom_dropout(g, x, 0.5f);
+    loom_dense(g, x, K);
+    if (loom_graph_finish(g, 9) != LOOM_OK) return NULL;
+    return g;
+}
+
+/* Train a few steps; copy out parameters and buffers. */
+static void train(int threads, int det, loom_optim_kind kind, float *params, float *bufs, size_t *np,
+                  size_t *nb) {
+    loom_graph *g = small_cnn(1);
+    loom_trainer_opts o = {.batch = B, .threads = threads, .deterministic = det, .seed = 5,
+                           .optim = {.kind = kind, .lr = 0.05f, .momentum = 0.9f}, .clip_norm = 5.0f};
+    loom_trainer *t = loom_trainer_new(g, &o);
+    for (int s = 0; s < 6; s++) {
+        int at = (s * B) % N;
+        loom_trainer_step(t, X + (size_t)at * C * H * W, Y + at, s == 5 ? 13 : B, 0.05f, NULL);
+    }
+    *np = loom_graph_param_count(g);
+    *nb = loom_graph_buffer_count(g);
+    memcpy(params, loom_graph_params(g), *np * sizeof(float));
+    memcpy(bufs, loom_graph_buffers(g), *nb * sizeof(float));
+    loom_trainer_free(t);
+    loom_graph_free(g);
+}
+
+static void test_determinism(void) {
+    static float p1[8192], b1[256], p[8192], b[256];
+    size_t np, nb;
+    for (int k = 0; k < 2; k++) {
+        loom_optim_kind kind = k ? LOOM_ADAM : LOOM_SGD;
+        train(1, 1, kind, p1, b1, &np, &nb);
+        CHECK(np < 8192 && nb > 0 && nb < 256, "sizes %zu %zu", np, nb);
+        for (int T = 2; T <= 4; T++) {
+            train(T, 1, kind, p, b, &np, &nb);
+            CHECK(!memcmp(p, p1, np * 4) && !memcmp(b, b1, nb * 4),
+                  "deterministic %s: %d threads differ from 1 thread", loom_optim_name(kind), T);
+        }
+        /* not deterministic mode: same thread count, same bits */
+        train(2, 0, kind, p1, b1, &np, &nb);
+        train(2, 0, kind, p, b, &np, &nb);
+        CHECK(!memcmp(p, p1, np * 4) && !memcmp(b, b1, nb * 4), "2 threads twice differ (%s)",
+              loom_optim_name(kind));
+    }
+    printf("determinism: SGD and Adam, BN + dropout + clipping, 1/2/3/4 threads bit-identical\n");
+}
+
+static void test_shards_sum_to_batch(void) {
+    loom_graph *g = small_cnn(0);
+    size_t np = loom_graph_param_count(g);
+    float *before = malloc(np * 4), *want = malloc(np * 4);
+    memcpy(before, loom_graph_params(g), np * 4);
+    /* reference: one replica, the whole batch */
+    loom_exec *e = loom_exec_new(g, B);
+    memcpy(loom_exec_input(e), X, sizeof(float) * B * C * H * W);
+    loom_exec_forward(e, B, 1, 0, 0);
+    loom_exec_zero_act_grad(e);
+    loom_exec_zero_param_grad(e);
+    loom_k_softmax_xent(loom_exec_output(e), Y, loom_exec_output_grad(e), B, K, 1.0f / B);
+    loom_exec_backward(e, B);
+    for (size_t i = 0; i < np; i++) want[i] = before[i] - loom_exec_param_grad(e)[i];
+    loom_exec_free(e);
+    for (int T = 1; T <= 3; T++) {
+        memcpy(loom_graph_params(g), before, np * 4);
+        loom_trainer_opts o = {.batch = B, .threads = T, .optim = {.kind = LOOM_SGD, .lr = 1.0f}};
+        loom_trainer *t = loom_trainer_new(g, &o);
+        loom_step_result r;
+        loom_trainer_step(t, X, Y, B, 1.0f, &r);
+        double worst = 0;
+        for (size_t i = 0; i < np; i++) worst = fmax(worst, fabs(loom_graph_params(g)[i] - want[i]));
+        CHECK(worst < 1e-5, "%d threads: sharded step differs from whole-batch gradient by %g", T, worst);
+        loom_trainer_free(t);
+    }
+    free(before);
+    free(want);
+    loom_graph_free(g);
+}
+
+static void test_no_malloc(void) {
+    loom_graph *g = small_cnn(1);
+    loom_trainer_opts o = {.batch = B, .threads = 2, .seed = 1, .optim = {.kind = LOOM_ADAM, .lr = 1e-3f},
+                           .clip_norm = 1.0f};
+    loom_trainer *t = loom_trainer_new(g, &o);
+    loom_step_result r;
+    for (int s = 0; s < 2; s++) loom_trainer_step(t, X, Y, B, 1e-3f, &r);
+    long a0 = atomic_load(&n_alloc);
+    for (int s = 0; s < 10; s++) loom_trainer_step(t, X + (s % 3) * B * H * W, Y + (s % 3) * B, B, 1e-3f, &r);
+    double l;
+    int c;
+    loom_trainer_eval(t, X, Y, B, &l, &c, NULL);
+    long used = atomic_load(&n_alloc) - a0;
+    CHECK(used == 0, "steady-state steps allocated %ld times", used);
+    CHECK(atomic_load(&n_alloc) > 0, "the allocation counter works (counted %ld at setup)", atomic_load(&n_alloc));
+    printf("allocations in 10 steady-state steps + 1 eval: %ld\n", used);
+    loom_trainer_free(t);
+    loom_graph_free(g);
+}
+
+int openblas_get_num_threads(void);
+
+static double cpu_now(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+static double wall_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static void test_blas_discipline(void) {
+    const char *env = getenv("OPENBLAS_NUM_THREADS");
+    loom_graph *g = loom_graph_new("wide");
+    loom_node x = loom_input(g, 1, 32, 32);
+    x = loom_relu(g, loom_dense(g, x, 1024));
+    loom_dense(g, x, K);
+    loom_graph_finish(g, 1);
+    static float Xw[128 * 1024];
+    static int32_t Yw[128];
+    t_fill(Xw, 128 * 1024, 3, 0, 1);
+    loom_trainer_opts o = {.batch = 128, .threads = 1, .optim = {.kind = LOOM_SGD, .lr = 1e-3f}};
+    loom_trainer *t = loom_trainer_new(g, &o);
+    CHECK(openblas_get_num_threads() == 1, "OpenBLAS threads %d with OPENBLAS_NUM_THREADS=%s",
+          openblas_get_num_threads(), env ? env : "(unset)");
+    double c0 = cpu_now(), w0 = wall_now();
+    for (int s = 0; s < 20; s++) loom_trainer_step(t, Xw, Yw, 128, 1e-3f, NULL);
+    double cpu = cpu_now() - c0, wall = wall_now() - w0;
+    CHECK(cpu <= 1.25 * wall + 0.05, "1-thread trainer used %.2f s CPU in %.2f s wall (BLAS threads running?)",
+          cpu, wall);
+    printf("OPENBLAS_NUM_THREADS=%s: BLAS threads %d; 1-thread trainer CPU/wall = %.2f\n", env ? env : "(unset)",
+           openblas_get_num_threads(), cpu / wall);
+    loom_trainer_free(t);
+    loom_graph_free(g);
+}
+
+int main(void) {
+    t_fill(X, sizeof X / sizeof X[0], 1, 0, 1);
+    for (int i = 0; i < N; i++) Y[i] = (i * 7) % K;
+    test_determinism();
+    test_shards_sum_to_batch();
+    test_no_malloc();
+    test_blas_discipline();
+    TEST_END();
+}
