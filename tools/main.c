@@ -11,6 +11,7 @@ static void usage(FILE *f) {
             "commands:\n"
             "  train     train a model on a data set, printing progress and accuracy\n"
             "  summary   print a model's layers, output shapes, parameters and FLOPs\n"
+            "  bench     measure training and inference speed per thread count\n"
             "  help      this text\n");
 }
 
@@ -22,6 +23,7 @@ int main(int argc, char **argv) {
     const char *c = argv[1];
     if (!strcmp(c, "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(c, "summary")) return cmd_summary(argc - 2, argv + 2);
+    if (!strcmp(c, "bench")) return cmd_bench(argc - 2, argv + 2);
     if (!strcmp(c, "help") || !strcmp(c, "--help") || !strcmp(c, "-h")) {
         usage(stdout);
         return 0;

@@ -1,0 +1,336 @@
+/* The dataset interface's common parts: allocation, class names, bounds
+ * checks, subsets and splits, format recognition, and the IDX reader as a
+ * dataset. */
+#include "loom/dataset.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "loom/error.h"
+#include "loom/idx.h"
+#include "loom/rng.h"
+
+loom_dataset *loom_dataset_alloc(const char *format, const char *path) {
+    loom_dataset *ds = calloc(1, sizeof *ds);
+    if (!ds) {
+        loom_set_error("%s: out of memory", path);
+        return NULL;
+    }
+    snprintf(ds->format, sizeof ds->format, "%s", format);
+    snprintf(ds->path, sizeof ds->path, "%s", path);
+    return ds;
+}
+
+int loom_dataset_set_classes(loom_dataset *ds, int n, const char *const *names) {
+    ds->class_names = calloc((size_t)n + 1, sizeof(char *));
+    if (!ds->class_names) return loom_set_error("%s: out of memory", ds->path);
+    for (int i = 0; i < n; i++) {
+        ds->class_names[i] = strdup(names[i]);
+        if (!ds->class_names[i]) return loom_set_error("%s: out of memory", ds->path);
+    }
+    ds->num_classes = n;
+    return LOOM_OK;
+}
+
+void loom_dataset_free(loom_dataset *ds) {
+    if (!ds) return;
+    if (ds->destroy) ds->destroy(ds);
+    if (ds->class_names)
+        for (int i = 0; i < ds->num_classes; i++) free(ds->class_names[i]);
+    free(ds->class_names);
+    free(ds);
+}
+
+int loom_dataset_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
+    if (i >= ds->count)
+        return loom_set_error("%s: sample %zu requested, the set has %zu", ds->path, i, ds->count);
+    return ds->get(ds, i, hwc, label);
+}
+
+void loom_dataset_describe(const loom_dataset *ds, size_t i, char *buf, size_t cap) {
+    if (ds->describe) ds->describe(ds, i, buf, cap);
+    else snprintf(buf, cap, "%s sample %zu", ds->path, i);
+}
+
+const char *loom_dataset_class_name(const loom_dataset *ds, int k, char *buf, size_t cap) {
+    if (ds->class_names && k >= 0 && k < ds->num_classes) return ds->class_names[k];
+    snprintf(buf, cap, "%d", k);
+    return buf;
+}
+
+/* ---- subsets ---- */
+typedef struct {
+    loom_dataset *base;
+    uint32_t *index;
+} subset_impl;
+
+static int subset_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
+    subset_impl *s = ds->impl;
+    return loom_dataset_get(s->base, s->index[i], hwc, label);
+}
+
+static void subset_describe(const loom_dataset *ds, size_t i, char *buf, size_t cap) {
+    const subset_impl *s = ds->impl;
+    loom_dataset_describe(s->base, s->index[i], buf, cap);
+}
+
+static void subset_destroy(loom_dataset *ds) {
+    subset_impl *s = ds->impl;
+    if (s) free(s->index);
+    free(s);
+}
+
+loom_dataset *loom_dataset_subset(loom_dataset *base, const uint32_t *index, size_t count) {
+    loom_dataset *ds = loom_dataset_alloc("subset", base->path);
+    if (!ds) return NULL;
+    subset_impl *s = calloc(1, sizeof *s);
+    ds->impl = s;
+    ds->destroy = subset_destroy;
+    if (!s || !(s->index = malloc((count + 1) * sizeof(uint32_t)))) {
+        loom_dataset_free(ds);
+        loom_set_error("%s: out of memory", base->path);
+        return NULL;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (index[i] >= base->count) {
+            loom_dataset_free(ds);
+            loom_set_error("%s: subset index %u out of range (%zu samples)", base->path, index[i], base->count);
+            return NULL;
+        }
+        s->index[i] = index[i];
+    }
+    s->base = base;
+    ds->count = count;
+    ds->c = base->c;
+    ds->h = base->h;
+    ds->w = base->w;
+    ds->labeled = base->labeled;
+    ds->get = subset_get;
+    ds->describe = subset_describe;
+    if (base->num_classes) {
+        if (base->class_names) {
+            if (loom_dataset_set_classes(ds, base->num_classes, (const char *const *)base->class_names)) {
+                loom_dataset_free(ds);
+                return NULL;
+            }
+        } else {
+            ds->num_classes = base->num_classes;
+        }
+    }
+    return ds;
+}
+
+/* Labels of every sample; reading them may decode (folders), so splits of
+ * such sets should be taken once. */
+static int all_labels(loom_dataset *ds, int32_t *labels) {
+    uint8_t *tmp = malloc((size_t)ds->c * ds->h * ds->w);
+    if (!tmp) return loom_set_error("%s: out of memory", ds->path);
+    for (size_t i = 0; i < ds->count; i++)
+        if (loom_dataset_get(ds, i, tmp, &labels[i])) {
+            free(tmp);
+            return LOOM_ERR;
+        }
+    free(tmp);
+    return LOOM_OK;
+}
+
+int loom_dataset_split(loom_dataset *base, double val_frac, uint64_t seed, int stratified,
+                       loom_dataset **train, loom_dataset **val) {
+    *train = *val = NULL;
+    if (!(val_frac > 0 && val_frac < 1))
+        return loom_set_error("%s: validation fraction %g must be between 0 and 1", base->path, val_frac);
+    size_t n = base->count;
+    uint32_t *perm = malloc((n + 1) * sizeof(uint32_t));
+    uint32_t *tr = malloc((n + 1) * sizeof(uint32_t)), *va = malloc((n + 1) * sizeof(uint32_t));
+    int32_t *lab = NULL;
+    size_t ntr = 0, nva = 0;
+    int rc = LOOM_ERR;
+    if (!perm || !tr || !va) {
+        loom_set_error("%s: out of memory", base->path);
+        goto done;
+    }
+    loom_rng_permutation(loom_rng_key(seed, LOOM_RNG_SPLIT, 0, 0), perm, (uint32_t)n);
+    if (stratified && base->labeled && base->num_classes > 0) {
+        lab = malloc((n + 1) * sizeof(int32_t));
+        if (!lab) {
+            loom_set_error("%s: out of memory", base->path);
+            goto done;
+        }
+        if (all_labels(base, lab)) goto done;
+        /* within each class, the first round(frac * class count) in shuffled order go to validation */
+        int K = base->num_classes;
+        size_t *cnt = calloc((size_t)K + 1, sizeof(size_t)), *taken = calloc((size_t)K + 1, sizeof(size_t));
+        if (!cnt || !taken) {
+            free(cnt);
+            free(taken);
+            loom_set_error("%s: out of memory", base->path);
+            goto done;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (lab[i] >= 0 && lab[i] < K) cnt[lab[i]]++;
+        for (size_t k = 0; k < n; k++) {
+            uint32_t i = perm[k];
+            int c = lab[i];
+            size_t want = (c >= 0 && c < K) ? (size_t)(val_frac * (double)cnt[c] + 0.5) : 0;
+            if (c >= 0 && c < K && taken[c] < want) {
+                taken[c]++;
+                va[nva++] = i;
+            } else {
+                tr[ntr++] = i;
+            }
+        }
+        free(cnt);
+        free(taken);
+    } else {
+        size_t nv = (size_t)(val_frac * (double)n + 0.5);
+        for (size_t k = 0; k < n; k++) {
+            if (k < nv) va[nva++] = perm[k];
+            else tr[ntr++] = perm[k];
+        }
+    }
+    if (!ntr || !nva) {
+        loom_set_error("%s: a %.0f%% validation split of %zu samples leaves a part empty", base->path, val_frac * 100, n);
+        goto done;
+    }
+    *train = loom_dataset_subset(base, tr, ntr);
+    *val = loom_dataset_subset(base, va, nva);
+    if (!*train || !*val) {
+        loom_dataset_free(*train);
+        loom_dataset_free(*val);
+        *train = *val = NULL;
+        goto done;
+    }
+    rc = LOOM_OK;
+done:
+    free(perm);
+    free(tr);
+    free(va);
+    free(lab);
+    return rc;
+}
+
+/* ---- IDX as a dataset ---- */
+typedef struct {
+    loom_idx img, lab;
+} idx_impl;
+
+static int idx_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
+    idx_impl *m = ds->impl;
+    memcpy(hwc, m->img.data + i * m->img.item_size, m->img.item_size);
+    *label = m->lab.data[i];
+    return LOOM_OK;
+}
+
+static void idx_describe(const loom_dataset *ds, size_t i, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s image %zu", ds->path, i);
+}
+
+static void idx_destroy(loom_dataset *ds) {
+    idx_impl *m = ds->impl;
+    if (!m) return;
+    loom_idx_free(&m->img);
+    loom_idx_free(&m->lab);
+    free(m);
+}
+
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* A labels file next to an images file: replace "images-idx3" by "labels-idx1"
+ * (or the dotted variant). */
+static int labels_beside(const char *img, char *out, size_t cap) {
+    const char *pats[][2] = {{"images-idx3", "labels-idx1"}, {"images.idx3", "labels.idx1"}};
+    for (int k = 0; k < 2; k++) {
+        const char *at = strstr(img, pats[k][0]);
+        if (!at) continue;
+        snprintf(out, cap, "%.*s%s%s", (int)(at - img), img, pats[k][1], at + strlen(pats[k][0]));
+        return 0;
+    }
+    return loom_set_error("%s: cannot tell the labels file from this name (expected '...images-idx3...')", img);
+}
+
+loom_dataset *loom_dataset_open_idx(const char *path, const loom_dataset_opts *o) {
+    char ip[4096], lp[4096];
+    const char *split = o && o->split ? o->split : "train";
+    if (is_dir(path)) {
+        if (loom_idx_find(path, split, ip, lp, sizeof ip)) return NULL;
+    } else {
+        snprintf(ip, sizeof ip, "%s", path);
+        if (labels_beside(path, lp, sizeof lp)) return NULL;
+    }
+    loom_dataset *ds = loom_dataset_alloc("idx", ip);
+    idx_impl *m = calloc(1, sizeof *m);
+    if (!ds || !m) {
+        free(m);
+        loom_dataset_free(ds);
+        loom_set_error("%s: out of memory", path);
+        return NULL;
+    }
+    ds->impl = m;
+    ds->destroy = idx_destroy;
+    if (loom_idx_read_pair(ip, lp, &m->img, &m->lab)) {
+        loom_dataset_free(ds);
+        return NULL;
+    }
+    if (m->img.ndim != 3 && !(m->img.ndim == 4 && (m->img.dims[3] == 1 || m->img.dims[3] == 3))) {
+        loom_set_error("%s: expected images (count, rows, cols[, channels]), found %d dimensions", ip, m->img.ndim);
+        loom_dataset_free(ds);
+        return NULL;
+    }
+    int maxl = 0;
+    for (size_t i = 0; i < m->lab.count; i++)
+        if (m->lab.data[i] > maxl) maxl = m->lab.data[i];
+    ds->count = m->img.count;
+    ds->h = (int)m->img.dims[1];
+    ds->w = (int)m->img.dims[2];
+    ds->c = m->img.ndim == 4 ? (int)m->img.dims[3] : 1;
+    ds->num_classes = maxl + 1 < 10 ? 10 : maxl + 1;
+    ds->labeled = 1;
+    ds->get = idx_get;
+    ds->describe = idx_describe;
+    return ds;
+}
+
+/* ---- format recognition ---- */
+static int has_suffix(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcasecmp(s + a - b, suf);
+}
+
+static int dir_has(const char *dir, int (*pred)(const char *name)) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int found = 0;
+    while (!found && (e = readdir(d)) != NULL) found = pred(e->d_name);
+    closedir(d);
+    return found;
+}
+
+static int is_idx_name(const char *n) { return strstr(n, "-ubyte") != NULL && strstr(n, "idx") != NULL; }
+static int is_cifar_name(const char *n) { return has_suffix(n, ".bin") && (strstr(n, "batch") != NULL); }
+
+loom_dataset *loom_dataset_open(const char *path, const loom_dataset_opts *o) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        loom_set_error("%s: no such file or folder", path);
+        return NULL;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        if (dir_has(path, is_idx_name)) return loom_dataset_open_idx(path, o);
+        if (dir_has(path, is_cifar_name)) return loom_dataset_open_cifar(path, o);
+        return loom_dataset_open_folder(path, o);
+    }
+    if (has_suffix(path, ".csv")) return loom_dataset_open_csv(path, o);
+    if (has_suffix(path, ".bin")) return loom_dataset_open_cifar(path, o);
+    if (strstr(path, "idx")) return loom_dataset_open_idx(path, o);
+    loom_set_error("%s: unknown data format (expected a folder of IDX files, class folders or CIFAR batches, "
+                   "an IDX file, a .csv, or a CIFAR .bin)", path);
+    return NULL;
+}

@@ -1,0 +1,159 @@
+/* loom bench: thread scaling of training (and inference) on synthetic data,
+ * with the step time broken down into forward, backward, reduction +
+ * optimizer, and idle at barriers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "loom/loom.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct {
+    int threads;
+    double train_ips, infer_ips, fwd, bwd, reduce, idle, data, step;
+} bench_row;
+
+static int parse_threads(const char *s, int *out, int max) {
+    int n = 0;
+    const char *p = s;
+    while (*p && n < max) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 1024) return -1;
+        out[n++] = (int)v;
+        if (*end == ',') end++;
+        else if (*end) return -1;
+        p = end;
+    }
+    return n;
+}
+
+int cmd_bench(int argc, char **argv) {
+    cli_opt o[] = {{"model", "NAME", "zoo model", "lenet5"},
+                   {"input", "CxHxW", "input shape", "1x28x28"},
+                   {"classes", "N", "number of classes", "10"},
+                   {"batch", "N", "mini-batch size", "64"},
+                   {"threads", "LIST", "thread counts, comma-separated", "1,2"},
+                   {"steps", "N", "timed training steps per thread count", "50"},
+                   {"warmup", "N", "untimed steps first", "5"},
+                   {"optim", "NAME", "optimizer", "sgd"},
+                   {"deterministic", NULL, "fixed shard count (bit-identical across thread counts)", NULL},
+                   {"csv", NULL, "print CSV: a header line, then one row per thread count", NULL},
+                   {NULL, NULL, NULL, NULL}};
+    int pr = cli_parse("bench", "[options]", o, argc, argv);
+    if (pr) return pr > 0 ? 0 : 2;
+    int c, h, w;
+    char extra;
+    if (sscanf(cli_get(o, "input"), "%dx%dx%d%c", &c, &h, &w, &extra) != 3 || c <= 0 || h <= 0 || w <= 0) {
+        fprintf(stderr, "loom bench: --input: '%s' is not CxHxW (e.g. 3x64x64)\n", cli_get(o, "input"));
+        return 2;
+    }
+    long K = 10, B = 64, steps = 50, warm = 5;
+    if (cli_int("bench", o, "classes", 1, 100000, &K) || cli_int("bench", o, "batch", 1, 65536, &B) ||
+        cli_int("bench", o, "steps", 1, 1000000, &steps) || cli_int("bench", o, "warmup", 0, 1000000, &warm))
+        return 2;
+    int th[64];
+    int nth = parse_threads(cli_get(o, "threads"), th, 64);
+    if (nth <= 0) {
+        fprintf(stderr, "loom bench: --threads: '%s' is not a list like 1,2,4\n", cli_get(o, "threads"));
+        return 2;
+    }
+    int kind = loom_optim_parse(cli_get(o, "optim"));
+    if (kind < 0) {
+        fprintf(stderr, "loom bench: --optim: unknown optimizer '%s'\n", cli_get(o, "optim"));
+        return 2;
+    }
+    int csv = cli_get(o, "csv") != NULL;
+    size_t in = (size_t)c * h * w;
+    float *x = malloc((size_t)B * in * sizeof(float));
+    int32_t *y = malloc((size_t)B * sizeof(int32_t));
+    float *out = malloc((size_t)B * K * sizeof(float));
+    bench_row *rows = calloc((size_t)nth, sizeof *rows);
+    if (!x || !y || !out || !rows) {
+        fprintf(stderr, "loom bench: out of memory\n");
+        return 1;
+    }
+    for (size_t i = 0; i < (size_t)B * in; i++) x[i] = loom_rng_uniform(7, i);
+    for (long i = 0; i < B; i++) y[i] = (int32_t)(i % K);
+    int rc = 0;
+    loom_graph *g0 = loom_zoo_build(cli_get(o, "model"), c, h, w, (int)K, 1);
+    if (!g0) {
+        fprintf(stderr, "loom bench: %s\n", loom_error());
+        rc = 1;
+        goto done;
+    }
+    double gflop = 0;
+    for (int i = 0; i < loom_graph_count(g0); i++) gflop += loom_layer_flops(g0, i);
+    if (!csv)
+        printf("loom bench: %s, input %dx%dx%d, batch %ld, %ld steps (+%ld warm-up), %s, %.1f MFLOP/image forward\n",
+               cli_get(o, "model"), c, h, w, B, steps, warm, loom_optim_name(kind), gflop / 1e6);
+    loom_graph_free(g0);
+    for (int r = 0; r < nth; r++) {
+        loom_graph *g = loom_zoo_build(cli_get(o, "model"), c, h, w, (int)K, 1);
+        loom_trainer_opts to = {.batch = (int)B, .threads = th[r], .deterministic = cli_get(o, "deterministic") != NULL,
+                                .seed = 1, .optim = {.kind = kind, .lr = 1e-3f, .momentum = 0.9f}};
+        loom_trainer *t = loom_trainer_new(g, &to);
+        if (!t) {
+            fprintf(stderr, "loom bench: %s\n", loom_error());
+            loom_graph_free(g);
+            rc = 1;
+            goto done;
+        }
+        for (long s = 0; s < warm; s++) loom_trainer_step(t, x, y, (int)B, 1e-3f, NULL);
+        loom_trainer_reset_timing(t);
+        double t0 = now();
+        for (long s = 0; s < steps; s++) loom_trainer_step(t, x, y, (int)B, 1e-3f, NULL);
+        double el = now() - t0;
+        const loom_step_timing *tm = loom_trainer_timing(t);
+        bench_row *row = &rows[r];
+        row->threads = th[r];
+        row->train_ips = (double)steps * B / el;
+        row->step = el / steps;
+        row->fwd = tm->forward / steps;
+        row->bwd = tm->backward / steps;
+        row->reduce = tm->reduce / steps;
+        row->idle = tm->idle / steps;
+        long isteps = steps > 10 ? steps : 10;
+        for (long s = 0; s < 2; s++) loom_trainer_eval(t, x, y, (int)B, NULL, NULL, out);
+        t0 = now();
+        for (long s = 0; s < isteps; s++) loom_trainer_eval(t, x, y, (int)B, NULL, NULL, out);
+        row->infer_ips = (double)isteps * B / (now() - t0);
+        loom_trainer_free(t);
+        loom_graph_free(g);
+    }
+    if (csv) {
+        printf("threads,images_per_s,speedup,efficiency,step_ms,forward_ms,backward_ms,reduce_opt_ms,data_wait_ms,idle_ms,infer_images_per_s\n");
+        for (int r = 0; r < nth; r++) {
+            bench_row *b = &rows[r];
+            double sp = b->train_ips / rows[0].train_ips * th[0];
+            printf("%d,%.1f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.1f\n", b->threads, b->train_ips, sp,
+                   sp / b->threads, b->step * 1e3, b->fwd * 1e3, b->bwd * 1e3, b->reduce * 1e3, b->data * 1e3,
+                   b->idle * 1e3, b->infer_ips);
+        }
+    } else {
+        printf("%7s %12s %8s %6s %9s %9s %9s %10s %9s %9s %12s\n", "threads", "train img/s", "speedup", "effic",
+               "step ms", "fwd ms", "bwd ms", "reduce ms", "data ms", "idle ms", "infer img/s");
+        for (int r = 0; r < nth; r++) {
+            bench_row *b = &rows[r];
+            double sp = b->train_ips / rows[0].train_ips * th[0];
+            printf("%7d %12.1f %7.2fx %5.0f%% %9.2f %9.2f %9.2f %10.2f %9.2f %9.2f %12.1f\n", b->threads,
+                   b->train_ips, sp, 100 * sp / b->threads, b->step * 1e3, b->fwd * 1e3, b->bwd * 1e3,
+                   b->reduce * 1e3, b->data * 1e3, b->idle * 1e3, b->infer_ips);
+        }
+        printf("(speedup is relative to the first thread count; fwd/bwd are the slowest worker's, "
+               "reduce includes the optimizer)\n");
+    }
+done:
+    free(x);
+    free(y);
+    free(out);
+    free(rows);
+    return rc;
+}
