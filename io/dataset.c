@@ -28,11 +28,11 @@ loom_dataset *loom_dataset_alloc(const char *format, const char *path) {
 int loom_dataset_set_classes(loom_dataset *ds, int n, const char *const *names) {
     ds->class_names = calloc((size_t)n + 1, sizeof(char *));
     if (!ds->class_names) return loom_set_error("%s: out of memory", ds->path);
+    ds->num_classes = n; /* set first: a failed strdup leaves NULLs that free() skips */
     for (int i = 0; i < n; i++) {
         ds->class_names[i] = strdup(names[i]);
         if (!ds->class_names[i]) return loom_set_error("%s: out of memory", ds->path);
     }
-    ds->num_classes = n;
     return LOOM_OK;
 }
 

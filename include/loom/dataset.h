@@ -20,7 +20,7 @@ struct loom_dataset {
     char path[1024];
     size_t count;
     int c, h, w;          /* every sample is h*w*c bytes, HWC */
-    int num_classes;      /* 0 if the set has no labels */
+    int num_classes;      /* classes of the task (a Kaggle test.csv still has 10) */
     char **class_names;   /* num_classes names (may be NULL for unnamed: "0".."9") */
     int labeled;          /* 0: get() returns label -1 (e.g. a Kaggle test.csv) */
     /* Read sample i into hwc (h*w*c bytes) and *label. Must be safe to call

@@ -1,0 +1,407 @@
+/* A folder of class folders of PNG/JPEG images, the layout of Kaggle's image
+ * sets (Intel Image Classification: seg_train/seg_train/<class>/<n>.jpg). The
+ * listing is taken once at open; get() decodes its file on every call, and
+ * reads nothing but the listing, so any number of threads may call it. */
+#include "loom/dataset.h"
+
+#include "loom/error.h"
+#include "loom/image.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+/* get() builds paths on its stack; open refuses trees with longer ones. */
+#define PATH_CAP 4096
+
+typedef struct {
+    char *root;       /* the folder holding the class folders */
+    char *pool;       /* "class/file\0" of every sample, back to back */
+    size_t *off;      /* sample i's name is pool + off[i] */
+    int32_t *label;
+    size_t count;
+    int c, h, w;
+} folder_impl;
+
+/* ---- listing --------------------------------------------------------------------- */
+
+typedef struct {
+    char **v;
+    size_t n, cap;
+} strlist;
+
+static void list_free(strlist *l) {
+    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+static int list_push(strlist *l, const char *s) {
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 16;
+        char **nv = realloc(l->v, ncap * sizeof *nv);
+        if (!nv) return LOOM_ERR;
+        l->v = nv;
+        l->cap = ncap;
+    }
+    if (!(l->v[l->n] = strdup(s))) return LOOM_ERR;
+    l->n++;
+    return LOOM_OK;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int is_image_name(const char *n) {
+    const char *dot = strrchr(n, '.');
+    return dot && dot != n &&
+           (strcasecmp(dot, ".png") == 0 || strcasecmp(dot, ".jpg") == 0 ||
+            strcasecmp(dot, ".jpeg") == 0);
+}
+
+/* The sub-folders and image files of dir, each sorted with strcmp (a fixed
+ * order, whatever the locale, keeps labels stable across machines). Hidden
+ * entries (".DS_Store", "._x.jpg" from macOS archives) are skipped; *others
+ * counts the remaining non-image files. */
+static int scan(const char *dir, strlist *dirs, strlist *images, size_t *others) {
+    DIR *d = opendir(dir);
+    if (!d) return loom_set_error("%s: cannot open folder: %s", dir, strerror(errno));
+    char path[PATH_CAP];
+    int rc = LOOM_OK;
+    struct dirent *e;
+    for (errno = 0; (e = readdir(d)) != NULL; errno = 0) {
+        if (e->d_name[0] == '.') continue;
+        int is_dir = e->d_type == DT_DIR, is_reg = e->d_type == DT_REG;
+        if (e->d_type == DT_UNKNOWN || e->d_type == DT_LNK) {
+            int n = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            struct stat st;
+            if (n < 0 || (size_t)n >= sizeof path) {
+                rc = loom_set_error("%s/%s: path longer than %d bytes", dir, e->d_name, PATH_CAP - 1);
+                break;
+            }
+            if (stat(path, &st) == 0) {
+                is_dir = S_ISDIR(st.st_mode);
+                is_reg = S_ISREG(st.st_mode);
+            }
+        }
+        strlist *to = is_dir ? dirs : is_reg && is_image_name(e->d_name) ? images : NULL;
+        if (!to) {
+            if (is_reg && others) (*others)++;
+            continue;
+        }
+        if (list_push(to, e->d_name)) {
+            rc = loom_set_error("%s: out of memory listing the folder", dir);
+            break;
+        }
+    }
+    if (rc == LOOM_OK && errno != 0) rc = loom_set_error("%s: cannot read folder: %s", dir, strerror(errno));
+    closedir(d);
+    if (rc != LOOM_OK) return rc;
+    if (dirs && dirs->n > 1) qsort(dirs->v, dirs->n, sizeof *dirs->v, cmp_str);
+    if (images && images->n > 1) qsort(images->v, images->n, sizeof *images->v, cmp_str);
+    return LOOM_OK;
+}
+
+static char *join(const char *a, const char *b) {
+    size_t n = strlen(a) + 1 + strlen(b) + 1;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s/%s", a, b);
+    return s;
+}
+
+/* ---- resizing ---------------------------------------------------------------------- */
+
+/* Source taps of one axis: output o reads ntap pixels from first[o] with
+ * weights wt[o*ntap ...]. A triangle filter as wide as the scale factor when
+ * shrinking (so every source pixel counts: area averaging, no aliasing), the
+ * plain bilinear one (width 1) when enlarging; pixel centres at +0.5. */
+static int make_taps(int src, int dst, int **first, float **wt, int *ntap) {
+    double scale = (double)src / dst;
+    double support = scale > 1 ? scale : 1;
+    int n = (int)ceil(support) * 2 + 1;
+    *first = malloc((size_t)dst * sizeof **first);
+    *wt = calloc((size_t)dst * (size_t)n, sizeof **wt);
+    if (!*first || !*wt) return LOOM_ERR;
+    for (int o = 0; o < dst; o++) {
+        double centre = (o + 0.5) * scale;
+        int lo = (int)floor(centre - support);
+        if (lo < 0) lo = 0;
+        if (lo > src - 1) lo = src - 1;
+        double sum = 0;
+        float *w = *wt + (size_t)o * (size_t)n;
+        for (int k = 0; k < n && lo + k < src; k++) {
+            double t = fabs(lo + k + 0.5 - centre) / support;
+            w[k] = t < 1 ? (float)(1 - t) : 0.0f;
+            sum += w[k];
+        }
+        /* Near the border part of the filter falls outside: renormalise. */
+        for (int k = 0; k < n; k++) w[k] = (float)(w[k] / sum);
+        (*first)[o] = lo;
+    }
+    *ntap = n;
+    return LOOM_OK;
+}
+
+/* Separable: rows first into a float buffer, then columns, rounding once. */
+static int resize(const uint8_t *s, int sw, int sh, uint8_t *d, int dw, int dh, int c) {
+    int *fx = NULL, *fy = NULL, nx = 0, ny = 0;
+    float *wx = NULL, *wy = NULL;
+    float *tmp = malloc((size_t)sh * (size_t)dw * (size_t)c * sizeof *tmp);
+    int rc = LOOM_ERR;
+    if (!tmp || make_taps(sw, dw, &fx, &wx, &nx) || make_taps(sh, dh, &fy, &wy, &ny)) goto done;
+    for (int y = 0; y < sh; y++) {
+        const uint8_t *row = s + (size_t)y * (size_t)sw * (size_t)c;
+        float *t = tmp + (size_t)y * (size_t)dw * (size_t)c;
+        for (int x = 0; x < dw; x++) {
+            const float *w = wx + (size_t)x * (size_t)nx;
+            for (int ch = 0; ch < c; ch++) {
+                float acc = 0;
+                for (int k = 0; k < nx && fx[x] + k < sw; k++)
+                    acc += w[k] * row[(size_t)(fx[x] + k) * (size_t)c + (size_t)ch];
+                t[(size_t)x * (size_t)c + (size_t)ch] = acc;
+            }
+        }
+    }
+    size_t line = (size_t)dw * (size_t)c;
+    for (int y = 0; y < dh; y++) {
+        const float *w = wy + (size_t)y * (size_t)ny;
+        uint8_t *o = d + (size_t)y * line;
+        for (size_t i = 0; i < line; i++) {
+            float acc = 0;
+            for (int k = 0; k < ny && fy[y] + k < sh; k++)
+                acc += w[k] * tmp[(size_t)(fy[y] + k) * line + i];
+            acc += 0.5f;
+            o[i] = acc <= 0 ? 0 : acc >= 255 ? 255 : (uint8_t)acc;
+        }
+    }
+    rc = LOOM_OK;
+done:
+    free(tmp);
+    free(fx);
+    free(fy);
+    free(wx);
+    free(wy);
+    return rc;
+}
+
+/* ---- the data set ------------------------------------------------------------------ */
+
+static int folder_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
+    const folder_impl *f = ds->impl;
+    if (i >= f->count)
+        return loom_set_error("%s: sample %zu requested, the set has %zu", f->root, i, f->count);
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/%s", f->root, f->pool + f->off[i]);  /* fits: checked at open */
+    loom_image img;
+    if (loom_image_load(path, f->c, &img)) return LOOM_ERR;
+    int rc = LOOM_OK;
+    if (img.w == f->w && img.h == f->h)
+        memcpy(hwc, img.data, (size_t)f->w * (size_t)f->h * (size_t)f->c);
+    else if (resize(img.data, img.w, img.h, hwc, f->w, f->h, f->c))
+        rc = loom_set_error("%s: out of memory resizing %dx%d to %dx%d", path, img.w, img.h, f->w,
+                            f->h);
+    loom_image_free(&img);
+    if (rc == LOOM_OK && label) *label = f->label[i];
+    return rc;
+}
+
+static void folder_describe(const loom_dataset *ds, size_t i, char *buf, size_t cap) {
+    const folder_impl *f = ds->impl;
+    if (i < f->count)
+        snprintf(buf, cap, "%s/%s", f->root, f->pool + f->off[i]);
+    else
+        snprintf(buf, cap, "%s sample %zu (out of range)", f->root, i);
+}
+
+static void impl_free(folder_impl *f) {
+    if (!f) return;
+    free(f->root);
+    free(f->pool);
+    free(f->off);
+    free(f->label);
+    free(f);
+}
+
+static void folder_destroy(loom_dataset *ds) {
+    impl_free(ds->impl);
+    ds->impl = NULL;
+}
+
+/* Append "cls/file" for every image of class k; a class without any is an
+ * error rather than a silently missing label. */
+typedef struct {
+    size_t pool_n, pool_cap, n_cap;
+} growth;
+
+static int add_class(folder_impl *f, growth *g, const char *cls, int k) {
+    char *dir = join(f->root, cls);
+    if (!dir) return loom_set_error("%s: out of memory", f->root);
+    strlist imgs = {0};
+    size_t others = 0;
+    int rc = scan(dir, NULL, &imgs, &others);
+    if (rc == LOOM_OK && imgs.n == 0)
+        rc = loom_set_error("%s: class \"%s\" has no .png/.jpg/.jpeg images%s", dir, cls,
+                            others ? " (only other files)" : "");
+    for (size_t i = 0; rc == LOOM_OK && i < imgs.n; i++) {
+        size_t len = strlen(cls) + 1 + strlen(imgs.v[i]) + 1;
+        if (strlen(f->root) + 1 + len > PATH_CAP) {
+            rc = loom_set_error("%s/%s: path longer than %d bytes", dir, imgs.v[i], PATH_CAP - 1);
+            break;
+        }
+        if (f->count == g->n_cap) {
+            size_t nc = g->n_cap ? g->n_cap * 2 : 256;
+            size_t *no = realloc(f->off, nc * sizeof *no);
+            if (no) f->off = no;
+            int32_t *nl = realloc(f->label, nc * sizeof *nl);
+            if (nl) f->label = nl;
+            if (!no || !nl) {
+                rc = loom_set_error("%s: out of memory listing images", dir);
+                break;
+            }
+            g->n_cap = nc;
+        }
+        if (g->pool_n + len > g->pool_cap) {
+            size_t nc = g->pool_cap ? g->pool_cap * 2 : 8192;
+            while (nc < g->pool_n + len) nc *= 2;
+            char *np = realloc(f->pool, nc);
+            if (!np) {
+                rc = loom_set_error("%s: out of memory listing images", dir);
+                break;
+            }
+            f->pool = np;
+            g->pool_cap = nc;
+        }
+        snprintf(f->pool + g->pool_n, len, "%s/%s", cls, imgs.v[i]);
+        f->off[f->count] = g->pool_n;
+        f->label[f->count] = k;
+        f->count++;
+        g->pool_n += len;
+    }
+    list_free(&imgs);
+    free(dir);
+    return rc;
+}
+
+/* Kaggle's archive unpacks to seg_train/seg_train/<class>: a folder whose only
+ * entry is one folder that holds folders and no images is the wrapper. */
+static int maybe_descend(folder_impl *f, strlist *classes) {
+    if (classes->n != 1) return LOOM_OK;
+    char *inner = join(f->root, classes->v[0]);
+    if (!inner) return loom_set_error("%s: out of memory", f->root);
+    strlist dirs = {0}, imgs = {0};
+    int rc = scan(inner, &dirs, &imgs, NULL);
+    if (rc == LOOM_OK && dirs.n > 0 && imgs.n == 0) {
+        free(f->root);
+        f->root = inner;
+        inner = NULL;
+        list_free(classes);
+        *classes = dirs;
+        memset(&dirs, 0, sizeof dirs);
+    }
+    free(inner);
+    list_free(&dirs);
+    list_free(&imgs);
+    return rc;
+}
+
+loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts *o) {
+    int c = o && o->channels ? o->channels : 3;
+    int h = o ? o->height : 0, w = o ? o->width : 0;
+    if (c != 1 && c != 3) {
+        loom_set_error("%s: %d channels requested (an image folder gives 1 or 3)", path, c);
+        return NULL;
+    }
+    if (h < 0 || w < 0 || (h == 0) != (w == 0)) {
+        loom_set_error("%s: image size %dx%d requested: give both width and height, or neither "
+                       "to take the first image's",
+                       path, w, h);
+        return NULL;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        loom_set_error("%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        loom_set_error("%s: not a folder (expected one sub-folder per class)", path);
+        return NULL;
+    }
+
+    loom_dataset *ds = NULL;
+    strlist classes = {0}, top_imgs = {0};
+    size_t others = 0;
+    growth g = {0};
+    folder_impl *f = calloc(1, sizeof *f);
+    if (!f || !(f->root = strdup(path))) {
+        loom_set_error("%s: out of memory", path);
+        goto fail;
+    }
+    /* "data/" and "data" name one folder; keep describe()'s paths clean. */
+    for (size_t n = strlen(f->root); n > 1 && f->root[n - 1] == '/'; n--) f->root[n - 1] = 0;
+    if (scan(f->root, &classes, &top_imgs, &others)) goto fail;
+    if (classes.n == 0) {
+        if (top_imgs.n == 0 && others == 0)
+            loom_set_error("%s: empty folder (expected one sub-folder per class holding "
+                           ".png/.jpg/.jpeg images)",
+                           path);
+        else
+            loom_set_error("%s: no class folders: found %zu file%s here but an image set needs "
+                           "one sub-folder per class",
+                           path, top_imgs.n + others, top_imgs.n + others == 1 ? "" : "s");
+        goto fail;
+    }
+    if (top_imgs.n == 0 && maybe_descend(f, &classes)) goto fail;
+    if (classes.n > INT32_MAX) {
+        loom_set_error("%s: %zu class folders is too many", path, classes.n);
+        goto fail;
+    }
+    for (size_t k = 0; k < classes.n; k++)
+        if (add_class(f, &g, classes.v[k], (int)k)) goto fail;
+
+    if (h == 0) {
+        char first[PATH_CAP];
+        snprintf(first, sizeof first, "%s/%s", f->root, f->pool);
+        loom_image img;
+        if (loom_image_load(first, c, &img)) goto fail;
+        h = img.h;
+        w = img.w;
+        loom_image_free(&img);
+    }
+    if (w > LOOM_IMAGE_MAX_SIDE || h > LOOM_IMAGE_MAX_SIDE ||
+        (size_t)w * (size_t)h * (size_t)c > LOOM_IMAGE_MAX_BYTES) {
+        loom_set_error("%s: image size %dx%d with %d channels is over the limit", path, w, h, c);
+        goto fail;
+    }
+    f->c = c;
+    f->h = h;
+    f->w = w;
+
+    if (!(ds = loom_dataset_alloc("folder", path))) goto fail;
+    if (loom_dataset_set_classes(ds, (int)classes.n, (const char *const *)classes.v)) goto fail;
+    ds->count = f->count;
+    ds->c = c;
+    ds->h = h;
+    ds->w = w;
+    ds->labeled = 1;
+    ds->get = folder_get;
+    ds->describe = folder_describe;
+    ds->destroy = folder_destroy;
+    ds->impl = f;
+    list_free(&classes);
+    list_free(&top_imgs);
+    return ds;
+
+fail:
+    loom_dataset_free(ds);  /* before impl is attached: frees only the struct and names */
+    impl_free(f);
+    list_free(&classes);
+    list_free(&top_imgs);
+    return NULL;
+}
