@@ -61,5 +61,25 @@ int main(void) {
     }
     fclose(f);
     CHECK(cases == 12, "read %d cases", cases);
+
+    /* L1 regularisation (not in torch.optim): SGD with l1 adds l1 * sign(p) to
+     * the gradient; compare with the update written out in double. */
+    loom_optim_cfg l1 = {.kind = LOOM_SGD, .lr = 0.1f, .l1 = 0.05f};
+    loom_optim *o = loom_optim_new(&l1, (size_t)n);
+    double ref[MAXN];
+    for (int i = 0; i < n; i++) ref[i] = p[i] = p0[i];
+    double worst = 0;
+    for (int s = 0; s < steps; s++) {
+        for (int i = 0; i < n; i++) g[i] = a[i] * p[i] + b[i];
+        loom_optim_begin_step(o, 0.1f);
+        loom_optim_apply(o, p, g, 0, (size_t)n);
+        for (int i = 0; i < n; i++) {
+            double gr = (double)a[i] * ref[i] + b[i] + 0.05 * ((ref[i] > 0) - (ref[i] < 0));
+            ref[i] -= 0.1 * gr;
+            worst = fmax(worst, fabs(ref[i] - p[i]));
+        }
+    }
+    CHECK(worst < 1e-5, "L1 SGD differs from the closed form by %g", worst);
+    loom_optim_free(o);
     TEST_END();
 }

@@ -101,16 +101,26 @@ static void test_shards_sum_to_batch(void) {
     loom_exec_backward(e, B);
     for (size_t i = 0; i < np; i++) want[i] = before[i] - loom_exec_param_grad(e)[i];
     loom_exec_free(e);
+    double norm = 0;
+    for (size_t i = 0; i < np; i++) norm += (double)(before[i] - want[i]) * (before[i] - want[i]);
+    norm = sqrt(norm);
     for (int T = 1; T <= 3; T++) {
-        memcpy(loom_graph_params(g), before, np * 4);
-        loom_trainer_opts o = {.batch = B, .threads = T, .optim = {.kind = LOOM_SGD, .lr = 1.0f}};
-        loom_trainer *t = loom_trainer_new(g, &o);
-        loom_step_result r;
-        loom_trainer_step(t, X, Y, B, 1.0f, &r);
-        double worst = 0;
-        for (size_t i = 0; i < np; i++) worst = fmax(worst, fabs(loom_graph_params(g)[i] - want[i]));
-        CHECK(worst < 1e-5, "%d threads: sharded step differs from whole-batch gradient by %g", T, worst);
-        loom_trainer_free(t);
+        for (int clip = 0; clip < 2; clip++) {
+            /* clipping to a tenth of the norm must scale the step by exactly that */
+            float c = clip ? (float)(norm / 10) : 0.0f;
+            memcpy(loom_graph_params(g), before, np * 4);
+            loom_trainer_opts o = {.batch = B, .threads = T, .optim = {.kind = LOOM_SGD, .lr = 1.0f}, .clip_norm = c};
+            loom_trainer *t = loom_trainer_new(g, &o);
+            loom_step_result r;
+            loom_trainer_step(t, X, Y, B, 1.0f, &r);
+            double worst = 0, scale = clip ? 0.1 : 1.0;
+            for (size_t i = 0; i < np; i++)
+                worst = fmax(worst, fabs(loom_graph_params(g)[i] - (before[i] - scale * (before[i] - want[i]))));
+            CHECK(worst < 1e-5, "%d threads, clip %d: sharded step differs from the whole-batch gradient by %g", T,
+                  clip, worst);
+            if (clip) CHECK(fabs(r.grad_norm - norm) < 1e-4 * norm, "reported norm %g vs %g", r.grad_norm, norm);
+            loom_trainer_free(t);
+        }
     }
     free(before);
     free(want);
