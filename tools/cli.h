@@ -25,5 +25,8 @@ int cli_float(const char *cmd, const cli_opt *opts, const char *name, double lo,
 int cmd_train(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_make_folder(int argc, char **argv);
+int cmd_make_csv(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 
 #endif

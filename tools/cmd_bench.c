@@ -35,6 +35,52 @@ static int parse_threads(const char *s, int *out, int max) {
     return n;
 }
 
+/* One pass of up to nb batches through a loader; images per second. */
+static double pipeline_pass(loom_loader *l, int epoch, long nb, long *images) {
+    loom_loader_start(l, epoch);
+    loom_batch *b;
+    long n = 0, k = 0;
+    double t0 = now();
+    int rc;
+    while ((nb <= 0 || k < nb) && (rc = loom_loader_next(l, &b)) == 1) {
+        n += b->n;
+        k++;
+        loom_loader_release(l, b);
+    }
+    double el = now() - t0;
+    *images = n;
+    return n / el;
+}
+
+static int bench_pipeline(loom_dataset *ds, const loom_augment *aug, const int *prod, int nprod, int B, int h,
+                          int w, long nb, int csv) {
+    if (csv) printf("producers,path,images_per_s,images_per_s_per_producer\n");
+    else
+        printf("pipeline: %s (%s, %zu images %dx%dx%d) -> batches of %d x %dx%dx%d, decode + augment + convert\n",
+               ds->path, ds->format, ds->count, ds->c, ds->h, ds->w, B, ds->c, h, w);
+    for (int r = 0; r < nprod; r++) {
+        for (int cached = 0; cached < 2; cached++) {
+            loom_loader_opts lo = {.batch = B, .producers = prod[r], .seed = 1, .shuffle = 1, .augment = aug,
+                                   .out_h = h, .out_w = w, .cache = cached ? 1 : -1};
+            loom_loader *l = loom_loader_new(ds, &lo);
+            if (!l) {
+                fprintf(stderr, "loom bench: %s\n", loom_error());
+                return 1;
+            }
+            long n;
+            if (cached) pipeline_pass(l, 0, 0, &n); /* fill the cache: decode once */
+            double ips = pipeline_pass(l, 1, nb, &n);
+            const char *path = cached ? "cached" : "decode";
+            if (csv) printf("%d,%s,%.1f,%.1f\n", prod[r], path, ips, ips / prod[r]);
+            else
+                printf("  producers %d  %-7s %9.0f images/s  (%6.0f per producer, %ld images)\n", prod[r], path, ips,
+                       ips / prod[r], n);
+            loom_loader_free(l);
+        }
+    }
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv) {
     cli_opt o[] = {{"model", "NAME", "zoo model", "lenet5"},
                    {"input", "CxHxW", "input shape", "1x28x28"},
@@ -46,6 +92,12 @@ int cmd_bench(int argc, char **argv) {
                    {"optim", "NAME", "optimizer", "sgd"},
                    {"deterministic", NULL, "fixed shard count (bit-identical across thread counts)", NULL},
                    {"csv", NULL, "print CSV: a header line, then one row per thread count", NULL},
+                   {"data", "PATH", "train from this data set through the loader (default: synthetic tensors)", NULL},
+                   {"producers", "LIST", "loader threads (with --data; a list with --pipeline)", "1"},
+                   {"augment", "SPEC", "augmentation chain for the loader", NULL},
+                   {"cache", NULL, "with --data: cache decoded images in memory", NULL},
+                   {"pipeline", NULL, "measure the data pipeline alone (needs --data)", NULL},
+                   {"batches", "N", "with --pipeline: batches timed per measurement (0 = one epoch)", "0"},
                    {NULL, NULL, NULL, NULL}};
     int pr = cli_parse("bench", "[options]", o, argc, argv);
     if (pr) return pr > 0 ? 0 : 2;
@@ -71,6 +123,34 @@ int cmd_bench(int argc, char **argv) {
         return 2;
     }
     int csv = cli_get(o, "csv") != NULL;
+    int prod[64];
+    int nprod = parse_threads(cli_get(o, "producers"), prod, 64);
+    long nbatches = 0;
+    if (nprod <= 0 || cli_int("bench", o, "batches", 0, 100000000, &nbatches)) {
+        if (nprod <= 0) fprintf(stderr, "loom bench: --producers: '%s' is not a list like 1,2\n", cli_get(o, "producers"));
+        return 2;
+    }
+    loom_dataset *ds = NULL;
+    loom_augment *aug = NULL;
+    if (cli_get(o, "augment") && !(aug = loom_augment_parse(cli_get(o, "augment")))) {
+        fprintf(stderr, "loom bench: --augment: %s\n", loom_error());
+        return 2;
+    }
+    if (cli_get(o, "data")) {
+        loom_dataset_opts dop = {.channels = c, .height = h, .width = w};
+        if (!(ds = loom_dataset_open(cli_get(o, "data"), &dop))) {
+            fprintf(stderr, "loom bench: %s\n", loom_error());
+            loom_augment_free(aug);
+            return 1;
+        }
+    }
+    if (cli_get(o, "pipeline")) {
+        int prc = ds ? bench_pipeline(ds, aug, prod, nprod, (int)B, h, w, nbatches, csv) : 2;
+        if (!ds) fprintf(stderr, "loom bench: --pipeline needs --data PATH\n");
+        loom_dataset_free(ds);
+        loom_augment_free(aug);
+        return prc;
+    }
     size_t in = (size_t)c * h * w;
     float *x = malloc((size_t)B * in * sizeof(float));
     int32_t *y = malloc((size_t)B * sizeof(int32_t));
@@ -106,11 +186,46 @@ int cmd_bench(int argc, char **argv) {
             rc = 1;
             goto done;
         }
-        for (long s = 0; s < warm; s++) loom_trainer_step(t, x, y, (int)B, 1e-3f, NULL);
-        loom_trainer_reset_timing(t);
-        double t0 = now();
-        for (long s = 0; s < steps; s++) loom_trainer_step(t, x, y, (int)B, 1e-3f, NULL);
+        loom_loader *l = NULL;
+        if (ds) {
+            loom_loader_opts lo = {.batch = (int)B, .producers = prod[0], .seed = 1, .shuffle = 1, .augment = aug,
+                                   .out_h = h, .out_w = w, .cache = cli_get(o, "cache") ? 1 : -1};
+            if (!(l = loom_loader_new(ds, &lo))) {
+                fprintf(stderr, "loom bench: %s\n", loom_error());
+                loom_trainer_free(t);
+                loom_graph_free(g);
+                rc = 1;
+                goto done;
+            }
+            loom_loader_start(l, 0);
+        }
+        int epoch = 0;
+        double wait = 0, t0 = 0;
+        for (long s = 0; s < warm + steps; s++) {
+            if (s == warm) {
+                loom_trainer_reset_timing(t);
+                if (l) loom_loader_wait_seconds(l);
+                t0 = now();
+            }
+            if (!l) {
+                loom_trainer_step(t, x, y, (int)B, 1e-3f, NULL);
+                continue;
+            }
+            loom_batch *b;
+            int got;
+            while ((got = loom_loader_next(l, &b)) == 0) loom_loader_start(l, ++epoch);
+            if (got < 0) {
+                fprintf(stderr, "loom bench: %s\n", loom_error());
+                break;
+            }
+            loom_trainer_step(t, b->x, b->y, b->n, 1e-3f, NULL);
+            loom_loader_release(l, b);
+        }
         double el = now() - t0;
+        if (l) {
+            wait = loom_loader_wait_seconds(l);
+            loom_loader_free(l);
+        }
         const loom_step_timing *tm = loom_trainer_timing(t);
         bench_row *row = &rows[r];
         row->threads = th[r];
@@ -120,6 +235,7 @@ int cmd_bench(int argc, char **argv) {
         row->bwd = tm->backward / steps;
         row->reduce = tm->reduce / steps;
         row->idle = tm->idle / steps;
+        row->data = wait / steps;
         long isteps = steps > 10 ? steps : 10;
         for (long s = 0; s < 2; s++) loom_trainer_eval(t, x, y, (int)B, NULL, NULL, out);
         t0 = now();
@@ -132,9 +248,9 @@ int cmd_bench(int argc, char **argv) {
         printf("threads,images_per_s,speedup,efficiency,step_ms,forward_ms,backward_ms,reduce_opt_ms,data_wait_ms,idle_ms,infer_images_per_s\n");
         for (int r = 0; r < nth; r++) {
             bench_row *b = &rows[r];
-            double sp = b->train_ips / rows[0].train_ips * th[0];
+            double sp = b->train_ips / rows[0].train_ips;
             printf("%d,%.1f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.1f\n", b->threads, b->train_ips, sp,
-                   sp / b->threads, b->step * 1e3, b->fwd * 1e3, b->bwd * 1e3, b->reduce * 1e3, b->data * 1e3,
+                   sp * th[0] / b->threads, b->step * 1e3, b->fwd * 1e3, b->bwd * 1e3, b->reduce * 1e3, b->data * 1e3,
                    b->idle * 1e3, b->infer_ips);
         }
     } else {
@@ -142,15 +258,22 @@ int cmd_bench(int argc, char **argv) {
                "step ms", "fwd ms", "bwd ms", "reduce ms", "data ms", "idle ms", "infer img/s");
         for (int r = 0; r < nth; r++) {
             bench_row *b = &rows[r];
-            double sp = b->train_ips / rows[0].train_ips * th[0];
+            double sp = b->train_ips / rows[0].train_ips;
             printf("%7d %12.1f %7.2fx %5.0f%% %9.2f %9.2f %9.2f %10.2f %9.2f %9.2f %12.1f\n", b->threads,
-                   b->train_ips, sp, 100 * sp / b->threads, b->step * 1e3, b->fwd * 1e3, b->bwd * 1e3,
+                   b->train_ips, sp, 100 * sp * th[0] / b->threads, b->step * 1e3, b->fwd * 1e3, b->bwd * 1e3,
                    b->reduce * 1e3, b->data * 1e3, b->idle * 1e3, b->infer_ips);
         }
         printf("(speedup is relative to the first thread count; fwd/bwd are the slowest worker's, "
                "reduce includes the optimizer)\n");
+        if (ds)
+            for (int r = 0; r < nth; r++)
+                printf("threads %d: waiting for data %.2f%% of step time (%d producer%s, %s)\n", rows[r].threads,
+                       100 * rows[r].data / rows[r].step, prod[0], prod[0] > 1 ? "s" : "",
+                       cli_get(o, "cache") ? "cached" : "decoding every image");
     }
 done:
+    loom_dataset_free(ds);
+    loom_augment_free(aug);
     free(x);
     free(y);
     free(out);

@@ -11,7 +11,10 @@ static void usage(FILE *f) {
             "commands:\n"
             "  train     train a model on a data set, printing progress and accuracy\n"
             "  summary   print a model's layers, output shapes, parameters and FLOPs\n"
-            "  bench     measure training and inference speed per thread count\n"
+            "  bench     measure training and inference speed per thread count, or the data pipeline\n"
+            "  data      describe a data set and check every record\n"
+            "  make-folder  write an Intel-style folder of JPEGs (synthetic or from Fashion-MNIST)\n"
+            "  make-csv  write Kaggle Digit Recognizer train.csv/test.csv from IDX data\n"
             "  help      this text\n");
 }
 
@@ -24,6 +27,9 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(c, "summary")) return cmd_summary(argc - 2, argv + 2);
     if (!strcmp(c, "bench")) return cmd_bench(argc - 2, argv + 2);
+    if (!strcmp(c, "data")) return cmd_data(argc - 2, argv + 2);
+    if (!strcmp(c, "make-folder")) return cmd_make_folder(argc - 2, argv + 2);
+    if (!strcmp(c, "make-csv")) return cmd_make_csv(argc - 2, argv + 2);
     if (!strcmp(c, "help") || !strcmp(c, "--help") || !strcmp(c, "-h")) {
         usage(stdout);
         return 0;

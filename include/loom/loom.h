@@ -2,11 +2,16 @@
 #ifndef LOOM_LOOM_H
 #define LOOM_LOOM_H
 
+#include "loom/augment.h"
+#include "loom/dataset.h"
 #include "loom/error.h"
 #include "loom/exec.h"
+#include "loom/fit.h"
 #include "loom/graph.h"
 #include "loom/idx.h"
+#include "loom/image.h"
 #include "loom/kernels.h"
+#include "loom/loader.h"
 #include "loom/optim.h"
 #include "loom/pool.h"
 #include "loom/rng.h"

@@ -59,6 +59,7 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
 int loom_trainer_eval(loom_trainer *t, const float *x, const int32_t *labels, int n,
                       double *loss_sum, int *correct, float *out);
 int loom_trainer_threads(const loom_trainer *t);
+int loom_trainer_batch(const loom_trainer *t);
 long loom_trainer_steps(const loom_trainer *t);
 loom_optim *loom_trainer_optim(loom_trainer *t);
 loom_graph *loom_trainer_graph(loom_trainer *t);

@@ -1,0 +1,220 @@
+/* loom make-folder: write an Intel-Image-Classification-style folder of
+ * 150x150 RGB JPEGs (seg_train/seg_train/<class>/N.jpg and the same under
+ * seg_test) from Fashion-MNIST or from synthetic scenes, for benchmarks and
+ * tests. loom make-csv: write Kaggle Digit Recognizer train.csv / test.csv
+ * files from IDX data. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "loom/loom.h"
+
+static const char *intel_classes[] = {"buildings", "forest", "glacier", "mountain", "sea", "street"};
+static const char *fashion_classes[] = {"tshirt", "trouser", "pullover", "dress", "coat",
+                                        "sandal", "shirt", "sneaker", "bag", "boot"};
+
+static int mkdirs(const char *path) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
+}
+
+/* A synthetic "scene" of class k: a class-specific colour palette, stripe
+ * direction and frequency, plus per-image random phase, blobs and noise, so
+ * that the classes are learnable but not trivially. */
+static void synth(uint8_t *px, int S, int k, uint64_t key) {
+    static const float base[6][3] = {{0.55f, 0.5f, 0.45f}, {0.2f, 0.5f, 0.2f}, {0.8f, 0.85f, 0.95f},
+                                     {0.5f, 0.45f, 0.4f}, {0.15f, 0.35f, 0.7f}, {0.4f, 0.4f, 0.45f}};
+    float ang = (float)(k * 0.52 + 0.6 * (loom_rng_uniform(key, 0) - 0.5));
+    float freq = 0.04f + 0.025f * (float)k + 0.02f * loom_rng_uniform(key, 1);
+    float phase = 6.28f * loom_rng_uniform(key, 2);
+    float bx = S * loom_rng_uniform(key, 3), by = S * loom_rng_uniform(key, 4), br = S * (0.1f + 0.2f * loom_rng_uniform(key, 5));
+    float ca = cosf(ang), sa = sinf(ang);
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++) {
+            float t = 0.5f + 0.5f * sinf(freq * (ca * x + sa * y) + phase);
+            float d = hypotf(x - bx, y - by) < br ? 0.25f : 0.0f;
+            for (int ch = 0; ch < 3; ch++) {
+                float v = base[k][ch] * (0.6f + 0.5f * t) + d - 0.1f * (float)ch * d;
+                v += 0.12f * (loom_rng_uniform(key, 16 + ((uint64_t)y * S + x) * 3 + ch) - 0.5f);
+                v = v < 0 ? 0 : v > 1 ? 1 : v;
+                px[((size_t)y * S + x) * 3 + ch] = (uint8_t)(v * 255.0f + 0.5f);
+            }
+        }
+}
+
+/* Fashion-MNIST 28x28 gray scaled up to SxS and tinted per class. */
+static void from_fashion(uint8_t *px, int S, const uint8_t *src, int k) {
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++) {
+            float sx = (x + 0.5f) * 28.0f / S - 0.5f, sy = (y + 0.5f) * 28.0f / S - 0.5f;
+            int x0 = (int)floorf(sx), y0 = (int)floorf(sy);
+            float fx = sx - x0, fy = sy - y0, v = 0;
+            for (int dy = 0; dy < 2; dy++)
+                for (int dx = 0; dx < 2; dx++) {
+                    int xx = x0 + dx < 0 ? 0 : x0 + dx > 27 ? 27 : x0 + dx;
+                    int yy = y0 + dy < 0 ? 0 : y0 + dy > 27 ? 27 : y0 + dy;
+                    v += src[yy * 28 + xx] * (dx ? fx : 1 - fx) * (dy ? fy : 1 - fy);
+                }
+            for (int ch = 0; ch < 3; ch++) {
+                float tint = 0.75f + 0.25f * (float)(((k + ch) % 3) == 0);
+                px[((size_t)y * S + x) * 3 + ch] = (uint8_t)(v * tint + 0.5f);
+            }
+        }
+}
+
+int cmd_make_folder(int argc, char **argv) {
+    cli_opt o[] = {{"out", "DIR", "where to write (seg_train/seg_train/<class>/, seg_test/seg_test/<class>/)", NULL},
+                   {"from", "SRC", "synthetic (6 scene classes) or an IDX folder such as Fashion-MNIST", "synthetic"},
+                   {"train", "N", "training images per class", "100"},
+                   {"test", "N", "test images per class", "20"},
+                   {"size", "S", "image side in pixels", "150"},
+                   {"quality", "Q", "JPEG quality", "90"},
+                   {"seed", "N", "seed for synthetic images", "1"},
+                   {NULL, NULL, NULL, NULL}};
+    int pr = cli_parse("make-folder", "--out DIR [options]", o, argc, argv);
+    if (pr) return pr > 0 ? 0 : 2;
+    long ntr = 100, nte = 20, S = 150, q = 90, seed = 1;
+    if (cli_int("make-folder", o, "train", 0, 1000000, &ntr) || cli_int("make-folder", o, "test", 0, 1000000, &nte) ||
+        cli_int("make-folder", o, "size", 8, 4096, &S) || cli_int("make-folder", o, "quality", 1, 100, &q) ||
+        cli_int("make-folder", o, "seed", 0, 0x7fffffffL, &seed))
+        return 2;
+    const char *out = cli_get(o, "out"), *from = cli_get(o, "from");
+    if (!out) {
+        fprintf(stderr, "loom make-folder: --out DIR is required\n");
+        return 2;
+    }
+    int synthetic = !strcmp(from, "synthetic");
+    loom_dataset *src[2] = {NULL, NULL};
+    if (!synthetic) {
+        for (int s = 0; s < 2; s++) {
+            src[s] = loom_dataset_open_idx(from, &(loom_dataset_opts){.split = s ? "test" : "train"});
+            if (!src[s]) {
+                fprintf(stderr, "loom make-folder: %s\n", loom_error());
+                loom_dataset_free(src[0]);
+                return 1;
+            }
+        }
+    }
+    int K = synthetic ? 6 : 10;
+    const char **names = synthetic ? intel_classes : fashion_classes;
+    loom_image img = {.w = (int)S, .h = (int)S, .c = 3, .data = malloc((size_t)S * S * 3)};
+    uint8_t gray[28 * 28];
+    int rc = 0;
+    long written = 0;
+    for (int split = 0; split < 2 && !rc; split++) {
+        const char *sp = split ? "seg_test/seg_test" : "seg_train/seg_train";
+        long per = split ? nte : ntr;
+        size_t cursor = 0; /* next IDX sample to look at */
+        for (int k = 0; k < K && !rc; k++) {
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s/%s/%s", out, sp, names[k]);
+            if (mkdirs(dir)) {
+                fprintf(stderr, "loom make-folder: cannot create %s: %s\n", dir, strerror(errno));
+                rc = 1;
+                break;
+            }
+            cursor = 0;
+            for (long i = 0; i < per && !rc; i++) {
+                if (synthetic) {
+                    synth(img.data, (int)S, k, loom_rng_key((uint64_t)seed, (uint64_t)split, (uint64_t)k, (uint64_t)i));
+                } else {
+                    int32_t lab = -1;
+                    while (cursor < src[split]->count) {
+                        if (loom_dataset_get(src[split], cursor++, gray, &lab) == LOOM_OK && lab == k) break;
+                        lab = -1;
+                    }
+                    if (lab != k) break; /* this class has no more images */
+                    from_fashion(img.data, (int)S, gray, k);
+                }
+                char path[4200];
+                snprintf(path, sizeof path, "%s/%ld.jpg", dir, i);
+                if (loom_image_save_jpeg(path, &img, (int)q)) {
+                    fprintf(stderr, "loom make-folder: %s\n", loom_error());
+                    rc = 1;
+                }
+                written++;
+            }
+        }
+    }
+    if (!rc) printf("wrote %ld %ldx%ld JPEGs in %d classes to %s (seg_train, seg_test)\n", written, S, S, K, out);
+    free(img.data);
+    loom_dataset_free(src[0]);
+    loom_dataset_free(src[1]);
+    return rc;
+}
+
+/* Kaggle Digit Recognizer files from IDX data: train.csv (label,pixel0..) and
+ * test.csv (pixel0.., no label) plus the true test labels for scoring. */
+int cmd_make_csv(int argc, char **argv) {
+    cli_opt o[] = {{"from", "DIR", "IDX folder (MNIST or Fashion-MNIST)", "/usr/share/datasets/fashion-mnist"},
+                   {"out", "DIR", "where to write train.csv, test.csv, test_labels.csv", NULL},
+                   {"train", "N", "rows of train.csv (0 = all)", "0"},
+                   {"test", "N", "rows of test.csv (0 = all)", "0"},
+                   {NULL, NULL, NULL, NULL}};
+    int pr = cli_parse("make-csv", "--out DIR [options]", o, argc, argv);
+    if (pr) return pr > 0 ? 0 : 2;
+    long lim[2] = {0, 0};
+    if (cli_int("make-csv", o, "train", 0, 10000000, &lim[0]) || cli_int("make-csv", o, "test", 0, 10000000, &lim[1]))
+        return 2;
+    const char *out = cli_get(o, "out");
+    if (!out) {
+        fprintf(stderr, "loom make-csv: --out DIR is required\n");
+        return 2;
+    }
+    if (mkdirs(out)) {
+        fprintf(stderr, "loom make-csv: cannot create %s: %s\n", out, strerror(errno));
+        return 1;
+    }
+    int rc = 0;
+    for (int s = 0; s < 2 && !rc; s++) {
+        loom_dataset *ds = loom_dataset_open_idx(cli_get(o, "from"), &(loom_dataset_opts){.split = s ? "test" : "train"});
+        if (!ds) {
+            fprintf(stderr, "loom make-csv: %s\n", loom_error());
+            return 1;
+        }
+        size_t n = lim[s] && (size_t)lim[s] < ds->count ? (size_t)lim[s] : ds->count;
+        size_t px = (size_t)ds->c * ds->h * ds->w;
+        char path[4096], lpath[4096];
+        snprintf(path, sizeof path, "%s/%s.csv", out, s ? "test" : "train");
+        snprintf(lpath, sizeof lpath, "%s/test_labels.csv", out);
+        FILE *f = fopen(path, "w"), *lf = s ? fopen(lpath, "w") : NULL;
+        uint8_t *buf = malloc(px);
+        if (!f || (s && !lf) || !buf) {
+            fprintf(stderr, "loom make-csv: cannot write %s: %s\n", path, strerror(errno));
+            rc = 1;
+        } else {
+            if (!s) fputs("label,", f);
+            for (size_t k = 0; k < px; k++) fprintf(f, "pixel%zu%c", k, k + 1 < px ? ',' : '\n');
+            if (lf) fputs("ImageId,Label\n", lf);
+            for (size_t i = 0; i < n && !rc; i++) {
+                int32_t lab;
+                if (loom_dataset_get(ds, i, buf, &lab)) {
+                    fprintf(stderr, "loom make-csv: %s\n", loom_error());
+                    rc = 1;
+                    break;
+                }
+                if (!s) fprintf(f, "%d,", lab);
+                else fprintf(lf, "%zu,%d\n", i + 1, lab);
+                for (size_t k = 0; k < px; k++) fprintf(f, "%u%c", buf[k], k + 1 < px ? ',' : '\n');
+            }
+            if (fflush(f) || ferror(f)) rc = 1;
+            printf("wrote %s (%zu rows)\n", path, n);
+        }
+        if (f) fclose(f);
+        if (lf) fclose(lf);
+        free(buf);
+        loom_dataset_free(ds);
+    }
+    return rc;
+}
