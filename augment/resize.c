@@ -32,11 +32,7 @@ static size_t table_bytes(int in, int out) {
     return aug_round16(((size_t)out * taps(in, out) + 2 * (size_t)out) * sizeof(int32_t));
 }
 
-/* For each output index: first source index, tap count, and `k` fixed-point
- * weights. Where the source is wide enough every window is widened to exactly
- * k taps (zero weights added, the window slid inside the source): the tap
- * loops then run the same length every time, which the branch predictor
- * learns, and the zeros change no sum. */
+/* For each output index: first source index, tap count, and `k` fixed-point weights. */
 static void coefficients(int in, int out, int32_t *tab) {
     int k = taps(in, out);
     int32_t *first = tab, *count = tab + out, *w = tab + 2 * (size_t)out;
@@ -49,20 +45,14 @@ static void coefficients(int in, int out, int32_t *tab) {
         int n = hi - lo;
         double sum = 0;
         for (int i = 0; i < n; i++) sum += triangle((i + lo - centre + 0.5) * inv);
-        int start = lo, len = n;
-        if (k <= in) {
-            start = lo + k > in ? in - k : lo;
-            len = k;
-        }
         int32_t *wo = w + (size_t)o * k;
-        for (int i = 0; i < k; i++) wo[i] = 0;
-        for (int i = 0; i < n; i++) {
-            double t = triangle((i + lo - centre + 0.5) * inv);
+        for (int i = 0; i < k; i++) {
+            double t = i < n ? triangle((i + lo - centre + 0.5) * inv) : 0.0;
             if (sum != 0.0) t /= sum;
-            wo[lo - start + i] = (int32_t)(0.5 + t * (1 << PREC));
+            wo[i] = (int32_t)(0.5 + t * (1 << PREC));
         }
-        first[o] = start;
-        count[o] = len;
+        first[o] = lo;
+        count[o] = n;
     }
 }
 
