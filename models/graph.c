@@ -51,11 +51,24 @@ static int valid(loom_graph *g, loom_node x) {
     return g && !g->err[0] && x >= 0 && x < g->n;
 }
 
-static const char *shape_str(const loom_layer *l, char *buf, size_t cap) {
-    if (l->h == 1 && l->w == 1 && l->op != LOOM_OP_INPUT && l->op != LOOM_OP_CONV2D)
-        snprintf(buf, cap, "(%d)", l->c);
-    else
-        snprintf(buf, cap, "(%d, %d, %d)", l->c, l->h, l->w);
+/* A layer's output is a flat vector after dense/flatten/global pooling, and
+ * elementwise layers keep whatever their input was. */
+static int is_flat(const loom_graph *g, const loom_layer *l) {
+    for (;;) {
+        switch (l->op) {
+        case LOOM_OP_DENSE: case LOOM_OP_FLATTEN: case LOOM_OP_GAVGPOOL: return 1;
+        case LOOM_OP_RELU: case LOOM_OP_LEAKY_RELU: case LOOM_OP_SIGMOID: case LOOM_OP_TANH:
+        case LOOM_OP_SOFTMAX: case LOOM_OP_DROPOUT: case LOOM_OP_BATCHNORM: case LOOM_OP_ADD:
+            l = &g->nodes[l->in[0]];
+            break;
+        default: return 0;
+        }
+    }
+}
+
+static const char *shape_str(const loom_graph *g, const loom_layer *l, char *buf, size_t cap) {
+    if (is_flat(g, l)) snprintf(buf, cap, "(%d)", l->c);
+    else snprintf(buf, cap, "(%d, %d, %d)", l->c, l->h, l->w);
     return buf;
 }
 
@@ -135,10 +148,10 @@ loom_node loom_conv2d_ex(loom_graph *g, loom_node x, const loom_conv_shape *s, i
                     nm, g->n, cs.oc, cs.kh, cs.kw, cs.ph, cs.pw);
     if (cs.c % cs.groups || cs.oc % cs.groups)
         return fail(g, "%s: conv2d layer %d: input %s has %d channels and %d filters, not both divisible by groups %d",
-                    nm, g->n, shape_str(in, b, sizeof b), cs.c, cs.oc, cs.groups);
+                    nm, g->n, shape_str(g, in, b, sizeof b), cs.c, cs.oc, cs.groups);
     if (loom_k_conv2d_out(&cs) != 0)
         return fail(g, "%s: conv2d layer %d: input %s is too small for a %dx%d kernel (dilation %d, padding %d, stride %d): output would be empty",
-                    nm, g->n, shape_str(in, b, sizeof b), cs.kh, cs.kw, cs.dh, cs.ph, cs.sh);
+                    nm, g->n, shape_str(g, in, b, sizeof b), cs.kh, cs.kw, cs.dh, cs.ph, cs.sh);
     loom_layer *l = add_layer(g, LOOM_OP_CONV2D, 1, &x);
     if (!l) return -1;
     l->a.conv = cs;
@@ -167,7 +180,7 @@ static loom_node pool(loom_graph *g, loom_op op, loom_node x, int kh, int kw, in
                           .sh = sh, .sw = sw, .ph = ph, .pw = pw};
     if (loom_k_pool_out(&ps) != 0)
         return fail(g, "%s: %s layer %d: input %s is too small for a %dx%d window",
-                    g->name, op_names[op], g->n, shape_str(in, b, sizeof b), kh, kw);
+                    g->name, op_names[op], g->n, shape_str(g, in, b, sizeof b), kh, kw);
     loom_layer *l = add_layer(g, op, 1, &x);
     if (!l) return -1;
     l->a.pool = ps;
@@ -261,7 +274,7 @@ loom_node loom_add(loom_graph *g, loom_node a, loom_node b) {
     char s1[64], s2[64];
     if (la->c != lb->c || la->h != lb->h || la->w != lb->w)
         return fail(g, "%s: add layer %d: shapes differ: %s (%s) vs %s (%s)", g->name, g->n,
-                    shape_str(la, s1, sizeof s1), la->name, shape_str(lb, s2, sizeof s2), lb->name);
+                    shape_str(g, la, s1, sizeof s1), la->name, shape_str(g, lb, s2, sizeof s2), lb->name);
     loom_node in[2] = {a, b};
     loom_layer sh = *la;
     loom_layer *l = add_layer(g, LOOM_OP_ADD, 2, in);
@@ -281,7 +294,7 @@ loom_node loom_concat(loom_graph *g, int n, const loom_node *xs) {
         char s1[64], s2[64];
         if (a->h != b->h || a->w != b->w)
             return fail(g, "%s: concat layer %d: spatial sizes differ: %s (%s) vs %s (%s)", g->name, g->n,
-                        shape_str(a, s1, sizeof s1), a->name, shape_str(b, s2, sizeof s2), b->name);
+                        shape_str(g, a, s1, sizeof s1), a->name, shape_str(g, b, s2, sizeof s2), b->name);
         c += b->c;
     }
     int h = g->nodes[xs[0]].h, w = g->nodes[xs[0]].w;
@@ -298,6 +311,16 @@ void loom_set_init(loom_graph *g, loom_node x, loom_init weight, loom_init bias)
 }
 
 void loom_graph_set_default_init(loom_graph *g, loom_init weight) { g->default_init = weight; }
+
+void loom_set_frozen(loom_graph *g, loom_node x, int frozen) {
+    if (valid(g, x)) g->nodes[x].frozen = frozen != 0;
+}
+
+void loom_set_batchnorm(loom_graph *g, loom_node x, float eps, float momentum) {
+    if (!valid(g, x) || g->nodes[x].op != LOOM_OP_BATCHNORM) return;
+    g->nodes[x].a.bn.eps = eps;
+    g->nodes[x].a.bn.momentum = momentum;
+}
 
 static void fans(const loom_layer *l, double *fi, double *fo) {
     if (l->op == LOOM_OP_DENSE) {
@@ -425,7 +448,7 @@ void loom_graph_summary(const loom_graph *g, FILE *f) {
             size_t len = strlen(b3);
             snprintf(b3 + len, sizeof b3 - len, "%s%s", k ? ", " : "", g->nodes[l->in[k]].name);
         }
-        fprintf(f, "%-4d %-28s %-16s %12zu %10s  %s\n", i, nm, shape_str(l, b1, sizeof b1),
+        fprintf(f, "%-4d %-28s %-16s %12zu %10s  %s\n", i, nm, shape_str(g, l, b1, sizeof b1),
                 l->param_count, b2, b3);
     }
     fprintf(f, "%.*s\n", 86, "==========================================================================================");
