@@ -314,6 +314,9 @@ static int dir_has(const char *dir, int (*pred)(const char *name)) {
 }
 
 static int is_idx_name(const char *n) { return strstr(n, "-ubyte") != NULL && strstr(n, "idx") != NULL; }
+static int is_image_file(const char *n) {
+    return has_suffix(n, ".png") || has_suffix(n, ".jpg") || has_suffix(n, ".jpeg");
+}
 static int is_cifar_name(const char *n) { return has_suffix(n, ".bin") && (strstr(n, "batch") != NULL); }
 
 loom_dataset *loom_dataset_open(const char *path, const loom_dataset_opts *o) {
@@ -325,10 +328,12 @@ loom_dataset *loom_dataset_open(const char *path, const loom_dataset_opts *o) {
     if (S_ISDIR(st.st_mode)) {
         if (dir_has(path, is_idx_name)) return loom_dataset_open_idx(path, o);
         if (dir_has(path, is_cifar_name)) return loom_dataset_open_cifar(path, o);
+        if (dir_has(path, is_image_file)) return loom_dataset_open_images(path, o);
         return loom_dataset_open_folder(path, o);
     }
     if (has_suffix(path, ".csv")) return loom_dataset_open_csv(path, o);
     if (has_suffix(path, ".bin")) return loom_dataset_open_cifar(path, o);
+    if (is_image_file(path)) return loom_dataset_open_images(path, o);
     if (strstr(path, "idx")) return loom_dataset_open_idx(path, o);
     loom_set_error("%s: unknown data format (expected a folder of IDX files, class folders or CIFAR batches, "
                    "an IDX file, a .csv, or a CIFAR .bin)", path);

@@ -69,6 +69,8 @@ void loom_optim_free(loom_optim *o) {
 }
 
 long loom_optim_steps(const loom_optim *o) { return o->t; }
+loom_optim_kind loom_optim_kind_of(const loom_optim *o) { return o->c.kind; }
+size_t loom_optim_size(const loom_optim *o) { return o->n; }
 int loom_optim_state_count(const loom_optim *o) { return o->nstate; }
 float *loom_optim_state(loom_optim *o, int k) { return (k >= 0 && k < o->nstate) ? o->state[k] : NULL; }
 

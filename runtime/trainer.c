@@ -294,6 +294,7 @@ int loom_trainer_eval(loom_trainer *t, const float *x, const int32_t *labels, in
 int loom_trainer_threads(const loom_trainer *t) { return t->T; }
 int loom_trainer_batch(const loom_trainer *t) { return t->o.batch; }
 long loom_trainer_steps(const loom_trainer *t) { return t->step; }
+void loom_trainer_set_steps(loom_trainer *t, long steps) { t->step = steps; }
 loom_optim *loom_trainer_optim(loom_trainer *t) { return t->opt; }
 loom_graph *loom_trainer_graph(loom_trainer *t) { return t->g; }
 const loom_step_timing *loom_trainer_timing(const loom_trainer *t) { return &t->timing; }

@@ -28,5 +28,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_make_folder(int argc, char **argv);
 int cmd_make_csv(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 
 #endif

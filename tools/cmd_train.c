@@ -1,118 +1,166 @@
-/* loom train: train a zoo model on an IDX data set (Fashion-MNIST by default),
- * with per-epoch train/test loss, accuracy and speed. */
+/* loom train: a zoo model (or a checkpoint) trained on a data set whose format
+ * is recognised from the path, with validation, a schedule, augmentation,
+ * checkpoints (last and best), resume, a metrics CSV and a plot of the curves. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
+#include <sys/stat.h>
 
 #include "cli.h"
-#include "loom/loom.h"
+#include "common.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
+#define MAX_EPOCHS 10000
 
 typedef struct {
-    loom_idx img, lab;
-    int c, h, w;
-    size_t count;
-    int32_t *labels;
-} idx_set;
+    loom_graph *g;
+    loom_trainer *t;
+    loom_train_state st;
+    loom_schedule *sched;
+    const char *ckpt_dir, *log_path, *plot_path;
+    loom_epoch_metrics *hist;
+    int nhist;
+    int rising;           /* epochs in a row with val loss up and train loss down */
+    int failed;
+} train_ctx;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+static int write_log(const train_ctx *c) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", c->log_path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return loom_set_error("%s: cannot write: %s", tmp, strerror(errno));
+    fprintf(f, "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,images_per_s,data_wait_s\n");
+    for (int i = 0; i < c->nhist; i++) {
+        const loom_epoch_metrics *m = &c->hist[i];
+        fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f,%.1f,%.3f\n", m->epoch, m->train_loss, m->train_acc, m->val_loss,
+                m->val_acc, m->lr, m->seconds, m->images_per_s, m->data_wait);
+    }
+    int bad = ferror(f);
+    if (fclose(f) || bad || rename(tmp, c->log_path)) {
+        remove(tmp);
+        return loom_set_error("%s: write failed: %s", c->log_path, strerror(errno));
+    }
+    return LOOM_OK;
 }
 
-static int load_split(const char *dir, const char *split, idx_set *s, size_t limit) {
-    char ip[4096], lp[4096];
-    memset(s, 0, sizeof *s);
-    if (loom_idx_find(dir, split, ip, lp, sizeof ip) || loom_idx_read_pair(ip, lp, &s->img, &s->lab))
-        return -1;
-    if (s->img.ndim != 3) {
-        loom_set_error("%s: expected 3-d images (count, rows, cols), found %d dims", ip, s->img.ndim);
-        return -1;
+/* Curves through gnuplot: the metrics CSV in, a PNG (or SVG) out. */
+static int plot(const train_ctx *c) {
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0)
+        return loom_set_error("--plot needs gnuplot (apt-get install gnuplot-nox)");
+    int svg = strlen(c->plot_path) > 4 && !strcmp(c->plot_path + strlen(c->plot_path) - 4, ".svg");
+    FILE *p = popen("gnuplot 2>&1", "w");
+    if (!p) return loom_set_error("cannot run gnuplot: %s", strerror(errno));
+    fprintf(p, "set terminal %s size 1100,450 font ',10'\nset output '%s'\n", svg ? "svg" : "pngcairo",
+            c->plot_path);
+    fprintf(p, "set datafile separator ','\nset key autotitle columnhead\nset multiplot layout 1,2 title '%s'\n",
+            loom_graph_name(c->g));
+    fprintf(p, "set title 'loss'\nset xlabel 'epoch'\nset grid\n");
+    int val = c->nhist && c->hist[0].val_loss >= 0;
+    fprintf(p, "plot '%s' using 1:2 with linespoints lw 2 title 'train'%s\n", c->log_path,
+            val ? ", '' using 1:4 with linespoints lw 2 title 'validation'" : "");
+    fprintf(p, "set title 'accuracy (%%)'\nset key bottom right\n");
+    fprintf(p, "plot '%s' using 1:($3*100) with linespoints lw 2 title 'train'%s\n", c->log_path,
+            val ? ", '' using 1:($5*100) with linespoints lw 2 title 'validation'" : "");
+    fprintf(p, "unset multiplot\n");
+    if (pclose(p) != 0) return loom_set_error("gnuplot failed to draw %s", c->plot_path);
+    return LOOM_OK;
+}
+
+static int save(train_ctx *c, const char *name, const loom_epoch_metrics *m) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.safetensors", c->ckpt_dir, name);
+    c->st.epoch = m->epoch;
+    c->st.step = loom_trainer_steps(c->t);
+    c->st.sched = *c->sched;
+    return loom_checkpoint_save(path, c->g, &c->st, loom_trainer_optim(c->t));
+}
+
+static int on_epoch(const loom_epoch_metrics *m, void *user) {
+    train_ctx *c = user;
+    c->hist[c->nhist++] = *m;
+    if (c->nhist >= 2) {
+        const loom_epoch_metrics *p = &c->hist[c->nhist - 2];
+        if (m->val_loss >= 0 && m->val_loss > p->val_loss && m->train_loss < p->train_loss) c->rising++;
+        else c->rising = 0;
+        if (c->rising >= 3)
+            printf("warning: validation loss has risen for %d epochs while training loss fell: overfitting "
+                   "(more augmentation, dropout or weight decay, or --early-stop, may help)\n",
+                   c->rising);
     }
-    s->c = 1;
-    s->h = (int)s->img.dims[1];
-    s->w = (int)s->img.dims[2];
-    s->count = s->img.count;
-    if (limit && limit < s->count) s->count = limit;
-    s->labels = malloc(s->count * sizeof(int32_t));
-    if (!s->labels) return loom_set_error("out of memory");
-    for (size_t i = 0; i < s->count; i++) s->labels[i] = s->lab.data[i];
+    if (c->ckpt_dir) {
+        int best = m->val_acc > c->st.best_metric;
+        if (best) c->st.best_metric = m->val_acc;
+        if (save(c, "last", m) || (best && save(c, "best", m))) {
+            fprintf(stderr, "loom train: checkpoint: %s\n", loom_error());
+            c->failed = 1;
+            return 1;
+        }
+    }
+    if (c->log_path && write_log(c)) {
+        fprintf(stderr, "loom train: --log: %s\n", loom_error());
+        c->failed = 1;
+        return 1;
+    }
+    if (c->plot_path && plot(c)) fprintf(stderr, "loom train: --plot: %s\n", loom_error());
     return 0;
 }
 
-static void free_split(idx_set *s) {
-    loom_idx_free(&s->img);
-    loom_idx_free(&s->lab);
-    free(s->labels);
-}
-
-static int num_classes(const idx_set *s) {
-    int k = 0;
-    for (size_t i = 0; i < s->count; i++)
-        if (s->labels[i] + 1 > k) k = s->labels[i] + 1;
-    return k;
-}
-
-/* Gather samples idx[0..n) as float [n, C, H, W] in [0, 1], with their labels. */
-static void gather(const idx_set *s, const uint32_t *idx, int n, float *x, int32_t *y) {
-    size_t sz = s->img.item_size;
-    for (int i = 0; i < n; i++) {
-        const uint8_t *src = s->img.data + (size_t)idx[i] * sz;
-        float *dst = x + (size_t)i * sz;
-        for (size_t k = 0; k < sz; k++) dst[k] = src[k] * (1.0f / 255.0f);
-        y[i] = s->labels[idx[i]];
-    }
-}
-
-static int evaluate(loom_trainer *t, const idx_set *s, int batch, float *x, int32_t *y,
-                    uint32_t *idx, double *loss, double *acc) {
-    double lsum = 0;
-    long correct = 0;
-    for (size_t at = 0; at < s->count; at += (size_t)batch) {
-        int n = (int)(s->count - at < (size_t)batch ? s->count - at : (size_t)batch);
-        for (int i = 0; i < n; i++) idx[i] = (uint32_t)(at + (size_t)i);
-        gather(s, idx, n, x, y);
-        double l;
-        int c;
-        if (loom_trainer_eval(t, x, y, n, &l, &c, NULL)) return -1;
-        lsum += l;
-        correct += c;
-    }
-    *loss = lsum / (double)s->count;
-    *acc = (double)correct / (double)s->count;
-    return 0;
+static int mkdir_p(const char *dir) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
 }
 
 int cmd_train(int argc, char **argv) {
     cli_opt o[] = {
-        {"model", "NAME", "zoo model: mlp, lenet5, minivgg", "lenet5", },
-        {"data", "DIR", "folder with the IDX files (train-*/t10k-*, plain or .gz)", DEFAULT_DATA},
-        {"epochs", "N", "passes over the training set", "5"},
+        {"data", "PATH", "training data: IDX folder/file, .csv, folder of class folders, CIFAR batches", DEFAULT_DATA},
+        {"model", "NAME", "zoo model (loom summary --list); default lenet5 up to 32 px, else minivgg", NULL},
+        {"init", "FILE", "start from this checkpoint's architecture and weights (fine-tuning)", NULL},
+        {"resume", "FILE", "continue the training saved in this checkpoint", NULL},
+        {"val", "PATH", "validation data (default: the test split of IDX/CIFAR data, else --val-split)", NULL},
+        {"val-split", "F", "hold out this fraction of the training data for validation (stratified)", NULL},
+        {"epochs", "N", "total epochs (default 5; when resuming, the saved plan)", NULL},
+        {"stop-after", "N", "stop after N epochs of this run, as if interrupted (resume later)", NULL},
         {"batch", "N", "mini-batch size", "64"},
+        {"threads", "N", "compute threads (0 = all cores)", "0"},
+        {"loader-threads", "N", "data loading threads", "1"},
         {"optim", "NAME", "sgd, adam, adamw, rmsprop, adagrad, nadam", "sgd"},
         {"lr", "X", "learning rate", "0.05"},
         {"momentum", "X", "SGD/RMSprop momentum", "0.9"},
         {"nesterov", NULL, "Nesterov momentum (SGD)", NULL},
-        {"weight-decay", "X", "L2 weight decay", "0"},
-        {"schedule", "SPEC", "lr schedule: const, step:N[:G], multistep:E1,E2[:G], exp:G, cosine[:WARMUP], plateau[:P[:F]]", "cosine"},
-        {"threads", "N", "worker threads (0 = all cores)", "0"},
+        {"weight-decay", "X", "L2 weight decay (decoupled for adamw)", "0"},
+        {"clip", "X", "clip gradients to this global L2 norm (0 = off)", "0"},
+        {"schedule", "SPEC", "const, step:N[:G], multistep:E1,E2[:G], exp:G, cosine[:WARMUP], plateau[:P[:F]]", "cosine"},
+        {"augment", "SPEC", "e.g. flip-h,rotate=15,brightness=0.2,contrast=0.2,crop=4,normalize=0.5/0.25", NULL},
+        {"image-size", "HxW", "resize images to this (default: the data's size)", NULL},
+        {"channels", "N", "1 or 3 (image folders)", "3"},
+        {"seed", "N", "seed for initialisation, shuffling, dropout and augmentation", "1"},
         {"deterministic", NULL, "bit-identical results for any thread count", NULL},
-        {"seed", "N", "seed for initialisation, shuffling and dropout", "1"},
-        {"limit", "N", "use only the first N training samples (0 = all)", "0"},
+        {"checkpoint", "DIR", "save DIR/last.safetensors every epoch and DIR/best.safetensors", NULL},
+        {"log", "FILE", "write per-epoch metrics as CSV", NULL},
+        {"plot", "FILE", "draw loss and accuracy curves (.png or .svg, with gnuplot)", NULL},
+        {"early-stop", "N", "stop after N epochs without a better validation accuracy", "0"},
+        {"skip-bad", NULL, "skip unreadable images with a warning instead of stopping", NULL},
+        {"quiet", NULL, "no progress bar", NULL},
         {NULL, NULL, NULL, NULL}};
-    int pr = cli_parse("train", "[options]", o, argc, argv);
+    int pr = cli_parse("train", "[options]   (loom train --data DIR alone trains something reasonable)", o, argc, argv);
     if (pr) return pr > 0 ? 0 : 2;
-    long epochs = 5, batch = 64, threads = 0, seed = 1, limit = 0;
-    double lr = 0.05, mom = 0.9, wd = 0;
-    if (cli_int("train", o, "epochs", 1, 100000, &epochs) || cli_int("train", o, "batch", 1, 65536, &batch) ||
-        cli_int("train", o, "threads", 0, 1024, &threads) || cli_int("train", o, "seed", 0, 0x7fffffffL, &seed) ||
-        cli_int("train", o, "limit", 0, 0x7fffffffL, &limit) || cli_float("train", o, "lr", 0, 100, &lr) ||
-        cli_float("train", o, "momentum", 0, 1, &mom) || cli_float("train", o, "weight-decay", 0, 10, &wd))
+    long epochs = 5, stop_after = 0, batch = 64, threads = 0, lthreads = 1, seed = 1, channels = 3, early = 0;
+    double lr = 0.05, mom = 0.9, wd = 0, clip = 0, vsplit = 0;
+    if (cli_int("train", o, "epochs", 1, MAX_EPOCHS, &epochs) || cli_int("train", o, "stop-after", 1, MAX_EPOCHS, &stop_after) || cli_int("train", o, "batch", 1, 65536, &batch) ||
+        cli_int("train", o, "threads", 0, 1024, &threads) || cli_int("train", o, "loader-threads", 1, 256, &lthreads) ||
+        cli_int("train", o, "seed", 0, 0x7fffffffL, &seed) || cli_int("train", o, "channels", 1, 3, &channels) ||
+        cli_int("train", o, "early-stop", 0, MAX_EPOCHS, &early) || cli_float("train", o, "lr", 0, 100, &lr) ||
+        cli_float("train", o, "momentum", 0, 1, &mom) || cli_float("train", o, "weight-decay", 0, 10, &wd) ||
+        cli_float("train", o, "clip", 0, 1e9, &clip) || cli_float("train", o, "val-split", 0, 0.99, &vsplit))
         return 2;
     int kind = loom_optim_parse(cli_get(o, "optim"));
     if (kind < 0) {
@@ -120,106 +168,198 @@ int cmd_train(int argc, char **argv) {
                 cli_get(o, "optim"));
         return 2;
     }
-    loom_schedule sched;
-    if (loom_schedule_parse(cli_get(o, "schedule"), (float)lr, (int)epochs, &sched)) {
-        fprintf(stderr, "loom train: --schedule: %s\n", loom_error());
+    int ih = 0, iw = 0;
+    if (cli_get(o, "image-size") && parse_hw(cli_get(o, "image-size"), &ih, &iw)) {
+        fprintf(stderr, "loom train: --image-size: '%s' is not HxW (e.g. 64x64)\n", cli_get(o, "image-size"));
         return 2;
     }
-    const char *dir = cli_get(o, "data");
-    idx_set tr, te;
-    if (load_split(dir, "train", &tr, (size_t)limit) || load_split(dir, "test", &te, 0)) {
-        fprintf(stderr, "loom train: %s\n", loom_error());
-        return 1;
+    const char *resume = cli_get(o, "resume"), *init = cli_get(o, "init");
+    if (resume && init) {
+        fprintf(stderr, "loom train: --resume and --init exclude each other\n");
+        return 2;
     }
-    int K = num_classes(&tr);
-    loom_graph *g = loom_zoo_build(cli_get(o, "model"), tr.c, tr.h, tr.w, K, (uint64_t)seed);
-    if (!g) {
-        fprintf(stderr, "loom train: %s\n", loom_error());
-        free_split(&tr);
-        free_split(&te);
-        return 1;
-    }
-    loom_trainer_opts to = {
-        .batch = (int)batch, .threads = (int)threads, .deterministic = cli_get(o, "deterministic") != NULL,
-        .seed = (uint64_t)seed, .loss = LOOM_LOSS_XENT,
-        .optim = {.kind = kind, .lr = (float)lr, .momentum = (float)mom,
-                  .nesterov = cli_get(o, "nesterov") != NULL, .weight_decay = (float)wd}};
-    loom_trainer *t = loom_trainer_new(g, &to);
+    loom_augment *aug = NULL, *eaug = NULL;
+    const char *aspec = cli_get(o, "augment");
+
+    train_ctx c = {.ckpt_dir = cli_get(o, "checkpoint"), .log_path = cli_get(o, "log"), .plot_path = cli_get(o, "plot")};
+    c.st.best_metric = -1;
+    loom_dataset *train = NULL, *val = NULL, *base = NULL;
+    loom_schedule sched;
     int rc = 1;
-    float *x = malloc((size_t)batch * tr.img.item_size * sizeof(float));
-    int32_t *y = malloc((size_t)batch * sizeof(int32_t));
-    uint32_t *perm = malloc(tr.count * sizeof(uint32_t));
-    uint32_t *idx = malloc((size_t)batch * sizeof(uint32_t));
-    if (!t || !x || !y || !perm || !idx) {
-        fprintf(stderr, "loom train: %s\n", t ? "out of memory" : loom_error());
-        goto done;
-    }
-    printf("loom train: %s on %s: %zu train / %zu test images %dx%dx%d, %d classes\n",
-           loom_graph_name(g), dir, tr.count, te.count, tr.c, tr.h, tr.w, K);
-    printf("  %zu parameters; %s lr %g (%s) momentum %g%s, batch %ld, %d threads%s, seed %ld\n",
-           loom_graph_param_count(g), loom_optim_name(kind), lr, cli_get(o, "schedule"), mom, to.optim.nesterov ? " (nesterov)" : "",
-           batch, loom_trainer_threads(t), to.deterministic ? " (deterministic)" : "", seed);
-    fflush(stdout);
-    int tty = isatty(STDOUT_FILENO);
-    double acc = 0, tl = 0, t_all = now();
-    for (long ep = 1; ep <= epochs; ep++) {
-        loom_rng_permutation(loom_rng_key((uint64_t)seed, LOOM_RNG_SHUFFLE, (uint64_t)ep, 0), perm,
-                             (uint32_t)tr.count);
-        double t0 = now(), lsum = 0, t_last = t0;
-        long correct = 0, seen = 0;
-        size_t nb = (tr.count + (size_t)batch - 1) / (size_t)batch;
-        for (size_t b = 0; b < nb; b++) {
-            size_t at = b * (size_t)batch;
-            int n = (int)(tr.count - at < (size_t)batch ? tr.count - at : (size_t)batch);
-            gather(&tr, perm + at, n, x, y);
-            loom_step_result r;
-            float lr_now = loom_schedule_lr(&sched, (int)ep - 1, (double)b / (double)nb);
-            if (loom_trainer_step(t, x, y, n, lr_now, &r)) {
-                fprintf(stderr, "loom train: %s\n", loom_error());
-                goto done;
-            }
-            if (!isfinite(r.loss)) {
-                fprintf(stderr, "loom train: epoch %ld step %zu: loss is %g; lower the learning rate\n", ep, b, r.loss);
-                goto done;
-            }
-            lsum += r.loss * n;
-            correct += r.correct;
-            seen += n;
-            double tn = now();
-            if (tty && (tn - t_last > 0.2 || b + 1 == nb)) {
-                double el = tn - t0, ips = seen / el;
-                int w = 30, fill = (int)(w * (double)(b + 1) / (double)nb);
-                printf("\repoch %ld/%ld [%.*s%*s] %3.0f%% loss %.4f acc %.2f%% %.0f img/s ETA %.0fs ",
-                       ep, epochs, fill, "##############################", w - fill, "",
-                       100.0 * (double)(b + 1) / (double)nb, lsum / seen, 100.0 * correct / seen, ips,
-                       (double)(tr.count - (size_t)seen) / ips);
-                fflush(stdout);
-                t_last = tn;
-            }
-        }
-        double el = now() - t0;
-        if (tty) printf("\r%*s\r", 110, "");
-        if (evaluate(t, &te, (int)batch, x, y, idx, &tl, &acc)) {
+
+    /* the model first when it comes from a file: it fixes the input shape */
+    loom_train_state saved = {0};
+    if (resume || init) {
+        c.g = loom_checkpoint_load(resume ? resume : init, &saved);
+        if (!c.g) {
             fprintf(stderr, "loom train: %s\n", loom_error());
-            goto done;
+            goto out;
         }
-        printf("epoch %ld/%ld: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | lr %.3g | %.1fs, %.0f img/s\n",
-               ep, epochs, lsum / seen, 100.0 * correct / seen, tl, 100.0 * acc,
-               loom_schedule_lr(&sched, (int)ep - 1, 0.0), el, seen / el);
-        loom_schedule_epoch_end(&sched, tl);
-        fflush(stdout);
+        const loom_layer *in = loom_graph_layer(c.g, 0);
+        if (!ih) ih = in->h, iw = in->w;
+        channels = in->c;
     }
-    printf("final test accuracy: %.2f%% (%s, %ld epochs, %.1fs)\n", 100.0 * acc, loom_graph_name(g), epochs,
-           now() - t_all);
+    if (resume && !aspec && saved.augment[0]) aspec = saved.augment;
+    int eerr = 0;
+    if (aspec && !(aug = loom_augment_parse(aspec))) {
+        fprintf(stderr, "loom train: --augment: %s\n", loom_error());
+        goto out;
+    }
+    eaug = eval_chain(aspec, &eerr);
+    if (eerr) {
+        fprintf(stderr, "loom train: --augment: %s\n", loom_error());
+        goto out;
+    }
+    loom_dataset_opts dop = {.channels = (int)channels, .height = ih, .width = iw, .split = "train"};
+    const char *dpath = cli_get(o, "data");
+    if (!(base = loom_dataset_open(dpath, &dop))) {
+        fprintf(stderr, "loom train: %s\n", loom_error());
+        goto out;
+    }
+    if (!base->labeled) {
+        fprintf(stderr, "loom train: %s has no labels (a test set?)\n", dpath);
+        goto out;
+    }
+    if (!ih) ih = base->h, iw = base->w;
+    if (cli_get(o, "val")) {
+        loom_dataset_opts vop = dop;
+        vop.split = "test";
+        vop.height = ih;
+        vop.width = iw;
+        if (!(val = loom_dataset_open(cli_get(o, "val"), &vop))) {
+            fprintf(stderr, "loom train: --val: %s\n", loom_error());
+            goto out;
+        }
+        train = base;
+    } else if (vsplit > 0 || (strcmp(base->format, "idx") && strcmp(base->format, "cifar10"))) {
+        double f = vsplit > 0 ? vsplit : 0.1;
+        if (loom_dataset_split(base, f, (uint64_t)seed, 1, &train, &val)) {
+            fprintf(stderr, "loom train: %s\n", loom_error());
+            goto out;
+        }
+        printf("validation: %.0f%% of %s held out (stratified, seed %ld)\n", f * 100, dpath, seed);
+    } else {
+        loom_dataset_opts vop = dop;
+        vop.split = "test";
+        if (!(val = loom_dataset_open(dpath, &vop))) {
+            fprintf(stderr, "loom train: validation (test split of %s): %s\n", dpath, loom_error());
+            goto out;
+        }
+        train = base;
+    }
+    int K = base->num_classes;
+    if (!c.g) {
+        const char *model = cli_get(o, "model");
+        if (!model) model = (ih <= 32 && iw <= 32) ? "lenet5" : "minivgg";
+        if (!(c.g = loom_zoo_build(model, base->c, ih, iw, K, (uint64_t)seed))) {
+            fprintf(stderr, "loom train: %s\n", loom_error());
+            goto out;
+        }
+        snprintf(c.st.model, sizeof c.st.model, "%s", model);
+    } else {
+        snprintf(c.st.model, sizeof c.st.model, "%s", saved.model);
+    }
+    const loom_layer *out_l = loom_graph_layer(c.g, loom_graph_output(c.g));
+    if ((int)out_l->size != K) {
+        fprintf(stderr, "loom train: the model has %zu outputs but %s has %d classes\n", out_l->size, dpath, K);
+        goto out;
+    }
+    if (resume) {
+        /* the plan comes from the checkpoint; explicit options may extend epochs */
+        kind = saved.optim.kind;
+        batch = saved.batch ? saved.batch : batch;
+        seed = (long)saved.seed;
+        if (!cli_get(o, "epochs")) epochs = saved.epochs;
+    }
+    loom_trainer_opts to = {.batch = (int)batch, .threads = (int)threads, .seed = (uint64_t)seed,
+                            .deterministic = cli_get(o, "deterministic") != NULL || (resume && saved.deterministic),
+                            .loss = LOOM_LOSS_XENT, .clip_norm = (float)clip,
+                            .optim = {.kind = kind, .lr = (float)lr, .momentum = (float)mom,
+                                      .nesterov = cli_get(o, "nesterov") != NULL, .weight_decay = (float)wd}};
+    if (resume) to.optim = saved.optim;
+    if (!(c.t = loom_trainer_new(c.g, &to))) {
+        fprintf(stderr, "loom train: %s\n", loom_error());
+        goto out;
+    }
+    if (resume) {
+        sched = saved.sched;
+        if (loom_checkpoint_load_optim(resume, loom_trainer_optim(c.t))) {
+            fprintf(stderr, "loom train: --resume: %s\n", loom_error());
+            goto out;
+        }
+        loom_trainer_set_steps(c.t, saved.step);
+        c.st = saved;
+        if (saved.epoch >= epochs) {
+            printf("%s: already trained %d of %ld epochs; nothing to do (raise --epochs)\n", resume, saved.epoch, epochs);
+            rc = 0;
+            goto out;
+        }
+    } else if (loom_schedule_parse(cli_get(o, "schedule"), (float)lr, (int)epochs, &sched)) {
+        fprintf(stderr, "loom train: --schedule: %s\n", loom_error());
+        goto out;
+    }
+    sched.epochs = sched.epochs ? sched.epochs : (int)epochs;
+    c.sched = &sched;
+    c.st.epochs = (int)epochs;
+    c.st.seed = (uint64_t)seed;
+    c.st.optim = to.optim;
+    c.st.batch = (int)batch;
+    c.st.deterministic = to.deterministic;
+    c.st.input_c = base->c, c.st.input_h = ih, c.st.input_w = iw, c.st.classes = K;
+    snprintf(c.st.augment, sizeof c.st.augment, "%s", aspec ? aspec : "");
+    class_names_of(base, c.st.class_names, sizeof c.st.class_names);
+    if (c.ckpt_dir && mkdir_p(c.ckpt_dir)) {
+        fprintf(stderr, "loom train: --checkpoint: cannot create %s: %s\n", c.ckpt_dir, strerror(errno));
+        goto out;
+    }
+    c.hist = calloc((size_t)epochs + 1, sizeof *c.hist);
+    if (!c.hist) goto out;
+
+    printf("loom train: %s on %s (%s): %zu train / %zu validation images %dx%dx%d, %d classes\n",
+           loom_graph_name(c.g), dpath, base->format, train->count, val ? val->count : 0, base->c, ih, iw, K);
+    double flops = 0;
+    for (int i = 0; i < loom_graph_count(c.g); i++) flops += loom_layer_flops(c.g, i);
+    printf("  %zu parameters, %.1f MFLOP/image; %s lr %g (%s)%s, batch %ld, %d threads, %ld loader thread%s%s, seed %ld\n",
+           loom_graph_param_count(c.g), flops / 1e6, loom_optim_name(to.optim.kind), to.optim.lr,
+           resume ? "resumed schedule" : cli_get(o, "schedule"), to.optim.nesterov ? " nesterov" : "", batch,
+           loom_trainer_threads(c.t), lthreads, lthreads > 1 ? "s" : "", to.deterministic ? ", deterministic" : "",
+           seed);
+    if (resume) printf("  resuming after epoch %d of %ld (step %ld)\n", saved.epoch, epochs, saved.step);
+    fflush(stdout);
+    int last = (int)epochs;
+    if (stop_after) {
+        int first = resume ? saved.epoch + 1 : 1;
+        if (first + (int)stop_after - 1 < last) last = first + (int)stop_after - 1;
+    }
+    loom_fit_opts fo = {.epochs = last, .first_epoch = resume ? saved.epoch + 1 : 1, .sched = &sched,
+                        .val = val, .early_stop = (int)early, .verbose = cli_get(o, "quiet") ? 1 : 2,
+                        .eval_augment = eaug, .on_epoch = on_epoch, .user = &c,
+                        .loader = {.producers = (int)lthreads, .seed = (uint64_t)seed, .shuffle = 1, .augment = aug,
+                                   .skip_bad = cli_get(o, "skip-bad") != NULL}};
+    double t0 = now_seconds();
+    int ran = loom_fit(c.t, train, &fo, NULL);
+    if (ran < 0 || c.failed) {
+        if (ran < 0) fprintf(stderr, "loom train: %s\n", loom_error());
+        goto out;
+    }
+    if (c.nhist) {
+        const loom_epoch_metrics *m = &c.hist[c.nhist - 1];
+        printf("final %s accuracy: %.2f%% (%s, %d epochs, %.1fs)\n", val ? "validation" : "training",
+               100 * (val ? m->val_acc : m->train_acc), loom_graph_name(c.g), m->epoch, now_seconds() - t0);
+    }
+    if (c.ckpt_dir) printf("checkpoints: %s/last.safetensors, %s/best.safetensors (validation accuracy %.2f%%)\n",
+                           c.ckpt_dir, c.ckpt_dir, 100 * c.st.best_metric);
+    if (c.log_path) printf("metrics: %s\n", c.log_path);
+    if (c.plot_path) printf("curves: %s\n", c.plot_path);
     rc = 0;
-done:
-    free(x);
-    free(y);
-    free(perm);
-    free(idx);
-    loom_trainer_free(t);
-    loom_graph_free(g);
-    free_split(&tr);
-    free_split(&te);
+out:
+    free(c.hist);
+    loom_trainer_free(c.t);
+    loom_graph_free(c.g);
+    if (train != base) loom_dataset_free(train);
+    loom_dataset_free(val);
+    loom_dataset_free(base);
+    loom_augment_free(aug);
+    loom_augment_free(eaug);
     return rc;
 }

@@ -47,6 +47,8 @@ loom_dataset *loom_dataset_open_idx(const char *path, const loom_dataset_opts *o
 loom_dataset *loom_dataset_open_csv(const char *path, const loom_dataset_opts *o);
 loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts *o);
 loom_dataset *loom_dataset_open_cifar(const char *path, const loom_dataset_opts *o);
+/* Unlabelled images (one file, or a flat folder of PNG/JPEG) for prediction. */
+loom_dataset *loom_dataset_open_images(const char *path, const loom_dataset_opts *o);
 
 /* Free a data set made by any loom_dataset_open*; NULL-safe. */
 void loom_dataset_free(loom_dataset *ds);

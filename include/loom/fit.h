@@ -39,6 +39,7 @@ typedef struct {
     int early_stop;             /* stop after this many epochs without a better val acc (0 = off) */
     int verbose;                /* 0 silent; 1 a line per epoch; 2 also a live progress bar on a terminal */
     loom_loader_opts loader;    /* for training (batch is taken from the trainer if 0) */
+    const struct loom_augment *eval_augment; /* for validation: normally just normalize (NULL = x/255) */
     /* Called after every epoch; return non-zero to stop. */
     int (*on_epoch)(const loom_epoch_metrics *m, void *user);
     void *user;
@@ -47,8 +48,10 @@ typedef struct {
 /* Train; fills history[0..epochs) if not NULL. Returns the number of epochs run, or LOOM_ERR. */
 int loom_fit(loom_trainer *t, loom_dataset *train, const loom_fit_opts *o, loom_epoch_metrics *history);
 
-/* Loss and accuracy of the trainer's model on ds (inference mode, no augmentation). */
-int loom_evaluate(loom_trainer *t, loom_dataset *ds, int producers, double *loss, double *acc);
+/* Loss and accuracy of the trainer's model on ds (inference mode; aug should
+ * hold only deterministic items such as normalize, or be NULL). */
+int loom_evaluate(loom_trainer *t, loom_dataset *ds, int producers, const struct loom_augment *aug, double *loss,
+                  double *acc);
 
 #ifdef __cplusplus
 }

@@ -107,6 +107,10 @@ loom_node loom_concat(loom_graph *g, int n, const loom_node *xs);
 void loom_set_init(loom_graph *g, loom_node x, loom_init weight, loom_init bias);
 /* Initializer used for the weights of every dense/conv layer without its own. */
 void loom_graph_set_default_init(loom_graph *g, loom_init weight);
+/* Exclude (frozen != 0) or include a layer's parameters in updates. */
+void loom_set_frozen(loom_graph *g, loom_node x, int frozen);
+/* A batch-norm layer's epsilon and running-statistics momentum (default 1e-5, 0.1). */
+void loom_set_batchnorm(loom_graph *g, loom_node x, float eps, float momentum);
 
 /* Check the graph, lay out the flat arrays and initialise them from seed.
  * The last node added is the output. LOOM_OK or LOOM_ERR (see loom_graph_error). */

@@ -3,6 +3,7 @@
 #define LOOM_LOOM_H
 
 #include "loom/augment.h"
+#include "loom/checkpoint.h"
 #include "loom/dataset.h"
 #include "loom/error.h"
 #include "loom/exec.h"

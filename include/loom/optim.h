@@ -37,6 +37,9 @@ void loom_optim_free(loom_optim *o);
 void loom_optim_begin_step(loom_optim *o, float lr);
 /* Update params[lo, hi) from grad[lo, hi). Safe to call on disjoint slices concurrently. */
 void loom_optim_apply(loom_optim *o, float *params, const float *grad, size_t lo, size_t hi);
+/* The optimizer's kind and the number of parameters it was made for. */
+loom_optim_kind loom_optim_kind_of(const loom_optim *o);
+size_t loom_optim_size(const loom_optim *o);
 /* Steps begun so far. */
 long loom_optim_steps(const loom_optim *o);
 /* The state arrays (for checkpoints): count, and pointer k < count, each n floats. */

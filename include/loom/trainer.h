@@ -61,6 +61,8 @@ int loom_trainer_eval(loom_trainer *t, const float *x, const int32_t *labels, in
 int loom_trainer_threads(const loom_trainer *t);
 int loom_trainer_batch(const loom_trainer *t);
 long loom_trainer_steps(const loom_trainer *t);
+/* Set the step counter (resume: dropout masks are keyed by it). */
+void loom_trainer_set_steps(loom_trainer *t, long steps);
 loom_optim *loom_trainer_optim(loom_trainer *t);
 loom_graph *loom_trainer_graph(loom_trainer *t);
 const loom_step_timing *loom_trainer_timing(const loom_trainer *t);
