@@ -33,7 +33,7 @@ int main(void) {
         loom_pool *p = loom_pool_new(n);
         CHECK(p && loom_pool_size(p) == n, "pool of %d", n);
         job j = {.caller = pthread_self()};
-        const int runs = 3000;
+        const int runs = 1000;
         for (int r = 0; r < runs; r++) loom_pool_run(p, work, &j);
         for (int t = 0; t < n; t++) CHECK(atomic_load(&j.hits[t]) == runs, "n=%d tid %d ran %d of %d", n, t, atomic_load(&j.hits[t]), runs);
         for (int t = n; t < 8; t++) CHECK(atomic_load(&j.hits[t]) == 0, "n=%d tid %d must not exist", n, t);

@@ -56,7 +56,8 @@ static int plot(const train_ctx *c) {
             c->plot_path);
     fprintf(p, "set datafile separator ','\nset key autotitle columnhead\nset multiplot layout 1,2 title '%s'\n",
             loom_graph_name(c->g));
-    fprintf(p, "set title 'loss'\nset xlabel 'epoch'\nset grid\n");
+    fprintf(p, "set title 'loss'\nset xlabel 'epoch'\nset grid\nset xrange [%g:%g]\n",
+            c->hist[0].epoch - 0.5, c->hist[c->nhist - 1].epoch + 0.5);
     int val = c->nhist && c->hist[0].val_loss >= 0;
     fprintf(p, "plot '%s' using 1:2 with linespoints lw 2 title 'train'%s\n", c->log_path,
             val ? ", '' using 1:4 with linespoints lw 2 title 'validation'" : "");
