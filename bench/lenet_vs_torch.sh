@@ -21,7 +21,7 @@ for s in $seeds; do
   build/loom train --model lenet5 --epochs 5 --batch 64 --lr 0.05 --momentum 0.9 --schedule const \
     --threads "$threads" --seed "$s" > "$out/loom.$s"
   acc=$(sed -n 's/^final test accuracy: \([0-9.]*\)%.*/\1/p' "$out/loom.$s")
-  ips=$(sed -n 's/.* \([0-9]*\) img\/s$/\1/p' "$out/loom.$s" | awk '{s+=$1} END {printf "%.0f", s/NR}')
+  ips=$(sed -n 's/^epoch .*, \([0-9]*\) img\/s.*/\1/p' "$out/loom.$s" | awk '{s+=$1} END {printf "%.0f", s/NR}')
   printf '%-6s %-8s %9s%% %12s\n' "$s" loom "$acc" "$ips"
   echo "$acc $ips" >> "$out/loom.all"
   (cd "$(dirname "$ref")" && OPENBLAS_NUM_THREADS=1 /usr/bin/python3 train_fmnist.py --threads "$threads" \

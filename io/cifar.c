@@ -47,15 +47,6 @@ typedef struct {
     int nfiles;
 } cifar_impl;
 
-static void impl_free(cifar_impl *im) {
-    if (!im) return;
-    for (int i = 0; i < im->nfiles; i++) free(im->files[i].path);
-    free(im->files);
-    free(im->pixels);
-    free(im->labels);
-    free(im);
-}
-
 static int cifar_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
     const cifar_impl *im = ds->impl;
     if (i >= ds->count)
@@ -76,8 +67,12 @@ static void cifar_describe(const loom_dataset *ds, size_t i, char *buf, size_t c
 }
 
 static void cifar_destroy(loom_dataset *ds) {
-    impl_free(ds->impl);
-    ds->impl = NULL;
+    cifar_impl *im = ds->impl;
+    for (int i = 0; i < im->nfiles; i++) free(im->files[i].path);
+    free(im->files);
+    free(im->pixels);
+    free(im->labels);
+    free(im);
 }
 
 static char *join(const char *dir, const char *name) {
@@ -307,19 +302,16 @@ static int read_meta(const char *path, char names[CIFAR_CLASSES][64]) {
 
 loom_dataset *loom_dataset_open_cifar(const char *path, const loom_dataset_opts *o) {
     const char *split = o && o->split ? o->split : "train";
-    cifar_impl *im = calloc(1, sizeof *im);
+    loom_dataset *ds = loom_dataset_alloc("cifar10", path, sizeof(cifar_impl), cifar_destroy);
+    if (!ds) return NULL;
+    cifar_impl *im = ds->impl;
     char *dir = NULL, *meta = NULL;
     uint8_t *chunk = NULL;
-    loom_dataset *ds = NULL;
     size_t total = 0;
     char names[CIFAR_CLASSES][64];
     const char *name_ptr[CIFAR_CLASSES];
     for (int k = 0; k < CIFAR_CLASSES; k++) name_ptr[k] = default_names[k];
 
-    if (!im) {
-        loom_set_error("%s: out of memory", path);
-        goto fail;
-    }
     if (find_files(im, path, split, &dir) || size_files(im, &total)) goto fail;
     meta = join(dir, CIFAR_META);
     if (!meta) {
@@ -342,8 +334,6 @@ loom_dataset *loom_dataset_open_cifar(const char *path, const loom_dataset_opts 
     free(chunk);
     chunk = NULL;
 
-    ds = loom_dataset_alloc("cifar10", path);
-    if (!ds) goto fail;
     ds->count = total;
     ds->c = 3;
     ds->h = CIFAR_SIDE;
@@ -351,9 +341,6 @@ loom_dataset *loom_dataset_open_cifar(const char *path, const loom_dataset_opts 
     ds->labeled = 1;
     ds->get = cifar_get;
     ds->describe = cifar_describe;
-    ds->destroy = cifar_destroy;
-    ds->impl = im;
-    im = NULL; /* owned by ds from here */
     if (loom_dataset_set_classes(ds, CIFAR_CLASSES, name_ptr)) goto fail;
     free(dir);
     free(meta);
@@ -361,7 +348,6 @@ loom_dataset *loom_dataset_open_cifar(const char *path, const loom_dataset_opts 
 
 fail:
     loom_dataset_free(ds);
-    impl_free(im);
     free(chunk);
     free(dir);
     free(meta);

@@ -291,11 +291,9 @@ static void csv_describe(const loom_dataset *ds, size_t i, char *buf, size_t cap
 
 static void csv_destroy(loom_dataset *ds) {
     csv_impl *im = ds->impl;
-    if (!im) return;
     free(im->pixels);
     free(im->labels);
     free(im);
-    ds->impl = NULL;
 }
 
 /* Make room for row `rows` (0-based), doubling. */
@@ -378,28 +376,25 @@ loom_dataset *loom_dataset_open_csv(const char *path, const loom_dataset_opts *o
         loom_set_error("%s: not a file", path);
         return NULL;
     }
-    line_reader r = {.path = path, .f = f};
-    csv_shape c = {.path = path};
-    csv_impl *im = calloc(1, sizeof *im);
-    size_t count = 0;
-    int rc = im ? read_all(&r, &c, im, &count) : loom_set_error("%s: out of memory", path);
-    free(r.buf);
-    fclose(f);
-    loom_dataset *ds = NULL;
-    if (rc == LOOM_OK) {
-        /* Give back the doubling slack: the array lives as long as the set. */
-        uint8_t *px = realloc(im->pixels, count * im->npix);
-        if (px) im->pixels = px;
-        ds = loom_dataset_alloc("csv", path);
-    }
+    loom_dataset *ds = loom_dataset_alloc("csv", path, sizeof(csv_impl), csv_destroy);
     if (!ds) {
-        if (im) {
-            free(im->pixels);
-            free(im->labels);
-        }
-        free(im);
+        fclose(f);
         return NULL;
     }
+    csv_impl *im = ds->impl;
+    line_reader r = {.path = path, .f = f};
+    csv_shape c = {.path = path};
+    size_t count = 0;
+    int rc = read_all(&r, &c, im, &count);
+    free(r.buf);
+    fclose(f);
+    if (rc != LOOM_OK) {
+        loom_dataset_free(ds);
+        return NULL;
+    }
+    /* Give back the doubling slack: the array lives as long as the set. */
+    uint8_t *px = realloc(im->pixels, count * im->npix);
+    if (px) im->pixels = px;
     size_t side = square_side(im->npix);
     ds->count = count;
     ds->c = 1;
@@ -408,8 +403,6 @@ loom_dataset *loom_dataset_open_csv(const char *path, const loom_dataset_opts *o
     ds->labeled = c.labeled;
     ds->get = csv_get;
     ds->describe = csv_describe;
-    ds->destroy = csv_destroy;
-    ds->impl = im;
     /* The format defines the classes even when a file (test.csv) has no labels. */
     static const char *const digits[CSV_CLASSES] = {"0", "1", "2", "3", "4",
                                                     "5", "6", "7", "8", "9"};

@@ -14,14 +14,20 @@
 #include "loom/idx.h"
 #include "loom/rng.h"
 
-loom_dataset *loom_dataset_alloc(const char *format, const char *path) {
+loom_dataset *loom_dataset_alloc(const char *format, const char *path, size_t impl_size,
+                                 void (*destroy)(loom_dataset *ds)) {
     loom_dataset *ds = calloc(1, sizeof *ds);
-    if (!ds) {
+    void *impl = impl_size ? calloc(1, impl_size) : NULL;
+    if (!ds || (impl_size && !impl)) {
+        free(ds);
+        free(impl);
         loom_set_error("%s: out of memory", path);
         return NULL;
     }
     snprintf(ds->format, sizeof ds->format, "%s", format);
     snprintf(ds->path, sizeof ds->path, "%s", path);
+    ds->impl = impl;
+    ds->destroy = destroy;
     return ds;
 }
 
@@ -80,17 +86,15 @@ static void subset_describe(const loom_dataset *ds, size_t i, char *buf, size_t 
 
 static void subset_destroy(loom_dataset *ds) {
     subset_impl *s = ds->impl;
-    if (s) free(s->index);
+    free(s->index);
     free(s);
 }
 
 loom_dataset *loom_dataset_subset(loom_dataset *base, const uint32_t *index, size_t count) {
-    loom_dataset *ds = loom_dataset_alloc("subset", base->path);
+    loom_dataset *ds = loom_dataset_alloc("subset", base->path, sizeof(subset_impl), subset_destroy);
     if (!ds) return NULL;
-    subset_impl *s = calloc(1, sizeof *s);
-    ds->impl = s;
-    ds->destroy = subset_destroy;
-    if (!s || !(s->index = malloc((count + 1) * sizeof(uint32_t)))) {
+    subset_impl *s = ds->impl;
+    if (!(s->index = malloc((count + 1) * sizeof(uint32_t)))) {
         loom_dataset_free(ds);
         loom_set_error("%s: out of memory", base->path);
         return NULL;
@@ -231,7 +235,6 @@ static void idx_describe(const loom_dataset *ds, size_t i, char *buf, size_t cap
 
 static void idx_destroy(loom_dataset *ds) {
     idx_impl *m = ds->impl;
-    if (!m) return;
     loom_idx_free(&m->img);
     loom_idx_free(&m->lab);
     free(m);
@@ -264,16 +267,9 @@ loom_dataset *loom_dataset_open_idx(const char *path, const loom_dataset_opts *o
         snprintf(ip, sizeof ip, "%s", path);
         if (labels_beside(path, lp, sizeof lp)) return NULL;
     }
-    loom_dataset *ds = loom_dataset_alloc("idx", ip);
-    idx_impl *m = calloc(1, sizeof *m);
-    if (!ds || !m) {
-        free(m);
-        loom_dataset_free(ds);
-        loom_set_error("%s: out of memory", path);
-        return NULL;
-    }
-    ds->impl = m;
-    ds->destroy = idx_destroy;
+    loom_dataset *ds = loom_dataset_alloc("idx", ip, sizeof(idx_impl), idx_destroy);
+    if (!ds) return NULL;
+    idx_impl *m = ds->impl;
     if (loom_idx_read_pair(ip, lp, &m->img, &m->lab)) {
         loom_dataset_free(ds);
         return NULL;

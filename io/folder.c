@@ -220,18 +220,13 @@ static void folder_describe(const loom_dataset *ds, size_t i, char *buf, size_t 
         snprintf(buf, cap, "%s sample %zu (out of range)", f->root, i);
 }
 
-static void impl_free(folder_impl *f) {
-    if (!f) return;
+static void folder_destroy(loom_dataset *ds) {
+    folder_impl *f = ds->impl;
     free(f->root);
     free(f->pool);
     free(f->off);
     free(f->label);
     free(f);
-}
-
-static void folder_destroy(loom_dataset *ds) {
-    impl_free(ds->impl);
-    ds->impl = NULL;
 }
 
 /* Append "cls/file" for every image of class k; a class without any is an
@@ -334,12 +329,13 @@ loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts
         return NULL;
     }
 
-    loom_dataset *ds = NULL;
+    loom_dataset *ds = loom_dataset_alloc("folder", path, sizeof(folder_impl), folder_destroy);
+    if (!ds) return NULL;
+    folder_impl *f = ds->impl;
     strlist classes = {0}, top_imgs = {0};
     size_t others = 0;
     growth g = {0};
-    folder_impl *f = calloc(1, sizeof *f);
-    if (!f || !(f->root = strdup(path))) {
+    if (!(f->root = strdup(path))) {
         loom_set_error("%s: out of memory", path);
         goto fail;
     }
@@ -383,7 +379,6 @@ loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts
     f->h = h;
     f->w = w;
 
-    if (!(ds = loom_dataset_alloc("folder", path))) goto fail;
     if (loom_dataset_set_classes(ds, (int)classes.n, (const char *const *)classes.v)) goto fail;
     ds->count = f->count;
     ds->c = c;
@@ -392,15 +387,12 @@ loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts
     ds->labeled = 1;
     ds->get = folder_get;
     ds->describe = folder_describe;
-    ds->destroy = folder_destroy;
-    ds->impl = f;
     list_free(&classes);
     list_free(&top_imgs);
     return ds;
 
 fail:
-    loom_dataset_free(ds);  /* before impl is attached: frees only the struct and names */
-    impl_free(f);
+    loom_dataset_free(ds);
     list_free(&classes);
     list_free(&top_imgs);
     return NULL;

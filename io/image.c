@@ -6,6 +6,7 @@
  * can be clobbered, and the caller frees whatever the job holds either way. */
 #include "loom/image.h"
 
+#include "loom/atomic.h"
 #include "loom/error.h"
 
 #include <errno.h>
@@ -499,48 +500,28 @@ static int write_jpeg(FILE *f, const char *path, const loom_image *img, int qual
     return rc;
 }
 
-typedef int (*write_fn)(FILE *f, const char *path, const loom_image *img, int quality);
+typedef int (*encode_fn)(FILE *f, const char *path, const loom_image *img, int quality);
 
-/* Write to a temporary file beside path, fsync, rename over path: a crash or
- * a full disk leaves either the old file or the new one, never half of one. */
-static int save_atomic(const char *path, const loom_image *img, int quality, write_fn fn) {
+typedef struct {
+    const char *path;
+    const loom_image *img;
+    int quality;
+    encode_fn encode;
+} save_job;
+
+static int save_write(FILE *f, void *ctx) {
+    const save_job *j = ctx;
+    return j->encode(f, j->path, j->img, j->quality);
+}
+
+/* The image is checked first, so a bad one never gets a temporary file. */
+static int save_atomic(const char *path, const loom_image *img, int quality, encode_fn encode) {
     if (!img || !img->data || img->w <= 0 || img->h <= 0 || (img->c != 1 && img->c != 3))
         return loom_set_error("%s: cannot save an image of %dx%d with %d channels (want 1 or 3)",
                               path, img ? img->w : 0, img ? img->h : 0, img ? img->c : 0);
     if (check_dims(path, (unsigned long)img->w, (unsigned long)img->h, img->c)) return LOOM_ERR;
-    size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
-    char *tmp = malloc(n);
-    if (!tmp) return loom_set_error("%s: out of memory", path);
-    snprintf(tmp, n, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        return loom_set_error("%s: cannot create a temporary file beside it: %s", path,
-                              strerror(e));
-    }
-    /* mkstemp makes the file 0600; an image is not a secret. */
-    (void)fchmod(fd, 0644);
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        return loom_set_error("%s: cannot open a temporary file: %s", path, strerror(e));
-    }
-    int rc = fn(f, path, img, quality);
-    if (rc == LOOM_OK && (fflush(f) != 0 || ferror(f)))
-        rc = loom_set_error("%s: write error: %s", path, strerror(errno));
-    if (rc == LOOM_OK && fsync(fileno(f)) != 0)
-        rc = loom_set_error("%s: fsync failed: %s", path, strerror(errno));
-    if (fclose(f) != 0 && rc == LOOM_OK)
-        rc = loom_set_error("%s: write error on close: %s", path, strerror(errno));
-    if (rc == LOOM_OK && rename(tmp, path) != 0)
-        rc = loom_set_error("%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-    if (rc != LOOM_OK) unlink(tmp);
-    free(tmp);
-    return rc;
+    save_job j = {path, img, quality, encode};
+    return loom_atomic_write(path, save_write, &j);
 }
 
 int loom_image_save_png(const char *path, const loom_image *img) {

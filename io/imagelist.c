@@ -47,7 +47,6 @@ static void list_describe(const loom_dataset *ds, size_t i, char *buf, size_t ca
 
 static void list_destroy(loom_dataset *ds) {
     list_impl *m = ds->impl;
-    if (!m) return;
     for (size_t i = 0; i < m->n; i++) free(m->files[i]);
     free(m->files);
     free(m);
@@ -56,16 +55,9 @@ static void list_destroy(loom_dataset *ds) {
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 loom_dataset *loom_dataset_open_images(const char *path, const loom_dataset_opts *o) {
-    loom_dataset *ds = loom_dataset_alloc("images", path);
-    list_impl *m = calloc(1, sizeof *m);
-    if (!ds || !m) {
-        free(m);
-        loom_dataset_free(ds);
-        loom_set_error("%s: out of memory", path);
-        return NULL;
-    }
-    ds->impl = m;
-    ds->destroy = list_destroy;
+    loom_dataset *ds = loom_dataset_alloc("images", path, sizeof(list_impl), list_destroy);
+    if (!ds) return NULL;
+    list_impl *m = ds->impl;
     struct stat st;
     size_t cap = 0;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "jfield.h"
+#include "loom/atomic.h"
 #include "loom/error.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
@@ -293,6 +294,20 @@ static int write_body(FILE *f, const char *text, size_t len, const sft_out *t, s
     return 0;
 }
 
+typedef struct {
+    const char *path, *text;
+    size_t len;
+    const sft_out *t;
+    size_t n;
+} sft_job;
+
+static int write_job(FILE *f, void *ctx) {
+    const sft_job *j = ctx;
+    if (write_body(f, j->text, j->len, j->t, j->n))
+        return loom_set_error("%s: write error: %s", j->path, strerror(errno));
+    return LOOM_OK;
+}
+
 int sft_write(const char *path, const json_t *meta, const sft_out *t, size_t n) {
     json_t *root = header_json(meta, t, n, path);
     if (!root) return LOOM_ERR;
@@ -304,39 +319,8 @@ int sft_write(const char *path, const json_t *meta, const sft_out *t, size_t n) 
         free(text);
         return loom_set_error("%s: the header would be %zu bytes (readers refuse more than 100 MB)", path, len);
     }
-    size_t tn = strlen(path) + sizeof ".tmp.XXXXXX";
-    char *tmp = malloc(tn);
-    if (!tmp) {
-        free(text);
-        return loom_set_error("%s: out of memory", path);
-    }
-    snprintf(tmp, tn, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        free(text);
-        return loom_set_error("%s: cannot create a temporary file beside it: %s", path, strerror(e));
-    }
-    /* mkstemp makes the file 0600; a checkpoint is shared like any model file. */
-    (void)fchmod(fd, 0644);
-    FILE *f = fdopen(fd, "wb");
-    int rc = LOOM_OK;
-    if (!f) {
-        rc = loom_set_error("%s: cannot open a temporary file: %s", path, strerror(errno));
-        close(fd);
-    } else {
-        if (write_body(f, text, len, t, n) || fflush(f) != 0)
-            rc = loom_set_error("%s: write error: %s", path, strerror(errno));
-        if (rc == LOOM_OK && fsync(fileno(f)) != 0)
-            rc = loom_set_error("%s: fsync failed: %s", path, strerror(errno));
-        if (fclose(f) != 0 && rc == LOOM_OK)
-            rc = loom_set_error("%s: write error on close: %s", path, strerror(errno));
-    }
-    if (rc == LOOM_OK && rename(tmp, path) != 0)
-        rc = loom_set_error("%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-    if (rc != LOOM_OK) unlink(tmp);
-    free(tmp);
+    sft_job j = {path, text, len, t, n};
+    int rc = loom_atomic_write(path, write_job, &j);
     free(text);
     return rc;
 }

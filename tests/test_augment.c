@@ -17,6 +17,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "util.h"
 #include "loom/augment.h"
 #include "loom/error.h"
 #include "loom/rng.h"
@@ -69,9 +70,7 @@ static diff compare(const uint8_t *a, const uint8_t *b, size_t n) {
 }
 
 static void test_pillow(void) {
-    const char *dir = getenv("LOOM_TEST_DATA");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/augment_fixtures.txt", dir ? dir : "data");
+    const char *path = t_data_path("augment_fixtures.txt");
     FILE *f = fopen(path, "r");
     CHECK(f != NULL, "cannot open %s", path);
     if (!f) return;

@@ -5,7 +5,6 @@
  * every kind of damaged or foreign file is refused with a message naming the
  * file and the problem, without crashing or leaking (run under ASan); and a
  * failed save leaves neither a half file nor a temporary behind. */
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -14,37 +13,13 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "util.h"
 #include "loom/checkpoint.h"
 #include "loom/loom.h"
 
-static char dir[64];
+static char dir[256];
 
-static const char *at(const char *name) {
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)len + 1);
-    *n = fread(b, 1, (size_t)len, f);
-    fclose(f);
-    return b;
-}
-
-static void spit(const char *path, const void *d, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return;
-    if (n) fwrite(d, 1, n, f);
-    fclose(f);
-}
+static const char *at(const char *name) { return t_path(dir, name); }
 
 /* ---- the model: every layer type --------------------------------------------------- */
 
@@ -363,7 +338,7 @@ static void test_format(void) {
     loom_optim *o = loom_optim_new(&st.optim, loom_graph_param_count(g));
     CHECK(loom_checkpoint_save(p, g, &st, o) == LOOM_OK, "save: %s", loom_error());
     size_t n = 0;
-    unsigned char *b = slurp(p, &n);
+    unsigned char *b = t_read_file(p, &n);
     CHECK(b && n >= 8, "file read");
     if (!b || n < 8) {
         free(b);
@@ -457,7 +432,7 @@ typedef struct {
 /* The good file, taken apart for editing. */
 static int split(const char *path, parts *p) {
     size_t n;
-    unsigned char *b = slurp(path, &n);
+    unsigned char *b = t_read_file(path, &n);
     memset(p, 0, sizeof *p);
     if (!b) return -1;
     uint64_t hl = 0;
@@ -485,7 +460,7 @@ static void assemble(const char *path, const json_t *hdr, const unsigned char *d
     memcpy(b + 8, t, len);
     memset(b + 8 + len, ' ', padded - len);
     if (dlen) memcpy(b + 8 + padded, data, dlen);
-    spit(path, b, n);
+    t_write_file(path, b, n);
     free(b);
     free(t);
 }
@@ -513,26 +488,26 @@ static long long off_of(json_t *entry, int k) {
 static void test_bad_files(void) {
     const char *good = at("model.safetensors"), *bad = at("bad.safetensors");
     size_t n;
-    unsigned char *b = slurp(good, &n);
+    unsigned char *b = t_read_file(good, &n);
     CHECK(b != NULL, "the good file exists");
     if (!b) return;
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = hl << 8 | b[i];
 
     /* truncated at several points */
-    spit(bad, b, 0);
+    t_write_file(bad, b, 0);
     expect_fail(bad, "zero-byte file", "empty");
-    spit(bad, b, 5);
+    t_write_file(bad, b, 5);
     expect_fail(bad, "5-byte file", "shorter than the 8-byte header length");
-    spit(bad, b, 8);
+    t_write_file(bad, b, 8);
     expect_fail(bad, "cut after the length", "exceeds");
-    spit(bad, b, 8 + hl / 2);
+    t_write_file(bad, b, 8 + hl / 2);
     expect_fail(bad, "cut in the header", "exceeds");
-    spit(bad, b, 8 + hl);
+    t_write_file(bad, b, 8 + hl);
     expect_fail(bad, "cut at the data start", "outside");
-    spit(bad, b, n / 2);
+    t_write_file(bad, b, n / 2);
     expect_fail(bad, "cut in the data", "outside");
-    spit(bad, b, n - 1);
+    t_write_file(bad, b, n - 1);
     expect_fail(bad, "one byte short", "outside");
 
     /* header length */
@@ -540,19 +515,19 @@ static void test_bad_files(void) {
     memcpy(c, b, n);
     uint64_t big = n; /* larger than what follows it, below 100 MB */
     for (int i = 0; i < 8; i++) c[i] = (unsigned char)(big >> (8 * i));
-    spit(bad, c, n);
+    t_write_file(bad, c, n);
     expect_fail(bad, "header length > file", "exceeds");
     for (int i = 0; i < 8; i++) c[i] = 0xff;
-    spit(bad, c, n);
+    t_write_file(bad, c, n);
     expect_fail(bad, "header length 2^64-1", "absurd");
     memset(c, 0, 8);
-    spit(bad, c, n);
+    t_write_file(bad, c, n);
     expect_fail(bad, "header length 0", "header length is 0");
 
     /* JSON syntax error: a brace turned into a bracket at byte 8+0 of the header */
     memcpy(c, b, n);
     c[8 + 1] = '[';
-    spit(bad, c, n);
+    t_write_file(bad, c, n);
     expect_fail(bad, "header JSON syntax error", "line 1, column");
     free(c);
     free(b);
@@ -703,7 +678,7 @@ static void test_bad_files(void) {
 static void test_random_damage(void) {
     const char *good = at("state.safetensors"), *bad = at("damaged.safetensors");
     size_t n;
-    unsigned char *b = slurp(good, &n);
+    unsigned char *b = t_read_file(good, &n);
     if (!b) return;
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = hl << 8 | b[i];
@@ -723,7 +698,7 @@ static void test_random_damage(void) {
             else if (c[at_] >= '0' && c[at_] <= '9') c[at_] = (unsigned char)('0' + (r >> 56) % 10);
         }
         size_t len = it % 7 == 6 ? (size_t)((r >> 20) % n) : n;
-        spit(bad, c, len);
+        t_write_file(bad, c, len);
         loom_train_state st;
         loom_graph *g = loom_checkpoint_load(bad, &st);
         if (g) loaded++;
@@ -742,21 +717,12 @@ static void test_random_damage(void) {
 
 /* ---- atomic writes ------------------------------------------------------------------ */
 
-static int temporaries(const char *d) {
-    DIR *dp = opendir(d);
-    int k = 0;
-    if (!dp) return -1;
-    for (struct dirent *e; (e = readdir(dp)) != NULL;) k += strstr(e->d_name, ".tmp.") != NULL;
-    closedir(dp);
-    return k;
-}
-
 static void test_atomic(void) {
     loom_graph *g = build_all();
     if (!g) return;
     const char *p = at("model.safetensors");
     size_t n0, n1;
-    unsigned char *before = slurp(p, &n0);
+    unsigned char *before = t_read_file(p, &n0);
 
     CHECK(loom_checkpoint_save(at("nodir/x.safetensors"), g, NULL, NULL) == LOOM_ERR &&
               strstr(loom_error(), "nodir/x.safetensors"),
@@ -785,10 +751,10 @@ static void test_atomic(void) {
         mkdir(ro, 0755);
         loom_checkpoint_save(file, g, NULL, NULL);
         size_t a, bn;
-        unsigned char *old = slurp(file, &a);
+        unsigned char *old = t_read_file(file, &a);
         chmod(ro, 0555);
         CHECK(loom_checkpoint_save(file, g, NULL, NULL) == LOOM_ERR, "save into a read-only directory fails");
-        unsigned char *now = slurp(file, &bn);
+        unsigned char *now = t_read_file(file, &bn);
         CHECK(old && now && a == bn && !memcmp(old, now, a), "the old file is intact");
         chmod(ro, 0755);
         free(old);
@@ -799,30 +765,17 @@ static void test_atomic(void) {
         printf("running as root: read-only directory test skipped\n");
     }
 
-    unsigned char *after = slurp(p, &n1);
+    unsigned char *after = t_read_file(p, &n1);
     CHECK(before && after && n0 == n1 && !memcmp(before, after, n0), "failed saves left model.safetensors as it was");
-    CHECK(temporaries(dir) == 0 && temporaries(sub) == 0, "no temporary files remain");
+    CHECK(t_count_entries(dir, ".tmp.") == 0 && t_count_entries(sub, ".tmp.") == 0, "no temporary files remain");
     free(before);
     free(after);
     rmdir(sub);
     loom_graph_free(g);
 }
 
-static void cleanup(void) {
-    DIR *dp = opendir(dir);
-    if (!dp) return;
-    for (struct dirent *e; (e = readdir(dp)) != NULL;)
-        if (e->d_name[0] != '.') unlink(at(e->d_name));
-    closedir(dp);
-    rmdir(dir);
-}
-
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/loom_ckpt_XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!t_mkdtemp(dir, sizeof dir, "checkpoint")) return 1;
     test_model_round_trip();
     test_state_round_trip();
     test_optim_round_trip();
@@ -831,6 +784,6 @@ int main(void) {
     test_random_damage();
     test_atomic();
     if (getenv("LOOM_KEEP_CHECKPOINTS")) printf("files kept in %s\n", dir);
-    else cleanup();
+    else t_rm_tree(dir);
     TEST_END();
 }

@@ -2,14 +2,12 @@
  * temporary directory with a known value for every (record, channel, y, x),
  * so the CHW -> HWC transpose is checked byte for byte. */
 #include "check.h"
+#include "util.h"
 
 #include <loom/dataset.h>
 #include <loom/error.h>
 
-#include <dirent.h>
 #include <stdint.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 enum { SIDE = 32, PLANE = SIDE * SIDE, PIXELS = 3 * PLANE, RECORD = 1 + PIXELS };
 
@@ -20,29 +18,9 @@ static uint8_t val(int tag, int r, int c, int y, int x) {
     return (uint8_t)(tag * 59 + r * 13 + c * 101 + y * 7 + x * 3 + (x * y) / 5);
 }
 
-static const char *path_of(const char *rel) {
-    static char p[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", tmpdir, rel);
-    return p[k];
-}
-
-static void make_dir(const char *rel) {
-    if (mkdir(path_of(rel), 0755) != 0) {
-        perror(rel);
-        exit(2);
-    }
-}
-
-static void write_bytes(const char *rel, const uint8_t *p, size_t n) {
-    const char *path = path_of(rel);
-    FILE *f = fopen(path, "wb");
-    if (!f || (n && fwrite(p, 1, n, f) != n) || fclose(f) != 0) {
-        fprintf(stderr, "test_cifar: cannot write %s\n", path);
-        exit(2);
-    }
-}
+static const char *path_of(const char *rel) { return t_path(tmpdir, rel); }
+static void make_dir(const char *rel) { t_mkdir(path_of(rel)); }
+static void write_bytes(const char *rel, const uint8_t *p, size_t n) { t_write_file(path_of(rel), p, n); }
 
 /* n records as CHW planes with labels labels[r]; extra bytes appended. */
 static void write_batch(const char *rel, int tag, int n, const uint8_t *labels, size_t extra) {
@@ -219,35 +197,11 @@ static void test_bad(void) {
                 NULL);
 }
 
-/* Remove dir and everything under it (the fixtures nest two levels). */
-static void rm_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char p[1024];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            rm_tree(p);
-        else
-            remove(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 int main(void) {
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/loom-test-cifar-XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 2;
-    }
+    if (!t_mkdtemp(tmpdir, sizeof tmpdir, "cifar")) return 2;
     test_single_file();
     test_directory();
     test_bad();
-    rm_tree(tmpdir);
+    t_rm_tree(tmpdir);
     TEST_END();
 }

@@ -2,15 +2,13 @@
  * fresh temporary directory, so every bad-input case is spelled out here,
  * next to the message it must produce. */
 #include "check.h"
+#include "util.h"
 
 #include <loom/dataset.h>
 #include <loom/error.h>
 
-#include <dirent.h>
 #include <stdarg.h>
 #include <stdint.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 enum { NPIX = 784, NCOL = 785 };
 
@@ -77,13 +75,8 @@ static void row(sbuf *b, int labeled, size_t npix, int r, const char *eol) {
 }
 
 static const char *write_file(const char *name, const sbuf *b) {
-    static char path[512];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f || (b->n && fwrite(b->s, 1, b->n, f) != b->n) || fclose(f) != 0) {
-        fprintf(stderr, "test_csv: cannot write %s\n", path);
-        exit(2);
-    }
+    const char *path = t_path(tmpdir, name);
+    t_write_file(path, b->s, b->n);
     return path;
 }
 
@@ -340,42 +333,16 @@ static void test_bad(void) {
                 "line 3: column 1 (pixel0): '7x' is not a whole number", NULL);
     free(b.s);
 
-    char p[512];
-    snprintf(p, sizeof p, "%s/nonexistent.csv", tmpdir);
-    expect_fail(p, "nonexistent.csv", "cannot open", NULL);
-}
-
-/* Remove dir and everything under it (the fixtures nest at most one level). */
-static void rm_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char p[1024];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            rm_tree(p);
-        else
-            remove(p);
-    }
-    closedir(d);
-    rmdir(dir);
+    expect_fail(t_path(tmpdir, "nonexistent.csv"), "nonexistent.csv", "cannot open", NULL);
 }
 
 int main(void) {
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/loom-test-csv-XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 2;
-    }
+    if (!t_mkdtemp(tmpdir, sizeof tmpdir, "csv")) return 2;
     test_train();
     test_unlabeled();
     test_endings();
     test_variants();
     test_bad();
-    rm_tree(tmpdir);
+    t_rm_tree(tmpdir);
     TEST_END();
 }

@@ -1,17 +1,16 @@
 /* IDX reader tests. Fixtures are written at run time into a fresh temporary
  * directory so every bad-input case is spelled out here, next to its check. */
 #include "check.h"
+#include "util.h"
 
 #include <loom/error.h>
 #include <loom/idx.h>
 
 #include <stdint.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
 static char tmpdir[256];
-static char made[64][320]; /* files to remove at the end */
+static char made[64][320]; /* every fixture's path; made[nmade - 1] is the last */
 static int nmade;
 
 static const char *fixture(const char *name) {
@@ -21,14 +20,6 @@ static const char *fixture(const char *name) {
     }
     snprintf(made[nmade], sizeof made[0], "%s/%s", tmpdir, name);
     return made[nmade++];
-}
-
-static void write_plain(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(p, 1, n, f) != n || fclose(f) != 0) {
-        fprintf(stderr, "test_idx: cannot write %s\n", path);
-        exit(2);
-    }
 }
 
 static void write_gz(const char *path, const void *p, size_t n) {
@@ -84,10 +75,10 @@ static void test_valid(void) {
     size_t n = idx_bytes(buf, 0x08, 3, d3, 24);
     const char *names[] = {"v3-plain-ubyte", "v3-ubyte.gz", "v3-gz-without-suffix",
                            "v3-plain-misnamed.gz"};
-    write_plain(fixture(names[0]), buf, n);
+    t_write_file(fixture(names[0]), buf, n);
     write_gz(fixture(names[1]), buf, n);
     write_gz(fixture(names[2]), buf, n);
-    write_plain(fixture(names[3]), buf, n);
+    t_write_file(fixture(names[3]), buf, n);
     for (int k = 0; k < 4; k++) {
         loom_idx x;
         char path[320];
@@ -117,7 +108,7 @@ static void test_valid(void) {
     const uint32_t d4[4] = {2, 3, 1, 5};
     n = idx_bytes(buf, 0x08, 4, d4, 30);
     const char *p4 = fixture("v4-ubyte");
-    write_plain(p4, buf, n);
+    t_write_file(p4, buf, n);
     CHECK(loom_idx_read(p4, &x) == LOOM_OK, "4-d: %s", loom_error());
     CHECK(x.ndim == 4 && x.count == 2 && x.item_size == 15 && data_ok(&x, 30), "4-d shape/data");
     loom_idx_free(&x);
@@ -142,22 +133,22 @@ static void test_bad(void) {
     const uint32_t d3[3] = {3, 2, 4};
     size_t n;
 
-    write_plain(fixture("empty-ubyte"), buf, 0);
+    t_write_file(fixture("empty-ubyte"), buf, 0);
     expect_fail(made[nmade - 1], "empty-ubyte", "empty");
     write_gz(fixture("empty-ubyte.gz"), buf, 0);
     expect_fail(made[nmade - 1], "empty-ubyte.gz", "empty");
 
     n = idx_bytes(buf, 0x08, 3, d3, 0);
-    write_plain(fixture("hdr2-ubyte"), buf, 2);
+    t_write_file(fixture("hdr2-ubyte"), buf, 2);
     expect_fail(made[nmade - 1], "hdr2-ubyte", "truncated header");
-    write_plain(fixture("hdr10-ubyte"), buf, 10); /* rank 3 needs 16 header bytes */
+    t_write_file(fixture("hdr10-ubyte"), buf, 10); /* rank 3 needs 16 header bytes */
     expect_fail(made[nmade - 1], "hdr10-ubyte", "truncated header");
     write_gz(fixture("hdr10-ubyte.gz"), buf, 10);
     expect_fail(made[nmade - 1], "hdr10-ubyte.gz", "truncated header");
 
     n = idx_bytes(buf, 0x08, 3, d3, 24);
     buf[1] = 0x4d;
-    write_plain(fixture("magic-ubyte"), buf, n);
+    t_write_file(fixture("magic-ubyte"), buf, n);
     expect_fail(made[nmade - 1], "magic-ubyte", "not an IDX file");
 
     n = idx_bytes(buf, 0x0d, 3, d3, 24);
@@ -165,21 +156,21 @@ static void test_bad(void) {
     expect_fail(made[nmade - 1], "float-ubyte.gz", "unsupported IDX element type 0x0d");
 
     n = idx_bytes(buf, 0x08, 0, d3, 0);
-    write_plain(fixture("ndim0-ubyte"), buf, n);
+    t_write_file(fixture("ndim0-ubyte"), buf, n);
     expect_fail(made[nmade - 1], "ndim0-ubyte", "0 dimensions");
     const uint32_t d5[5] = {1, 1, 1, 1, 1};
     n = idx_bytes(buf, 0x08, 5, d5, 1);
-    write_plain(fixture("ndim5-ubyte"), buf, n);
+    t_write_file(fixture("ndim5-ubyte"), buf, n);
     expect_fail(made[nmade - 1], "ndim5-ubyte", "5 dimensions");
 
     const uint32_t dz[3] = {3, 0, 4};
     n = idx_bytes(buf, 0x08, 3, dz, 0);
-    write_plain(fixture("dim0-ubyte"), buf, n);
+    t_write_file(fixture("dim0-ubyte"), buf, n);
     expect_fail(made[nmade - 1], "dim0-ubyte", "dimension 1 is 0");
 
     /* Header says 3 items, the file holds 2. */
     n = idx_bytes(buf, 0x08, 3, d3, 16);
-    write_plain(fixture("short-ubyte"), buf, n);
+    t_write_file(fixture("short-ubyte"), buf, n);
     const char *claim = "truncated: header claims 24 bytes of data (3 x 2 x 4), file has 16";
     expect_fail(made[nmade - 1], "short-ubyte", claim);
     write_gz(fixture("short-ubyte.gz"), buf, n);
@@ -190,19 +181,19 @@ static void test_bad(void) {
     n = idx_bytes(buf, 0x08, 2, dhuge, 100);
     write_gz(fixture("huge-claim-ubyte.gz"), buf, n);
     expect_fail(made[nmade - 1], "huge-claim-ubyte.gz", "file has 100");
-    write_plain(fixture("huge-claim-ubyte"), buf, n);
+    t_write_file(fixture("huge-claim-ubyte"), buf, n);
     expect_fail(made[nmade - 1], "huge-claim-ubyte", "file has 100");
 
     const uint32_t dabs[3] = {4000000000u, 4000000000u, 4000000000u};
     n = idx_bytes(buf, 0x08, 2, dabs, 10);
-    write_plain(fixture("absurd-ubyte"), buf, n);
+    t_write_file(fixture("absurd-ubyte"), buf, n);
     expect_fail(made[nmade - 1], "absurd-ubyte", "overflow");
     n = idx_bytes(buf, 0x08, 3, dabs, 10);
     write_gz(fixture("absurd3-ubyte.gz"), buf, n);
     expect_fail(made[nmade - 1], "absurd3-ubyte.gz", "overflow");
 
     n = idx_bytes(buf, 0x08, 3, d3, 30);
-    write_plain(fixture("trailing-ubyte"), buf, n);
+    t_write_file(fixture("trailing-ubyte"), buf, n);
     expect_fail(made[nmade - 1], "trailing-ubyte", "trailing garbage: 6 more bytes");
     write_gz(fixture("trailing-ubyte.gz"), buf, n);
     expect_fail(made[nmade - 1], "trailing-ubyte.gz", "trailing garbage");
@@ -223,12 +214,12 @@ static void test_bad(void) {
     size_t ngz = fread(gz, 1, sizeof gz, f);
     fclose(f);
     CHECK(ngz > 1000 && ngz < sizeof gz, "compressed size %zu", ngz);
-    write_plain(fixture("cut-ubyte.gz"), gz, ngz / 2);
+    t_write_file(fixture("cut-ubyte.gz"), gz, ngz / 2);
     expect_fail(made[nmade - 1], "cut-ubyte.gz", "truncated gzip stream");
-    write_plain(fixture("cut-trailer-ubyte.gz"), gz, ngz - 4);
+    t_write_file(fixture("cut-trailer-ubyte.gz"), gz, ngz - 4);
     expect_fail(made[nmade - 1], "cut-trailer-ubyte.gz", "truncated gzip stream");
     gz[ngz - 6] ^= 0x55; /* inside the CRC-32 */
-    write_plain(fixture("bad-crc-ubyte.gz"), gz, ngz);
+    t_write_file(fixture("bad-crc-ubyte.gz"), gz, ngz);
     expect_fail(made[nmade - 1], "bad-crc-ubyte.gz", "corrupt gzip stream");
 
     snprintf(name, sizeof name, "no-such-file-ubyte");
@@ -246,13 +237,13 @@ static void test_pair(void) {
     write_gz(img, buf, n);
     n = idx_bytes(buf, 0x08, 1, dl3, 3);
     const char *lab = fixture("pair-labels-idx1-ubyte");
-    write_plain(lab, buf, n);
+    t_write_file(lab, buf, n);
     n = idx_bytes(buf, 0x08, 1, dl2, 2);
     const char *lab2 = fixture("pair-labels2-idx1-ubyte");
-    write_plain(lab2, buf, n);
+    t_write_file(lab2, buf, n);
     n = idx_bytes(buf, 0x08, 2, dl2d, 3);
     const char *labm = fixture("pair-labels-2d-ubyte");
-    write_plain(labm, buf, n);
+    t_write_file(labm, buf, n);
 
     loom_idx a, b;
     CHECK(loom_idx_read_pair(img, lab, &a, &b) == LOOM_OK, "pair: %s", loom_error());
@@ -289,8 +280,8 @@ static void test_find(void) {
     }
     const char *a = fixture("ds/train-images-idx3-ubyte.gz");
     const char *b = fixture("ds/train-labels.idx1-ubyte"); /* the dotted spelling */
-    write_plain(a, "x", 1);
-    write_plain(b, "x", 1);
+    t_write_file(a, "x", 1);
+    t_write_file(b, "x", 1);
     CHECK(loom_idx_find(dir, "train", img, lab, sizeof img) == LOOM_OK, "find: %s", loom_error());
     CHECK(strcmp(img, a) == 0 && strcmp(lab, b) == 0, "found %s, %s", img, lab);
 
@@ -357,21 +348,12 @@ static void test_real(void) {
 }
 
 int main(void) {
-    const char *t = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/loom-test-idx-XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 2;
-    }
+    if (!t_mkdtemp(tmpdir, sizeof tmpdir, "idx")) return 2;
     test_valid();
     test_bad();
     test_pair();
     test_find();
     test_real();
-    for (int i = nmade - 1; i >= 0; i--) unlink(made[i]);
-    char ds[300];
-    snprintf(ds, sizeof ds, "%s/ds", tmpdir);
-    rmdir(ds);
-    if (rmdir(tmpdir) != 0) fprintf(stderr, "note: could not remove %s\n", tmpdir);
+    if (t_rm_tree(tmpdir) != 0) fprintf(stderr, "note: could not remove %s\n", tmpdir);
     TEST_END();
 }

@@ -7,53 +7,35 @@
  *   alpha a, value v  -> round(v * a / 255)          (composited on black)
  *   RGB -> gray       -> (19595 R + 38470 G + 7471 B + 32768) >> 16 */
 #include "check.h"
+#include "util.h"
 
 #include <loom/dataset.h>
 #include <loom/error.h>
 #include <loom/image.h>
 
-#include <dirent.h>
 #include <png.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdint.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <jpeglib.h>
 
 static char tmpdir[256];
-static char made[256][400]; /* files and folders to remove at the end, in creation order */
+static char made[256][400]; /* every fixture's path; made[nmade - 1] is the last */
 static int nmade;
 
-static const char *track(const char *fmt, const char *a, const char *b) {
+/* tmpdir/name, kept valid to the end of the run. */
+static const char *fixture(const char *name) {
     if (nmade == (int)(sizeof made / sizeof made[0])) {
         fprintf(stderr, "test_image: too many fixtures\n");
         exit(2);
     }
-    snprintf(made[nmade], sizeof made[0], fmt, a, b);
+    snprintf(made[nmade], sizeof made[0], "%s/%s", tmpdir, name);
     return made[nmade++];
 }
 
-/* tmpdir/name; registered for removal. */
-static const char *fixture(const char *name) { return track("%s/%s", tmpdir, name); }
-
-static void make_dir(const char *rel) {
-    const char *p = fixture(rel);
-    if (mkdir(p, 0755) != 0) {
-        fprintf(stderr, "test_image: cannot mkdir %s\n", p);
-        exit(2);
-    }
-}
-
-static void write_file(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f || (n && fwrite(p, 1, n, f) != n) || fclose(f) != 0) {
-        fprintf(stderr, "test_image: cannot write %s\n", path);
-        exit(2);
-    }
-}
+static void make_dir(const char *rel) { t_mkdir(fixture(rel)); }
 
 typedef struct {
     uint8_t *p;
@@ -377,7 +359,7 @@ static void expect_fail(const char *path, const char *word) {
     if (rc == LOOM_OK) loom_image_free(&img);
 }
 
-static void write_mem(const char *name, const uint8_t *p, size_t n) { write_file(fixture(name), p, n); }
+static void write_mem(const char *name, const uint8_t *p, size_t n) { t_write_file(fixture(name), p, n); }
 
 static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -566,14 +548,6 @@ static void test_bad(void) {
 
 /* ---- saving ---------------------------------------------------------------------------- */
 
-static int count_entries(const char *dir) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));) n += e->d_name[0] != '.';
-    if (d) closedir(d);
-    return n;
-}
-
 static void test_save(void) {
     enum { W = 21, H = 17 };
     make_dir("save");
@@ -614,8 +588,8 @@ static void test_save(void) {
               "jpeg round trip: %dx%dx%d, mae %.3f", back.w, back.h, back.c, sum / sizeof smooth);
     }
     loom_image_free(&back);
-    CHECK(count_entries(dir) == 3, "save/ holds %d entries (a temporary file left?)",
-          count_entries(dir));
+    CHECK(t_count_entries(dir, NULL) == 3, "save/ holds %d entries (a temporary file left?)",
+          t_count_entries(dir, NULL));
 
     /* failures leave nothing behind and name the path */
     loom_image bad = {W, H, 2, rgb};
@@ -629,7 +603,7 @@ static void test_save(void) {
     snprintf(nodir, sizeof nodir, "%s/no/such/dir/x.png", tmpdir);
     CHECK(loom_image_save_png(nodir, &im3) == LOOM_ERR && strstr(loom_error(), nodir),
           "save into a missing folder: %s", loom_error());
-    CHECK(count_entries(dir) == 3, "save/ holds %d entries after failures", count_entries(dir));
+    CHECK(t_count_entries(dir, NULL) == 3, "save/ holds %d entries after failures", t_count_entries(dir, NULL));
 }
 
 /* ---- folder data set -------------------------------------------------------------------- */
@@ -671,7 +645,7 @@ static void folder_threads(loom_dataset *ds, uint8_t (*ref)[FW * FH * 3]) {
     CHECK(bad == 0, "%d concurrent gets failed or differed", bad);
 }
 
-static void put(const char *rel, const mem *m) { write_file(fixture(rel), m->p, m->n); }
+static void put(const char *rel, const mem *m) { t_write_file(fixture(rel), m->p, m->n); }
 
 static void test_folder(void) {
     enum { W = FW, H = FH };
@@ -841,7 +815,7 @@ static void test_folder(void) {
     make_dir("broken");
     make_dir("broken/a");
     put("broken/a/1.png", &m_rgb);
-    write_file(fixture("broken/a/2.png"), m_rgb.p, m_rgb.n / 2);
+    t_write_file(fixture("broken/a/2.png"), m_rgb.p, m_rgb.n / 2);
     snprintf(root, sizeof root, "%s/broken", tmpdir);
     ds = loom_dataset_open_folder(root, NULL);
     CHECK(ds != NULL, "open broken: %s", loom_error());
@@ -865,12 +839,7 @@ static void test_folder(void) {
 }
 
 int main(void) {
-    const char *t = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/loom-test-image-XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 2;
-    }
+    if (!t_mkdtemp(tmpdir, sizeof tmpdir, "image")) return 2;
     printf("png variants\n");
     test_png_variants();
     printf("jpeg variants\n");
@@ -881,7 +850,6 @@ int main(void) {
     test_save();
     printf("folders\n");
     test_folder();
-    for (int i = nmade - 1; i >= 0; i--) remove(made[i]);
-    if (rmdir(tmpdir) != 0) fprintf(stderr, "note: could not remove %s\n", tmpdir);
+    if (t_rm_tree(tmpdir) != 0) fprintf(stderr, "note: could not remove %s\n", tmpdir);
     TEST_END();
 }

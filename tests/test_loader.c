@@ -26,11 +26,9 @@ static int mem_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
 static void mem_destroy(loom_dataset *ds) { free(ds->impl); }
 
 static loom_dataset *mem_set(long bad) {
-    loom_dataset *ds = loom_dataset_alloc("mem", "mem");
-    mem_impl *m = calloc(1, sizeof *m);
+    loom_dataset *ds = loom_dataset_alloc("mem", "mem", sizeof(mem_impl), mem_destroy);
+    mem_impl *m = ds->impl;
     m->bad = bad;
-    ds->impl = m;
-    ds->destroy = mem_destroy;
     ds->count = N;
     ds->c = C;
     ds->h = H;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "util.h"
 #include "loom/loom.h"
 
 #define MAXN 64
@@ -18,9 +19,7 @@ static int read_vec(FILE *f, const char *tag, float *v, int n) {
 }
 
 int main(void) {
-    const char *dir = getenv("LOOM_TEST_DATA");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/optim_fixtures.txt", dir ? dir : "data");
+    const char *path = t_data_path("optim_fixtures.txt");
     FILE *f = fopen(path, "r");
     CHECK(f != NULL, "cannot open %s", path);
     if (!f) TEST_END();

@@ -5,9 +5,9 @@
  * different thread counts before and after the checkpoint. */
 #include <stdint.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "check.h"
+#include "util.h"
 #include "loom/checkpoint.h"
 #include "loom/loom.h"
 
@@ -21,7 +21,7 @@ static int mem_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
 }
 
 static loom_dataset *mem_set(void) {
-    loom_dataset *ds = loom_dataset_alloc("mem", "mem");
+    loom_dataset *ds = loom_dataset_alloc("mem", "mem", 0, NULL);
     ds->count = N;
     ds->c = C;
     ds->h = H;
@@ -59,9 +59,9 @@ int main(void) {
     loom_dataset *ds = mem_set();
     loom_augment *aug = loom_augment_parse("flip-h,rotate=10,brightness=0.2");
     CHECK(aug != NULL, "augment: %s", loom_error());
-    char path[] = "/tmp/loom-resume-XXXXXX";
-    CHECK(mkdtemp(path) != NULL, "tmp dir");
-    char file[256];
+    char path[256];
+    CHECK(t_mkdtemp(path, sizeof path, "resume") != NULL, "tmp dir");
+    char file[300];
     snprintf(file, sizeof file, "%s/mid.safetensors", path);
 
     /* one run of 4 epochs */
@@ -106,8 +106,7 @@ int main(void) {
         loom_trainer_free(t3);
         loom_graph_free(g3);
     }
-    unlink(file);
-    rmdir(path);
+    t_rm_tree(path);
     loom_trainer_free(t1);
     loom_graph_free(g1);
     loom_augment_free(aug);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "check.h"
+#include "util.h"
 #include "loom/error.h"
 #include "loom/exec.h"
 #include "loom/kernels.h"
@@ -20,9 +21,7 @@ static int known_model(const char *name) {
 }
 
 static void test_fixtures(void) {
-    const char *dir = getenv("LOOM_TEST_DATA");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/zoo_fixtures.txt", dir ? dir : "data");
+    const char *path = t_data_path("zoo_fixtures.txt");
     FILE *f = fopen(path, "r");
     CHECK(f != NULL, "cannot open %s", path);
     if (!f) return;

@@ -176,7 +176,8 @@ int cmd_eval(int argc, char **argv) {
 typedef struct {
     FILE *f;
     int kaggle;
-    const session *s;
+    session *s;
+    int run_failed; /* run_all failed and has said why */
 } pred_acc;
 
 static void predict_one(void *user, size_t i, const loom_batch *b, int j, const float *p, int K) {
@@ -189,6 +190,19 @@ static void predict_one(void *user, size_t i, const loom_batch *b, int j, const 
     char where[4200], nb[64];
     loom_dataset_describe(a->s->ds, b->index[j], where, sizeof where);
     fprintf(a->f, "%s\t%s\t%.4f\n", where, class_name_at(a->s->st.class_names, k, nb, sizeof nb), p[k]);
+}
+
+/* The whole prediction run, streamed to f (standard output, or the temporary
+ * file of loom_atomic_write for --out). */
+static int predict_all(FILE *f, void *user) {
+    pred_acc *a = user;
+    a->f = f;
+    if (a->kaggle) fprintf(f, "ImageId,Label\n");
+    if (run_all("predict", a->s, predict_one, a)) {
+        a->run_failed = 1;
+        return LOOM_ERR;
+    }
+    return LOOM_OK;
 }
 
 int cmd_predict(int argc, char **argv) {
@@ -223,28 +237,14 @@ int cmd_predict(int argc, char **argv) {
     int kaggle = !strcmp(s.ds->format, "csv");
     const char *out = cli_get(o, "out");
     if (!out && kaggle) out = "submission.csv";
-    char tmp[4200] = "";
-    FILE *f = stdout;
-    if (out) {
-        snprintf(tmp, sizeof tmp, "%s.tmp", out);
-        if (!(f = fopen(tmp, "w"))) {
-            fprintf(stderr, "loom predict: cannot write %s\n", tmp);
-            session_free(&s);
-            return 1;
-        }
-    }
-    if (kaggle) fprintf(f, "ImageId,Label\n");
-    pred_acc a = {.f = f, .kaggle = kaggle, .s = &s};
-    int rc = run_all("predict", &s, predict_one, &a);
-    if (out) {
-        int bad = ferror(f);
-        if (fclose(f) || bad || rc || rename(tmp, out)) {
-            remove(tmp);
-            if (!rc) fprintf(stderr, "loom predict: writing %s failed\n", out);
-            rc = -1;
-        } else {
-            fprintf(stderr, "wrote %zu predictions to %s\n", s.ds->count, out);
-        }
+    pred_acc a = {.kaggle = kaggle, .s = &s};
+    int rc;
+    if (!out) {
+        rc = predict_all(stdout, &a);
+    } else if ((rc = loom_atomic_write(out, predict_all, &a)) != LOOM_OK) {
+        if (!a.run_failed) fprintf(stderr, "loom predict: %s\n", loom_error());
+    } else {
+        fprintf(stderr, "wrote %zu predictions to %s\n", s.ds->count, out);
     }
     session_free(&s);
     return rc ? 1 : 0;

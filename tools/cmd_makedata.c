@@ -154,6 +154,40 @@ int cmd_make_folder(int argc, char **argv) {
     return rc;
 }
 
+typedef struct {
+    loom_dataset *ds;
+    size_t n, px;
+    int labeled;     /* train.csv: the label is the first column */
+    int32_t *labels; /* the n labels, filled as the rows are written */
+} csv_job;
+
+/* train.csv or test.csv: the header, then one row per image. */
+static int csv_rows(FILE *f, void *ctx) {
+    csv_job *j = ctx;
+    uint8_t *buf = malloc(j->px);
+    if (!buf) return loom_set_error("%s: out of memory", j->ds->path);
+    if (j->labeled) fputs("label,", f);
+    for (size_t k = 0; k < j->px; k++) fprintf(f, "pixel%zu%c", k, k + 1 < j->px ? ',' : '\n');
+    for (size_t i = 0; i < j->n; i++) {
+        if (loom_dataset_get(j->ds, i, buf, &j->labels[i])) {
+            free(buf);
+            return LOOM_ERR;
+        }
+        if (j->labeled) fprintf(f, "%d,", j->labels[i]);
+        for (size_t k = 0; k < j->px; k++) fprintf(f, "%u%c", buf[k], k + 1 < j->px ? ',' : '\n');
+    }
+    free(buf);
+    return LOOM_OK;
+}
+
+/* test_labels.csv: the true labels of test.csv, in the submission's form. */
+static int csv_labels(FILE *f, void *ctx) {
+    const csv_job *j = ctx;
+    fputs("ImageId,Label\n", f);
+    for (size_t i = 0; i < j->n; i++) fprintf(f, "%zu,%d\n", i + 1, j->labels[i]);
+    return LOOM_OK;
+}
+
 /* Kaggle Digit Recognizer files from IDX data: train.csv (label,pixel0..) and
  * test.csv (pixel0.., no label) plus the true test labels for scoring. */
 int cmd_make_csv(int argc, char **argv) {
@@ -184,36 +218,20 @@ int cmd_make_csv(int argc, char **argv) {
             return 1;
         }
         size_t n = lim[s] && (size_t)lim[s] < ds->count ? (size_t)lim[s] : ds->count;
-        size_t px = (size_t)ds->c * ds->h * ds->w;
+        csv_job j = {.ds = ds, .n = n, .px = (size_t)ds->c * ds->h * ds->w, .labeled = !s,
+                     .labels = malloc((n + 1) * sizeof(int32_t))};
         char path[4096], lpath[4096];
         snprintf(path, sizeof path, "%s/%s.csv", out, s ? "test" : "train");
         snprintf(lpath, sizeof lpath, "%s/test_labels.csv", out);
-        FILE *f = fopen(path, "w"), *lf = s ? fopen(lpath, "w") : NULL;
-        uint8_t *buf = malloc(px);
-        if (!f || (s && !lf) || !buf) {
-            fprintf(stderr, "loom make-csv: cannot write %s: %s\n", path, strerror(errno));
+        int bad = j.labels ? loom_atomic_write(path, csv_rows, &j) : loom_set_error("%s: out of memory", ds->path);
+        if (!bad && s) bad = loom_atomic_write(lpath, csv_labels, &j);
+        if (bad) {
+            fprintf(stderr, "loom make-csv: %s\n", loom_error());
             rc = 1;
         } else {
-            if (!s) fputs("label,", f);
-            for (size_t k = 0; k < px; k++) fprintf(f, "pixel%zu%c", k, k + 1 < px ? ',' : '\n');
-            if (lf) fputs("ImageId,Label\n", lf);
-            for (size_t i = 0; i < n && !rc; i++) {
-                int32_t lab;
-                if (loom_dataset_get(ds, i, buf, &lab)) {
-                    fprintf(stderr, "loom make-csv: %s\n", loom_error());
-                    rc = 1;
-                    break;
-                }
-                if (!s) fprintf(f, "%d,", lab);
-                else fprintf(lf, "%zu,%d\n", i + 1, lab);
-                for (size_t k = 0; k < px; k++) fprintf(f, "%u%c", buf[k], k + 1 < px ? ',' : '\n');
-            }
-            if (fflush(f) || ferror(f)) rc = 1;
             printf("wrote %s (%zu rows)\n", path, n);
         }
-        if (f) fclose(f);
-        if (lf) fclose(lf);
-        free(buf);
+        free(j.labels);
         loom_dataset_free(ds);
     }
     return rc;

@@ -26,23 +26,15 @@ typedef struct {
     int failed;
 } train_ctx;
 
-static int write_log(const train_ctx *c) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", c->log_path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return loom_set_error("%s: cannot write: %s", tmp, strerror(errno));
+static int log_rows(FILE *f, void *ctx) {
+    const train_ctx *c = ctx;
     fprintf(f, "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,images_per_s,data_wait_s\n");
     for (int i = 0; i < c->nhist; i++) {
         const loom_epoch_metrics *m = &c->hist[i];
         fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f,%.1f,%.3f\n", m->epoch, m->train_loss, m->train_acc, m->val_loss,
                 m->val_acc, m->lr, m->seconds, m->images_per_s, m->data_wait);
     }
-    int bad = ferror(f);
-    if (fclose(f) || bad || rename(tmp, c->log_path)) {
-        remove(tmp);
-        return loom_set_error("%s: write failed: %s", c->log_path, strerror(errno));
-    }
-    return LOOM_OK;
+    return LOOM_OK; /* a failed fprintf shows in ferror(), which loom_atomic_write checks */
 }
 
 /* Curves through gnuplot: the metrics CSV in, a PNG (or SVG) out. */
@@ -99,7 +91,8 @@ static int on_epoch(const loom_epoch_metrics *m, void *user) {
             return 1;
         }
     }
-    if (c->log_path && write_log(c)) {
+    /* The whole log is rewritten each epoch; atomically, so a crash keeps the last one. */
+    if (c->log_path && loom_atomic_write(c->log_path, log_rows, c)) {
         fprintf(stderr, "loom train: --log: %s\n", loom_error());
         c->failed = 1;
         return 1;
@@ -186,7 +179,7 @@ int cmd_train(int argc, char **argv) {
     c.st.best_metric = -1;
     loom_dataset *train = NULL, *val = NULL, *base = NULL;
     loom_schedule sched;
-    int rc = 1;
+    int rc = 1, val_is_test = 0;
 
     /* the model first when it comes from a file: it fixes the input shape */
     loom_train_state saved = {0};
@@ -247,6 +240,7 @@ int cmd_train(int argc, char **argv) {
             goto out;
         }
         train = base;
+        val_is_test = 1;
     }
     int K = base->num_classes;
     if (!c.g) {
@@ -316,8 +310,9 @@ int cmd_train(int argc, char **argv) {
     c.hist = calloc((size_t)epochs + 1, sizeof *c.hist);
     if (!c.hist) goto out;
 
-    printf("loom train: %s on %s (%s): %zu train / %zu validation images %dx%dx%d, %d classes\n",
-           loom_graph_name(c.g), dpath, base->format, train->count, val ? val->count : 0, base->c, ih, iw, K);
+    printf("loom train: %s on %s (%s): %zu train / %zu validation%s images %dx%dx%d, %d classes\n",
+           loom_graph_name(c.g), dpath, base->format, train->count, val ? val->count : 0,
+           val_is_test ? " (the test split)" : "", base->c, ih, iw, K);
     double flops = 0;
     for (int i = 0; i < loom_graph_count(c.g); i++) flops += loom_layer_flops(c.g, i);
     printf("  %zu parameters, %.1f MFLOP/image; %s lr %g (%s)%s, batch %ld, %d threads, %ld loader thread%s%s, seed %ld\n",
@@ -345,7 +340,8 @@ int cmd_train(int argc, char **argv) {
     }
     if (c.nhist) {
         const loom_epoch_metrics *m = &c.hist[c.nhist - 1];
-        printf("final %s accuracy: %.2f%% (%s, %d epochs, %.1fs)\n", val ? "validation" : "training",
+        printf("final %s accuracy: %.2f%% (%s, %d epochs, %.1fs)\n",
+               val_is_test ? "test" : val ? "validation" : "training",
                100 * (val ? m->val_acc : m->train_acc), loom_graph_name(c.g), m->epoch, now_seconds() - t0);
     }
     if (c.ckpt_dir) printf("checkpoints: %s/last.safetensors, %s/best.safetensors (validation accuracy %.2f%%)\n",

@@ -67,9 +67,13 @@ loom_dataset *loom_dataset_subset(loom_dataset *base, const uint32_t *index, siz
 int loom_dataset_split(loom_dataset *base, double val_frac, uint64_t seed, int stratified,
                        loom_dataset **train, loom_dataset **val);
 
-/* Helpers for readers: allocate the struct with format/path filled, and set
- * class names (copied). */
-loom_dataset *loom_dataset_alloc(const char *format, const char *path);
+/* Helpers for readers. Allocate the struct with format and path filled and,
+ * when impl_size > 0, a zeroed impl of that size with destroy attached: from
+ * then on loom_dataset_free releases both on any failure, so destroy must
+ * accept a partly filled impl (and free the impl itself). NULL when out of
+ * memory (error set). Set class names (copied). */
+loom_dataset *loom_dataset_alloc(const char *format, const char *path, size_t impl_size,
+                                 void (*destroy)(loom_dataset *ds));
 int loom_dataset_set_classes(loom_dataset *ds, int n, const char *const *names);
 
 #ifdef __cplusplus

@@ -2,6 +2,7 @@
 #ifndef LOOM_LOOM_H
 #define LOOM_LOOM_H
 
+#include "loom/atomic.h"
 #include "loom/augment.h"
 #include "loom/checkpoint.h"
 #include "loom/dataset.h"

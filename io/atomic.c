@@ -1,0 +1,48 @@
+/* Atomic file writes (atomic.h): the one place that knows how loom replaces a
+ * file, so images, checkpoints and the tools' outputs all get the same care. */
+#include "loom/atomic.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "loom/error.h"
+
+int loom_atomic_write(const char *path, loom_write_fn fn, void *ctx) {
+    /* Beside path, not in /tmp: rename() is only atomic within one file system. */
+    size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
+    char *tmp = malloc(n);
+    if (!tmp) return loom_set_error("%s: out of memory", path);
+    snprintf(tmp, n, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        int e = errno;
+        free(tmp);
+        return loom_set_error("%s: cannot create a temporary file beside it: %s", path, strerror(e));
+    }
+    /* mkstemp makes the file 0600; what loom writes is shared like any data file. */
+    (void)fchmod(fd, 0644);
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return loom_set_error("%s: cannot open a temporary file: %s", path, strerror(e));
+    }
+    int rc = fn(f, ctx) == LOOM_OK ? LOOM_OK : LOOM_ERR;
+    if (rc == LOOM_OK && (fflush(f) != 0 || ferror(f)))
+        rc = loom_set_error("%s: write error: %s", path, strerror(errno));
+    /* Without fsync the rename can reach the disk before the data does. */
+    if (rc == LOOM_OK && fsync(fileno(f)) != 0)
+        rc = loom_set_error("%s: fsync failed: %s", path, strerror(errno));
+    if (fclose(f) != 0 && rc == LOOM_OK)
+        rc = loom_set_error("%s: write error on close: %s", path, strerror(errno));
+    if (rc == LOOM_OK && rename(tmp, path) != 0)
+        rc = loom_set_error("%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
+    if (rc != LOOM_OK) unlink(tmp);
+    free(tmp);
+    return rc;
+}
