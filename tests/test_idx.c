@@ -10,17 +10,9 @@
 #include <zlib.h>
 
 static char tmpdir[256];
-static char made[64][320]; /* every fixture's path; made[nmade - 1] is the last */
-static int nmade;
+static const char *last; /* the latest fixture's path */
 
-static const char *fixture(const char *name) {
-    if (nmade == (int)(sizeof made / sizeof made[0])) {
-        fprintf(stderr, "test_idx: too many fixtures\n");
-        exit(2);
-    }
-    snprintf(made[nmade], sizeof made[0], "%s/%s", tmpdir, name);
-    return made[nmade++];
-}
+static const char *fixture(const char *name) { return last = t_keep_path(tmpdir, name); }
 
 static void write_gz(const char *path, const void *p, size_t n) {
     gzFile g = gzopen(path, "wb");
@@ -134,69 +126,69 @@ static void test_bad(void) {
     size_t n;
 
     t_write_file(fixture("empty-ubyte"), buf, 0);
-    expect_fail(made[nmade - 1], "empty-ubyte", "empty");
+    expect_fail(last, "empty-ubyte", "empty");
     write_gz(fixture("empty-ubyte.gz"), buf, 0);
-    expect_fail(made[nmade - 1], "empty-ubyte.gz", "empty");
+    expect_fail(last, "empty-ubyte.gz", "empty");
 
     n = idx_bytes(buf, 0x08, 3, d3, 0);
     t_write_file(fixture("hdr2-ubyte"), buf, 2);
-    expect_fail(made[nmade - 1], "hdr2-ubyte", "truncated header");
+    expect_fail(last, "hdr2-ubyte", "truncated header");
     t_write_file(fixture("hdr10-ubyte"), buf, 10); /* rank 3 needs 16 header bytes */
-    expect_fail(made[nmade - 1], "hdr10-ubyte", "truncated header");
+    expect_fail(last, "hdr10-ubyte", "truncated header");
     write_gz(fixture("hdr10-ubyte.gz"), buf, 10);
-    expect_fail(made[nmade - 1], "hdr10-ubyte.gz", "truncated header");
+    expect_fail(last, "hdr10-ubyte.gz", "truncated header");
 
     n = idx_bytes(buf, 0x08, 3, d3, 24);
     buf[1] = 0x4d;
     t_write_file(fixture("magic-ubyte"), buf, n);
-    expect_fail(made[nmade - 1], "magic-ubyte", "not an IDX file");
+    expect_fail(last, "magic-ubyte", "not an IDX file");
 
     n = idx_bytes(buf, 0x0d, 3, d3, 24);
     write_gz(fixture("float-ubyte.gz"), buf, n);
-    expect_fail(made[nmade - 1], "float-ubyte.gz", "unsupported IDX element type 0x0d");
+    expect_fail(last, "float-ubyte.gz", "unsupported IDX element type 0x0d");
 
     n = idx_bytes(buf, 0x08, 0, d3, 0);
     t_write_file(fixture("ndim0-ubyte"), buf, n);
-    expect_fail(made[nmade - 1], "ndim0-ubyte", "0 dimensions");
+    expect_fail(last, "ndim0-ubyte", "0 dimensions");
     const uint32_t d5[5] = {1, 1, 1, 1, 1};
     n = idx_bytes(buf, 0x08, 5, d5, 1);
     t_write_file(fixture("ndim5-ubyte"), buf, n);
-    expect_fail(made[nmade - 1], "ndim5-ubyte", "5 dimensions");
+    expect_fail(last, "ndim5-ubyte", "5 dimensions");
 
     const uint32_t dz[3] = {3, 0, 4};
     n = idx_bytes(buf, 0x08, 3, dz, 0);
     t_write_file(fixture("dim0-ubyte"), buf, n);
-    expect_fail(made[nmade - 1], "dim0-ubyte", "dimension 1 is 0");
+    expect_fail(last, "dim0-ubyte", "dimension 1 is 0");
 
     /* Header says 3 items, the file holds 2. */
     n = idx_bytes(buf, 0x08, 3, d3, 16);
     t_write_file(fixture("short-ubyte"), buf, n);
     const char *claim = "truncated: header claims 24 bytes of data (3 x 2 x 4), file has 16";
-    expect_fail(made[nmade - 1], "short-ubyte", claim);
+    expect_fail(last, "short-ubyte", claim);
     write_gz(fixture("short-ubyte.gz"), buf, n);
-    expect_fail(made[nmade - 1], "short-ubyte.gz", claim);
+    expect_fail(last, "short-ubyte.gz", claim);
 
     /* 4 GiB claimed, a few bytes present: must fail without allocating 4 GiB. */
     const uint32_t dhuge[2] = {0xffffu, 0x10000u};
     n = idx_bytes(buf, 0x08, 2, dhuge, 100);
     write_gz(fixture("huge-claim-ubyte.gz"), buf, n);
-    expect_fail(made[nmade - 1], "huge-claim-ubyte.gz", "file has 100");
+    expect_fail(last, "huge-claim-ubyte.gz", "file has 100");
     t_write_file(fixture("huge-claim-ubyte"), buf, n);
-    expect_fail(made[nmade - 1], "huge-claim-ubyte", "file has 100");
+    expect_fail(last, "huge-claim-ubyte", "file has 100");
 
     const uint32_t dabs[3] = {4000000000u, 4000000000u, 4000000000u};
     n = idx_bytes(buf, 0x08, 2, dabs, 10);
     t_write_file(fixture("absurd-ubyte"), buf, n);
-    expect_fail(made[nmade - 1], "absurd-ubyte", "overflow");
+    expect_fail(last, "absurd-ubyte", "overflow");
     n = idx_bytes(buf, 0x08, 3, dabs, 10);
     write_gz(fixture("absurd3-ubyte.gz"), buf, n);
-    expect_fail(made[nmade - 1], "absurd3-ubyte.gz", "overflow");
+    expect_fail(last, "absurd3-ubyte.gz", "overflow");
 
     n = idx_bytes(buf, 0x08, 3, d3, 30);
     t_write_file(fixture("trailing-ubyte"), buf, n);
-    expect_fail(made[nmade - 1], "trailing-ubyte", "trailing garbage: 6 more bytes");
+    expect_fail(last, "trailing-ubyte", "trailing garbage: 6 more bytes");
     write_gz(fixture("trailing-ubyte.gz"), buf, n);
-    expect_fail(made[nmade - 1], "trailing-ubyte.gz", "trailing garbage");
+    expect_fail(last, "trailing-ubyte.gz", "trailing garbage");
 
     /* A gzip stream cut short: once inside the deflate data, once just before
      * the CRC trailer (all IDX bytes present, stream still incomplete). */
@@ -215,12 +207,12 @@ static void test_bad(void) {
     fclose(f);
     CHECK(ngz > 1000 && ngz < sizeof gz, "compressed size %zu", ngz);
     t_write_file(fixture("cut-ubyte.gz"), gz, ngz / 2);
-    expect_fail(made[nmade - 1], "cut-ubyte.gz", "truncated gzip stream");
+    expect_fail(last, "cut-ubyte.gz", "truncated gzip stream");
     t_write_file(fixture("cut-trailer-ubyte.gz"), gz, ngz - 4);
-    expect_fail(made[nmade - 1], "cut-trailer-ubyte.gz", "truncated gzip stream");
+    expect_fail(last, "cut-trailer-ubyte.gz", "truncated gzip stream");
     gz[ngz - 6] ^= 0x55; /* inside the CRC-32 */
     t_write_file(fixture("bad-crc-ubyte.gz"), gz, ngz);
-    expect_fail(made[nmade - 1], "bad-crc-ubyte.gz", "corrupt gzip stream");
+    expect_fail(last, "bad-crc-ubyte.gz", "corrupt gzip stream");
 
     snprintf(name, sizeof name, "no-such-file-ubyte");
     char path[320];

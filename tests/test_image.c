@@ -22,18 +22,9 @@
 #include <jpeglib.h>
 
 static char tmpdir[256];
-static char made[256][400]; /* every fixture's path; made[nmade - 1] is the last */
-static int nmade;
+static const char *last; /* the latest fixture's path */
 
-/* tmpdir/name, kept valid to the end of the run. */
-static const char *fixture(const char *name) {
-    if (nmade == (int)(sizeof made / sizeof made[0])) {
-        fprintf(stderr, "test_image: too many fixtures\n");
-        exit(2);
-    }
-    snprintf(made[nmade], sizeof made[0], "%s/%s", tmpdir, name);
-    return made[nmade++];
-}
+static const char *fixture(const char *name) { return last = t_keep_path(tmpdir, name); }
 
 static void make_dir(const char *rel) { t_mkdir(fixture(rel)); }
 
@@ -408,7 +399,7 @@ static void test_bad(void) {
         char name[64];
         snprintf(name, sizeof name, "cut%zu.png", cuts[k]);
         write_mem(name, png.p, cuts[k]);
-        expect_fail(made[nmade - 1], cuts[k] < 4 ? "not a PNG or JPEG" : "truncated");
+        expect_fail(last, cuts[k] < 4 ? "not a PNG or JPEG" : "truncated");
     }
 
     /* bad CRC: the IDAT's stored CRC no longer matches */
@@ -416,19 +407,19 @@ static void test_bad(void) {
     mem_put(&b, png.p, png.n);
     b.p[idat + 8 + be32(png.p + idat)] ^= 0x01;
     write_mem("badcrc.png", b.p, b.n);
-    expect_fail(made[nmade - 1], "CRC error");
+    expect_fail(last, "CRC error");
     memcpy(b.p, png.p, png.n);
 
     /* one byte of IDAT data flipped: zlib or the CRC check notices first */
     b.p[idat + 8 + 10] ^= 0x01;
     write_mem("baddata.png", b.p, b.n);
-    expect_fail(made[nmade - 1], "corrupt PNG");
+    expect_fail(last, "corrupt PNG");
 
     /* the same flip with the CRC made valid: now zlib has to notice */
     fix_crc(&b, idat);
     write_mem("baddeflate.png", b.p, b.n);
     loom_image img;
-    int rc = loom_image_load(made[nmade - 1], 0, &img);
+    int rc = loom_image_load(last, 0, &img);
     if (rc == LOOM_OK) {
         /* a flip inside a literal may still inflate; then it must at least be whole */
         CHECK(img.w == W && img.h == H, "baddeflate.png decoded to %dx%d", img.w, img.h);
@@ -440,11 +431,11 @@ static void test_bad(void) {
     free(b.p);
 
     write_mem("empty.png", png.p, 0);
-    expect_fail(made[nmade - 1], "empty");
+    expect_fail(last, "empty");
 
     const char text[] = "hello, this is not an image\n";
     write_mem("text.jpg", (const uint8_t *)text, sizeof text - 1);
-    expect_fail(made[nmade - 1], "not a PNG or JPEG");
+    expect_fail(last, "not a PNG or JPEG");
 
     /* absurd IHDR sizes, CRC recomputed so only the size is wrong */
     struct {
@@ -461,22 +452,22 @@ static void test_bad(void) {
         put_be32(h.p + 20, huge[k].h);
         fix_crc(&h, 8);
         write_mem(huge[k].name, h.p, h.n);
-        expect_fail(made[nmade - 1], huge[k].word);
+        expect_fail(last, huge[k].word);
         free(h.p);
     }
 
     /* truncated JPEG, cut in half and just before EOI */
     write_mem("half.jpg", jpg.p, jpg.n / 2);
-    expect_fail(made[nmade - 1], "truncated");
+    expect_fail(last, "truncated");
     write_mem("noeoi.jpg", jpg.p, jpg.n - 2);
-    expect_fail(made[nmade - 1], "premature end");
+    expect_fail(last, "premature end");
 
     /* a corrupted marker in the header: DQT's code overwritten */
     mem j = {0};
     mem_put(&j, jpg.p, jpg.n);
     j.p[jpeg_marker(&j, 0xDB) + 1] = 0x4A;
     write_mem("badmarker.jpg", j.p, j.n);
-    expect_fail(made[nmade - 1], "corrupt JPEG");
+    expect_fail(last, "corrupt JPEG");
     free(j.p);
 
     /* absurd SOF sizes */
@@ -494,7 +485,7 @@ static void test_bad(void) {
         s.p[at + 7] = (uint8_t)(sof[k].w >> 8);
         s.p[at + 8] = (uint8_t)sof[k].w;
         write_mem(sof[k].name, s.p, s.n);
-        expect_fail(made[nmade - 1], sof[k].word);
+        expect_fail(last, sof[k].word);
         free(s.p);
     }
 

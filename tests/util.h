@@ -36,6 +36,19 @@ static inline const char *t_path(const char *dir, const char *rel) {
     return p[k];
 }
 
+/* dir/rel, kept to the end of the run (t_path's buffers are reused): for
+ * fixtures named once and used far apart. */
+static inline const char *t_keep_path(const char *dir, const char *rel) {
+    static char kept[256][512];
+    static int n;
+    if (n == (int)(sizeof kept / sizeof kept[0])) {
+        fprintf(stderr, "more than %d fixture paths\n", n);
+        exit(2);
+    }
+    snprintf(kept[n], sizeof kept[n], "%s/%s", dir, rel);
+    return kept[n++];
+}
+
 /* The checked-in test data: tests/data/<name>. ctest names the folder in
  * LOOM_TEST_DATA; run by hand from tests/, it is "data". */
 static inline const char *t_data_path(const char *name) {
@@ -92,7 +105,7 @@ static inline int t_rm_tree(const char *dir) {
         for (struct dirent *e; (e = readdir(d)) != NULL;) {
             if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
             char p[1024];
-            if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >= (int)sizeof p) continue; /* not ours */
+            if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >= (int)sizeof p) continue; /* too long to name: left */
             struct stat st;
             if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
                 t_rm_tree(p);

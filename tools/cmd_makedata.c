@@ -8,26 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
-#include "loom/loom.h"
+#include "common.h"
 
 static const char *intel_classes[] = {"buildings", "forest", "glacier", "mountain", "sea", "street"};
 static const char *fashion_classes[] = {"tshirt", "trouser", "pullover", "dress", "coat",
                                         "sandal", "shirt", "sneaker", "bag", "boot"};
-
-static int mkdirs(const char *path) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
-}
 
 /* A synthetic "scene" of class k: a class-specific colour palette, stripe
  * direction and frequency, plus per-image random phase, blobs and noise, so

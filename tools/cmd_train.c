@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 #include "common.h"
@@ -99,18 +98,6 @@ static int on_epoch(const loom_epoch_metrics *m, void *user) {
     }
     if (c->plot_path && plot(c)) fprintf(stderr, "loom train: --plot: %s\n", loom_error());
     return 0;
-}
-
-static int mkdir_p(const char *dir) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
 }
 
 int cmd_train(int argc, char **argv) {
@@ -303,7 +290,7 @@ int cmd_train(int argc, char **argv) {
     c.st.input_c = base->c, c.st.input_h = ih, c.st.input_w = iw, c.st.classes = K;
     snprintf(c.st.augment, sizeof c.st.augment, "%s", aspec ? aspec : "");
     class_names_of(base, c.st.class_names, sizeof c.st.class_names);
-    if (c.ckpt_dir && mkdir_p(c.ckpt_dir)) {
+    if (c.ckpt_dir && mkdirs(c.ckpt_dir)) {
         fprintf(stderr, "loom train: --checkpoint: cannot create %s: %s\n", c.ckpt_dir, strerror(errno));
         goto out;
     }

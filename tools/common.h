@@ -1,4 +1,4 @@
-/* Pieces shared by the train, eval and predict commands. */
+/* Pieces shared by the loom commands. */
 #ifndef LOOM_TOOLS_COMMON_H
 #define LOOM_TOOLS_COMMON_H
 
@@ -16,5 +16,7 @@ void class_names_of(const loom_dataset *ds, char *buf, size_t cap);
 /* Name k of a newline-separated list (or the number). */
 const char *class_name_at(const char *names, int k, char *buf, size_t cap);
 double now_seconds(void);
+/* mkdir -p: path and every missing parent, mode 0755; 0, or -1 with errno set. */
+int mkdirs(const char *path);
 
 #endif

@@ -11,9 +11,9 @@
 extern "C" {
 #endif
 
-/* Writes the whole content to f. Returns LOOM_OK, or LOOM_ERR with the error
- * set (a write error that only shows in ferror(f) may be left to the caller
- * of loom_atomic_write, which checks it). */
+/* Writes the whole content to f: LOOM_OK, or LOOM_ERR with the error set.
+ * Unchecked fprintf/fwrite results are fine: loom_atomic_write checks
+ * ferror(f) afterwards. */
 typedef int (*loom_write_fn)(FILE *f, void *ctx);
 
 /* Write path through fn: "<path>.tmp.XXXXXX" in the same directory (mode

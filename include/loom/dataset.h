@@ -67,13 +67,13 @@ loom_dataset *loom_dataset_subset(loom_dataset *base, const uint32_t *index, siz
 int loom_dataset_split(loom_dataset *base, double val_frac, uint64_t seed, int stratified,
                        loom_dataset **train, loom_dataset **val);
 
-/* Helpers for readers. Allocate the struct with format and path filled and,
- * when impl_size > 0, a zeroed impl of that size with destroy attached: from
- * then on loom_dataset_free releases both on any failure, so destroy must
- * accept a partly filled impl (and free the impl itself). NULL when out of
- * memory (error set). Set class names (copied). */
+/* Helpers for readers. The struct with format and path filled and, when
+ * impl_size > 0, a zeroed impl of that size with destroy attached, so that
+ * loom_dataset_free undoes a failure at any later point (destroy must cope
+ * with a partly filled impl, and frees the impl itself). NULL if out of memory. */
 loom_dataset *loom_dataset_alloc(const char *format, const char *path, size_t impl_size,
                                  void (*destroy)(loom_dataset *ds));
+/* Set the class names (copied). */
 int loom_dataset_set_classes(loom_dataset *ds, int n, const char *const *names);
 
 #ifdef __cplusplus
