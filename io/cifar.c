@@ -47,6 +47,11 @@ typedef struct {
     int nfiles;
 } cifar_impl;
 
+static int32_t cifar_label(const loom_dataset *ds, size_t i) {
+    const cifar_impl *im = ds->impl;
+    return im->labels[i];
+}
+
 static int cifar_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
     const cifar_impl *im = ds->impl;
     if (i >= ds->count)
@@ -340,6 +345,7 @@ loom_dataset *loom_dataset_open_cifar(const char *path, const loom_dataset_opts 
     ds->w = CIFAR_SIDE;
     ds->labeled = 1;
     ds->get = cifar_get;
+    ds->label_of = cifar_label;
     ds->describe = cifar_describe;
     if (loom_dataset_set_classes(ds, CIFAR_CLASSES, name_ptr)) goto fail;
     free(dir);

@@ -274,6 +274,11 @@ static size_t square_side(size_t npix) {
     return s * s == npix ? s : 0;
 }
 
+static int32_t csv_label(const loom_dataset *ds, size_t i) {
+    const csv_impl *im = ds->impl;
+    return im->labels ? im->labels[i] : -1;
+}
+
 static int csv_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
     const csv_impl *im = ds->impl;
     if (i >= ds->count)
@@ -402,6 +407,7 @@ loom_dataset *loom_dataset_open_csv(const char *path, const loom_dataset_opts *o
     ds->w = (int)side;
     ds->labeled = c.labeled;
     ds->get = csv_get;
+    ds->label_of = csv_label;
     ds->describe = csv_describe;
     /* The format defines the classes even when a file (test.csv) has no labels. */
     static const char *const digits[CSV_CLASSES] = {"0", "1", "2", "3", "4",

@@ -57,6 +57,20 @@ int loom_dataset_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
     return ds->get(ds, i, hwc, label);
 }
 
+int loom_dataset_label(loom_dataset *ds, size_t i, int32_t *label) {
+    if (i >= ds->count)
+        return loom_set_error("%s: sample %zu requested, the set has %zu", ds->path, i, ds->count);
+    if (ds->label_of) {
+        *label = ds->label_of(ds, i);
+        return LOOM_OK;
+    }
+    uint8_t *tmp = malloc((size_t)ds->c * ds->h * ds->w);
+    if (!tmp) return loom_set_error("%s: out of memory", ds->path);
+    int rc = ds->get(ds, i, tmp, label);
+    free(tmp);
+    return rc;
+}
+
 void loom_dataset_describe(const loom_dataset *ds, size_t i, char *buf, size_t cap) {
     if (ds->describe) ds->describe(ds, i, buf, cap);
     else snprintf(buf, cap, "%s sample %zu", ds->path, i);
@@ -77,6 +91,11 @@ typedef struct {
 static int subset_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
     subset_impl *s = ds->impl;
     return loom_dataset_get(s->base, s->index[i], hwc, label);
+}
+
+static int32_t subset_label(const loom_dataset *ds, size_t i) {
+    const subset_impl *s = ds->impl;
+    return s->base->label_of(s->base, s->index[i]);
 }
 
 static void subset_describe(const loom_dataset *ds, size_t i, char *buf, size_t cap) {
@@ -114,6 +133,7 @@ loom_dataset *loom_dataset_subset(loom_dataset *base, const uint32_t *index, siz
     ds->w = base->w;
     ds->labeled = base->labeled;
     ds->get = subset_get;
+    if (base->label_of) ds->label_of = subset_label;
     ds->describe = subset_describe;
     if (base->num_classes) {
         if (base->class_names) {
@@ -128,17 +148,10 @@ loom_dataset *loom_dataset_subset(loom_dataset *base, const uint32_t *index, siz
     return ds;
 }
 
-/* Labels of every sample; reading them may decode (folders), so splits of
- * such sets should be taken once. */
+/* Labels of every sample: cheap for readers with label_of (all of loom's). */
 static int all_labels(loom_dataset *ds, int32_t *labels) {
-    uint8_t *tmp = malloc((size_t)ds->c * ds->h * ds->w);
-    if (!tmp) return loom_set_error("%s: out of memory", ds->path);
     for (size_t i = 0; i < ds->count; i++)
-        if (loom_dataset_get(ds, i, tmp, &labels[i])) {
-            free(tmp);
-            return LOOM_ERR;
-        }
-    free(tmp);
+        if (loom_dataset_label(ds, i, &labels[i])) return LOOM_ERR;
     return LOOM_OK;
 }
 
@@ -229,6 +242,11 @@ static int idx_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
     return LOOM_OK;
 }
 
+static int32_t idx_label(const loom_dataset *ds, size_t i) {
+    const idx_impl *m = ds->impl;
+    return m->lab.data[i];
+}
+
 static void idx_describe(const loom_dataset *ds, size_t i, char *buf, size_t cap) {
     snprintf(buf, cap, "%s image %zu", ds->path, i);
 }
@@ -289,6 +307,7 @@ loom_dataset *loom_dataset_open_idx(const char *path, const loom_dataset_opts *o
     ds->num_classes = maxl + 1 < 10 ? 10 : maxl + 1;
     ds->labeled = 1;
     ds->get = idx_get;
+    ds->label_of = idx_label;
     ds->describe = idx_describe;
     return ds;
 }

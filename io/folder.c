@@ -193,6 +193,11 @@ done:
 
 /* ---- the data set ------------------------------------------------------------------ */
 
+static int32_t folder_label(const loom_dataset *ds, size_t i) {
+    const folder_impl *f = ds->impl;
+    return f->label[i];
+}
+
 static int folder_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
     const folder_impl *f = ds->impl;
     if (i >= f->count)
@@ -386,6 +391,7 @@ loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts
     ds->w = w;
     ds->labeled = 1;
     ds->get = folder_get;
+    ds->label_of = folder_label;
     ds->describe = folder_describe;
     list_free(&classes);
     list_free(&top_imgs);

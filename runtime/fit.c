@@ -16,11 +16,11 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int loom_evaluate(loom_trainer *t, loom_dataset *ds, int producers, const struct loom_augment *aug, double *loss,
-                  double *acc) {
+static int evaluate(loom_trainer *t, loom_dataset *ds, int producers, const struct loom_augment *aug, int skip_bad,
+                    double *loss, double *acc) {
     const loom_layer *in = loom_graph_layer(loom_trainer_graph(t), 0);
     loom_loader_opts lo = {.batch = loom_trainer_batch(t), .producers = producers, .cache = -1, .augment = aug,
-                           .out_c = in->c, .out_h = in->h, .out_w = in->w};
+                           .out_c = in->c, .out_h = in->h, .out_w = in->w, .skip_bad = skip_bad};
     loom_loader *l = loom_loader_new(ds, &lo);
     if (!l) return LOOM_ERR;
     double lsum = 0;
@@ -44,6 +44,11 @@ int loom_evaluate(loom_trainer *t, loom_dataset *ds, int producers, const struct
     *loss = lsum / (double)seen;
     *acc = (double)correct / (double)seen;
     return LOOM_OK;
+}
+
+int loom_evaluate(loom_trainer *t, loom_dataset *ds, int producers, const struct loom_augment *aug, double *loss,
+                  double *acc) {
+    return evaluate(t, ds, producers, aug, 0, loss, acc);
 }
 
 int loom_fit(loom_trainer *t, loom_dataset *train, const loom_fit_opts *o, loom_epoch_metrics *history) {
@@ -117,7 +122,7 @@ int loom_fit(loom_trainer *t, loom_dataset *train, const loom_fit_opts *o, loom_
         m.train_loss = seen ? lsum / (double)seen : 0;
         m.train_acc = seen ? (double)correct / (double)seen : 0;
         m.images_per_s = (double)seen / m.seconds;
-        if (o->val && loom_evaluate(t, o->val, lo.producers, o->eval_augment, &m.val_loss, &m.val_acc)) {
+        if (o->val && evaluate(t, o->val, lo.producers, o->eval_augment, lo.skip_bad, &m.val_loss, &m.val_acc)) {
             rc = LOOM_ERR;
             break;
         }

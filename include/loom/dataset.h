@@ -28,6 +28,8 @@ struct loom_dataset {
     int (*get)(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label);
     /* Where sample i comes from, for messages ("seg_train/forest/123.jpg", "train.csv line 17"). */
     void (*describe)(const loom_dataset *ds, size_t i, char *buf, size_t cap);
+    /* Optional: the label of sample i without decoding it (splits, class counts). */
+    int32_t (*label_of)(const loom_dataset *ds, size_t i);
     void (*destroy)(loom_dataset *ds);   /* frees impl (not the struct or names) */
     void *impl;
 };
@@ -54,6 +56,8 @@ loom_dataset *loom_dataset_open_images(const char *path, const loom_dataset_opts
 void loom_dataset_free(loom_dataset *ds);
 /* Sample i (bounds-checked) -> LOOM_OK / LOOM_ERR. */
 int loom_dataset_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label);
+/* The label of sample i: cheap where the reader knows it, else by reading the sample. */
+int loom_dataset_label(loom_dataset *ds, size_t i, int32_t *label);
 /* Describe sample i into buf. */
 void loom_dataset_describe(const loom_dataset *ds, size_t i, char *buf, size_t cap);
 /* The name of class k ("3" when the set has no names). */
