@@ -151,6 +151,7 @@ static void phase_compute(void *ctx, int tid, int T) {
         so->n = cnt;
         so->loss = 0;
         so->correct = 0;
+        so->t_fwd = so->t_bwd = 0;
         double t0 = now();
         if (t->training) loom_exec_zero_param_grad(e);
         if (cnt == 0) continue;
