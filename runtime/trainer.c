@@ -36,6 +36,8 @@ struct loom_trainer {
     double *worker_busy;     /* per worker phase-1 busy time */
     size_t nchunks;
     loom_optim *opt;
+    size_t (*ranges)[2];     /* trainable [lo, hi) intervals of the flat parameters */
+    int nranges;
     long step;
     loom_step_timing timing;
     const float **stats;
@@ -107,6 +109,20 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     }
     t->opt = loom_optim_new(&o->optim, P);
     if (!t->opt) goto fail;
+    /* frozen layers are left out of the update altogether (no decay, no momentum) */
+    t->ranges = calloc((size_t)loom_graph_count(g) + 1, sizeof *t->ranges);
+    if (!t->ranges) goto oom;
+    for (int i = 0; i < loom_graph_count(g); i++) {
+        const loom_layer *l = loom_graph_layer(g, i);
+        if (l->frozen || !l->param_count) continue;
+        if (t->nranges && t->ranges[t->nranges - 1][1] == l->param_off)
+            t->ranges[t->nranges - 1][1] += l->param_count;
+        else {
+            t->ranges[t->nranges][0] = l->param_off;
+            t->ranges[t->nranges][1] = l->param_off + l->param_count;
+            t->nranges++;
+        }
+    }
     return t;
 oom:
     loom_set_error("trainer: out of memory");
@@ -127,6 +143,7 @@ void loom_trainer_free(loom_trainer *t) {
     free(t->worker_busy);
     free(t->chunk_sq);
     loom_optim_free(t->opt);
+    free(t->ranges);
     free(t);
 }
 
@@ -174,6 +191,15 @@ static void phase_compute(void *ctx, int tid, int T) {
     t->worker_busy[tid] = busy;
 }
 
+/* Apply the optimizer to the trainable parts of [lo, hi). */
+static void apply_trainable(loom_trainer *t, float *params, const float *g, size_t lo, size_t hi) {
+    for (int r = 0; r < t->nranges; r++) {
+        size_t a = t->ranges[r][0] > lo ? t->ranges[r][0] : lo;
+        size_t b = t->ranges[r][1] < hi ? t->ranges[r][1] : hi;
+        if (a < b) loom_optim_apply(t->opt, params, g, a, b);
+    }
+}
+
 /* Phase 2: sum shard gradients chunk by chunk (shard order fixed), then
  * either record the chunk's squared norm (clipping) or apply the optimizer. */
 static void phase_reduce(void *ctx, int tid, int T) {
@@ -192,7 +218,7 @@ static void phase_reduce(void *ctx, int tid, int T) {
             for (size_t i = lo; i < hi; i++) sq += (double)g0[i] * g0[i];
             t->chunk_sq[c] = sq;
         } else {
-            loom_optim_apply(t->opt, params, g0, lo, hi);
+            apply_trainable(t, params, g0, lo, hi);
         }
     }
 }
@@ -208,7 +234,7 @@ static void phase_apply(void *ctx, int tid, int T) {
         size_t lo = c * CHUNK, hi = lo + CHUNK < P ? lo + CHUNK : P;
         if (sc != 1.0f)
             for (size_t i = lo; i < hi; i++) g0[i] *= sc;
-        loom_optim_apply(t->opt, params, g0, lo, hi);
+        apply_trainable(t, params, g0, lo, hi);
     }
 }
 

@@ -147,6 +147,30 @@ static void test_no_malloc(void) {
     loom_graph_free(g);
 }
 
+/* A frozen layer keeps its weights bit for bit even with momentum and weight
+ * decay (which would move them on zero gradients); the rest still trains. */
+static void test_frozen(void) {
+    loom_graph *g = small_cnn(1);
+    loom_set_frozen(g, 1, 1); /* the first conv */
+    const loom_layer *c1 = loom_graph_layer(g, 1);
+    size_t np = loom_graph_param_count(g);
+    float *before = malloc(np * sizeof(float));
+    memcpy(before, loom_graph_params(g), np * sizeof(float));
+    loom_trainer_opts o = {.batch = B, .threads = 2, .seed = 1,
+                           .optim = {.kind = LOOM_SGD, .lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f}};
+    loom_trainer *t = loom_trainer_new(g, &o);
+    for (int s = 0; s < 3; s++) loom_trainer_step(t, X, Y, B, 0.1f, NULL);
+    const float *p = loom_graph_params(g);
+    CHECK(!memcmp(p + c1->param_off, before + c1->param_off, c1->param_count * sizeof(float)),
+          "a frozen layer changed");
+    CHECK(memcmp(p + c1->param_off + c1->param_count, before + c1->param_off + c1->param_count,
+                 (np - c1->param_off - c1->param_count) * sizeof(float)),
+          "the unfrozen layers did not train");
+    free(before);
+    loom_trainer_free(t);
+    loom_graph_free(g);
+}
+
 int openblas_get_num_threads(void);
 
 static double cpu_now(void) {
@@ -191,6 +215,7 @@ int main(void) {
     test_determinism();
     test_shards_sum_to_batch();
     test_no_malloc();
+    test_frozen();
     test_blas_discipline();
     TEST_END();
 }
