@@ -118,17 +118,14 @@ void loom_k_batchnorm_fwd_infer(const float *x, float *y, int n, int c, int hw,
     }
 }
 
-void loom_k_batchnorm_update_running(float *run_mean, float *run_var, int c,
-                                     const float *save_mean, const float *save_invstd,
-                                     float eps, float momentum, size_t m) {
+void loom_k_batchnorm_update_running(float *run_mean, float *run_var, int c, const float *batch_mean,
+                                     const float *batch_var, float momentum, size_t m) {
     double keep = 1.0 - momentum;
     double unbias = m > 1 ? (double)m / (double)(m - 1) : 1.0;
     for (int ci = 0; ci < c; ci++) {
-        double is = save_invstd[ci];
-        double var = 1.0 / (is * is) - eps;
-        /* rounding in invstd can push a near-zero variance just below zero */
-        if (var < 0.0) var = 0.0;
-        run_mean[ci] = (float)(keep * run_mean[ci] + momentum * (double)save_mean[ci]);
+        /* a variance recovered from invstd can round just below zero */
+        double var = batch_var[ci] > 0.0f ? batch_var[ci] : 0.0;
+        run_mean[ci] = (float)(keep * run_mean[ci] + momentum * (double)batch_mean[ci]);
         run_var[ci] = (float)(keep * run_var[ci] + momentum * var * unbias);
     }
 }

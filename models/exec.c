@@ -263,9 +263,7 @@ void loom_exec_update_running(loom_graph *g, const float *const *stats, int nrep
         const loom_layer *l = &g->nodes[i];
         if (l->op != LOOM_OP_BATCHNORM) continue;
         int c = l->c;
-        double m = (double)n_per_replica * l->a.bn.hw;
-        double unbias = m > 1 ? m / (m - 1) : 1.0;
-        float mom = l->a.bn.momentum;
+        size_t m = (size_t)n_per_replica * (size_t)l->a.bn.hw;
         float *rm = g->buffers + l->buf_off, *rv = rm + c;
         for (int k = 0; k < c; k++) {
             double mean = 0, var = 0;
@@ -273,10 +271,8 @@ void loom_exec_update_running(loom_graph *g, const float *const *stats, int nrep
                 mean += stats[r][l->buf_off + k];
                 var += stats[r][l->buf_off + c + k];
             }
-            mean /= nrep;
-            var /= nrep;
-            rm[k] = (float)((1.0 - mom) * rm[k] + mom * mean);
-            rv[k] = (float)((1.0 - mom) * rv[k] + mom * var * unbias);
+            float bm = (float)(mean / nrep), bv = (float)(var / nrep);
+            loom_k_batchnorm_update_running(rm + k, rv + k, 1, &bm, &bv, l->a.bn.momentum, m);
         }
     }
 }

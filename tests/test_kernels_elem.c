@@ -305,8 +305,8 @@ static void test_batchnorm_values(void) {
 
     /* running stats, momentum 0.1 from (0, 1): mean 0.9*0 + 0.1*2.5 = 0.25;
      * unbiased var 1.25*4/3 = 5/3, so var 0.9*1 + 0.1*5/3 = 1.0666667 */
-    float rm = 0.0f, rv = 1.0f;
-    loom_k_batchnorm_update_running(&rm, &rv, 1, &mean, &invstd, eps, 0.1f, 4);
+    float rm = 0.0f, rv = 1.0f, var = 1.0f / (invstd * invstd) - eps;
+    loom_k_batchnorm_update_running(&rm, &rv, 1, &mean, &var, 0.1f, 4);
     CHECK_NEAR(rm, 0.25, 1e-7, "running mean");
     CHECK_NEAR(rv, 0.9 + 0.1 * 1.25 * 4.0 / 3.0, 1e-6, "running var (unbiased)");
 }
@@ -348,7 +348,9 @@ static void test_batchnorm_update_running(void) {
     float rm0[C], rv0[C];
     memcpy(rm0, rm, sizeof rm);
     memcpy(rv0, rv, sizeof rv);
-    loom_k_batchnorm_update_running(rm, rv, C, mean, invstd, eps, mom, M);
+    float var[C];
+    for (int c = 0; c < C; c++) var[c] = 1.0f / (invstd[c] * invstd[c]) - eps;
+    loom_k_batchnorm_update_running(rm, rv, C, mean, var, mom, M);
     for (int c = 0; c < C; c++) {
         double s = 0.0, ss = 0.0;
         for (int n = 0; n < N; n++)

@@ -127,11 +127,11 @@ void loom_k_batchnorm_fwd_train(const float *x, float *y, int n, int c, int hw,
 void loom_k_batchnorm_fwd_infer(const float *x, float *y, int n, int c, int hw,
                                 const float *gamma, const float *beta, float eps,
                                 const float *run_mean, const float *run_var);
-/* running = (1-momentum)*running + momentum*batch, with the unbiased batch
- * variance var*m/(m-1), m = n*hw (PyTorch's convention). */
-void loom_k_batchnorm_update_running(float *run_mean, float *run_var, int c,
-                                     const float *save_mean, const float *save_invstd,
-                                     float eps, float momentum, size_t m);
+/* running = (1-momentum)*running + momentum*batch, from the batch mean and
+ * biased variance, the variance made unbiased as var*m/(m-1), m = n*hw
+ * (PyTorch's convention). */
+void loom_k_batchnorm_update_running(float *run_mean, float *run_var, int c, const float *batch_mean,
+                                     const float *batch_var, float momentum, size_t m);
 void loom_k_batchnorm_bwd(const float *x, const float *dy, float *dx,
                           float *dgamma, float *dbeta, int n, int c, int hw,
                           const float *gamma, const float *save_mean,
