@@ -46,6 +46,12 @@ typedef struct {
 /* 1 and the next line in *s, length *n (no '\n'; *nl says whether one ended it),
  * 0 at end of file, LOOM_ERR on a read error. */
 static int next_line(line_reader *r, char **s, size_t *n, int *nl) {
+    /* The buffer exists before any pointer arithmetic on it (NULL + 0 is
+     * undefined behaviour, and clang's UBSan stops on it). */
+    if (!r->buf) {
+        if (!(r->buf = malloc(CSV_CHUNK))) return loom_set_error("%s: out of memory", r->path);
+        r->cap = CSV_CHUNK;
+    }
     for (;;) {
         char *p = r->buf + r->beg;
         size_t avail = r->end - r->beg;

@@ -20,7 +20,7 @@ static float inv_std(double var, float eps) { return (float)(1.0 / sqrt(var + ep
 /* ---- statistics ---------------------------------------------------------- */
 
 static void stats_planes(const float *x, int n, int c, size_t hw, float eps,
-                         float *mean, float *invstd) {
+                         float *mean, float *invstd, float *bvar) {
     double m = (double)n * (double)hw;
     for (int ci = 0; ci < c; ci++) {
         double s = 0.0;
@@ -40,11 +40,12 @@ static void stats_planes(const float *x, int n, int c, size_t hw, float eps,
         }
         mean[ci] = (float)mu;
         invstd[ci] = inv_std(v / m, eps);
+        if (bvar) bvar[ci] = (float)(v / m);
     }
 }
 
 static void stats_rows(const float *x, int n, int c, float eps, float *mean,
-                       float *invstd) {
+                       float *invstd, float *bvar) {
     double mu[BLOCK], acc[BLOCK];
     for (size_t c0 = 0; c0 < (size_t)c; c0 += BLOCK) {
         size_t w = min_sz(BLOCK, (size_t)c - c0);
@@ -67,6 +68,7 @@ static void stats_rows(const float *x, int n, int c, float eps, float *mean,
         for (size_t i = 0; i < w; i++) {
             mean[c0 + i] = (float)mu[i];
             invstd[c0 + i] = inv_std(acc[i] / n, eps);
+            if (bvar) bvar[c0 + i] = (float)(acc[i] / n);
         }
     }
 }
@@ -99,11 +101,11 @@ static void normalize(const float *x, float *y, int n, int c, size_t hw, size_t 
 
 void loom_k_batchnorm_fwd_train(const float *x, float *y, int n, int c, int hw,
                                 const float *gamma, const float *beta, float eps,
-                                float *save_mean, float *save_invstd) {
+                                float *save_mean, float *save_invstd, float *batch_var) {
     if (hw == 1)
-        stats_rows(x, n, c, eps, save_mean, save_invstd);
+        stats_rows(x, n, c, eps, save_mean, save_invstd, batch_var);
     else
-        stats_planes(x, n, c, (size_t)hw, eps, save_mean, save_invstd);
+        stats_planes(x, n, c, (size_t)hw, eps, save_mean, save_invstd, batch_var);
     normalize(x, y, n, c, (size_t)hw, 0, (size_t)c, gamma, beta, save_mean, save_invstd);
 }
 
@@ -127,6 +129,24 @@ void loom_k_batchnorm_update_running(float *run_mean, float *run_var, int c, con
         double var = batch_var[ci] > 0.0f ? batch_var[ci] : 0.0;
         run_mean[ci] = (float)(keep * run_mean[ci] + momentum * (double)batch_mean[ci]);
         run_var[ci] = (float)(keep * run_var[ci] + momentum * var * unbias);
+    }
+}
+
+void loom_k_batchnorm_combine(const float *const *means, const float *const *vars, const size_t *counts,
+                              int nrep, size_t off, int c, float *mean, float *var) {
+    double total = 0;
+    for (int r = 0; r < nrep; r++) total += (double)counts[r];
+    for (int k = 0; k < c; k++) {
+        double mu = 0;
+        for (int r = 0; r < nrep; r++) mu += (double)counts[r] * means[r][off + k];
+        mu = total > 0 ? mu / total : 0;
+        double v = 0;
+        for (int r = 0; r < nrep; r++) {
+            double d = means[r][off + k] - mu;
+            v += (double)counts[r] * (vars[r][off + k] + d * d);
+        }
+        mean[k] = (float)mu;
+        var[k] = (float)(total > 0 ? v / total : 0);
     }
 }
 

@@ -151,13 +151,9 @@ void loom_exec_forward(loom_exec *e, int n, int training, uint64_t dropout_key,
             int c = l->c, hw = l->a.bn.hw;
             float eps = l->a.bn.eps;
             if (training) {
-                float *sm = e->save + l->buf_off, *si = sm + c;
-                loom_k_batchnorm_fwd_train(x, y, n, c, hw, W, b, eps, sm, si);
-                float *st = e->stats + l->buf_off;
-                for (int k = 0; k < c; k++) {
-                    st[k] = sm[k];
-                    st[c + k] = 1.0f / (si[k] * si[k]) - eps;
-                }
+                float *sm = e->save + l->buf_off, *si = sm + c, *st = e->stats + l->buf_off;
+                loom_k_batchnorm_fwd_train(x, y, n, c, hw, W, b, eps, sm, si, st + c);
+                memcpy(st, sm, (size_t)c * sizeof(float));
             } else {
                 const float *rm = g->buffers + l->buf_off;
                 loom_k_batchnorm_fwd_infer(x, y, n, c, hw, W, b, eps, rm, rm + c);
@@ -257,22 +253,26 @@ void loom_exec_backward(loom_exec *e, int n) {
     }
 }
 
-void loom_exec_update_running(loom_graph *g, const float *const *stats, int nrep,
-                              int n_per_replica) {
-    for (int i = 0; i < g->n; i++) {
-        const loom_layer *l = &g->nodes[i];
-        if (l->op != LOOM_OP_BATCHNORM) continue;
-        int c = l->c;
-        size_t m = (size_t)n_per_replica * (size_t)l->a.bn.hw;
-        float *rm = g->buffers + l->buf_off, *rv = rm + c;
-        for (int k = 0; k < c; k++) {
-            double mean = 0, var = 0;
-            for (int r = 0; r < nrep; r++) { /* fixed order: deterministic */
-                mean += stats[r][l->buf_off + k];
-                var += stats[r][l->buf_off + c + k];
-            }
-            float bm = (float)(mean / nrep), bv = (float)(var / nrep);
-            loom_k_batchnorm_update_running(rm + k, rv + k, 1, &bm, &bv, l->a.bn.momentum, m);
+void loom_exec_update_running(loom_graph *g, loom_node layer, const float *const *stats, const size_t *counts,
+                              int nrep) {
+    const loom_layer *l = &g->nodes[layer];
+    if (l->op != LOOM_OP_BATCHNORM || nrep <= 0) return;
+    int c = l->c;
+    size_t total = 0, per_value[LOOM_EXEC_MAX_REPLICAS];
+    for (int r = 0; r < nrep; r++) {
+        per_value[r] = counts[r] * (size_t)l->a.bn.hw;
+        total += per_value[r];
+    }
+    float *rm = g->buffers + l->buf_off, *rv = rm + c;
+    for (int k0 = 0; k0 < c; k0 += 64) {
+        int w = c - k0 < 64 ? c - k0 : 64;
+        const float *means[LOOM_EXEC_MAX_REPLICAS], *vars[LOOM_EXEC_MAX_REPLICAS];
+        for (int r = 0; r < nrep; r++) {
+            means[r] = stats[r] + l->buf_off + k0;
+            vars[r] = stats[r] + l->buf_off + c + k0;
         }
+        float bm[64], bv[64];
+        loom_k_batchnorm_combine(means, vars, per_value, nrep, 0, w, bm, bv);
+        loom_k_batchnorm_update_running(rm + k0, rv + k0, w, bm, bv, l->a.bn.momentum, total);
     }
 }

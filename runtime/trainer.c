@@ -40,7 +40,11 @@ struct loom_trainer {
     int nranges;
     long step;
     loom_step_timing timing;
-    const float **stats;
+    const float **stats;     /* this step's batch-norm statistics of shards with samples */
+    size_t *stat_counts;     /* and those shards' sample counts */
+    int nstats;
+    int *bn_layers;          /* batch-norm layers, updated in phase 2 round-robin */
+    int nbn;
     /* current step */
     const float *x;
     const int32_t *labels;
@@ -88,6 +92,11 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     t->T = o->threads > 0 ? o->threads : loom_cpu_count();
     t->S = o->deterministic ? (o->shards > 0 ? o->shards : 4) : t->T;
     if (t->S > o->batch) t->S = o->batch;
+    if (t->T > LOOM_EXEC_MAX_REPLICAS || t->S > LOOM_EXEC_MAX_REPLICAS) {
+        loom_set_error("trainer: %d threads and %d shards: at most %d of each", t->T, t->S, LOOM_EXEC_MAX_REPLICAS);
+        free(t);
+        return NULL;
+    }
     t->pool = loom_pool_new(t->T);
     if (!t->pool) goto fail;
     int max_shard = (o->batch + t->S - 1) / t->S;
@@ -96,11 +105,17 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     t->onehot = calloc((size_t)t->S, sizeof *t->onehot);
     t->so = calloc((size_t)t->S, sizeof *t->so);
     t->stats = calloc((size_t)t->S, sizeof *t->stats);
+    t->stat_counts = calloc((size_t)t->S, sizeof *t->stat_counts);
+    t->bn_layers = calloc((size_t)loom_graph_count(g) + 1, sizeof *t->bn_layers);
     t->worker_busy = calloc((size_t)t->T, sizeof *t->worker_busy);
     size_t P = loom_graph_param_count(g);
     t->nchunks = (P + CHUNK - 1) / CHUNK;
     t->chunk_sq = calloc(t->nchunks + 1, sizeof *t->chunk_sq);
-    if (!t->ex || !t->onehot || !t->so || !t->stats || !t->worker_busy || !t->chunk_sq) goto oom;
+    if (!t->ex || !t->onehot || !t->so || !t->stats || !t->stat_counts || !t->bn_layers || !t->worker_busy ||
+        !t->chunk_sq)
+        goto oom;
+    for (int i = 0; i < loom_graph_count(g); i++)
+        if (loom_graph_layer(g, i)->op == LOOM_OP_BATCHNORM) t->bn_layers[t->nbn++] = i;
     for (int s = 0; s < t->S; s++) {
         t->ex[s] = loom_exec_new(g, max_shard);
         if (!t->ex[s]) goto fail;
@@ -140,6 +155,8 @@ void loom_trainer_free(loom_trainer *t) {
     free(t->onehot);
     free(t->so);
     free(t->stats);
+    free(t->stat_counts);
+    free(t->bn_layers);
     free(t->worker_busy);
     free(t->chunk_sq);
     loom_optim_free(t->opt);
@@ -201,9 +218,13 @@ static void apply_trainable(loom_trainer *t, float *params, const float *g, size
 }
 
 /* Phase 2: sum shard gradients chunk by chunk (shard order fixed), then
- * either record the chunk's squared norm (clipping) or apply the optimizer. */
+ * either record the chunk's squared norm (clipping) or apply the optimizer.
+ * The batch-norm layers' running statistics are folded in here too, a layer
+ * per worker in turn (each layer's result does not depend on who computes it). */
 static void phase_reduce(void *ctx, int tid, int T) {
     loom_trainer *t = ctx;
+    for (int j = tid; j < t->nbn; j += T)
+        loom_exec_update_running(t->g, t->bn_layers[j], t->stats, t->stat_counts, t->nstats);
     size_t P = loom_graph_param_count(t->g);
     float *g0 = loom_exec_param_grad(t->ex[0]);
     float *params = loom_graph_params(t->g);
@@ -250,14 +271,13 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
     t->out = NULL;
     loom_pool_run(t->pool, phase_compute, t);
     double t1 = now();
-    /* batch-norm running statistics: the mean over shards that saw data */
-    int nrep = 0, per = 0;
+    /* batch-norm statistics of the shards that saw data, weighted by their counts in phase 2 */
+    t->nstats = 0;
     for (int s = 0; s < t->S; s++)
         if (t->so[s].n > 0) {
-            t->stats[nrep++] = loom_exec_batch_stats(t->ex[s]);
-            per = t->so[s].n;
+            t->stats[t->nstats] = loom_exec_batch_stats(t->ex[s]);
+            t->stat_counts[t->nstats++] = (size_t)t->so[s].n;
         }
-    if (loom_graph_buffer_count(t->g)) loom_exec_update_running(t->g, t->stats, nrep, per);
     loom_optim_begin_step(t->opt, lr);
     loom_pool_run(t->pool, phase_reduce, t);
     double norm = 0;

@@ -291,7 +291,7 @@ static void test_batchnorm_values(void) {
     const float x[4] = {1, 2, 3, 4};
     const float gamma = 2.0f, beta = 0.5f, eps = 1e-5f;
     float y[4], mean, invstd;
-    loom_k_batchnorm_fwd_train(x, y, 4, 1, 1, &gamma, &beta, eps, &mean, &invstd);
+    loom_k_batchnorm_fwd_train(x, y, 4, 1, 1, &gamma, &beta, eps, &mean, &invstd, NULL);
     CHECK_NEAR(mean, 2.5, 1e-7, "bn mean");
     CHECK_NEAR(invstd, 1.0 / sqrt(1.25 + 1e-5), 1e-6, "bn invstd");
     for (int i = 0; i < 4; i++)
@@ -299,7 +299,7 @@ static void test_batchnorm_values(void) {
 
     /* The same numbers as one channel of a 2d input, n=2, hw=2: same statistics */
     float y2[4], mean2, invstd2;
-    loom_k_batchnorm_fwd_train(x, y2, 2, 1, 2, &gamma, &beta, eps, &mean2, &invstd2);
+    loom_k_batchnorm_fwd_train(x, y2, 2, 1, 2, &gamma, &beta, eps, &mean2, &invstd2, NULL);
     CHECK(mean2 == mean && invstd2 == invstd && memcmp(y, y2, sizeof y) == 0,
           "2d layout with hw=2 disagrees with 1d");
 
@@ -344,7 +344,7 @@ static void test_batchnorm_update_running(void) {
     float mean[C], invstd[C], rm[C] = {1, -1, 0}, rv[C] = {2, 0.5f, 1};
     t_fill(x, N * C * HW, 61, -2.0f, 4.0f);
     const float eps = 1e-5f, mom = 0.25f;
-    loom_k_batchnorm_fwd_train(x, y, N, C, HW, g, b, eps, mean, invstd);
+    loom_k_batchnorm_fwd_train(x, y, N, C, HW, g, b, eps, mean, invstd, NULL);
     float rm0[C], rv0[C];
     memcpy(rm0, rm, sizeof rm);
     memcpy(rv0, rv, sizeof rv);
@@ -367,13 +367,47 @@ static void test_batchnorm_update_running(void) {
     }
 }
 
+/* Statistics of a batch cut into unequal parts (as the trainer's shards are)
+ * and combined equal those of the whole batch, for both layouts. */
+static void test_batchnorm_combine(void) {
+    enum { N = 11, C = 5, HW = 7 };
+    static const int parts[] = {1, 4, 2, 4}; /* sums to N */
+    float x[N * C * HW], y[N * C * HW], g[C], b[C];
+    t_fill(x, N * C * HW, 81, -2.0f, 5.0f);
+    t_fill(g, C, 82, 0.5f, 1.5f);
+    t_fill(b, C, 83, -1.0f, 1.0f);
+    for (int hw = 1; hw <= HW; hw += HW - 1) {
+        float wm[C], wi[C], wv[C];
+        loom_k_batchnorm_fwd_train(x, y, N, C, hw, g, b, 1e-5f, wm, wi, wv);
+        float pm[4][C], pi[4][C], pv[4][C];
+        const float *ms[4], *vs[4];
+        size_t cnt[4];
+        int at = 0;
+        for (int r = 0; r < 4; r++) {
+            loom_k_batchnorm_fwd_train(x + (size_t)at * C * hw, y, parts[r], C, hw, g, b, 1e-5f, pm[r], pi[r],
+                                       pv[r]);
+            ms[r] = pm[r];
+            vs[r] = pv[r];
+            cnt[r] = (size_t)parts[r] * (size_t)hw;
+            at += parts[r];
+        }
+        float cm[C], cv[C];
+        loom_k_batchnorm_combine(ms, vs, cnt, 4, 0, C, cm, cv);
+        for (int c = 0; c < C; c++) {
+            CHECK_NEAR(cm[c], wm[c], 1e-6 * (1 + fabs(wm[c])), "combined mean");
+            CHECK_NEAR(cv[c], wv[c], 1e-6 * (1 + fabs(wv[c])), "combined variance");
+            CHECK_NEAR(1.0 / sqrt(wv[c] + 1e-5), wi[c], 1e-5 * wi[c], "batch_var agrees with invstd");
+        }
+    }
+}
+
 /* Values around 1000 with spread ~0.6: E[x^2]-E[x]^2 in float would lose
  * all digits; the output must still be zero-mean, unit-variance. */
 static void test_batchnorm_large_mean(void) {
     enum { N = 64 };
     float x[N], y[N], g = 1.0f, b = 0.0f, mean, invstd;
     t_fill(x, N, 71, 999.0f, 1001.0f);
-    loom_k_batchnorm_fwd_train(x, y, N, 1, 1, &g, &b, 1e-5f, &mean, &invstd);
+    loom_k_batchnorm_fwd_train(x, y, N, 1, 1, &g, &b, 1e-5f, &mean, &invstd, NULL);
     double s = 0.0, ss = 0.0;
     for (int i = 0; i < N; i++) s += y[i];
     for (int i = 0; i < N; i++) ss += (y[i] - s / N) * (y[i] - s / N);
@@ -390,7 +424,7 @@ typedef struct {
 static double bn_loss(void *v) {
     bn_ctx *k = v;
     loom_k_batchnorm_fwd_train(k->x, k->y, k->n, k->c, k->hw, k->g, k->b, 1e-5f, k->mean,
-                               k->invstd);
+                               k->invstd, NULL);
     return dot(k->y, k->r, (size_t)k->n * k->c * k->hw);
 }
 
@@ -554,6 +588,7 @@ int main(void) {
     test_batchnorm_infer();
     test_batchnorm_update_running();
     test_batchnorm_large_mean();
+    test_batchnorm_combine();
     grad_batchnorm("1d n=3 c=5", 3, 5, 1);
     grad_batchnorm("1d n=4 c=67", 4, 67, 1);
     grad_batchnorm("2d n=3 c=5 hw=7", 3, 5, 7);

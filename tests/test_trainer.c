@@ -209,6 +209,55 @@ static void test_blas_discipline(void) {
     loom_graph_free(g);
 }
 
+/* Running statistics after one step on a batch cut into unequal shards
+ * (10 samples in 4 shards: 2, 3, 2, 3) are those of the whole batch: mean and
+ * unbiased variance over all 10 samples, in both BN layouts (after a conv and
+ * after a dense layer), for 1 and 3 threads. */
+static void test_bn_running_stats(void) {
+    enum { NB = 10, BC = 3, BH = 4, BW = 4 };
+    static float xb[NB * BC * BH * BW];
+    static int32_t yb[NB];
+    t_fill(xb, sizeof xb / sizeof xb[0], 4, -1.0f, 3.0f);
+    for (int i = 0; i < NB; i++) yb[i] = i % 2;
+    for (int flat = 0; flat < 2; flat++)
+        for (int threads = 1; threads <= 3; threads += 2) {
+            /* flat = 0: per channel over NB*BH*BW values; 1: per feature over NB */
+            loom_graph *g = loom_graph_new("bnstats");
+            loom_node x = loom_input(g, BC, BH, BW);
+            x = flat ? loom_batchnorm(g, loom_flatten(g, x)) : loom_flatten(g, loom_batchnorm(g, x));
+            loom_dense(g, x, 2);
+            CHECK(loom_graph_finish(g, 3) == LOOM_OK, "graph: %s", loom_graph_error(g));
+            loom_trainer_opts o = {.batch = NB, .threads = threads, .deterministic = 1, .shards = 4, .seed = 1,
+                                   .optim = {.kind = LOOM_SGD}};
+            loom_trainer *t = loom_trainer_new(g, &o);
+            CHECK(t != NULL, "trainer: %s", loom_error());
+            if (!t) return;
+            CHECK(loom_trainer_step(t, xb, yb, NB, 0.0f, NULL) == LOOM_OK, "step: %s", loom_error());
+            const float *buf = loom_graph_buffers(g);
+            int nch = flat ? BC * BH * BW : BC, per = flat ? 1 : BH * BW;
+            double worst = 0, m = (double)NB * per;
+            for (int c = 0; c < nch; c++) {
+                double s = 0, ss = 0;
+                for (int n = 0; n < NB; n++)
+                    for (int i = 0; i < per; i++) s += xb[((size_t)n * nch + c) * per + i];
+                double mu = s / m;
+                for (int n = 0; n < NB; n++)
+                    for (int i = 0; i < per; i++) {
+                        double d = xb[((size_t)n * nch + c) * per + i] - mu;
+                        ss += d * d;
+                    }
+                worst = fmax(worst, fabs(buf[c] - 0.1 * mu));
+                worst = fmax(worst, fabs(buf[nch + c] - (0.9 + 0.1 * ss / (m - 1))));
+            }
+            CHECK(worst < 2e-6, "%s, %d threads: running statistics differ from the whole batch's by %g",
+                  flat ? "features" : "channels", threads, worst);
+            printf("batch-norm running statistics (%s), shards 2/3/2/3, %d thread%s: worst difference %.2g\n",
+                   flat ? "features" : "channels", threads, threads > 1 ? "s" : "", worst);
+            loom_trainer_free(t);
+            loom_graph_free(g);
+        }
+}
+
 int main(void) {
     t_fill(X, sizeof X / sizeof X[0], 1, 0, 1);
     for (int i = 0; i < N; i++) Y[i] = (i * 7) % K;
@@ -217,5 +266,6 @@ int main(void) {
     test_no_malloc();
     test_frozen();
     test_blas_discipline();
+    test_bn_running_stats();
     TEST_END();
 }

@@ -50,12 +50,17 @@ void loom_exec_backward(loom_exec *e, int n);
  * the same layout as the graph's buffers: mean in place of running mean,
  * biased variance in place of running variance. buffer_count floats. */
 const float *loom_exec_batch_stats(const loom_exec *e);
-/* Fold batch statistics (averaged over nrep replicas, given as an array of
- * pointers in a fixed order) into the graph's running buffers. m is the number
- * of values each replica's statistics came from per channel-sample (n*hw is
- * computed per layer from n_per_replica). */
-void loom_exec_update_running(loom_graph *g, const float *const *stats, int nrep,
-                              int n_per_replica);
+
+/* Most replicas whose statistics loom_exec_update_running combines. */
+#define LOOM_EXEC_MAX_REPLICAS 1024
+
+/* Fold the batch statistics of nrep replicas (pointers in a fixed order;
+ * replica r saw counts[r] samples) into the running buffers of batch-norm
+ * layer `layer` (other layers: nothing). The statistics combined are exactly
+ * those of the whole batch, however unequal the replicas' shares. Layers are
+ * independent, so different threads may update different layers at once. */
+void loom_exec_update_running(loom_graph *g, loom_node layer, const float *const *stats, const size_t *counts,
+                              int nrep);
 
 #ifdef __cplusplus
 }

@@ -120,10 +120,11 @@ void loom_k_dropout_bwd(const float *dy, const float *mask, float *dx, size_t le
 /* ---- batch normalisation ---------------------------------------------------------
  * x [n, c, hw] (hw = 1 for 1d batch norm over features). gamma/beta [c].
  * Training: normalise with the batch mean and biased variance, save mean and
- * 1/sqrt(var+eps) for backward. Inference: use running mean/var. */
+ * 1/sqrt(var+eps) for backward, and the biased variance itself in batch_var
+ * (may be NULL) for the running statistics. Inference: use running mean/var. */
 void loom_k_batchnorm_fwd_train(const float *x, float *y, int n, int c, int hw,
                                 const float *gamma, const float *beta, float eps,
-                                float *save_mean, float *save_invstd);
+                                float *save_mean, float *save_invstd, float *batch_var);
 void loom_k_batchnorm_fwd_infer(const float *x, float *y, int n, int c, int hw,
                                 const float *gamma, const float *beta, float eps,
                                 const float *run_mean, const float *run_var);
@@ -132,6 +133,13 @@ void loom_k_batchnorm_fwd_infer(const float *x, float *y, int n, int c, int hw,
  * (PyTorch's convention). */
 void loom_k_batchnorm_update_running(float *run_mean, float *run_var, int c, const float *batch_mean,
                                      const float *batch_var, float momentum, size_t m);
+/* The mean and biased variance of a whole batch from those of its nrep parts,
+ * part r holding counts[r] values per channel (its mean means[r][off + k],
+ * its biased variance vars[r][off + k]), combined in the given order:
+ *   mean = sum n_r mean_r / N,  var = sum n_r (var_r + (mean_r - mean)^2) / N.
+ * Channels k in [0, c); results to mean[k], var[k]. */
+void loom_k_batchnorm_combine(const float *const *means, const float *const *vars, const size_t *counts,
+                              int nrep, size_t off, int c, float *mean, float *var);
 void loom_k_batchnorm_bwd(const float *x, const float *dy, float *dx,
                           float *dgamma, float *dbeta, int n, int c, int hw,
                           const float *gamma, const float *save_mean,
