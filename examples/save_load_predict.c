@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
     free(first);
     loom_trainer *t = loom_trainer_new(g, &(loom_trainer_opts){.batch = 64, .seed = 7,
                                                               .optim = {.kind = LOOM_ADAM, .lr = 3e-3f}});
-    loom_fit_opts fo = {.epochs = 1, .lr = 3e-3f, .val = test, .verbose = 1, .loader = {.shuffle = 1, .seed = 7}};
+    loom_fit_opts fo = {.epochs = 1, .lr = 3e-3f, .val = test, .loader = {.shuffle = 1, .seed = 7}};
     if (!t || loom_fit(t, part, &fo, NULL) < 0) {
         fprintf(stderr, "%s\n", loom_error());
         return 1;
@@ -50,11 +50,11 @@ int main(int argc, char **argv) {
 
     /* save, then load into a fresh graph (architecture and weights from the file) */
     const char *path = "/tmp/tiny-resnet.safetensors";
-    if (loom_checkpoint_save(path, g, NULL, NULL) != LOOM_OK) {
+    if (loom_checkpoint_save(path, g, NULL) != LOOM_OK) {
         fprintf(stderr, "%s\n", loom_error());
         return 1;
     }
-    loom_graph *back = loom_checkpoint_load(path, NULL);
+    loom_graph *back = loom_checkpoint_load(path);
     if (!back) {
         fprintf(stderr, "%s\n", loom_error());
         return 1;

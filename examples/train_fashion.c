@@ -5,6 +5,15 @@
 
 #include <loom/loom.h>
 
+/* The library prints nothing: a program shows what it wants, here a line per epoch. */
+static int show(const loom_epoch_metrics *m, const loom_fit_state *st, void *user) {
+    (void)st;
+    (void)user;
+    printf("epoch %d: train loss %.4f acc %.2f%% | val acc %.2f%% | %.0f img/s\n", m->epoch, m->train_loss,
+           100 * m->train_acc, 100 * m->val_acc, m->images_per_s);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "/usr/share/datasets/fashion-mnist";
     loom_dataset *train = loom_dataset_open_idx(dir, &(loom_dataset_opts){.split = "train"});
@@ -32,7 +41,7 @@ int main(int argc, char **argv) {
     loom_trainer *t = loom_trainer_new(g, &(loom_trainer_opts){
         .batch = 64, .threads = 0 /* all cores */, .seed = 42,
         .optim = {.kind = LOOM_ADAM, .lr = 2e-3f}});
-    loom_fit_opts fo = {.epochs = 2, .lr = 2e-3f, .schedule = "cosine", .val = test, .verbose = 2,
+    loom_fit_opts fo = {.epochs = 2, .lr = 2e-3f, .schedule = "cosine", .val = test, .on_epoch = show,
                         .loader = {.producers = 1, .shuffle = 1, .seed = 42}};
     loom_epoch_metrics m[2];
     int ran = loom_fit(t, train, &fo, m);

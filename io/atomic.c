@@ -3,6 +3,7 @@
 #include "loom/atomic.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -44,5 +45,24 @@ int loom_atomic_write(const char *path, loom_write_fn fn, void *ctx) {
         rc = loom_set_error("%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
     if (rc != LOOM_OK) unlink(tmp);
     free(tmp);
+    /* The rename is durable only once the directory entry is on disk. */
+    if (rc == LOOM_OK) rc = loom_fsync_dir_of(path);
+    return rc;
+}
+
+int loom_fsync_dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 1;
+    char *dir = malloc(n + 2);
+    if (!dir) return loom_set_error("%s: out of memory", path);
+    if (!slash) snprintf(dir, n + 2, ".");
+    else if (slash == path) snprintf(dir, n + 2, "/");
+    else snprintf(dir, n + 1, "%s", path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = LOOM_OK;
+    /* Some file systems cannot fsync a directory (EINVAL): nothing more to do there. */
+    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL && errno != EROFS))
+        rc = loom_set_error("%s: cannot sync its folder %s: %s", path, dir, strerror(errno));
+    if (fd >= 0) close(fd);
+    free(dir);
     return rc;
 }

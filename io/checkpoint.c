@@ -1,351 +1,202 @@
-/* Checkpoints: what loom keeps in a safetensors file and how it gets it back.
- * Tensors are named as PyTorch names a state dict ("conv2d_1.weight" of shape
- * [oc, c/groups, kh, kw], "batchnorm_1.running_mean", ...) so other tools can
- * read them; the metadata holds the architecture (loom.graph), the training
- * state (loom.state) and the optimizer's scalars (loom.optim), each as JSON
- * text because safetensors metadata values must be strings. */
+/* Checkpoints: the model in a safetensors file, and room beside it for what
+ * the layers above keep (checkpoint.h). Tensors are named as PyTorch names a
+ * state dict ("conv2d_1.weight" of shape [oc, c/groups, kh, kw],
+ * "batchnorm_1.running_mean", ...) so other tools can read them. */
 #include "loom/checkpoint.h"
 
-#include <inttypes.h>
-#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "graph_json.h"
-#include "jfield.h"
 #include "loom/error.h"
 #include "safetensors.h"
 
-#define FORMAT_VERSION "1"
+/* Version 2 moved the training state out of this module ("loom.state" and
+ * "loom.optim" became the trainer's "loom.trainer" and "loom.fit"); the model
+ * part is the same, so version 1 files still load as models. */
+#define FORMAT_VERSION 2
 
 enum { PART_WEIGHT, PART_BIAS, PART_MEAN, PART_VAR };
 static const char *const part_names[] = {"weight", "bias", "running_mean", "running_var"};
 
-static const char *const sched_names[] = {"const", "step", "multistep", "exp", "cosine", "plateau"};
-#define N_SCHED ((int)(sizeof sched_names / sizeof *sched_names))
+struct loom_checkpoint {
+    sft_file f;
+    json_t *graph;   /* the parsed "loom.graph" */
+    int version;
+};
 
-/* One tensor of a graph (or of its optimizer's state). */
+/* ---- the model's tensors ---------------------------------------------------------- */
+
 typedef struct {
-    char name[96];
+    char name[LOOM_CKPT_NAME_MAX];
     int ndim;
     int64_t shape[4];
     size_t count;
     int layer, part;
-    int state;                 /* -1: the model's; k: optimizer state array k */
-    const sft_tensor *file;    /* its entry when loading */
+    const sft_tensor *file; /* its entry when loading */
 } slot;
 
-static void shape_of(const loom_layer *l, int part, slot *s) {
-    s->ndim = 1;
-    s->shape[0] = l->c;
+static void shape_of(const loom_layer *l, int part, int *ndim, int64_t *shape, size_t *count) {
+    *ndim = 1;
+    shape[0] = l->c;
     if (part == PART_WEIGHT && l->op == LOOM_OP_DENSE) {
-        s->ndim = 2;
-        s->shape[0] = l->a.dense.out;
-        s->shape[1] = l->a.dense.in;
+        *ndim = 2;
+        shape[0] = l->a.dense.out;
+        shape[1] = l->a.dense.in;
     } else if (part == PART_WEIGHT && l->op == LOOM_OP_CONV2D) {
         const loom_conv_shape *c = &l->a.conv;
-        s->ndim = 4;
-        s->shape[0] = c->oc;
-        s->shape[1] = c->c / c->groups;
-        s->shape[2] = c->kh;
-        s->shape[3] = c->kw;
+        *ndim = 4;
+        shape[0] = c->oc;
+        shape[1] = c->c / c->groups;
+        shape[2] = c->kh;
+        shape[3] = c->kw;
     }
-    s->count = 1;
-    for (int d = 0; d < s->ndim; d++) s->count *= (size_t)s->shape[d];
+    *count = 1;
+    for (int d = 0; d < *ndim; d++) *count *= (size_t)shape[d];
 }
 
-/* The tensors of g in file order: every layer's, then each optimizer state
- * array's over the parameters in the same order. Needs only the layers'
- * counts, not their offsets, so it works on an unfinished graph. With out
- * NULL, just counts. */
-static size_t plan(const loom_graph *g, int nstates, slot *out) {
+/* Parts of layer l: with buffers, weight/bias/mean/var; else weight[/bias]. */
+static int parts_of(const loom_layer *l, int with_buffers) {
+    if (!l->param_count) return 0;
+    if (with_buffers && l->buf_count) return 4;
+    return l->param_count > l->weight_count ? 2 : 1;
+}
+
+/* The model's tensors in file order. Needs only the layers' counts, not
+ * their offsets, so it works on an unfinished graph. With out NULL, counts. */
+static size_t plan(const loom_graph *g, slot *out) {
     size_t n = 0;
-    for (int k = -1; k < nstates; k++) {
-        for (int i = 0; i < loom_graph_count(g); i++) {
-            const loom_layer *l = loom_graph_layer(g, i);
-            if (!l->param_count) continue;
-            int nparts = l->param_count > l->weight_count ? 2 : 1;
-            if (k < 0 && l->buf_count) nparts = 4;
-            for (int p = 0; p < nparts; p++, n++) {
-                if (!out) continue;
-                slot *s = &out[n];
-                s->layer = i;
-                s->part = p;
-                s->state = k;
-                if (k < 0) snprintf(s->name, sizeof s->name, "%s.%s", l->name, part_names[p]);
-                else snprintf(s->name, sizeof s->name, "optim.%d.%s.%s", k, l->name, part_names[p]);
-                shape_of(l, p, s);
-            }
+    for (int i = 0; i < loom_graph_count(g); i++) {
+        const loom_layer *l = loom_graph_layer(g, i);
+        for (int p = 0; p < parts_of(l, 1); p++, n++) {
+            if (!out) continue;
+            slot *s = &out[n];
+            s->layer = i;
+            s->part = p;
+            snprintf(s->name, sizeof s->name, "%s.%s", l->name, part_names[p]);
+            shape_of(l, p, &s->ndim, s->shape, &s->count);
         }
     }
     return n;
 }
 
-/* Where slot s lives in memory (the graph must be finished). */
-static float *where(loom_graph *g, loom_optim *opt, const slot *s) {
-    const loom_layer *l = loom_graph_layer(g, s->layer);
-    float *base = s->state >= 0 ? loom_optim_state(opt, s->state)
-                  : s->part >= PART_MEAN ? loom_graph_buffers(g) : loom_graph_params(g);
-    switch (s->part) {
-    case PART_WEIGHT: return base + l->param_off;
-    case PART_BIAS: return base + l->param_off + l->weight_count;
-    case PART_MEAN: return base + l->buf_off;
-    default: return base + l->buf_off + (size_t)l->c;
+/* Where part p of layer l lives in a parameter-shaped array (or the buffers). */
+static float *where(const loom_layer *l, int part, float *params, float *buffers) {
+    switch (part) {
+    case PART_WEIGHT: return params + l->param_off;
+    case PART_BIAS: return params + l->param_off + l->weight_count;
+    case PART_MEAN: return buffers + l->buf_off;
+    default: return buffers + l->buf_off + (size_t)l->c;
     }
 }
 
-/* ---- the training state as JSON ------------------------------------------------ */
-
-/* json_object_set_new consumes v even on failure, and fails on a NULL v. */
-static int put(json_t *o, const char *k, json_t *v) { return json_object_set_new(o, k, v) ? 1 : 0; }
-static int put_i(json_t *o, const char *k, long long v) { return put(o, k, json_integer(v)); }
-static int put_f(json_t *o, const char *k, double v) { return put(o, k, jf_number(v)); }
-
-/* A fixed-size char field as a JSON string; it must be valid UTF-8. */
-static int put_s(json_t *o, const char *k, const char *buf, size_t cap, const char *path) {
-    json_t *v = json_stringn(buf, strnlen(buf, cap));
-    if (!v) {
-        loom_set_error("%s: training state field %s is not valid UTF-8 text", path, k);
-        return 2;
+size_t loom_checkpoint_param_views(const loom_graph *g, const char *prefix, float *base, loom_ckpt_tensor *out,
+                                   char (*names)[LOOM_CKPT_NAME_MAX], size_t cap) {
+    size_t n = 0;
+    for (int i = 0; i < loom_graph_count(g); i++) {
+        const loom_layer *l = loom_graph_layer(g, i);
+        for (int p = 0; p < parts_of(l, 0); p++, n++) {
+            if (n >= cap) continue;
+            snprintf(names[n], LOOM_CKPT_NAME_MAX, "%s%s.%s", prefix, l->name, part_names[p]);
+            loom_ckpt_tensor *t = &out[n];
+            t->name = names[n];
+            shape_of(l, p, &t->ndim, t->shape, &t->count);
+            t->data = where(l, p, base, NULL);
+        }
     }
-    return put(o, k, v);
+    return n;
 }
 
-static char *dump(json_t *j) { return json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17)); }
-
-static char *state_text(const loom_train_state *s, const char *path) {
-    const loom_optim_cfg *c = &s->optim;
-    const loom_schedule *h = &s->sched;
-    if (loom_optim_parse(loom_optim_name(c->kind)) < 0 || (int)h->kind < 0 || (int)h->kind >= N_SCHED ||
-        h->n_milestones < 0 || h->n_milestones > LOOM_SCHED_MAX_MILESTONES) {
-        loom_set_error("%s: the training state has an invalid optimizer kind %d, schedule kind %d "
-                       "or milestone count %d", path, (int)c->kind, (int)h->kind, h->n_milestones);
-        return NULL;
-    }
-    char seed[24];
-    snprintf(seed, sizeof seed, "%" PRIu64, s->seed);
-    json_t *o = json_object(), *oc = json_object(), *sc = json_object(), *ms = json_array();
-    int bad = put_i(o, "epoch", s->epoch) | put_i(o, "step", s->step) | put(o, "seed", json_string(seed)) |
-              put_i(o, "epochs", s->epochs) | put_f(o, "best_metric", s->best_metric);
-    bad |= put(oc, "kind", json_string(loom_optim_name(c->kind))) | put_f(oc, "lr", c->lr) |
-           put_f(oc, "momentum", c->momentum) | put(oc, "nesterov", json_boolean(c->nesterov)) |
-           put_f(oc, "weight_decay", c->weight_decay) | put_f(oc, "l1", c->l1) |
-           put_f(oc, "beta1", c->beta1) | put_f(oc, "beta2", c->beta2) | put_f(oc, "eps", c->eps) |
-           put_f(oc, "alpha", c->alpha);
-    bad |= put(o, "optim", oc);
-    for (int i = 0; i < h->n_milestones; i++) bad |= json_array_append_new(ms, json_integer(h->milestones[i])) ? 1 : 0;
-    bad |= put(sc, "kind", json_string(sched_names[h->kind])) | put_f(sc, "base_lr", h->base_lr) |
-           put_f(sc, "gamma", h->gamma) | put_i(sc, "step_size", h->step_size) | put(sc, "milestones", ms) |
-           put_f(sc, "warmup_epochs", h->warmup_epochs) | put_f(sc, "min_lr", h->min_lr) |
-           put_i(sc, "patience", h->patience) | put_i(sc, "epochs", h->epochs) | put_f(sc, "best", h->best) |
-           put_i(sc, "bad_epochs", h->bad_epochs) | put_f(sc, "plateau_scale", h->plateau_scale);
-    bad |= put(o, "sched", sc);
-    bad |= put_i(o, "batch", s->batch) | put(o, "deterministic", json_boolean(s->deterministic)) |
-           put_s(o, "model", s->model, sizeof s->model, path) | put_i(o, "input_c", s->input_c) |
-           put_i(o, "input_h", s->input_h) | put_i(o, "input_w", s->input_w) |
-           put_i(o, "classes", s->classes) | put_s(o, "augment", s->augment, sizeof s->augment, path) |
-           put_s(o, "class_names", s->class_names, sizeof s->class_names, path);
-    char *text = bad ? NULL : dump(o);
-    json_decref(o);
-    if (!text && !(bad & 2)) loom_set_error("%s: out of memory describing the training state", path);
-    return text;
+/* The first non-finite value of p[0..n), or -1. */
+static long first_nonfinite(const float *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(p[i])) return (long)i;
+    return -1;
 }
 
-static void get_int(jf_obj *r, const char *k, int *dst) {
-    long long v;
-    if (!jf_int(r, k, INT_MIN, INT_MAX, &v)) *dst = (int)v;
-}
-
-static int read_optim_cfg(const json_t *v, const char *path, loom_optim_cfg *c) {
-    jf_obj r;
-    char kind[32];
-    if (jf_open(&r, v, path, "loom.state optim")) return -1;
-    if (!jf_str(&r, "kind", kind, sizeof kind)) {
-        int k = loom_optim_parse(kind);
-        if (k < 0) return jf_fail(&r, "unknown optimizer \"%s\"", kind);
-        c->kind = (loom_optim_kind)k;
-    }
-    jf_float(&r, "lr", &c->lr);
-    jf_float(&r, "momentum", &c->momentum);
-    jf_bool(&r, "nesterov", &c->nesterov);
-    jf_float(&r, "weight_decay", &c->weight_decay);
-    jf_float(&r, "l1", &c->l1);
-    jf_float(&r, "beta1", &c->beta1);
-    jf_float(&r, "beta2", &c->beta2);
-    jf_float(&r, "eps", &c->eps);
-    jf_float(&r, "alpha", &c->alpha);
-    return jf_done(&r);
-}
-
-static int read_sched(const json_t *v, const char *path, loom_schedule *h) {
-    jf_obj r;
-    char kind[32];
-    if (jf_open(&r, v, path, "loom.state sched")) return -1;
-    if (!jf_str(&r, "kind", kind, sizeof kind)) {
-        int k = -1;
-        for (int i = 0; i < N_SCHED && k < 0; i++)
-            if (!strcmp(kind, sched_names[i])) k = i;
-        if (k < 0) return jf_fail(&r, "unknown schedule \"%s\"", kind);
-        h->kind = (loom_sched_kind)k;
-    }
-    jf_float(&r, "base_lr", &h->base_lr);
-    jf_float(&r, "gamma", &h->gamma);
-    get_int(&r, "step_size", &h->step_size);
-    const json_t *ms = jf_get(&r, "milestones", JSON_ARRAY);
-    jf_float(&r, "warmup_epochs", &h->warmup_epochs);
-    jf_float(&r, "min_lr", &h->min_lr);
-    get_int(&r, "patience", &h->patience);
-    get_int(&r, "epochs", &h->epochs);
-    jf_double(&r, "best", &h->best);
-    get_int(&r, "bad_epochs", &h->bad_epochs);
-    jf_float(&r, "plateau_scale", &h->plateau_scale);
-    if (jf_done(&r)) return -1;
-    size_t n = json_array_size(ms);
-    if (n > LOOM_SCHED_MAX_MILESTONES)
-        return jf_fail(&r, "%zu milestones (at most %d)", n, LOOM_SCHED_MAX_MILESTONES);
-    for (size_t i = 0; i < n; i++) {
-        const json_t *m = json_array_get(ms, i);
-        if (!json_is_integer(m) || json_integer_value(m) < INT_MIN || json_integer_value(m) > INT_MAX)
-            return jf_fail(&r, "milestones must be integers");
-        h->milestones[i] = (int)json_integer_value(m);
-    }
-    h->n_milestones = (int)n;
-    return 0;
-}
-
-static int read_seed(jf_obj *r, uint64_t *seed) {
-    char buf[32];
-    if (jf_str(r, "seed", buf, sizeof buf)) return -1;
-    /* strtoull would accept a sign, spaces and wrap-around; a seed is digits only. */
-    uint64_t v = 0;
-    size_t n = strlen(buf);
-    for (size_t i = 0; i < n; i++) {
-        unsigned d = (unsigned)(buf[i] - '0');
-        if (d > 9 || v > (UINT64_MAX - d) / 10) n = 0;
-        else v = v * 10 + d;
-    }
-    if (n == 0) return jf_fail(r, "field \"seed\" must be a decimal number below 2^64");
-    *seed = v;
-    return 0;
-}
-
-static json_t *parse_meta(const char *path, const char *key, const char *text) {
-    json_error_t je;
-    json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
-    if (!j)
-        loom_set_error("%s: metadata %s: JSON error at line %d, column %d: %s", path, key, je.line,
-                       je.column, je.text);
-    return j;
-}
-
-static int read_state(const char *path, const char *text, loom_train_state *s) {
-    memset(s, 0, sizeof *s);
-    json_t *root = parse_meta(path, "loom.state", text);
-    if (!root) return -1;
-    jf_obj r;
-    long long step = 0;
-    int rc = -1;
-    if (jf_open(&r, root, path, "loom.state")) goto out;
-    get_int(&r, "epoch", &s->epoch);
-    if (!jf_int(&r, "step", LONG_MIN, LONG_MAX, &step)) s->step = (long)step;
-    read_seed(&r, &s->seed);
-    get_int(&r, "epochs", &s->epochs);
-    jf_double(&r, "best_metric", &s->best_metric);
-    const json_t *oc = jf_get(&r, "optim", JSON_OBJECT);
-    const json_t *sc = jf_get(&r, "sched", JSON_OBJECT);
-    get_int(&r, "batch", &s->batch);
-    jf_bool(&r, "deterministic", &s->deterministic);
-    jf_str(&r, "model", s->model, sizeof s->model);
-    get_int(&r, "input_c", &s->input_c);
-    get_int(&r, "input_h", &s->input_h);
-    get_int(&r, "input_w", &s->input_w);
-    get_int(&r, "classes", &s->classes);
-    jf_str(&r, "augment", s->augment, sizeof s->augment);
-    jf_str(&r, "class_names", s->class_names, sizeof s->class_names);
-    if (jf_done(&r) || read_optim_cfg(oc, path, &s->optim) || read_sched(sc, path, &s->sched)) goto out;
-    rc = 0;
-out:
-    json_decref(root);
-    return rc;
-}
-
-/* The optimizer's scalars and how many state arrays it has. */
-static char *optim_text(loom_optim *opt, const char *path) {
-    long step;
-    double mu;
-    loom_optim_get_scalars(opt, &step, &mu);
-    json_t *o = json_object();
-    int bad = put_i(o, "states", loom_optim_state_count(opt)) | put_i(o, "step", step) |
-              put_f(o, "mu_product", mu) | put(o, "kind", json_string(loom_optim_name(loom_optim_kind_of(opt))));
-    char *text = bad ? NULL : dump(o);
-    json_decref(o);
-    if (!text) loom_set_error("%s: out of memory describing the optimizer", path);
-    return text;
-}
-
-static int read_optim(const char *path, const char *text, int *states, long *step, double *mu, char *kind,
-                      size_t kcap) {
-    json_t *root = parse_meta(path, "loom.optim", text);
-    if (!root) return -1;
-    jf_obj r;
-    long long k = 0, t = 0;
-    int rc = -1;
-    if (!jf_open(&r, root, path, "loom.optim")) {
-        jf_int(&r, "states", 0, 2, &k);
-        jf_int(&r, "step", 0, LONG_MAX, &t);
-        jf_double(&r, "mu_product", mu);
-        jf_str(&r, "kind", kind, kcap);
-        rc = jf_done(&r);
-    }
-    json_decref(root);
-    *states = (int)k;
-    *step = (long)t;
-    return rc;
+static int refuse_nonfinite(const char *path, const char *tensor, const float *p, size_t n, const char *doing) {
+    long i = first_nonfinite(p, n);
+    if (i < 0) return LOOM_OK;
+    return loom_set_error("%s: tensor %s holds %s at index %ld: %s (a diverged run? lower the learning rate)",
+                          path, tensor, isnan(p[i]) ? "NaN" : "an infinity", i, doing);
 }
 
 /* ---- saving --------------------------------------------------------------------- */
 
-int loom_checkpoint_save(const char *path, loom_graph *g, const loom_train_state *st, loom_optim *opt) {
+static int put(json_t *o, const char *k, json_t *v) { return json_object_set_new(o, k, v) ? 1 : 0; }
+
+int loom_checkpoint_save(const char *path, loom_graph *g, const loom_ckpt_extra *extra) {
     if (!path || !g) return loom_set_error("loom_checkpoint_save: no %s", path ? "graph" : "path");
     if (!loom_graph_params(g))
         return loom_set_error("%s: graph %s is not finished (call loom_graph_finish first)", path,
                               loom_graph_name(g));
-    int nstates = opt ? loom_optim_state_count(opt) : 0;
+    loom_ckpt_extra none = {0};
+    if (!extra) extra = &none;
     json_t *meta = json_object(), *gj = gj_encode(g, path);
-    char *gtext = gj ? dump(gj) : NULL, *stext = NULL, *otext = NULL;
-    slot *slots = NULL;
-    sft_out *outs = NULL;
+    char *gtext = gj ? json_dumps(gj, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+    size_t nm = plan(g, NULL), n = nm + extra->ntensors;
+    slot *slots = calloc(nm + 1, sizeof *slots);
+    sft_out *outs = calloc(n + 1, sizeof *outs);
+    char version[8];
+    snprintf(version, sizeof version, "%d", FORMAT_VERSION);
     int rc = LOOM_ERR;
     if (!gj) goto out;
-    if (st && !(stext = state_text(st, path))) goto out;
-    if (opt && !(otext = optim_text(opt, path))) goto out;
-    size_t n = plan(g, nstates, NULL);
-    slots = calloc(n + 1, sizeof *slots);
-    outs = calloc(n + 1, sizeof *outs);
-    int bad = !gtext || !slots || !outs || put(meta, "loom.version", json_string(FORMAT_VERSION)) ||
-              put(meta, "loom.graph", json_string(gtext)) ||
-              (stext && put(meta, "loom.state", json_string(stext))) ||
-              (otext && put(meta, "loom.optim", json_string(otext)));
-    if (bad) {
+    if (!gtext || !slots || !outs || !meta || put(meta, "loom.version", json_string(version)) ||
+        put(meta, "loom.graph", json_string(gtext))) {
         loom_set_error("%s: out of memory preparing the checkpoint", path);
         goto out;
     }
-    plan(g, nstates, slots);
-    for (size_t i = 0; i < n; i++) {
-        outs[i].name = slots[i].name;
-        outs[i].ndim = slots[i].ndim;
-        memcpy(outs[i].shape, slots[i].shape, sizeof outs[i].shape);
-        outs[i].data = where(g, opt, &slots[i]);
-        outs[i].count = slots[i].count;
+    for (int i = 0; i < extra->nmeta; i++) {
+        const char *k = extra->meta[i].key;
+        if (!k || !strcmp(k, "loom.version") || !strcmp(k, "loom.graph") || json_object_get(meta, k)) {
+            loom_set_error("%s: metadata key %s is taken", path, k ? k : "(null)");
+            goto out;
+        }
+        json_t *v = extra->meta[i].value ? json_string(extra->meta[i].value) : NULL;
+        if (!v) {
+            loom_set_error("%s: metadata %s is not valid UTF-8 text", path, k);
+            goto out;
+        }
+        if (put(meta, k, v)) {
+            loom_set_error("%s: out of memory preparing the checkpoint", path);
+            goto out;
+        }
     }
+    plan(g, slots);
+    for (size_t i = 0; i < nm; i++) {
+        const slot *s = &slots[i];
+        const loom_layer *l = loom_graph_layer(g, s->layer);
+        outs[i] = (sft_out){.name = s->name, .ndim = s->ndim, .data = where(l, s->part, loom_graph_params(g),
+                                                                               loom_graph_buffers(g)),
+                            .count = s->count};
+        memcpy(outs[i].shape, s->shape, sizeof s->shape);
+    }
+    for (size_t i = 0; i < extra->ntensors; i++) {
+        const loom_ckpt_tensor *t = &extra->tensors[i];
+        size_t dot = t->name ? strcspn(t->name, ".") : 0;
+        for (int k = 0; t->name && k < loom_graph_count(g); k++) {
+            const char *ln = loom_graph_layer(g, k)->name;
+            if (t->name[dot] == '.' && strlen(ln) == dot && !strncmp(ln, t->name, dot)) {
+                loom_set_error("%s: extra tensor %s is in layer %s's namespace", path, t->name, ln);
+                goto out;
+            }
+        }
+        if (!t->name || t->ndim < 1 || t->ndim > 4) {
+            loom_set_error("%s: extra tensor %zu has no name or %d dimensions", path, i, t->ndim);
+            goto out;
+        }
+        outs[nm + i] = (sft_out){.name = t->name, .ndim = t->ndim, .data = t->data, .count = t->count};
+        memcpy(outs[nm + i].shape, t->shape, sizeof t->shape);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (refuse_nonfinite(path, outs[i].name, outs[i].data, outs[i].count, "not saved")) goto out;
     rc = sft_write(path, meta, outs, n);
 out:
     json_decref(meta);
     json_decref(gj);
     free(gtext);
-    free(stext);
-    free(otext);
     free(slots);
     free(outs);
     return rc;
@@ -353,132 +204,151 @@ out:
 
 /* ---- loading -------------------------------------------------------------------- */
 
-/* Match the tensors the architecture needs against the file's, both ways. */
-static int match(sft_file *f, slot *slots, size_t n) {
-    char *seen = calloc(f->n + 1, 1);
-    if (!seen) return loom_set_error("%s: out of memory", f->path);
-    int rc = LOOM_OK;
-    for (size_t i = 0; i < n && rc == LOOM_OK; i++) {
-        slot *s = &slots[i];
-        const sft_tensor *t = sft_find(f, s->name);
-        if (!t) {
-            rc = loom_set_error("%s: tensor %s is missing (the architecture in loom.graph needs it)", f->path,
-                                s->name);
-            break;
-        }
-        int same = t->ndim == s->ndim;
-        for (int d = 0; d < s->ndim && same; d++) same = t->shape[d] == s->shape[d];
-        if (!same) {
-            char a[128], b[128];
-            rc = loom_set_error("%s: tensor %s: shape %s expected, file has %s", f->path, s->name,
-                                sft_shape_str(s->shape, s->ndim, a, sizeof a),
-                                sft_shape_str(t->shape, t->ndim, b, sizeof b));
-        }
-        seen[t - f->t] = 1;
-        s->file = t;
-    }
-    for (size_t i = 0; i < f->n && rc == LOOM_OK; i++)
-        if (!seen[i])
-            rc = loom_set_error("%s: unknown tensor %s (not part of the architecture in loom.graph%s)",
-                                f->path, f->t[i].name,
-                                strncmp(f->t[i].name, "optim.", 6) ? "" : " or the optimizer state");
-    free(seen);
-    return rc;
+static json_t *parse_json(const char *path, const char *key, const char *text) {
+    json_error_t je;
+    json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    if (!j)
+        loom_set_error("%s: metadata %s: JSON error at line %d, column %d: %s", path, key, je.line, je.column,
+                       je.text);
+    return j;
 }
 
-/* Everything loading does. With opt, the optimizer's state is read into it
- * instead of the model's tensors into the graph. */
-static loom_graph *load(const char *path, loom_train_state *st, loom_optim *opt) {
+loom_checkpoint *loom_checkpoint_open(const char *path) {
     if (!path) {
-        loom_set_error("loom_checkpoint_load: no path");
+        loom_set_error("loom_checkpoint_open: no path");
         return NULL;
     }
-    sft_file f;
-    if (sft_open(&f, path)) return NULL;
-    loom_graph *g = NULL;
-    json_t *gj = NULL;
-    slot *slots = NULL;
-    loom_train_state state;
-    memset(&state, 0, sizeof state);
-    int nstates = 0, ok = 0;
-    long ostep = 0;
-    double mu = 1.0;
-
-    const char *ver = sft_meta(&f, "loom.version"), *gtext = sft_meta(&f, "loom.graph");
-    const char *stext = sft_meta(&f, "loom.state"), *otext = sft_meta(&f, "loom.optim");
-    if (!f.meta || !ver || !gtext) {
-        loom_set_error("%s: %s: not a loom checkpoint", path,
-                       !f.meta ? "no __metadata__ in the header"
-                       : !ver  ? "the metadata has no loom.version"
-                               : "the metadata has no loom.graph (the architecture)");
-        goto out;
-    }
-    if (strcmp(ver, FORMAT_VERSION)) {
-        loom_set_error("%s: loom.version \"%.32s\" is not supported (this loom reads " FORMAT_VERSION ")",
-                       path, ver);
-        goto out;
-    }
-    if (!(gj = parse_meta(path, "loom.graph", gtext)) || !(g = gj_decode(gj, path))) goto out;
-    char okind[32] = "";
-    if (otext && read_optim(path, otext, &nstates, &ostep, &mu, okind, sizeof okind)) goto out;
-    if (stext && read_state(path, stext, &state)) goto out;
-    if (opt && !otext) {
-        loom_set_error("%s: the checkpoint has no optimizer state", path);
-        goto out;
-    }
-    if (opt && strcmp(okind, loom_optim_name(loom_optim_kind_of(opt)))) {
-        loom_set_error("%s: the checkpoint holds %s optimizer state, the optimizer is %s", path, okind,
-                       loom_optim_name(loom_optim_kind_of(opt)));
-        goto out;
-    }
-    if (opt && nstates != loom_optim_state_count(opt)) {
-        loom_set_error("%s: the checkpoint holds %d optimizer state arrays, the optimizer has %d "
-                       "(a different optimizer or momentum setting?)", path, nstates,
-                       loom_optim_state_count(opt));
-        goto out;
-    }
-    size_t n = plan(g, nstates, NULL);
-    if (!(slots = calloc(n + 1, sizeof *slots))) {
+    loom_checkpoint *ck = calloc(1, sizeof *ck);
+    if (!ck) {
         loom_set_error("%s: out of memory", path);
-        goto out;
+        return NULL;
     }
-    plan(g, nstates, slots);
-    /* Every tensor is now known to lie inside the file, so what finish
-     * allocates is bounded by the file's size. */
-    if (match(&f, slots, n)) goto out;
-    if (loom_graph_finish(g, 0) != LOOM_OK) {
-        loom_set_error("%s: %s", path, loom_graph_error(g)[0] ? loom_graph_error(g) : "out of memory");
-        goto out;
+    if (sft_open(&ck->f, path)) {
+        free(ck);
+        return NULL;
     }
-    if (opt && loom_optim_size(opt) != loom_graph_param_count(g)) {
-        loom_set_error("%s: the optimizer has %zu parameters, the checkpoint's model %zu", path,
-                       loom_optim_size(opt), loom_graph_param_count(g));
-        goto out;
+    const char *ver = sft_meta(&ck->f, "loom.version"), *gtext = sft_meta(&ck->f, "loom.graph");
+    if (!ck->f.meta || !ver || !gtext) {
+        loom_set_error("%s: %s: not a loom checkpoint", path,
+                       !ck->f.meta ? "no __metadata__ in the header"
+                       : !ver      ? "the metadata has no loom.version"
+                                   : "the metadata has no loom.graph (the architecture)");
+        goto fail;
     }
-    for (size_t i = 0; i < n; i++) {
-        if ((slots[i].state >= 0) != (opt != NULL)) continue;
-        if (sft_read(&f, slots[i].file, where(g, opt, &slots[i]))) goto out;
+    if (!strcmp(ver, "1") || !strcmp(ver, "2")) {
+        ck->version = ver[0] - '0';
+    } else {
+        loom_set_error("%s: loom.version \"%.32s\" is not supported (this loom reads 1 and 2)", path, ver);
+        goto fail;
     }
-    if (opt) loom_optim_set_scalars(opt, ostep, mu);
-    if (st) *st = state;
-    ok = 1;
-out:
-    sft_close(&f);
-    json_decref(gj);
-    free(slots);
-    if (!ok) {
-        loom_graph_free(g);
-        g = NULL;
-    }
-    return g;
+    if (!(ck->graph = parse_json(path, "loom.graph", gtext))) goto fail;
+    return ck;
+fail:
+    loom_checkpoint_close(ck);
+    return NULL;
 }
 
-loom_graph *loom_checkpoint_load(const char *path, loom_train_state *st) { return load(path, st, NULL); }
+void loom_checkpoint_close(loom_checkpoint *ck) {
+    if (!ck) return;
+    sft_close(&ck->f);
+    json_decref(ck->graph);
+    free(ck);
+}
 
-int loom_checkpoint_load_optim(const char *path, loom_optim *opt) {
-    if (!opt) return loom_set_error("%s: loom_checkpoint_load_optim: no optimizer", path ? path : "?");
-    loom_graph *g = load(path, NULL, opt);
-    if (!g) return LOOM_ERR;
-    loom_graph_free(g);
+const char *loom_checkpoint_path(const loom_checkpoint *ck) { return ck->f.path; }
+int loom_checkpoint_version(const loom_checkpoint *ck) { return ck->version; }
+const char *loom_checkpoint_meta(const loom_checkpoint *ck, const char *key) { return sft_meta(&ck->f, key); }
+int loom_checkpoint_has(const loom_checkpoint *ck, const char *name) { return sft_find(&ck->f, name) != NULL; }
+
+static int same_shape(const sft_tensor *t, int ndim, const int64_t *shape) {
+    if (t->ndim != ndim) return 0;
+    for (int d = 0; d < ndim; d++)
+        if (t->shape[d] != shape[d]) return 0;
+    return 1;
+}
+
+static int shape_error(const char *path, const char *name, int ndim, const int64_t *shape, const sft_tensor *t) {
+    char a[128], b[128];
+    return loom_set_error("%s: tensor %s: shape %s expected, file has %s", path, name,
+                          sft_shape_str(shape, ndim, a, sizeof a), sft_shape_str(t->shape, t->ndim, b, sizeof b));
+}
+
+/* The architecture's tensors against the file's: each present with its shape,
+ * and no tensor in a layer's namespace that the architecture does not have. */
+static int match(const loom_checkpoint *ck, const loom_graph *g, slot *slots, size_t n) {
+    const sft_file *f = &ck->f;
+    for (size_t i = 0; i < n; i++) {
+        slot *s = &slots[i];
+        const sft_tensor *t = sft_find(f, s->name);
+        if (!t)
+            return loom_set_error("%s: tensor %s is missing (the architecture in loom.graph needs it)", f->path,
+                                  s->name);
+        if (!same_shape(t, s->ndim, s->shape)) return shape_error(f->path, s->name, s->ndim, s->shape, t);
+        s->file = t;
+    }
+    for (size_t i = 0; i < f->n; i++) {
+        const char *name = f->t[i].name;
+        size_t dot = strcspn(name, ".");
+        if (name[dot] != '.') continue;
+        for (int k = 0; k < loom_graph_count(g); k++) {
+            const char *ln = loom_graph_layer(g, k)->name;
+            if (strlen(ln) != dot || strncmp(ln, name, dot)) continue;
+            int known = 0;
+            for (size_t j = 0; j < n && !known; j++) known = !strcmp(slots[j].name, name);
+            if (!known)
+                return loom_set_error("%s: unknown tensor %s (layer %s of loom.graph has no such part)", f->path,
+                                      name, ln);
+        }
+    }
     return LOOM_OK;
+}
+
+loom_graph *loom_checkpoint_graph(loom_checkpoint *ck) {
+    const char *path = ck->f.path;
+    loom_graph *g = gj_decode(ck->graph, path);
+    if (!g) return NULL;
+    size_t n = plan(g, NULL);
+    slot *slots = calloc(n + 1, sizeof *slots);
+    if (!slots) {
+        loom_set_error("%s: out of memory", path);
+        goto fail;
+    }
+    plan(g, slots);
+    /* Every tensor is now known to lie inside the file, so what finish
+     * allocates is bounded by the file's size. */
+    if (match(ck, g, slots, n)) goto fail;
+    if (loom_graph_finish(g, 0) != LOOM_OK) {
+        loom_set_error("%s: %s", path, loom_graph_error(g)[0] ? loom_graph_error(g) : "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const loom_layer *l = loom_graph_layer(g, slots[i].layer);
+        float *dst = where(l, slots[i].part, loom_graph_params(g), loom_graph_buffers(g));
+        if (sft_read(&ck->f, slots[i].file, dst) ||
+            refuse_nonfinite(path, slots[i].name, dst, slots[i].count, "refused"))
+            goto fail;
+    }
+    free(slots);
+    return g;
+fail:
+    free(slots);
+    loom_graph_free(g);
+    return NULL;
+}
+
+int loom_checkpoint_read(loom_checkpoint *ck, const loom_ckpt_tensor *t) {
+    const char *path = ck->f.path;
+    const sft_tensor *s = sft_find(&ck->f, t->name);
+    if (!s) return loom_set_error("%s: tensor %s is missing", path, t->name);
+    if (!same_shape(s, t->ndim, t->shape)) return shape_error(path, t->name, t->ndim, t->shape, s);
+    if (sft_read(&ck->f, s, t->data)) return LOOM_ERR;
+    return refuse_nonfinite(path, t->name, t->data, t->count, "refused");
+}
+
+loom_graph *loom_checkpoint_load(const char *path) {
+    loom_checkpoint *ck = loom_checkpoint_open(path);
+    if (!ck) return NULL;
+    loom_graph *g = loom_checkpoint_graph(ck);
+    loom_checkpoint_close(ck);
+    return g;
 }

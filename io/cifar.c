@@ -343,7 +343,9 @@ loom_dataset *loom_dataset_open_cifar(const char *path, const loom_dataset_opts 
     ds->c = 3;
     ds->h = CIFAR_SIDE;
     ds->w = CIFAR_SIDE;
+    ds->native_c = 3, ds->native_h = ds->native_w = CIFAR_SIDE;
     ds->labeled = 1;
+    if (is_dir(path)) snprintf(ds->split, sizeof ds->split, "%s", split);
     ds->get = cifar_get;
     ds->label_of = cifar_label;
     ds->describe = cifar_describe;

@@ -411,6 +411,7 @@ loom_dataset *loom_dataset_open_csv(const char *path, const loom_dataset_opts *o
     ds->c = 1;
     ds->h = (int)side;
     ds->w = (int)side;
+    ds->native_c = 1, ds->native_h = ds->h, ds->native_w = ds->w;
     ds->labeled = c.labeled;
     ds->get = csv_get;
     ds->label_of = csv_label;

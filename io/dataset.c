@@ -4,10 +4,12 @@
 #include "loom/dataset.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "loom/error.h"
@@ -131,6 +133,10 @@ loom_dataset *loom_dataset_subset(loom_dataset *base, const uint32_t *index, siz
     ds->c = base->c;
     ds->h = base->h;
     ds->w = base->w;
+    ds->native_c = base->native_c;
+    ds->native_h = base->native_h;
+    ds->native_w = base->native_w;
+    memcpy(ds->split, base->split, sizeof ds->split);
     ds->labeled = base->labeled;
     ds->get = subset_get;
     if (base->label_of) ds->label_of = subset_label;
@@ -264,39 +270,84 @@ static int is_dir(const char *p) {
 }
 
 /* A labels file next to an images file: replace "images-idx3" by "labels-idx1"
- * (or the dotted variant). */
-static int labels_beside(const char *img, char *out, size_t cap) {
+ * (or the dotted variant) when the name follows the MNIST convention and that
+ * file exists; otherwise the one IDX labels file in the same folder whose
+ * header promises `count` records. */
+static int labels_for(const char *img, size_t count, char *out, size_t cap) {
     const char *pats[][2] = {{"images-idx3", "labels-idx1"}, {"images.idx3", "labels.idx1"}};
     for (int k = 0; k < 2; k++) {
         const char *at = strstr(img, pats[k][0]);
         if (!at) continue;
         snprintf(out, cap, "%.*s%s%s", (int)(at - img), img, pats[k][1], at + strlen(pats[k][0]));
-        return 0;
+        struct stat st;
+        if (stat(out, &st) == 0) return LOOM_OK;
     }
-    return loom_set_error("%s: cannot tell the labels file from this name (expected '...images-idx3...')", img);
+    char dir[4096];
+    const char *slash = strrchr(img, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - img) : 1, slash ? img : ".");
+    if (slash == img) snprintf(dir, sizeof dir, "/");
+    DIR *d = opendir(dir);
+    if (!d) return loom_set_error("%s: cannot look for its labels file in %s", img, dir);
+    int found = 0;
+    char first[4096] = "", second[4096] = "";
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.') continue;
+        char p[4096];
+        int n = snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (n < 0 || (size_t)n >= sizeof p || !strcmp(p, img)) continue;
+        loom_idx h;
+        if (loom_idx_read_header(p, &h) || h.ndim != 1 || h.count != count) continue;
+        snprintf(found++ ? second : first, sizeof first, "%s", p);
+    }
+    closedir(d);
+    if (found == 1) {
+        snprintf(out, cap, "%s", first);
+        return LOOM_OK;
+    }
+    if (found > 1)
+        return loom_set_error("%s: %d IDX labels files with %zu records beside it (%s, %s%s): name the pair "
+                              "train-images-idx3-ubyte / train-labels-idx1-ubyte, or give their folder",
+                              img, found, count, first, second, found > 2 ? ", ..." : "");
+    return loom_set_error("%s: no labels file for these %zu images (looked for the ...labels-idx1... name "
+                          "and for any IDX file of %zu labels in %s)",
+                          img, count, count, dir);
+}
+
+static const char *const fashion_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                              "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+
+static int has_fashion_name(const char *path) {
+    for (const char *p = path; *p; p++)
+        if (!strncasecmp(p, "fashion", 7)) return 1;
+    return 0;
 }
 
 loom_dataset *loom_dataset_open_idx(const char *path, const loom_dataset_opts *o) {
     char ip[4096], lp[4096];
     const char *split = o && o->split ? o->split : "train";
-    if (is_dir(path)) {
+    int folder = is_dir(path);
+    if (folder) {
         if (loom_idx_find(path, split, ip, lp, sizeof ip)) return NULL;
     } else {
         snprintf(ip, sizeof ip, "%s", path);
-        if (labels_beside(path, lp, sizeof lp)) return NULL;
     }
     loom_dataset *ds = loom_dataset_alloc("idx", ip, sizeof(idx_impl), idx_destroy);
     if (!ds) return NULL;
     idx_impl *m = ds->impl;
-    if (loom_idx_read_pair(ip, lp, &m->img, &m->lab)) {
-        loom_dataset_free(ds);
-        return NULL;
+    /* the images first: a fault in them is the one to report */
+    if (loom_idx_read(ip, &m->img)) goto fail;
+    if (m->img.ndim == 1) {
+        loom_set_error("%s: a labels file (1 dimension, %zu labels): give the images file, or the folder "
+                       "holding both",
+                       ip, m->img.count);
+        goto fail;
     }
     if (m->img.ndim != 3 && !(m->img.ndim == 4 && (m->img.dims[3] == 1 || m->img.dims[3] == 3))) {
         loom_set_error("%s: expected images (count, rows, cols[, channels]), found %d dimensions", ip, m->img.ndim);
-        loom_dataset_free(ds);
-        return NULL;
+        goto fail;
     }
+    if (!folder && labels_for(ip, m->img.count, lp, sizeof lp)) goto fail;
+    if (loom_idx_read_labels(lp, ip, &m->img, &m->lab)) goto fail;
     int maxl = 0;
     for (size_t i = 0; i < m->lab.count; i++)
         if (m->lab.data[i] > maxl) maxl = m->lab.data[i];
@@ -304,12 +355,40 @@ loom_dataset *loom_dataset_open_idx(const char *path, const loom_dataset_opts *o
     ds->h = (int)m->img.dims[1];
     ds->w = (int)m->img.dims[2];
     ds->c = m->img.ndim == 4 ? (int)m->img.dims[3] : 1;
+    ds->native_c = ds->c, ds->native_h = ds->h, ds->native_w = ds->w;
     ds->num_classes = maxl + 1 < 10 ? 10 : maxl + 1;
     ds->labeled = 1;
     ds->get = idx_get;
     ds->label_of = idx_label;
     ds->describe = idx_describe;
+    if (folder) snprintf(ds->split, sizeof ds->split, "%s", !strcmp(split, "t10k") ? "test" : split);
+    if (ds->num_classes == 10 && has_fashion_name(path) && loom_dataset_set_classes(ds, 10, fashion_names)) goto fail;
+    /* A label beyond the usual ten makes classes that nothing else fills:
+     * say which, and which record made them. */
+    size_t *cnt = calloc((size_t)ds->num_classes, sizeof *cnt);
+    if (!cnt) {
+        loom_set_error("%s: out of memory", lp);
+        goto fail;
+    }
+    for (size_t i = 0; i < m->lab.count; i++) cnt[m->lab.data[i]]++;
+    if (maxl >= 10) {
+        char empty[256] = "";
+        int nempty = 0;
+        for (int k = 0; k < ds->num_classes; k++)
+            if (!cnt[k] && nempty++ < 8)
+                snprintf(empty + strlen(empty), sizeof empty - strlen(empty), "%s%d", nempty > 1 ? ", " : "", k);
+        size_t at = 0;
+        while (m->lab.data[at] != maxl) at++;
+        if (nempty)
+            loom_warn("%s: label %d in record %zu (byte %zu) makes %d classes, and %d of them have no samples "
+                      "(%s%s): a stray label?",
+                      lp, maxl, at, 8 + at, ds->num_classes, nempty, empty, nempty > 8 ? ", ..." : "");
+    }
+    free(cnt);
     return ds;
+fail:
+    loom_dataset_free(ds);
+    return NULL;
 }
 
 /* ---- format recognition ---- */
@@ -334,7 +413,21 @@ static int is_image_file(const char *n) {
 }
 static int is_cifar_name(const char *n) { return has_suffix(n, ".bin") && (strstr(n, "batch") != NULL); }
 
-loom_dataset *loom_dataset_open(const char *path, const loom_dataset_opts *o) {
+/* What the first bytes of a file say it is: "idx" (plain or gzip), "image", or NULL. */
+static const char *sniff(const char *path) {
+    unsigned char m[4] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t n = fread(m, 1, 4, f);
+    fclose(f);
+    if (n >= 2 && m[0] == 0x1f && m[1] == 0x8b) return "idx";
+    if (n == 4 && m[0] == 0 && m[1] == 0 && m[2] == 0x08 && m[3] >= 1 && m[3] <= 4) return "idx";
+    if (n == 4 && ((m[0] == 0x89 && m[1] == 'P' && m[2] == 'N' && m[3] == 'G') || (m[0] == 0xff && m[1] == 0xd8)))
+        return "image";
+    return NULL;
+}
+
+static loom_dataset *open_any(const char *path, const loom_dataset_opts *o) {
     struct stat st;
     if (stat(path, &st) != 0) {
         loom_set_error("%s: no such file or folder", path);
@@ -349,8 +442,30 @@ loom_dataset *loom_dataset_open(const char *path, const loom_dataset_opts *o) {
     if (has_suffix(path, ".csv")) return loom_dataset_open_csv(path, o);
     if (has_suffix(path, ".bin")) return loom_dataset_open_cifar(path, o);
     if (is_image_file(path)) return loom_dataset_open_images(path, o);
-    if (strstr(path, "idx")) return loom_dataset_open_idx(path, o);
-    loom_set_error("%s: unknown data format (expected a folder of IDX files, class folders or CIFAR batches, "
-                   "an IDX file, a .csv, or a CIFAR .bin)", path);
+    const char *kind = sniff(path);
+    if (kind && !strcmp(kind, "idx")) return loom_dataset_open_idx(path, o);
+    if (kind) return loom_dataset_open_images(path, o);
+    if (access(path, R_OK) != 0) {
+        loom_set_error("%s: cannot read: %s", path, strerror(errno));
+        return NULL;
+    }
+    loom_set_error("%s: unknown data format: not a folder, not named .csv/.bin/.png/.jpg, and its first bytes are "
+                   "not those of an IDX file (00 00 08 ...), a gzip stream, a PNG or a JPEG",
+                   path);
     return NULL;
+}
+
+loom_dataset *loom_dataset_open(const char *path, const loom_dataset_opts *o) {
+    const char *split = o ? o->split : NULL;
+    if (split && strcmp(split, "train") && strcmp(split, "test") && strcmp(split, "t10k")) {
+        loom_set_error("%s: unknown split \"%s\" (train or test)", path, split);
+        return NULL;
+    }
+    loom_dataset *ds = open_any(path, o);
+    if (ds && !ds->native_c) {
+        ds->native_c = ds->c;
+        ds->native_h = ds->h;
+        ds->native_w = ds->w;
+    }
+    return ds;
 }

@@ -311,7 +311,41 @@ static int maybe_descend(folder_impl *f, strlist *classes) {
     return rc;
 }
 
+/* A folder of splits: seg_train/seg_test (Kaggle's Intel layout, beside an
+ * unlabelled seg_pred), or train/test. The split's folder into out, its name
+ * into split; 0 if path is not such a folder, -1 on error. */
+static int split_folder(const char *path, const char *want, char *out, size_t cap, char *split, size_t scap) {
+    static const char *const layouts[][2] = {{"seg_train", "seg_test"}, {"train", "test"}};
+    const char *sp = want && !strcmp(want, "t10k") ? "test" : want ? want : "train";
+    if (strcmp(sp, "train") && strcmp(sp, "test"))
+        return loom_set_error("%s: unknown split \"%s\" (train or test)", path, sp);
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    for (int k = 0; k < 2; k++) {
+        char tr[PATH_CAP], te[PATH_CAP];
+        snprintf(tr, sizeof tr, "%.*s/%s", (int)n, path, layouts[k][0]);
+        snprintf(te, sizeof te, "%.*s/%s", (int)n, path, layouts[k][1]);
+        struct stat a, b;
+        /* only as a pair: a lone seg_train is Kaggle's wrapper folder, a lone train may be a class */
+        if (stat(tr, &a) != 0 || !S_ISDIR(a.st_mode) || stat(te, &b) != 0 || !S_ISDIR(b.st_mode)) continue;
+        snprintf(out, cap, "%s", !strcmp(sp, "test") ? te : tr);
+        snprintf(split, scap, "%s", sp);
+        return 1;
+    }
+    return 0;
+}
+
 loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts *o) {
+    char inner[PATH_CAP], split[8] = "";
+    int sf = split_folder(path, o ? o->split : NULL, inner, sizeof inner, split, sizeof split);
+    if (sf < 0) return NULL;
+    if (sf > 0) {
+        loom_dataset_opts in = o ? *o : (loom_dataset_opts){0};
+        in.split = NULL;
+        loom_dataset *ds = loom_dataset_open_folder(inner, &in);
+        if (ds) snprintf(ds->split, sizeof ds->split, "%s", split);
+        return ds;
+    }
     int c = o && o->channels ? o->channels : 3;
     int h = o ? o->height : 0, w = o ? o->width : 0;
     if (c != 1 && c != 3) {
@@ -366,14 +400,17 @@ loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts
     for (size_t k = 0; k < classes.n; k++)
         if (add_class(f, &g, classes.v[k], (int)k)) goto fail;
 
-    if (h == 0) {
+    {
+        /* the first image tells what the data is: its own channels and size */
         char first[PATH_CAP];
         snprintf(first, sizeof first, "%s/%s", f->root, f->pool);
         loom_image img;
-        if (loom_image_load(first, c, &img)) goto fail;
-        h = img.h;
-        w = img.w;
+        if (loom_image_load(first, 0, &img)) goto fail;
+        ds->native_c = img.c;
+        ds->native_h = img.h;
+        ds->native_w = img.w;
         loom_image_free(&img);
+        if (h == 0) h = ds->native_h, w = ds->native_w;
     }
     if (w > LOOM_IMAGE_MAX_SIDE || h > LOOM_IMAGE_MAX_SIDE ||
         (size_t)w * (size_t)h * (size_t)c > LOOM_IMAGE_MAX_BYTES) {

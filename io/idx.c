@@ -290,13 +290,8 @@ void loom_idx_free(loom_idx *idx) {
     memset(idx, 0, sizeof *idx);
 }
 
-int loom_idx_read_pair(const char *images, const char *labels, loom_idx *img, loom_idx *lab) {
-    memset(lab, 0, sizeof *lab);
-    if (loom_idx_read(images, img)) return LOOM_ERR;
-    if (loom_idx_read(labels, lab)) {
-        loom_idx_free(img);
-        return LOOM_ERR;
-    }
+int loom_idx_read_labels(const char *labels, const char *images, const loom_idx *img, loom_idx *lab) {
+    if (loom_idx_read(labels, lab)) return LOOM_ERR;
     int rc = LOOM_OK;
     if (lab->ndim != 1) {
         char dims[96];
@@ -308,10 +303,26 @@ int loom_idx_read_pair(const char *images, const char *labels, loom_idx *img, lo
         rc = loom_set_error("%s: byte 4: %zu labels, but %s holds %zu images (counts must match)",
                             labels, lab->count, images, img->count);
     }
-    if (rc != LOOM_OK) {
+    if (rc != LOOM_OK) loom_idx_free(lab);
+    return rc;
+}
+
+int loom_idx_read_pair(const char *images, const char *labels, loom_idx *img, loom_idx *lab) {
+    memset(lab, 0, sizeof *lab);
+    if (loom_idx_read(images, img)) return LOOM_ERR;
+    if (loom_idx_read_labels(labels, images, img, lab)) {
         loom_idx_free(img);
-        loom_idx_free(lab);
+        return LOOM_ERR;
     }
+    return LOOM_OK;
+}
+
+int loom_idx_read_header(const char *path, loom_idx *out) {
+    memset(out, 0, sizeof *out);
+    src s;
+    if (src_open(&s, path)) return LOOM_ERR;
+    int rc = read_header(&s, out);
+    src_close(&s);
     return rc;
 }
 

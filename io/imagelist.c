@@ -88,15 +88,18 @@ loom_dataset *loom_dataset_open_images(const char *path, const loom_dataset_opts
     ds->c = o && o->channels ? o->channels : 3;
     ds->h = o ? o->height : 0;
     ds->w = o ? o->width : 0;
+    loom_image first;
+    if (loom_image_load(m->files[0], 0, &first)) {
+        loom_dataset_free(ds);
+        return NULL;
+    }
+    ds->native_c = first.c;
+    ds->native_h = first.h;
+    ds->native_w = first.w;
+    loom_image_free(&first);
     if (!ds->h || !ds->w) {
-        loom_image first;
-        if (loom_image_load(m->files[0], ds->c, &first)) {
-            loom_dataset_free(ds);
-            return NULL;
-        }
-        ds->h = first.h;
-        ds->w = first.w;
-        loom_image_free(&first);
+        ds->h = ds->native_h;
+        ds->w = ds->native_w;
     }
     ds->labeled = 0;
     ds->get = list_get;

@@ -4,6 +4,7 @@
 #include "loom/error.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 static _Thread_local char msg[1024];
@@ -21,3 +22,23 @@ int loom_set_error(const char *fmt, ...) {
 }
 
 void loom_clear_error(void) { msg[0] = 0; }
+
+/* One handler for the process: set before threads start, read by any. */
+static _Atomic(loom_warning_fn) warn_fn;
+static void *_Atomic warn_user;
+
+void loom_set_warning_handler(loom_warning_fn fn, void *user) {
+    atomic_store(&warn_user, user);
+    atomic_store(&warn_fn, fn);
+}
+
+void loom_warn(const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    loom_warning_fn fn = atomic_load(&warn_fn);
+    if (fn) fn(buf, atomic_load(&warn_user));
+    else fprintf(stderr, "loom: warning: %s\n", buf);
+}

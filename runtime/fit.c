@@ -1,11 +1,13 @@
-/* The epoch loop shared by `loom train` and programs using the library. */
+/* The epoch loop shared by `loom train` and programs using the library. All
+ * it knows of where training stands lives in the fit state, updated after
+ * every batch, so a stop between two batches (or during validation) leaves a
+ * state from which the run continues bit for bit. */
 #include "loom/fit.h"
 
 #include <math.h>
-#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "loom/error.h"
 #include "loom/schedule.h"
@@ -16,20 +18,24 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int evaluate(loom_trainer *t, loom_dataset *ds, int producers, const struct loom_augment *aug, int skip_bad,
-                    double *loss, double *acc) {
-    const loom_layer *in = loom_graph_layer(loom_trainer_graph(t), 0);
-    loom_loader_opts lo = {.batch = loom_trainer_batch(t), .producers = producers, .cache = -1, .augment = aug,
-                           .out_c = in->c, .out_h = in->h, .out_w = in->w, .skip_bad = skip_bad};
-    loom_loader *l = loom_loader_new(ds, &lo);
-    if (!l) return LOOM_ERR;
-    double lsum = 0;
-    long correct = 0, seen = 0;
+void loom_fit_state_init(loom_fit_state *st, const loom_schedule *sched) {
+    memset(st, 0, sizeof *st);
+    st->best_metric = -1;
+    if (sched) st->sched = *sched;
+}
+
+static int stop_asked(const loom_fit_opts *o) { return o->stop && atomic_load(o->stop); }
+
+/* One pass over ds in inference mode through l. 1 if stopped, else LOOM_OK/LOOM_ERR. */
+static int run_eval(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, int epoch, double *loss, double *acc) {
+    double lsum = 0, t0 = now();
+    long correct = 0, seen = 0, bi = 0, nb = loom_loader_batches(l);
     int rc = loom_loader_start(l, 0);
     loom_batch *b;
     while (rc == LOOM_OK && (rc = loom_loader_next(l, &b)) == 1) {
         double ls;
         int c;
+        rc = LOOM_OK;
         if (b->n > 0) {
             rc = loom_trainer_eval(t, b->x, b->y, b->n, &ls, &c, NULL);
             lsum += ls;
@@ -37,18 +43,90 @@ static int evaluate(loom_trainer *t, loom_dataset *ds, int producers, const stru
             seen += b->n;
         }
         loom_loader_release(l, b);
+        bi++;
+        if (rc == LOOM_OK && o && o->on_progress) {
+            double el = now() - t0;
+            loom_progress p = {.phase = LOOM_FIT_VALIDATING, .epoch = epoch, .epochs = o->epochs, .batch = bi,
+                               .batches = nb, .loss = seen ? lsum / (double)seen : 0,
+                               .acc = seen ? (double)correct / (double)seen : 0,
+                               .images_per_s = el > 0 ? (double)seen / el : 0, .elapsed = el};
+            o->on_progress(&p, o->user);
+        }
+        if (rc == LOOM_OK && o && stop_asked(o)) return 1;
     }
-    loom_loader_free(l);
     if (rc < 0) return LOOM_ERR;
-    if (!seen) return loom_set_error("%s: no samples to evaluate", ds->path);
+    if (!seen) return loom_set_error("no samples to evaluate");
     *loss = lsum / (double)seen;
     *acc = (double)correct / (double)seen;
     return LOOM_OK;
 }
 
+static loom_loader *eval_loader(loom_trainer *t, loom_dataset *ds, int producers, const struct loom_augment *aug,
+                                int skip_bad) {
+    const loom_layer *in = loom_graph_layer(loom_trainer_graph(t), 0);
+    loom_loader_opts lo = {.batch = loom_trainer_batch(t), .producers = producers, .augment = aug,
+                           .out_c = in->c, .out_h = in->h, .out_w = in->w, .skip_bad = skip_bad};
+    return loom_loader_new(ds, &lo);
+}
+
 int loom_evaluate(loom_trainer *t, loom_dataset *ds, int producers, const struct loom_augment *aug, double *loss,
                   double *acc) {
-    return evaluate(t, ds, producers, aug, 0, loss, acc);
+    loom_loader *l = eval_loader(t, ds, producers, aug, 0);
+    if (!l) return LOOM_ERR;
+    int rc = run_eval(t, l, NULL, 0, loss, acc);
+    if (rc == LOOM_ERR && !strcmp(loom_error(), "no samples to evaluate"))
+        loom_set_error("%s: no samples to evaluate", ds->path);
+    loom_loader_free(l);
+    return rc;
+}
+
+/* The training batches of epoch ep from st->batch on. 1 if stopped, else LOOM_OK/LOOM_ERR. */
+static int train_epoch(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, loom_fit_state *st, int ep) {
+    long nb = loom_loader_batches(l);
+    if (loom_loader_start_at(l, ep, st->batch)) return LOOM_ERR;
+    loom_loader_wait_seconds(l);
+    double t0 = now(), before = st->seconds;
+    long seen0 = st->seen;
+    int rc = LOOM_OK, got;
+    loom_batch *b;
+    while ((got = loom_loader_next(l, &b)) == 1) {
+        float lr = loom_schedule_lr(&st->sched, ep - 1, (double)st->batch / (double)nb);
+        loom_step_result r = {0};
+        int n = b->n;
+        int step = n > 0 ? loom_trainer_step(t, b->x, b->y, n, lr, &r) : LOOM_OK;
+        loom_loader_release(l, b);
+        if (step) {
+            rc = LOOM_ERR;
+            break;
+        }
+        if (n && !isfinite(r.loss)) {
+            rc = loom_set_error("epoch %d batch %ld: the loss is %g (diverged): lower the learning rate", ep,
+                                st->batch + 1, r.loss);
+            break;
+        }
+        st->batch++;
+        st->loss_sum += r.loss * n;
+        st->correct += r.correct;
+        st->seen += n;
+        double el = now() - t0;
+        st->seconds = before + el;
+        if (o->on_progress) {
+            loom_progress p = {.phase = LOOM_FIT_TRAINING, .epoch = ep, .epochs = o->epochs, .batch = st->batch,
+                               .batches = nb, .loss = st->seen ? st->loss_sum / (double)st->seen : 0,
+                               .acc = st->seen ? (double)st->correct / (double)st->seen : 0,
+                               .images_per_s = el > 0 ? (double)(st->seen - seen0) / el : 0,
+                               .elapsed = st->seconds};
+            o->on_progress(&p, o->user);
+        }
+        if (stop_asked(o)) {
+            rc = 1;
+            break;
+        }
+    }
+    if (got < 0) rc = LOOM_ERR;
+    st->seconds = before + (now() - t0);
+    st->data_wait += loom_loader_wait_seconds(l);
+    return rc;
 }
 
 int loom_fit(loom_trainer *t, loom_dataset *train, const loom_fit_opts *o, loom_epoch_metrics *history) {
@@ -62,90 +140,66 @@ int loom_fit(loom_trainer *t, loom_dataset *train, const loom_fit_opts *o, loom_
     lo.out_h = in->h;
     lo.out_w = in->w;
     if (!train->labeled) return loom_set_error("%s: the training set has no labels", train->path);
-    loom_schedule own, *sched = o->sched;
-    if (!sched) {
-        if (loom_schedule_parse(o->schedule ? o->schedule : "const", o->lr, o->epochs, &own)) return LOOM_ERR;
-        sched = &own;
+    if (o->early_stop > 0 && !o->val)
+        return loom_set_error("early stopping needs validation data (it watches the validation accuracy)");
+    loom_fit_state own, *st = o->state;
+    if (!st) {
+        loom_schedule sched;
+        if (loom_schedule_parse(o->schedule ? o->schedule : "const", o->lr, o->epochs, &sched)) return LOOM_ERR;
+        loom_fit_state_init(&own, &sched);
+        st = &own;
     }
-    loom_loader *l = loom_loader_new(train, &lo);
+    st->stopped = st->early_stopped = 0;
+    loom_loader *l = loom_loader_new(train, &lo), *vl = NULL;
     if (!l) return LOOM_ERR;
-    int tty = o->verbose >= 2 && isatty(STDOUT_FILENO);
+    if (o->val && !(vl = eval_loader(t, o->val, lo.producers, o->eval_augment, lo.skip_bad))) {
+        loom_loader_free(l);
+        return LOOM_ERR;
+    }
     long nb = loom_loader_batches(l);
-    double best = -1;
-    int since_best = 0, ran = 0, rc = LOOM_OK;
-    int first = o->first_epoch > 0 ? o->first_epoch : 1;
-    for (int ep = first; ep <= o->epochs; ep++) {
+    int ran = 0, rc = LOOM_OK;
+    if (st->batch > nb) rc = loom_set_error("the state is at batch %ld of an epoch of %ld batches", st->batch, nb);
+    for (int ep = st->epoch + 1; rc == LOOM_OK && ep <= o->epochs; ep++) {
         loom_epoch_metrics m = {.epoch = ep, .val_loss = -1, .val_acc = -1};
-        m.lr = loom_schedule_lr(sched, ep - 1, 0.0);
-        loom_loader_start(l, ep);
-        loom_loader_wait_seconds(l);
-        double t0 = now(), t_last = t0, lsum = 0;
-        long correct = 0, seen = 0, bi = 0;
-        loom_batch *b;
-        int got;
-        while ((got = loom_loader_next(l, &b)) == 1) {
-            float lr = loom_schedule_lr(sched, ep - 1, (double)bi / (double)nb);
-            loom_step_result r = {0};
-            int st = b->n > 0 ? loom_trainer_step(t, b->x, b->y, b->n, lr, &r) : LOOM_OK;
-            int n = b->n;
-            loom_loader_release(l, b);
-            bi++;
-            if (st) {
-                rc = LOOM_ERR;
-                break;
-            }
-            if (n && !isfinite(r.loss)) {
-                rc = loom_set_error("epoch %d batch %ld: the loss is %g (diverged): lower the learning rate", ep, bi, r.loss);
-                break;
-            }
-            lsum += r.loss * n;
-            correct += r.correct;
-            seen += n;
-            double tn = now();
-            if (tty && (tn - t_last > 0.25 || bi == nb)) {
-                double ips = (double)seen / (tn - t0);
-                int w = 24, fill = (int)(w * (double)bi / (double)nb);
-                printf("\repoch %d/%d [%.*s%*s] %3.0f%% loss %.4f acc %.2f%% %.0f img/s ETA %.0fs   ", ep, o->epochs,
-                       fill, "########################", w - fill, "", 100.0 * (double)bi / (double)nb,
-                       seen ? lsum / seen : 0.0, seen ? 100.0 * correct / seen : 0.0, ips,
-                       (double)(nb - bi) * (tn - t0) / (double)bi);
-                fflush(stdout);
-                t_last = tn;
-            }
+        m.lr = loom_schedule_lr(&st->sched, ep - 1, 0.0);
+        int r = train_epoch(t, l, o, st, ep);
+        if (r == 0 && vl) {
+            r = run_eval(t, vl, o, ep, &m.val_loss, &m.val_acc);
+            if (r == LOOM_ERR && !strcmp(loom_error(), "no samples to evaluate"))
+                loom_set_error("%s: no samples to validate on", o->val->path);
         }
-        if (tty) printf("\r%*s\r", 100, "");
-        if (got < 0) rc = LOOM_ERR;
-        if (rc) break;
-        m.seconds = now() - t0;
-        m.data_wait = loom_loader_wait_seconds(l);
-        m.skipped = loom_loader_skipped(l);
-        m.train_loss = seen ? lsum / (double)seen : 0;
-        m.train_acc = seen ? (double)correct / (double)seen : 0;
-        m.images_per_s = (double)seen / m.seconds;
-        if (o->val && evaluate(t, o->val, lo.producers, o->eval_augment, lo.skip_bad, &m.val_loss, &m.val_acc)) {
-            rc = LOOM_ERR;
+        if (r == 1) st->stopped = 1;
+        if (r) {
+            rc = r < 0 ? LOOM_ERR : LOOM_OK;
             break;
         }
-        loom_schedule_epoch_end(sched, o->val ? m.val_loss : m.train_loss);
-        if (o->verbose) {
-            printf("epoch %d/%d: train loss %.4f acc %.2f%%", ep, o->epochs, m.train_loss, 100 * m.train_acc);
-            if (o->val) printf(" | val loss %.4f acc %.2f%%", m.val_loss, 100 * m.val_acc);
-            printf(" | lr %.3g | %.1fs, %.0f img/s, data wait %.1f%%\n", m.lr, m.seconds, m.images_per_s,
-                   100 * m.data_wait / m.seconds);
-            fflush(stdout);
+        m.seconds = st->seconds;
+        m.data_wait = st->data_wait;
+        m.skipped = loom_loader_skipped(l);
+        m.train_loss = st->seen ? st->loss_sum / (double)st->seen : 0;
+        m.train_acc = st->seen ? (double)st->correct / (double)st->seen : 0;
+        m.images_per_s = m.seconds > 0 ? (double)st->seen / m.seconds : 0;
+        loom_schedule_epoch_end(&st->sched, vl ? m.val_loss : m.train_loss);
+        if (vl && m.val_acc > st->best_metric) {
+            st->best_metric = m.val_acc;
+            st->best_epoch = ep;
+            st->since_best = 0;
+        } else if (vl) {
+            st->since_best++;
         }
+        st->epoch = ep;
+        st->batch = 0;
+        st->loss_sum = st->seconds = st->data_wait = 0;
+        st->correct = st->seen = 0;
         if (history) history[ran] = m;
         ran++;
-        if (o->on_epoch && o->on_epoch(&m, o->user)) break;
-        double score = o->val ? m.val_acc : m.train_acc;
-        if (score > best) {
-            best = score;
-            since_best = 0;
-        } else if (o->early_stop > 0 && ++since_best >= o->early_stop) {
-            if (o->verbose) printf("early stop: no better accuracy for %d epochs\n", o->early_stop);
+        if (o->on_epoch && o->on_epoch(&m, st, o->user)) break;
+        if (o->early_stop > 0 && st->since_best >= o->early_stop) {
+            st->early_stopped = 1;
             break;
         }
     }
     loom_loader_free(l);
+    loom_loader_free(vl);
     return rc ? LOOM_ERR : ran;
 }

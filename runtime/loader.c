@@ -90,7 +90,8 @@ static void fill(loom_loader *l, producer *p, slot *s, long k, int epoch) {
         int32_t label;
         if (load_sample(l, p, idx, &px, &label)) {
             if (l->o.skip_bad) {
-                fprintf(stderr, "loom: warning: skipping unreadable sample: %s\n", loom_error());
+                loom_warn("skipping unreadable sample: %s", loom_error());
+                if (l->o.bad) l->o.bad[idx] = 1;
                 atomic_fetch_add(&l->skipped, 1);
                 continue;
             }
@@ -259,7 +260,11 @@ static long epoch_batches(const loom_loader *l) {
 
 long loom_loader_batches(const loom_loader *l) { return epoch_batches(l); }
 
-int loom_loader_start(loom_loader *l, int epoch) {
+int loom_loader_start(loom_loader *l, int epoch) { return loom_loader_start_at(l, epoch, 0); }
+
+int loom_loader_start_at(loom_loader *l, int epoch, long first_batch) {
+    if (first_batch < 0 || first_batch > epoch_batches(l))
+        return loom_set_error("%s: batch %ld of an epoch of %ld batches", l->ds->path, first_batch, epoch_batches(l));
     pthread_mutex_lock(&l->mu);
     /* stop claims, let in-flight fills finish, then reset the ring */
     l->nbatches = 0;
@@ -271,7 +276,7 @@ int loom_loader_start(loom_loader *l, int epoch) {
     else
         for (size_t i = 0; i < n; i++) l->perm[i] = (uint32_t)i;
     l->epoch = epoch;
-    l->next_claim = l->next_take = 0;
+    l->next_claim = l->next_take = first_batch;
     l->nbatches = epoch_batches(l);
     pthread_cond_broadcast(&l->cv_prod);
     pthread_mutex_unlock(&l->mu);

@@ -89,11 +89,13 @@ float loom_schedule_lr(const loom_schedule *s, int epoch, double frac) {
         break;
     case LOOM_SCHED_EXP: lr *= pow(s->gamma, epoch); break;
     case LOOM_SCHED_COSINE: {
-        double len = s->epochs - s->warmup_epochs;
-        double x = len > 0 ? (t - s->warmup_epochs) / len : 1.0;
+        double start = s->restart_epoch > 0 ? s->restart_epoch : s->warmup_epochs;
+        double top = s->restart_epoch > 0 ? s->restart_lr : s->base_lr;
+        double len = s->epochs - start;
+        double x = len > 0 ? (t - start) / len : 1.0;
         if (x < 0) x = 0;
         if (x > 1) x = 1;
-        lr = s->min_lr + (s->base_lr - s->min_lr) * 0.5 * (1.0 + cos(3.141592653589793 * x));
+        lr = s->min_lr + (top - s->min_lr) * 0.5 * (1.0 + cos(3.141592653589793 * x));
         break;
     }
     case LOOM_SCHED_PLATEAU: lr *= s->plateau_scale; break;
@@ -113,4 +115,39 @@ void loom_schedule_epoch_end(loom_schedule *s, double val_loss) {
         if (s->base_lr * s->plateau_scale < s->min_lr) s->plateau_scale = s->min_lr / s->base_lr;
         s->bad_epochs = 0;
     }
+}
+
+int loom_schedule_extend(loom_schedule *s, int epochs, int from, float lr) {
+    if (epochs <= from)
+        return loom_set_error("schedule: %d epochs in all leaves nothing to train after epoch %d", epochs, from);
+    if (s->kind == LOOM_SCHED_COSINE) {
+        float at = lr > 0 ? lr : loom_schedule_lr(s, from, 0.0);
+        s->restart_epoch = from;
+        s->restart_lr = at;
+    }
+    s->epochs = epochs;
+    return LOOM_OK;
+}
+
+const char *loom_schedule_describe(const loom_schedule *s, char *buf, int cap) {
+    static const char *names[] = {"const", "step", "multistep", "exp", "cosine", "plateau"};
+    int n = snprintf(buf, (size_t)cap, "%s", (int)s->kind >= 0 && s->kind <= LOOM_SCHED_PLATEAU ? names[s->kind] : "?");
+    if (n < 0 || n >= cap) return buf;
+    switch (s->kind) {
+    case LOOM_SCHED_STEP: n += snprintf(buf + n, (size_t)(cap - n), ": x%g every %d epochs", s->gamma, s->step_size); break;
+    case LOOM_SCHED_EXP: n += snprintf(buf + n, (size_t)(cap - n), ": x%g per epoch", s->gamma); break;
+    case LOOM_SCHED_MULTISTEP: n += snprintf(buf + n, (size_t)(cap - n), ": x%g at %d milestones", s->gamma, s->n_milestones); break;
+    case LOOM_SCHED_PLATEAU:
+        n += snprintf(buf + n, (size_t)(cap - n), ": x%g after %d epochs without progress", s->gamma, s->patience);
+        break;
+    case LOOM_SCHED_COSINE:
+        n += snprintf(buf + n, (size_t)(cap - n), " to %g over %d epochs", s->min_lr, s->epochs);
+        if (n < cap && s->restart_epoch > 0)
+            n += snprintf(buf + n, (size_t)(cap - n), " (restarted after epoch %d from %.3g)", s->restart_epoch,
+                          s->restart_lr);
+        break;
+    default: break;
+    }
+    if (n < cap && s->warmup_epochs > 0) snprintf(buf + n, (size_t)(cap - n), ", %g warm-up epochs", s->warmup_epochs);
+    return buf;
 }

@@ -338,6 +338,7 @@ int loom_trainer_eval(loom_trainer *t, const float *x, const int32_t *labels, in
     return LOOM_OK;
 }
 
+const loom_trainer_opts *loom_trainer_options(const loom_trainer *t) { return &t->o; }
 int loom_trainer_threads(const loom_trainer *t) { return t->T; }
 int loom_trainer_batch(const loom_trainer *t) { return t->o.batch; }
 long loom_trainer_steps(const loom_trainer *t) { return t->step; }

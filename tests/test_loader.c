@@ -125,7 +125,8 @@ static void test_errors(void) {
     loom_dataset_free(ds);
 }
 
-static int stop_after_two(const loom_epoch_metrics *m, void *user) {
+static int stop_after_two(const loom_epoch_metrics *m, const loom_fit_state *st, void *user) {
+    (void)st;
     (*(int *)user)++;
     return m->epoch >= 2;
 }

@@ -2,13 +2,16 @@
  * a checkpoint, a fresh process state (graph, trainer and optimizer rebuilt
  * from the file) and 2 more epochs give bit-identical weights and batch-norm
  * buffers — with dropout, augmentation, Adam and a cosine schedule, and with
- * different thread counts before and after the checkpoint. */
+ * different thread counts before and after the checkpoint. The same holds
+ * for a run stopped in the middle of an epoch (its stop flag raised after a
+ * number of batches) and resumed from there, and the resumed epoch's metrics
+ * equal the uninterrupted epoch's. */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "check.h"
 #include "util.h"
-#include "loom/checkpoint.h"
 #include "loom/loom.h"
 
 enum { N = 96, H = 12, W = 12, C = 3, K = 4 };
@@ -49,10 +52,54 @@ static loom_trainer *trainer(loom_graph *g, int threads) {
     return loom_trainer_new(g, &o);
 }
 
-static int fit(loom_trainer *t, loom_dataset *ds, loom_schedule *s, loom_augment *aug, int first, int last) {
-    loom_fit_opts fo = {.epochs = last, .first_epoch = first, .sched = s,
+typedef struct {
+    atomic_int stop;
+    long after, seen;
+} stopper;
+
+static void count_batches(const loom_progress *p, void *user) {
+    stopper *s = user;
+    if (p->phase == LOOM_FIT_TRAINING && ++s->seen == s->after) atomic_store(&s->stop, 1);
+}
+
+static int fit(loom_trainer *t, loom_dataset *ds, loom_fit_state *st, loom_augment *aug, int last, stopper *s,
+               loom_epoch_metrics *m) {
+    loom_fit_opts fo = {.epochs = last, .state = st, .val = ds, .on_progress = s ? count_batches : NULL,
+                        .stop = s ? &s->stop : NULL, .user = s,
                         .loader = {.producers = 2, .seed = 5, .shuffle = 1, .augment = aug}};
-    return loom_fit(t, ds, &fo, NULL);
+    return loom_fit(t, ds, &fo, m);
+}
+
+static loom_fit_state fresh(void) {
+    loom_schedule sc;
+    loom_schedule_parse("cosine:1", 3e-3f, 4, &sc);
+    loom_fit_state st;
+    loom_fit_state_init(&st, &sc);
+    return st;
+}
+
+/* Save t and st, then rebuild everything from the file with `threads` threads. */
+static loom_trainer *reload(const char *file, loom_trainer *t, loom_fit_state *st, int threads, loom_graph **g) {
+    CHECK(loom_train_save(file, t, st, NULL, 0) == LOOM_OK, "save: %s", loom_error());
+    loom_checkpoint *ck = loom_checkpoint_open(file);
+    loom_trainer_opts o;
+    *g = ck ? loom_checkpoint_graph(ck) : NULL;
+    CHECK(*g && loom_train_read(ck, &o, st) == LOOM_OK, "load: %s", loom_error());
+    loom_trainer *u = NULL;
+    if (*g) {
+        o.threads = threads;
+        u = loom_trainer_new(*g, &o);
+        CHECK(u && loom_train_restore(ck, u) == LOOM_OK, "restore: %s", loom_error());
+    }
+    loom_checkpoint_close(ck);
+    return u;
+}
+
+static int same_weights(loom_graph *a, loom_graph *b) {
+    size_t np = loom_graph_param_count(a), nb = loom_graph_buffer_count(a);
+    return np == loom_graph_param_count(b) && nb == loom_graph_buffer_count(b) &&
+           !memcmp(loom_graph_params(a), loom_graph_params(b), np * sizeof(float)) &&
+           !memcmp(loom_graph_buffers(a), loom_graph_buffers(b), nb * sizeof(float));
 }
 
 int main(void) {
@@ -67,45 +114,54 @@ int main(void) {
     /* one run of 4 epochs */
     loom_graph *g1 = model();
     loom_trainer *t1 = trainer(g1, 2);
-    loom_schedule s1;
-    loom_schedule_parse("cosine:1", 3e-3f, 4, &s1);
-    CHECK(fit(t1, ds, &s1, aug, 1, 4) == 4, "4 epochs: %s", loom_error());
+    loom_fit_state s1 = fresh();
+    loom_epoch_metrics m1[4];
+    CHECK(fit(t1, ds, &s1, aug, 4, NULL, m1) == 4, "4 epochs: %s", loom_error());
+    loom_graph *g0 = model();
+    CHECK(!same_weights(g0, g1), "training changed nothing");
+    loom_graph_free(g0);
 
-    /* 2 epochs, save, then everything rebuilt from the file */
-    loom_graph *g2 = model();
+    /* 2 epochs, save, then everything rebuilt from the file, 2 more */
+    loom_graph *g2 = model(), *g3 = NULL;
     loom_trainer *t2 = trainer(g2, 1);
-    loom_schedule s2;
-    loom_schedule_parse("cosine:1", 3e-3f, 4, &s2);
-    CHECK(fit(t2, ds, &s2, aug, 1, 2) == 2, "first 2 epochs");
-    loom_train_state st = {.epoch = 2, .step = loom_trainer_steps(t2), .seed = 5, .epochs = 4, .sched = s2,
-                           .optim = {.kind = LOOM_ADAM, .lr = 3e-3f}, .batch = 16, .deterministic = 1};
-    CHECK(loom_checkpoint_save(file, g2, &st, loom_trainer_optim(t2)) == LOOM_OK, "save: %s", loom_error());
+    loom_fit_state s2 = fresh();
+    CHECK(fit(t2, ds, &s2, aug, 2, NULL, NULL) == 2, "first 2 epochs");
+    loom_trainer *t3 = reload(file, t2, &s2, 3, &g3);
     loom_trainer_free(t2);
     loom_graph_free(g2);
-
-    loom_train_state back;
-    loom_graph *g3 = loom_checkpoint_load(file, &back);
-    CHECK(g3 != NULL, "load: %s", loom_error());
-    if (g3) {
-        loom_trainer *t3 = trainer(g3, 3);
-        CHECK(loom_checkpoint_load_optim(file, loom_trainer_optim(t3)) == LOOM_OK, "optim: %s", loom_error());
-        loom_trainer_set_steps(t3, back.step);
-        CHECK(back.epoch == 2 && back.epochs == 4, "state epoch %d of %d", back.epoch, back.epochs);
-        CHECK(fit(t3, ds, &back.sched, aug, back.epoch + 1, back.epochs) == 2, "last 2 epochs");
-        size_t np = loom_graph_param_count(g1), nb = loom_graph_buffer_count(g1);
-        CHECK(np == loom_graph_param_count(g3) && nb == loom_graph_buffer_count(g3), "sizes");
-        CHECK(!memcmp(loom_graph_params(g1), loom_graph_params(g3), np * sizeof(float)),
-              "weights after 4 epochs differ from 2 + resume + 2");
-        CHECK(!memcmp(loom_graph_buffers(g1), loom_graph_buffers(g3), nb * sizeof(float)), "BN buffers differ");
-        /* and the weights did change */
-        loom_graph *g0 = model();
-        CHECK(memcmp(loom_graph_params(g0), loom_graph_params(g3), np * sizeof(float)), "training changed nothing");
-        loom_graph_free(g0);
-        printf("resume: 4 epochs == 2 epochs + checkpoint + 2 epochs, bit for bit (%zu parameters, %zu buffers)\n", np,
-               nb);
-        loom_trainer_free(t3);
-        loom_graph_free(g3);
+    CHECK(s2.epoch == 2 && s2.batch == 0, "state epoch %d batch %ld", s2.epoch, s2.batch);
+    if (t3) {
+        CHECK(fit(t3, ds, &s2, aug, 4, NULL, NULL) == 2, "last 2 epochs");
+        CHECK(same_weights(g1, g3), "weights after 4 epochs differ from 2 + resume + 2");
+        printf("resume at an epoch boundary: 4 epochs == 2 + checkpoint + 2, bit for bit\n");
     }
+    loom_trainer_free(t3);
+    loom_graph_free(g3);
+
+    /* stopped after 9 batches (inside epoch 2: 6 batches an epoch), saved, resumed */
+    loom_graph *g4 = model(), *g5 = NULL;
+    loom_trainer *t4 = trainer(g4, 2);
+    loom_fit_state s4 = fresh();
+    stopper st = {.after = 9};
+    CHECK(fit(t4, ds, &s4, aug, 4, &st, NULL) == 1 && s4.stopped && s4.epoch == 1 && s4.batch == 3,
+          "stopped in epoch 2 after batch 3: ran, stopped %d, epoch %d, batch %ld", s4.stopped, s4.epoch, s4.batch);
+    loom_trainer *t5 = reload(file, t4, &s4, 1, &g5);
+    loom_trainer_free(t4);
+    loom_graph_free(g4);
+    CHECK(s4.epoch == 1 && s4.batch == 3 && s4.seen == 48, "saved mid-epoch: epoch %d batch %ld seen %ld", s4.epoch,
+          s4.batch, s4.seen);
+    if (t5) {
+        loom_epoch_metrics m5[3];
+        CHECK(fit(t5, ds, &s4, aug, 4, NULL, m5) == 3, "the rest: %s", loom_error());
+        CHECK(same_weights(g1, g5), "weights after a mid-epoch stop and resume differ from the uninterrupted run's");
+        CHECK(m5[0].epoch == 2 && m5[0].train_loss == m1[1].train_loss && m5[0].train_acc == m1[1].train_acc &&
+                  m5[0].val_acc == m1[1].val_acc,
+              "the resumed epoch's metrics equal the uninterrupted epoch's (loss %.9g vs %.9g)", m5[0].train_loss,
+              m1[1].train_loss);
+        printf("resume mid-epoch: stopped after batch 3 of epoch 2, resumed: bit for bit, same epoch metrics\n");
+    }
+    loom_trainer_free(t5);
+    loom_graph_free(g5);
     t_rm_tree(path);
     loom_trainer_free(t1);
     loom_graph_free(g1);

@@ -1,4 +1,5 @@
-/* Option parsing for the loom command: --name value, --name=value, flags. */
+/* Option parsing for the loom command: --name value, --name=value, flags,
+ * positional arguments. */
 #include "cli.h"
 
 #include <errno.h>
@@ -12,6 +13,7 @@ void cli_help(const char *cmd, const char *usage, const cli_opt *opts) {
     for (const cli_opt *o = opts; o->name; o++) {
         char left[64];
         snprintf(left, sizeof left, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        if (o->implicit) snprintf(left, sizeof left, "--%s[=%s]", o->name, "N%");
         printf("  %-26s %s", left, o->help);
         if (o->arg && o->value) printf(" (default: %s)", o->value);
         printf("\n");
@@ -19,36 +21,58 @@ void cli_help(const char *cmd, const char *usage, const cli_opt *opts) {
     printf("  %-26s %s\n", "--help", "show this help");
 }
 
-static cli_opt *find(cli_opt *opts, const char *name, size_t len) {
+cli_opt *cli_find(cli_opt *opts, const char *name) {
+    for (cli_opt *o = opts; o->name; o++)
+        if (!strcmp(o->name, name)) return o;
+    return NULL;
+}
+
+static cli_opt *find_n(cli_opt *opts, const char *name, size_t len) {
     for (cli_opt *o = opts; o->name; o++)
         if (strlen(o->name) == len && !strncmp(o->name, name, len)) return o;
     return NULL;
 }
 
-int cli_parse(const char *cmd, const char *usage, cli_opt *opts, int argc, char **argv) {
+int cli_parse(const char *cmd, const char *usage, cli_opt *opts, int argc, char **argv, const char **pos, int maxpos,
+              int *npos) {
+    int np = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             cli_help(cmd, usage, opts);
             return 1;
         }
-        if (strncmp(a, "--", 2)) {
-            fprintf(stderr, "loom %s: unexpected argument '%s' (options start with --; see loom %s --help)\n", cmd, a, cmd);
-            return -1;
+        if (strncmp(a, "--", 2) || !a[2]) {
+            if (a[0] == '-' && a[1]) {
+                fprintf(stderr, "loom %s: unknown option '%s' (options start with --; see loom %s --help)\n", cmd, a,
+                        cmd);
+                return -1;
+            }
+            if (np >= maxpos) {
+                fprintf(stderr, "loom %s: unexpected argument '%s' (see loom %s --help)\n", cmd, a, cmd);
+                return -1;
+            }
+            pos[np++] = a;
+            continue;
         }
         const char *name = a + 2, *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        cli_opt *o = find(opts, name, len);
+        cli_opt *o = find_n(opts, name, len);
         if (!o) {
             fprintf(stderr, "loom %s: unknown option '--%.*s' (see loom %s --help)\n", cmd, (int)len, name, cmd);
             return -1;
         }
+        if (o->given) {
+            fprintf(stderr, "loom %s: --%s given twice\n", cmd, o->name);
+            return -1;
+        }
+        o->given = 1;
         if (!o->arg) {
-            if (eq) {
+            if (eq && !o->implicit) {
                 fprintf(stderr, "loom %s: --%s is a flag and takes no value\n", cmd, o->name);
                 return -1;
             }
-            o->value = "1";
+            o->value = eq ? eq + 1 : o->implicit ? o->implicit : "1";
         } else if (eq) {
             o->value = eq + 1;
         } else if (i + 1 < argc) {
@@ -58,6 +82,7 @@ int cli_parse(const char *cmd, const char *usage, cli_opt *opts, int argc, char 
             return -1;
         }
     }
+    if (npos) *npos = np;
     return 0;
 }
 
@@ -65,6 +90,12 @@ const char *cli_get(const cli_opt *opts, const char *name) {
     for (const cli_opt *o = opts; o->name; o++)
         if (!strcmp(o->name, name)) return o->value;
     return NULL;
+}
+
+int cli_given(const cli_opt *opts, const char *name) {
+    for (const cli_opt *o = opts; o->name; o++)
+        if (!strcmp(o->name, name)) return o->given;
+    return 0;
 }
 
 int cli_int(const char *cmd, const cli_opt *opts, const char *name, long lo, long hi, long *out) {
@@ -93,4 +124,10 @@ int cli_float(const char *cmd, const cli_opt *opts, const char *name, double lo,
     }
     *out = x;
     return 0;
+}
+
+int cli_exclude(const char *cmd, const cli_opt *opts, const char *a, const char *b, const char *why) {
+    if (!cli_given(opts, a) || !cli_given(opts, b)) return 0;
+    fprintf(stderr, "loom %s: --%s and --%s exclude each other: %s\n", cmd, a, b, why);
+    return -1;
 }

@@ -82,25 +82,43 @@ static int bench_pipeline(loom_dataset *ds, const loom_augment *aug, const int *
 }
 
 int cmd_bench(int argc, char **argv) {
-    cli_opt o[] = {{"model", "NAME", "zoo model", "lenet5"},
-                   {"input", "CxHxW", "input shape", "1x28x28"},
-                   {"classes", "N", "number of classes", "10"},
-                   {"batch", "N", "mini-batch size", "64"},
-                   {"threads", "LIST", "thread counts, comma-separated", "1,2"},
-                   {"steps", "N", "timed training steps per thread count", "50"},
-                   {"warmup", "N", "untimed steps first", "5"},
-                   {"optim", "NAME", "optimizer", "sgd"},
-                   {"deterministic", NULL, "fixed shard count (bit-identical across thread counts)", NULL},
-                   {"csv", NULL, "print CSV: a header line, then one row per thread count", NULL},
-                   {"data", "PATH", "train from this data set through the loader (default: synthetic tensors)", NULL},
-                   {"producers", "LIST", "loader threads (with --data; a list with --pipeline)", "1"},
-                   {"augment", "SPEC", "augmentation chain for the loader", NULL},
-                   {"cache", NULL, "with --data: cache decoded images in memory", NULL},
-                   {"pipeline", NULL, "measure the data pipeline alone (needs --data)", NULL},
-                   {"batches", "N", "with --pipeline: batches timed per measurement (0 = one epoch)", "0"},
-                   {NULL, NULL, NULL, NULL}};
-    int pr = cli_parse("bench", "[options]", o, argc, argv);
+    cli_opt o[] = {CLI_OPT("model", "NAME", "zoo model", "lenet5"),
+                   CLI_OPT("input", "CxHxW", "input shape", "1x28x28"),
+                   CLI_OPT("classes", "N", "number of classes", "10"),
+                   CLI_OPT("batch", "N", "mini-batch size", "64"),
+                   CLI_OPT("threads", "LIST", "thread counts, comma-separated", "1,2"),
+                   CLI_OPT("steps", "N", "timed training steps per thread count", "50"),
+                   CLI_OPT("warmup", "N", "untimed steps first", "5"),
+                   CLI_OPT("optim", "NAME", "optimizer", "sgd"),
+                   CLI_OPT("deterministic", NULL, "fixed shard count (bit-identical across thread counts)", NULL),
+                   CLI_OPT("csv", NULL, "print CSV: a header line, then one row per thread count", NULL),
+                   CLI_OPT("data", "PATH", "train from this data set through the loader (default: synthetic tensors)", NULL),
+                   CLI_OPT("producers", "LIST", "loader threads (with --data; a list with --pipeline)", "1"),
+                   CLI_OPT("augment", "SPEC", "augmentation chain for the loader", NULL),
+                   CLI_OPT("cache", NULL, "with --data: cache decoded images in memory", NULL),
+                   CLI_OPT("pipeline", NULL, "measure the data pipeline alone (needs --data)", NULL),
+                   CLI_OPT("batches", "N", "with --pipeline: batches timed per measurement (0 = one epoch)", "0"),
+                   CLI_END};
+    int pr = cli_parse("bench", "[options]", o, argc, argv, NULL, 0, NULL);
     if (pr) return pr > 0 ? 0 : 2;
+    /* options that only mean something with others */
+    static const char *const needs[][3] = {{"producers", "data", "loader threads feed training from --data"},
+                                           {"augment", "data", "augmentation applies to images from --data"},
+                                           {"cache", "data", "the cache holds images from --data"},
+                                           {"batches", "pipeline", "it counts the batches of --pipeline"}};
+    for (size_t i = 0; i < sizeof needs / sizeof *needs; i++)
+        if (cli_given(o, needs[i][0]) && !cli_given(o, needs[i][1])) {
+            fprintf(stderr, "loom bench: --%s needs --%s (%s)\n", needs[i][0], needs[i][1], needs[i][2]);
+            return 2;
+        }
+    static const char *const model_only[] = {"model", "classes", "steps", "warmup", "optim", "deterministic",
+                                             "threads", "cache"};
+    for (size_t i = 0; cli_given(o, "pipeline") && i < sizeof model_only / sizeof *model_only; i++)
+        if (cli_given(o, model_only[i])) {
+            fprintf(stderr, "loom bench: --%s does not apply to --pipeline (it measures the data pipeline alone; "
+                            "--producers lists its thread counts)\n", model_only[i]);
+            return 2;
+        }
     int c, h, w;
     char extra;
     if (sscanf(cli_get(o, "input"), "%dx%dx%d%c", &c, &h, &w, &extra) != 3 || c <= 0 || h <= 0 || w <= 0) {

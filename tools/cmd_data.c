@@ -1,51 +1,79 @@
 /* loom data PATH: what a data set is (format, count, classes with counts,
- * image shape), with every record read and each bad one reported. */
+ * image shape, splits), with every record read and each bad one reported. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
-#include "loom/loom.h"
+#include "common.h"
+
+static const cli_opt data_options[] = {
+    CLI_OPT("split", "NAME", "train or test, for data that has both (default train)", NULL),
+    CLI_OPT("image-size", "HxW", "image folders: resize to this (as loom train --image-size would)", NULL),
+    CLI_OPT("channels", "N", "image folders: 1 (grey) or 3 (colour); default: as the first image", NULL),
+    CLI_END};
 
 int cmd_data(int argc, char **argv) {
-    if (argc < 1 || argv[0][0] == '-') {
-        if (argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
-            printf("usage: loom data PATH [--split train|test] [--image-size HxW] [--channels N]\n\n"
-                   "Describe a data set (IDX folder or file, Kaggle CSV, folder of class folders, CIFAR-10\n"
-                   "batches) and read every record, reporting each unreadable one. Exit status 1 if any is bad.\n");
-            return 0;
-        }
+    cli_opt o[sizeof data_options / sizeof *data_options];
+    memcpy(o, data_options, sizeof o);
+    const char *path = NULL;
+    int npos = 0, pr = cli_parse("data",
+                                 "PATH [options]\n\nDescribe a data set (IDX folder or file, Kaggle CSV, folder of "
+                                 "class folders, CIFAR-10 batches)\nand read every record, reporting each unreadable "
+                                 "one. Exit status 1 if any is bad.",
+                                 o, argc, argv, &path, 1, &npos);
+    if (pr) return pr > 0 ? EXIT_DONE : EXIT_USAGE;
+    if (npos != 1) {
         fprintf(stderr, "loom data: a PATH is required (loom data --help)\n");
-        return 2;
+        return EXIT_USAGE;
     }
-    const char *path = argv[0];
-    cli_opt o[] = {{"split", "NAME", "train or test (IDX, CIFAR)", "train"},
-                   {"image-size", "HxW", "folder images are resized to this (default: first image's size)", NULL},
-                   {"channels", "N", "folder images: 1 or 3", "3"},
-                   {NULL, NULL, NULL, NULL}};
-    int pr = cli_parse("data", "PATH [options]", o, argc - 1, argv + 1);
-    if (pr) return pr > 0 ? 0 : 2;
     loom_dataset_opts dop = {.split = cli_get(o, "split")};
-    long ch = 3;
-    if (cli_int("data", o, "channels", 1, 3, &ch)) return 2;
+    if (dop.split && strcmp(dop.split, "train") && strcmp(dop.split, "test")) {
+        fprintf(stderr, "loom data: --split: '%s' is not a split (train or test)\n", dop.split);
+        return EXIT_USAGE;
+    }
+    long ch = 0;
+    if (cli_int("data", o, "channels", 1, 3, &ch) || ch == 2) {
+        if (ch == 2) fprintf(stderr, "loom data: --channels: 1 (grey) or 3 (colour)\n");
+        return EXIT_USAGE;
+    }
     dop.channels = (int)ch;
-    if (cli_get(o, "image-size") && sscanf(cli_get(o, "image-size"), "%dx%d", &dop.height, &dop.width) != 2) {
-        fprintf(stderr, "loom data: --image-size: '%s' is not HxW\n", cli_get(o, "image-size"));
-        return 2;
+    if (cli_get(o, "image-size") && parse_hw(cli_get(o, "image-size"), &dop.height, &dop.width)) {
+        fprintf(stderr, "loom data: --image-size: '%s' is not HxW (e.g. 64x64)\n", cli_get(o, "image-size"));
+        return EXIT_USAGE;
     }
     loom_dataset *ds = loom_dataset_open(path, &dop);
     if (!ds) {
         fprintf(stderr, "loom data: %s\n", loom_error());
-        return 1;
+        return EXIT_FAILED;
     }
-    printf("%s\n  format: %s\n  samples: %zu\n  image: %d x %d x %d (channels x height x width)\n  labels: %s\n",
-           ds->path, ds->format, ds->count, ds->c, ds->h, ds->w, ds->labeled ? "yes" : "no (a test set)");
+    int folder = !strcmp(ds->format, "folder") || !strcmp(ds->format, "images");
+    const char *refuse = !folder && cli_get(o, "image-size") ? "--image-size"
+                         : !folder && ch && ch != ds->c  ? "--channels"
+                         : cli_get(o, "split") && !ds->split[0] ? "--split"
+                                                                : NULL;
+    if (refuse) {
+        fprintf(stderr, "loom data: %s: %s is %s data, %s\n", refuse, path, ds->format,
+                !strcmp(refuse, "--split") ? "without train/test splits"
+                                           : "whose images all have one size and channel count (the option applies "
+                                             "to image folders; loom train resizes while loading)");
+        loom_dataset_free(ds);
+        return EXIT_USAGE;
+    }
+    printf("%s\n  format: %s\n", ds->path, ds->format);
+    if (ds->split[0])
+        printf("  split: %s (the data has a train and a test split; --split %s for the other)\n", ds->split,
+               strcmp(ds->split, "train") ? "train" : "test");
+    printf("  samples: %zu\n  image: %d x %d x %d (channels x height x width)", ds->count, ds->c, ds->h, ds->w);
+    if (ds->native_c != ds->c || ds->native_h != ds->h || ds->native_w != ds->w)
+        printf(", converted from %d x %d x %d (the first image)", ds->native_c, ds->native_h, ds->native_w);
+    printf("\n  labels: %s\n", ds->labeled ? "yes" : "no (a test set)");
     size_t sz = (size_t)ds->c * ds->h * ds->w;
     uint8_t *buf = malloc(sz);
     long *counts = calloc((size_t)ds->num_classes + 1, sizeof(long));
     long bad = 0, out_of_range = 0;
     double sum = 0;
-    for (size_t i = 0; i < ds->count; i++) {
+    for (size_t i = 0; buf && counts && i < ds->count; i++) {
         int32_t lab;
         if (loom_dataset_get(ds, i, buf, &lab)) {
             if (bad < 50) printf("  bad record: %s\n", loom_error());
@@ -62,7 +90,8 @@ int cmd_data(int argc, char **argv) {
         printf("  classes: %d\n", ds->num_classes);
         char nb[32];
         for (int k = 0; k < ds->num_classes; k++)
-            if (ds->labeled) printf("    %3d %-24s %8ld\n", k, loom_dataset_class_name(ds, k, nb, sizeof nb), counts[k]);
+            if (ds->labeled) printf("    %3d %-24s %8ld%s\n", k, loom_dataset_class_name(ds, k, nb, sizeof nb), counts[k],
+                                    counts[k] ? "" : "   (no samples)");
             else printf("    %3d %s\n", k, loom_dataset_class_name(ds, k, nb, sizeof nb));
     }
     size_t good = ds->count - (size_t)bad;
@@ -72,5 +101,5 @@ int cmd_data(int argc, char **argv) {
     free(buf);
     free(counts);
     loom_dataset_free(ds);
-    return bad || out_of_range ? 1 : 0;
+    return bad || out_of_range ? EXIT_FAILED : EXIT_DONE;
 }

@@ -1,6 +1,9 @@
 /* loom eval: accuracy, per-class precision and recall, and the confusion
  * matrix of a checkpoint on a labelled data set.
- * loom predict: class and probability per image, or a Kaggle submission. */
+ * loom predict: class and probability per image (CSV), or a Kaggle
+ * submission.
+ * Both check the data against what the model was trained on (classes,
+ * channels, image size) and refuse a mismatch rather than report a number. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,11 +11,12 @@
 
 #include "cli.h"
 #include "common.h"
+#include "runinfo.h"
 
 /* A checkpoint with a trainer sized for batch, and the data opened to match it. */
 typedef struct {
     loom_graph *g;
-    loom_train_state st;
+    model_side side;
     loom_trainer *t;
     loom_dataset *ds;
     loom_augment *aug;
@@ -24,30 +28,59 @@ static void session_free(session *s) {
     loom_graph_free(s->g);
     loom_dataset_free(s->ds);
     loom_augment_free(s->aug);
+    model_side_free(&s->side);
 }
 
-static int session_open(const char *cmd, session *s, const char *ckpt, const char *data, const char *split, int batch,
-                        int threads) {
+/* Open ckpt and data for cmd. Returns 0, or an exit code after saying why. */
+static int session_open(const char *cmd, session *s, const char *ckpt, const cli_opt *o, int classes_matter) {
     memset(s, 0, sizeof *s);
-    if (!(s->g = loom_checkpoint_load(ckpt, &s->st))) goto fail;
+    const char *data = cli_get(o, "data");
+    long batch = 256, threads = 0;
+    if (cli_int(cmd, o, "batch", 1, 65536, &batch) || cli_int(cmd, o, "threads", 0, 1024, &threads)) return EXIT_USAGE;
+    const char *split = cli_get(o, "split");
+    if (split && strcmp(split, "train") && strcmp(split, "test")) {
+        fprintf(stderr, "loom %s: --split: '%s' is not a split (train or test)\n", cmd, split);
+        return EXIT_USAGE;
+    }
+    loom_checkpoint *ck = loom_checkpoint_open(ckpt);
+    if (!ck || !(s->g = loom_checkpoint_graph(ck)) || model_side_of_checkpoint(&s->side, ck, s->g)) {
+        loom_checkpoint_close(ck);
+        fprintf(stderr, "loom %s: %s\n", cmd, loom_error());
+        return EXIT_FAILED;
+    }
+    /* normalization as in training */
+    char aspec[512] = "";
+    if (loom_checkpoint_meta(ck, "loom.run")) {
+        run_info ri;
+        if (runinfo_read(&ri, ck) == LOOM_OK) {
+            const char *a = runinfo_opt(&ri, "augment");
+            snprintf(aspec, sizeof aspec, "%s", a ? a : "");
+            runinfo_free(&ri);
+        }
+    }
+    loom_checkpoint_close(ck);
     const loom_layer *in = loom_graph_layer(s->g, 0);
     s->K = (int)loom_graph_layer(s->g, loom_graph_output(s->g))->size;
-    loom_dataset_opts dop = {.channels = in->c, .height = in->h, .width = in->w, .split = split};
+    loom_dataset_opts dop = {.channels = in->c, .height = in->h, .width = in->w, .split = cli_get(o, "split")};
+    if (!dop.split) dop.split = "test";
+    int err = 0, resize = cli_get(o, "resize") != NULL;
     if (!(s->ds = loom_dataset_open(data, &dop))) goto fail;
-    if (s->ds->c != in->c) {
-        loom_set_error("%s has %d channels, the model takes %d", data, s->ds->c, in->c);
+    if (classes_matter ? check_fits(data, s->ds, &s->side, resize) : check_shape(data, s->ds, &s->side, resize))
         goto fail;
+    if ((s->aug = eval_chain(aspec, &err)), err) goto fail;
+    if (cli_given(o, "split") && !s->ds->split[0]) {
+        fprintf(stderr, "loom %s: --split: %s has no train/test splits (it is a %s data set)\n", cmd, data,
+                s->ds->format);
+        session_free(s);
+        return EXIT_USAGE;
     }
-    int err = 0;
-    s->aug = eval_chain(s->st.augment, &err);
-    if (err) goto fail;
-    loom_trainer_opts to = {.batch = batch, .threads = threads, .optim = {.kind = LOOM_SGD}};
+    loom_trainer_opts to = {.batch = (int)batch, .threads = (int)threads, .optim = {.kind = LOOM_SGD}};
     if (!(s->t = loom_trainer_new(s->g, &to))) goto fail;
     return 0;
 fail:
     fprintf(stderr, "loom %s: %s\n", cmd, loom_error());
     session_free(s);
-    return -1;
+    return EXIT_FAILED;
 }
 
 /* Run the model over ds in order; for each sample call back with its
@@ -61,12 +94,12 @@ static int run_all(const char *cmd, session *s, per_sample fn, void *user) {
                            .out_h = in->h, .out_w = in->w};
     loom_loader *l = loom_loader_new(s->ds, &lo);
     float *out = malloc((size_t)B * K * sizeof(float));
-    int32_t *dummy = calloc((size_t)B, sizeof(int32_t));
-    if (!l || !out || !dummy) {
+    int32_t *none = calloc((size_t)B, sizeof(int32_t));
+    if (!l || !out || !none) {
         fprintf(stderr, "loom %s: %s\n", cmd, l ? "out of memory" : loom_error());
         loom_loader_free(l);
         free(out);
-        free(dummy);
+        free(none);
         return -1;
     }
     loom_loader_start(l, 0);
@@ -74,10 +107,10 @@ static int run_all(const char *cmd, session *s, per_sample fn, void *user) {
     int rc;
     size_t at = 0;
     while ((rc = loom_loader_next(l, &b)) == 1) {
-        /* unlabelled samples have label -1: score against 0, only the outputs matter */
+        /* unlabelled samples (label -1) are scored against 0: only the outputs are used */
         const int32_t *y = b->y;
         for (int j = 0; j < b->n; j++)
-            if (b->y[j] < 0 || b->y[j] >= K) y = dummy;
+            if (b->y[j] < 0 || b->y[j] >= K) y = none;
         loom_trainer_eval(s->t, b->x, y, b->n, NULL, NULL, out);
         for (int j = 0; j < b->n; j++) {
             float *p = out + (size_t)j * K, mx = p[0], sum = 0;
@@ -90,13 +123,21 @@ static int run_all(const char *cmd, session *s, per_sample fn, void *user) {
     }
     loom_loader_free(l);
     free(out);
-    free(dummy);
+    free(none);
     if (rc < 0) {
         fprintf(stderr, "loom %s: %s\n", cmd, loom_error());
         return -1;
     }
     return 0;
 }
+
+static const char *class_name(const session *s, int k, char *buf, size_t cap) {
+    if (s->side.names && k >= 0 && k < s->side.classes) return s->side.names[k];
+    snprintf(buf, cap, "%d", k);
+    return buf;
+}
+
+/* ---- eval ---------------------------------------------------------------------------------- */
 
 typedef struct {
     long *conf; /* K x K: true row, predicted column */
@@ -109,69 +150,84 @@ static void eval_one(void *user, size_t i, const loom_batch *b, int j, const flo
     (void)i;
     eval_acc *a = user;
     int y = b->y[j], pred = loom_k_argmax(p, K);
-    if (y < 0 || y >= K) return;
     a->conf[(size_t)y * K + pred]++;
     a->loss += -log(p[y] > 1e-30f ? p[y] : 1e-30f);
     a->n++;
 }
 
-int cmd_eval(int argc, char **argv) {
-    if (argc < 1 || argv[0][0] == '-') {
-        if (argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
-            printf("usage: loom eval CHECKPOINT --data PATH [--split test] [--batch N] [--threads N]\n\n"
-                   "Accuracy, loss, per-class precision and recall, and the confusion matrix of a checkpoint\n"
-                   "on labelled data (for IDX/CIFAR folders the test split by default).\n");
-            return 0;
-        }
-        fprintf(stderr, "loom eval: a CHECKPOINT file is required (loom eval --help)\n");
-        return 2;
+static void print_eval(const session *s, const char *ckpt, const eval_acc *a) {
+    int K = a->K;
+    long correct = 0;
+    for (int k = 0; k < K; k++) correct += a->conf[(size_t)k * K + k];
+    printf("%s on %s: %ld samples\naccuracy: %.2f%%  loss: %.4f\n\n", ckpt, s->ds->path, a->n, 100.0 * correct / a->n,
+           a->loss / a->n);
+    printf("%-20s %9s %9s %8s\n", "class", "precision", "recall", "support");
+    char nb[64];
+    for (int k = 0; k < K; k++) {
+        long tp = a->conf[(size_t)k * K + k], pred = 0, sup = 0;
+        for (int r = 0; r < K; r++) pred += a->conf[(size_t)r * K + k];
+        for (int c = 0; c < K; c++) sup += a->conf[(size_t)k * K + c];
+        printf("%-20s %8.2f%% %8.2f%% %8ld\n", class_name(s, k, nb, sizeof nb), pred ? 100.0 * tp / pred : 0.0,
+               sup ? 100.0 * tp / sup : 0.0, sup);
     }
-    cli_opt o[] = {{"data", "PATH", "labelled data", "/usr/share/datasets/fashion-mnist"},
-                   {"split", "NAME", "train or test (IDX, CIFAR)", "test"},
-                   {"batch", "N", "batch size", "256"},
-                   {"threads", "N", "threads (0 = all cores)", "0"},
-                   {NULL, NULL, NULL, NULL}};
-    int pr = cli_parse("eval", "CHECKPOINT [options]", o, argc - 1, argv + 1);
-    if (pr) return pr > 0 ? 0 : 2;
-    long batch = 256, threads = 0;
-    if (cli_int("eval", o, "batch", 1, 65536, &batch) || cli_int("eval", o, "threads", 0, 1024, &threads)) return 2;
+    printf("\nconfusion matrix (rows: true class, columns: predicted class, by number)\n%6s", "");
+    for (int c = 0; c < K; c++) printf(" %6d", c);
+    printf("   class\n");
+    for (int r = 0; r < K; r++) {
+        printf("%6d", r);
+        for (int c = 0; c < K; c++) printf(" %6ld", a->conf[(size_t)r * K + c]);
+        printf("   %s\n", class_name(s, r, nb, sizeof nb));
+    }
+}
+
+static const cli_opt eval_options[] = {
+    CLI_OPT("data", "PATH", "labelled data (required); for data with splits, the test split unless --split", NULL),
+    CLI_OPT("split", "NAME", "train or test, for data that has both (IDX and CIFAR folders, seg_train/seg_test)",
+            NULL),
+    CLI_OPT("resize", NULL, "resize and convert images that differ from the training data's size or channels", NULL),
+    CLI_OPT("batch", "N", "batch size", "256"),
+    CLI_OPT("threads", "N", "threads (0 = one per core)", "0"),
+    CLI_END};
+
+static int need_checkpoint(const char *cmd, int npos) {
+    if (npos == 1) return 0;
+    fprintf(stderr, "loom %s: a CHECKPOINT file is required (loom %s --help)\n", cmd, cmd);
+    return EXIT_USAGE;
+}
+
+int cmd_eval(int argc, char **argv) {
+    cli_opt o[sizeof eval_options / sizeof *eval_options];
+    memcpy(o, eval_options, sizeof o);
+    const char *ckpt = NULL;
+    int npos = 0,
+        pr = cli_parse("eval", "CHECKPOINT --data PATH [options]\n\nAccuracy, loss, per-class precision and recall, "
+                               "and the confusion matrix of a checkpoint on labelled data.",
+                       o, argc, argv, &ckpt, 1, &npos);
+    if (pr) return pr > 0 ? EXIT_DONE : EXIT_USAGE;
+    if (need_checkpoint("eval", npos)) return EXIT_USAGE;
+    if (!cli_get(o, "data")) {
+        fprintf(stderr, "loom eval: --data PATH is required (the labelled data to score %s on)\n", ckpt);
+        return EXIT_USAGE;
+    }
     session s;
-    if (session_open("eval", &s, argv[0], cli_get(o, "data"), cli_get(o, "split"), (int)batch, (int)threads)) return 1;
+    int rc = session_open("eval", &s, ckpt, o, 1);
+    if (rc) return rc;
     if (!s.ds->labeled) {
-        fprintf(stderr, "loom eval: %s has no labels; use loom predict\n", cli_get(o, "data"));
+        fprintf(stderr, "loom eval: %s has no labels: nothing to score against (loom predict gives the classes)\n",
+                cli_get(o, "data"));
         session_free(&s);
-        return 1;
+        return EXIT_FAILED;
     }
     int K = s.K;
     eval_acc a = {.conf = calloc((size_t)K * K, sizeof(long)), .K = K};
-    int rc = run_all("eval", &s, eval_one, &a);
-    if (!rc && a.n) {
-        long correct = 0;
-        for (int k = 0; k < K; k++) correct += a.conf[(size_t)k * K + k];
-        printf("%s on %s: %ld samples\naccuracy: %.2f%%  loss: %.4f\n\n", argv[0], s.ds->path, a.n,
-               100.0 * correct / a.n, a.loss / a.n);
-        printf("%-20s %9s %9s %8s\n", "class", "precision", "recall", "support");
-        char nb[64];
-        for (int k = 0; k < K; k++) {
-            long tp = a.conf[(size_t)k * K + k], pred = 0, sup = 0;
-            for (int r = 0; r < K; r++) pred += a.conf[(size_t)r * K + k];
-            for (int c = 0; c < K; c++) sup += a.conf[(size_t)k * K + c];
-            printf("%-20s %8.2f%% %8.2f%% %8ld\n", class_name_at(s.st.class_names, k, nb, sizeof nb),
-                   pred ? 100.0 * tp / pred : 0.0, sup ? 100.0 * tp / sup : 0.0, sup);
-        }
-        printf("\nconfusion matrix (rows: true class, columns: predicted)\n%6s", "");
-        for (int c = 0; c < K; c++) printf(" %6d", c);
-        printf("\n");
-        for (int r = 0; r < K; r++) {
-            printf("%6d", r);
-            for (int c = 0; c < K; c++) printf(" %6ld", a.conf[(size_t)r * K + c]);
-            printf("   %s\n", class_name_at(s.st.class_names, r, nb, sizeof nb));
-        }
-    }
+    rc = a.conf ? run_all("eval", &s, eval_one, &a) : -1;
+    if (!rc) print_eval(&s, ckpt, &a);
     free(a.conf);
     session_free(&s);
-    return rc ? 1 : 0;
+    return rc ? EXIT_FAILED : EXIT_DONE;
 }
+
+/* ---- predict ------------------------------------------------------------------------------- */
 
 typedef struct {
     FILE *f;
@@ -179,6 +235,20 @@ typedef struct {
     session *s;
     int run_failed; /* run_all failed and has said why */
 } pred_acc;
+
+/* A CSV field: quoted when it holds a comma, a quote or a line break. */
+static void csv_field(FILE *f, const char *v) {
+    if (!strpbrk(v, ",\"\r\n")) {
+        fputs(v, f);
+        return;
+    }
+    fputc('"', f);
+    for (const char *p = v; *p; p++) {
+        if (*p == '"') fputc('"', f);
+        fputc(*p, f);
+    }
+    fputc('"', f);
+}
 
 static void predict_one(void *user, size_t i, const loom_batch *b, int j, const float *p, int K) {
     pred_acc *a = user;
@@ -189,7 +259,10 @@ static void predict_one(void *user, size_t i, const loom_batch *b, int j, const 
     }
     char where[4200], nb[64];
     loom_dataset_describe(a->s->ds, b->index[j], where, sizeof where);
-    fprintf(a->f, "%s\t%s\t%.4f\n", where, class_name_at(a->s->st.class_names, k, nb, sizeof nb), p[k]);
+    csv_field(a->f, where);
+    fputc(',', a->f);
+    csv_field(a->f, class_name(a->s, k, nb, sizeof nb));
+    fprintf(a->f, ",%.4f\n", p[k]);
 }
 
 /* The whole prediction run, streamed to f (standard output, or the temporary
@@ -197,7 +270,7 @@ static void predict_one(void *user, size_t i, const loom_batch *b, int j, const 
 static int predict_all(FILE *f, void *user) {
     pred_acc *a = user;
     a->f = f;
-    if (a->kaggle) fprintf(f, "ImageId,Label\n");
+    fputs(a->kaggle ? "ImageId,Label\n" : "file,class,probability\n", f);
     if (run_all("predict", a->s, predict_one, a)) {
         a->run_failed = 1;
         return LOOM_ERR;
@@ -205,40 +278,41 @@ static int predict_all(FILE *f, void *user) {
     return LOOM_OK;
 }
 
+static const cli_opt predict_options[] = {
+    CLI_OPT("data", "PATH", "test.csv, a folder of images, or an image file (required)", NULL),
+    CLI_OPT("out", "FILE", "output CSV (default: submission.csv for a Kaggle test.csv, else standard output)", NULL),
+    CLI_OPT("resize", NULL, "resize and convert images that differ from the training data's size or channels", NULL),
+    CLI_OPT("batch", "N", "batch size", "256"),
+    CLI_OPT("threads", "N", "threads (0 = one per core)", "0"),
+    CLI_END};
+
 int cmd_predict(int argc, char **argv) {
-    if (argc < 1 || argv[0][0] == '-') {
-        if (argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
-            printf("usage: loom predict CHECKPOINT --data PATH [--out FILE]\n\n"
-                   "For a Kaggle Digit Recognizer test.csv: writes a submission 'ImageId,Label' (ImageId from 1,\n"
-                   "in row order) to --out (default submission.csv). For a folder or a single image: one line\n"
-                   "per image: file, class name, probability (to --out or standard output).\n");
-            return 0;
-        }
-        fprintf(stderr, "loom predict: a CHECKPOINT file is required (loom predict --help)\n");
-        return 2;
-    }
-    cli_opt o[] = {{"data", "PATH", "test.csv, a folder of images, or an image file", NULL},
-                   {"out", "FILE", "output file (default: submission.csv for a CSV, else standard output)", NULL},
-                   {"batch", "N", "batch size", "256"},
-                   {"threads", "N", "threads (0 = all cores)", "0"},
-                   {NULL, NULL, NULL, NULL}};
-    int pr = cli_parse("predict", "CHECKPOINT --data PATH [options]", o, argc - 1, argv + 1);
-    if (pr) return pr > 0 ? 0 : 2;
+    cli_opt o[sizeof predict_options / sizeof *predict_options];
+    memcpy(o, predict_options, sizeof o);
+    const char *ckpt = NULL;
+    int npos = 0, pr = cli_parse("predict",
+                                 "CHECKPOINT --data PATH [--out FILE]\n\nFor a Kaggle Digit Recognizer test.csv: a "
+                                 "submission 'ImageId,Label' (ImageId from 1, in row order).\nFor images: a CSV "
+                                 "'file,class,probability', one row per image.",
+                                 o, argc, argv, &ckpt, 1, &npos);
+    if (pr) return pr > 0 ? EXIT_DONE : EXIT_USAGE;
+    if (need_checkpoint("predict", npos)) return EXIT_USAGE;
     const char *data = cli_get(o, "data");
     if (!data) {
         fprintf(stderr, "loom predict: --data PATH is required\n");
-        return 2;
+        return EXIT_USAGE;
     }
-    long batch = 256, threads = 0;
-    if (cli_int("predict", o, "batch", 1, 65536, &batch) || cli_int("predict", o, "threads", 0, 1024, &threads))
-        return 2;
-    session s;
-    if (session_open("predict", &s, argv[0], data, "test", (int)batch, (int)threads)) return 1;
-    int kaggle = !strcmp(s.ds->format, "csv");
     const char *out = cli_get(o, "out");
+    if (out && check_writable(out)) {
+        fprintf(stderr, "loom predict: --out: %s\n", loom_error());
+        return EXIT_FAILED;
+    }
+    session s;
+    int rc = session_open("predict", &s, ckpt, o, 0);
+    if (rc) return rc;
+    int kaggle = !strcmp(s.ds->format, "csv");
     if (!out && kaggle) out = "submission.csv";
     pred_acc a = {.kaggle = kaggle, .s = &s};
-    int rc;
     if (!out) {
         rc = predict_all(stdout, &a);
     } else if ((rc = loom_atomic_write(out, predict_all, &a)) != LOOM_OK) {
@@ -247,5 +321,5 @@ int cmd_predict(int argc, char **argv) {
         fprintf(stderr, "wrote %zu predictions to %s\n", s.ds->count, out);
     }
     session_free(&s);
-    return rc ? 1 : 0;
+    return rc ? EXIT_FAILED : EXIT_DONE;
 }

@@ -3,6 +3,7 @@
  * seg_test) from Fashion-MNIST or from synthetic scenes, for benchmarks and
  * tests. loom make-csv: write Kaggle Digit Recognizer train.csv / test.csv
  * files from IDX data. */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -61,15 +62,15 @@ static void from_fashion(uint8_t *px, int S, const uint8_t *src, int k) {
 }
 
 int cmd_make_folder(int argc, char **argv) {
-    cli_opt o[] = {{"out", "DIR", "where to write (seg_train/seg_train/<class>/, seg_test/seg_test/<class>/)", NULL},
-                   {"from", "SRC", "synthetic (6 scene classes) or an IDX folder such as Fashion-MNIST", "synthetic"},
-                   {"train", "N", "training images per class", "100"},
-                   {"test", "N", "test images per class", "20"},
-                   {"size", "S", "image side in pixels", "150"},
-                   {"quality", "Q", "JPEG quality", "90"},
-                   {"seed", "N", "seed for synthetic images", "1"},
-                   {NULL, NULL, NULL, NULL}};
-    int pr = cli_parse("make-folder", "--out DIR [options]", o, argc, argv);
+    cli_opt o[] = {CLI_OPT("out", "DIR", "where to write (seg_train/seg_train/<class>/, seg_test/seg_test/<class>/)", NULL),
+                   CLI_OPT("from", "SRC", "synthetic (6 scene classes) or an IDX folder such as Fashion-MNIST", "synthetic"),
+                   CLI_OPT("train", "N", "training images per class", "100"),
+                   CLI_OPT("test", "N", "test images per class", "20"),
+                   CLI_OPT("size", "S", "image side in pixels", "150"),
+                   CLI_OPT("quality", "Q", "JPEG quality", "90"),
+                   CLI_OPT("seed", "N", "seed for synthetic images", "1"),
+                   CLI_END};
+    int pr = cli_parse("make-folder", "--out DIR [options]", o, argc, argv, NULL, 0, NULL);
     if (pr) return pr > 0 ? 0 : 2;
     long ntr = 100, nte = 20, S = 150, q = 90, seed = 1;
     if (cli_int("make-folder", o, "train", 0, 1000000, &ntr) || cli_int("make-folder", o, "test", 0, 1000000, &nte) ||
@@ -80,6 +81,19 @@ int cmd_make_folder(int argc, char **argv) {
     if (!out) {
         fprintf(stderr, "loom make-folder: --out DIR is required\n");
         return 2;
+    }
+    /* images of another run (another size, another class set) must not end up mixed with these */
+    DIR *existing = opendir(out);
+    if (existing) {
+        int entries = 0;
+        for (struct dirent *e; (e = readdir(existing)) != NULL;) entries += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+        closedir(existing);
+        if (entries) {
+            fprintf(stderr, "loom make-folder: --out %s exists and is not empty: writing into it would mix these images "
+                            "with what it holds (choose a new folder, or remove it first)\n",
+                    out);
+            return EXIT_USAGE;
+        }
     }
     int synthetic = !strcmp(from, "synthetic");
     loom_dataset *src[2] = {NULL, NULL};
@@ -178,12 +192,12 @@ static int csv_labels(FILE *f, void *ctx) {
 /* Kaggle Digit Recognizer files from IDX data: train.csv (label,pixel0..) and
  * test.csv (pixel0.., no label) plus the true test labels for scoring. */
 int cmd_make_csv(int argc, char **argv) {
-    cli_opt o[] = {{"from", "DIR", "IDX folder (MNIST or Fashion-MNIST)", "/usr/share/datasets/fashion-mnist"},
-                   {"out", "DIR", "where to write train.csv, test.csv, test_labels.csv", NULL},
-                   {"train", "N", "rows of train.csv (0 = all)", "0"},
-                   {"test", "N", "rows of test.csv (0 = all)", "0"},
-                   {NULL, NULL, NULL, NULL}};
-    int pr = cli_parse("make-csv", "--out DIR [options]", o, argc, argv);
+    cli_opt o[] = {CLI_OPT("from", "DIR", "IDX folder (MNIST or Fashion-MNIST)", "/usr/share/datasets/fashion-mnist"),
+                   CLI_OPT("out", "DIR", "where to write train.csv, test.csv, test_labels.csv", NULL),
+                   CLI_OPT("train", "N", "rows of train.csv (0 = all)", "0"),
+                   CLI_OPT("test", "N", "rows of test.csv (0 = all)", "0"),
+                   CLI_END};
+    int pr = cli_parse("make-csv", "--out DIR [options]", o, argc, argv, NULL, 0, NULL);
     if (pr) return pr > 0 ? 0 : 2;
     long lim[2] = {0, 0};
     if (cli_int("make-csv", o, "train", 0, 10000000, &lim[0]) || cli_int("make-csv", o, "test", 0, 10000000, &lim[1]))

@@ -1,349 +1,928 @@
-/* loom train: a zoo model (or a checkpoint) trained on a data set whose format
- * is recognised from the path, with validation, a schedule, augmentation,
- * checkpoints (last and best), resume, a metrics CSV and a plot of the curves. */
+/* loom train: a zoo model (or a checkpoint's) trained on a data set whose
+ * format is recognised from the path, with validation, a schedule,
+ * augmentation, checkpoints (last and best, in a locked folder), resume, a
+ * metrics CSV and a plot of the curves.
+ *
+ * The command is a sequence of steps, one function each: parse the options;
+ * take a resumed run's settings from its checkpoint; settle the numbers;
+ * open the data (checked against the model); build the model; open the
+ * outputs (all checked before the first epoch); make the trainer; train;
+ * report. Every option takes effect or is refused with the reason.
+ * Steps return 0 to go on, an exit code, or DONE (nothing left to do). */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "common.h"
+#include "plot.h"
+#include "progress.h"
+#include "runinfo.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 #define MAX_EPOCHS 10000
+#define DONE (-1)
+
+/* The options that define a run: resuming takes them from the checkpoint and
+ * refuses one given that disagrees ("epochs" and "lr" have rules of their own). */
+static const char *const run_options[] = {"model", "val", "val-split", "batch", "optim", "lr", "momentum", "nesterov",
+                                          "weight-decay", "clip", "schedule", "augment", "image-size", "channels",
+                                          "seed", "deterministic", "class-names", NULL};
 
 typedef struct {
+    cli_opt *o;
+    /* settings (a resumed run's from its checkpoint) */
+    long epochs, stop_after, batch, threads, lthreads, early;
+    long seed;
+    double lr, momentum, wd, clip, vsplit, skip_limit, progress_every;
+    int ih, iw, channels;
+    char epochs_buf[24];
+    /* resuming or fine-tuning */
+    loom_checkpoint *ck;
+    run_info saved;
+    loom_trainer_opts saved_to;
+    int restart;               /* a finished cosine run restarted from --lr */
+    model_side init_side;      /* --init: what its model takes */
+    /* the run */
+    run_info run;
+    loom_fit_state st;
+    loom_dataset *own[8];
+    int nown;
+    loom_dataset *base, *train, *val;
+    char val_what[4400];
+    char **names;              /* --class-names */
+    loom_augment *aug, *eaug;
     loom_graph *g;
     loom_trainer *t;
-    loom_train_state st;
-    loom_schedule *sched;
-    const char *ckpt_dir, *log_path, *plot_path;
-    loom_epoch_metrics *hist;
-    int nhist;
-    int rising;           /* epochs in a row with val loss up and train loss down */
-    int failed;
-} train_ctx;
+    loom_ckdir *ckd;
+    const char *log, *plot;
+    char log_buf[4200];
+    progress prog;
+    int first_epoch, ran, rising, failed, user_stop;
+    double t0;
+} train_run;
 
-static int log_rows(FILE *f, void *ctx) {
-    const train_ctx *c = ctx;
-    fprintf(f, "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,images_per_s,data_wait_s\n");
-    for (int i = 0; i < c->nhist; i++) {
-        const loom_epoch_metrics *m = &c->hist[i];
-        fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f,%.1f,%.3f\n", m->epoch, m->train_loss, m->train_acc, m->val_loss,
-                m->val_acc, m->lr, m->seconds, m->images_per_s, m->data_wait);
-    }
-    return LOOM_OK; /* a failed fprintf shows in ferror(), which loom_atomic_write checks */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "loom train: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
 }
 
-/* Curves through gnuplot: the metrics CSV in, a PNG (or SVG) out. */
-static int plot(const train_ctx *c) {
-    if (system("command -v gnuplot >/dev/null 2>&1") != 0)
-        return loom_set_error("--plot needs gnuplot (apt-get install gnuplot-nox)");
-    int svg = strlen(c->plot_path) > 4 && !strcmp(c->plot_path + strlen(c->plot_path) - 4, ".svg");
-    FILE *p = popen("gnuplot 2>&1", "w");
-    if (!p) return loom_set_error("cannot run gnuplot: %s", strerror(errno));
-    fprintf(p, "set terminal %s size 1100,450 font ',10'\nset output '%s'\n", svg ? "svg" : "pngcairo",
-            c->plot_path);
-    fprintf(p, "set datafile separator ','\nset key autotitle columnhead\nset multiplot layout 1,2 title '%s'\n",
-            loom_graph_name(c->g));
-    fprintf(p, "set title 'loss'\nset xlabel 'epoch'\nset grid\nset xrange [%g:%g]\n",
-            c->hist[0].epoch - 0.5, c->hist[c->nhist - 1].epoch + 0.5);
-    int val = c->nhist && c->hist[0].val_loss >= 0;
-    fprintf(p, "plot '%s' using 1:2 with linespoints lw 2 title 'train'%s\n", c->log_path,
-            val ? ", '' using 1:4 with linespoints lw 2 title 'validation'" : "");
-    fprintf(p, "set title 'accuracy (%%)'\nset key bottom right\n");
-    fprintf(p, "plot '%s' using 1:($3*100) with linespoints lw 2 title 'train'%s\n", c->log_path,
-            val ? ", '' using 1:($5*100) with linespoints lw 2 title 'validation'" : "");
-    fprintf(p, "unset multiplot\n");
-    if (pclose(p) != 0) return loom_set_error("gnuplot failed to draw %s", c->plot_path);
-    return LOOM_OK;
+static int failed(const char *what) {
+    say("%s%s%s", what ? what : "", what ? ": " : "", loom_error());
+    return EXIT_FAILED;
 }
 
-static int save(train_ctx *c, const char *name, const loom_epoch_metrics *m) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s.safetensors", c->ckpt_dir, name);
-    c->st.epoch = m->epoch;
-    c->st.step = loom_trainer_steps(c->t);
-    c->st.sched = *c->sched;
-    return loom_checkpoint_save(path, c->g, &c->st, loom_trainer_optim(c->t));
+static loom_dataset *keep(train_run *r, loom_dataset *ds) {
+    if (ds) r->own[r->nown++] = ds;
+    return ds;
 }
 
-static int on_epoch(const loom_epoch_metrics *m, void *user) {
-    train_ctx *c = user;
-    c->hist[c->nhist++] = *m;
-    if (c->nhist >= 2) {
-        const loom_epoch_metrics *p = &c->hist[c->nhist - 2];
-        if (m->val_loss >= 0 && m->val_loss > p->val_loss && m->train_loss < p->train_loss) c->rising++;
-        else c->rising = 0;
-        if (c->rising >= 3)
-            printf("warning: validation loss has risen for %d epochs while training loss fell: overfitting "
-                   "(more augmentation, dropout or weight decay, or --early-stop, may help)\n",
-                   c->rising);
+/* ---- 1. options ----------------------------------------------------------------------- */
+
+static const cli_opt train_options[] = {
+    {"data", "PATH", "training data: IDX folder/file, .csv, a folder of class folders (or of seg_train/seg_test), "
+                     "CIFAR batches", DEFAULT_DATA, 0, NULL},
+    {"model", "NAME", "zoo model (loom summary --list); default lenet5 up to 32 px, else minivgg", NULL, 0, NULL},
+    {"init", "FILE", "start from this checkpoint's architecture and weights (fine-tuning)", NULL, 0, NULL},
+    {"resume", "FILE", "continue the run saved in this checkpoint (its settings come with it)", NULL, 0, NULL},
+    {"val", "PATH", "validation data (default: the data's test split if it has one, else --val-split 0.1)", NULL, 0,
+     NULL},
+    {"val-split", "F", "hold out this fraction of the training data for validation (stratified; 0 = none)", NULL, 0,
+     NULL},
+    {"epochs", "N", "total epochs (resuming: the saved plan; more extends it)", "5", 0, NULL},
+    {"stop-after", "N", "stop after N epochs of this invocation, as if interrupted (resume later)", NULL, 0, NULL},
+    {"batch", "N", "mini-batch size", "64", 0, NULL},
+    {"threads", "N", "compute threads (0 = one per core)", "0", 0, NULL},
+    {"loader-threads", "N", "data loading threads", "1", 0, NULL},
+    {"optim", "NAME", "sgd, adam, adamw, rmsprop, adagrad, nadam", "sgd", 0, NULL},
+    {"lr", "X", "learning rate (resuming a finished cosine run: the start of a new cosine segment)", "0.05", 0, NULL},
+    {"momentum", "X", "SGD/RMSprop momentum", "0.9", 0, NULL},
+    {"nesterov", NULL, "Nesterov momentum (SGD)", NULL, 0, NULL},
+    {"weight-decay", "X", "L2 weight decay (decoupled for adamw)", "0", 0, NULL},
+    {"clip", "X", "clip gradients to this global L2 norm (0 = off)", "0", 0, NULL},
+    {"schedule", "SPEC", "const, step:N[:G], multistep:E1,E2[:G], exp:G, cosine[:WARMUP], plateau[:P[:F]]",
+     "cosine", 0, NULL},
+    {"augment", "SPEC", "e.g. flip-h,rotate=15,brightness=0.2,contrast=0.2,crop=4,normalize=0.5/0.25", NULL, 0, NULL},
+    {"image-size", "HxW", "resize images to this (default: the data's size)", NULL, 0, NULL},
+    {"channels", "N", "image folders: 1 (grey) or 3 (colour); default: as the first image", NULL, 0, NULL},
+    {"class-names", "LIST", "class names, comma-separated, or a file with one per line (default: the data's)", NULL,
+     0, NULL},
+    {"seed", "N", "seed for initialisation, shuffling, dropout and augmentation", "1", 0, NULL},
+    {"deterministic", NULL, "bit-identical results for any thread count", NULL, 0, NULL},
+    {"checkpoint", "DIR", "keep DIR/last.safetensors (every epoch), DIR/best.safetensors and DIR/metrics.csv", NULL, 0,
+     NULL},
+    {"overwrite", NULL, "start a new run in a --checkpoint folder that holds one (replacing it)", NULL, 0, NULL},
+    {"log", "FILE", "per-epoch metrics as CSV (default with --checkpoint: DIR/metrics.csv)", NULL, 0, NULL},
+    {"plot", "FILE", "loss and accuracy curves, .png or .svg, redrawn every epoch", NULL, 0, NULL},
+    {"early-stop", "N", "stop after N epochs without a better validation accuracy (0 = off)", "0", 0, NULL},
+    {"skip-bad", NULL, "leave out unreadable images, found before training; stop if over N% (default 1%)", NULL, 0,
+     "1%"},
+    {"progress", "SECONDS", "when output is not a terminal, a progress line this often (0 = none)", "10", 0, NULL},
+    {"quiet", NULL, "no progress bar or lines (the epoch lines stay)", NULL, 0, NULL},
+    {NULL, NULL, NULL, NULL, 0, NULL}};
+
+static int parse(train_run *r, cli_opt *o, int argc, char **argv) {
+    r->o = o;
+    int pr = cli_parse("train", "[options]   (loom train --data DIR alone trains something reasonable)", o, argc,
+                       argv, NULL, 0, NULL);
+    if (pr) return pr > 0 ? DONE : EXIT_USAGE;
+    if (cli_exclude("train", o, "resume", "init", "a resumed run has its weights already") ||
+        cli_exclude("train", o, "init", "model", "--init takes the architecture from its checkpoint") ||
+        cli_exclude("train", o, "resume", "overwrite", "a resumed run continues in its own folder") ||
+        cli_exclude("train", o, "val", "val-split", "validation data comes from one place"))
+        return EXIT_USAGE;
+    if (cli_given(o, "overwrite") && !cli_given(o, "checkpoint")) {
+        say("--overwrite needs --checkpoint DIR (the folder whose run it replaces)");
+        return EXIT_USAGE;
     }
-    if (c->ckpt_dir) {
-        int best = m->val_acc > c->st.best_metric;
-        if (best) c->st.best_metric = m->val_acc;
-        if (save(c, "last", m) || (best && save(c, "best", m))) {
-            fprintf(stderr, "loom train: checkpoint: %s\n", loom_error());
-            c->failed = 1;
-            return 1;
-        }
-    }
-    /* The whole log is rewritten each epoch; atomically, so a crash keeps the last one. */
-    if (c->log_path && loom_atomic_write(c->log_path, log_rows, c)) {
-        fprintf(stderr, "loom train: --log: %s\n", loom_error());
-        c->failed = 1;
-        return 1;
-    }
-    if (c->plot_path && plot(c)) fprintf(stderr, "loom train: --plot: %s\n", loom_error());
     return 0;
 }
 
-int cmd_train(int argc, char **argv) {
-    cli_opt o[] = {
-        {"data", "PATH", "training data: IDX folder/file, .csv, folder of class folders, CIFAR batches", DEFAULT_DATA},
-        {"model", "NAME", "zoo model (loom summary --list); default lenet5 up to 32 px, else minivgg", NULL},
-        {"init", "FILE", "start from this checkpoint's architecture and weights (fine-tuning)", NULL},
-        {"resume", "FILE", "continue the training saved in this checkpoint", NULL},
-        {"val", "PATH", "validation data (default: the test split of IDX/CIFAR data, else --val-split)", NULL},
-        {"val-split", "F", "hold out this fraction of the training data for validation (stratified)", NULL},
-        {"epochs", "N", "total epochs (default 5; when resuming, the saved plan)", NULL},
-        {"stop-after", "N", "stop after N epochs of this run, as if interrupted (resume later)", NULL},
-        {"batch", "N", "mini-batch size", "64"},
-        {"threads", "N", "compute threads (0 = all cores)", "0"},
-        {"loader-threads", "N", "data loading threads", "1"},
-        {"optim", "NAME", "sgd, adam, adamw, rmsprop, adagrad, nadam", "sgd"},
-        {"lr", "X", "learning rate", "0.05"},
-        {"momentum", "X", "SGD/RMSprop momentum", "0.9"},
-        {"nesterov", NULL, "Nesterov momentum (SGD)", NULL},
-        {"weight-decay", "X", "L2 weight decay (decoupled for adamw)", "0"},
-        {"clip", "X", "clip gradients to this global L2 norm (0 = off)", "0"},
-        {"schedule", "SPEC", "const, step:N[:G], multistep:E1,E2[:G], exp:G, cosine[:WARMUP], plateau[:P[:F]]", "cosine"},
-        {"augment", "SPEC", "e.g. flip-h,rotate=15,brightness=0.2,contrast=0.2,crop=4,normalize=0.5/0.25", NULL},
-        {"image-size", "HxW", "resize images to this (default: the data's size)", NULL},
-        {"channels", "N", "1 or 3 (image folders)", "3"},
-        {"seed", "N", "seed for initialisation, shuffling, dropout and augmentation", "1"},
-        {"deterministic", NULL, "bit-identical results for any thread count", NULL},
-        {"checkpoint", "DIR", "save DIR/last.safetensors every epoch and DIR/best.safetensors", NULL},
-        {"log", "FILE", "write per-epoch metrics as CSV", NULL},
-        {"plot", "FILE", "draw loss and accuracy curves (.png or .svg, with gnuplot)", NULL},
-        {"early-stop", "N", "stop after N epochs without a better validation accuracy", "0"},
-        {"skip-bad", NULL, "skip unreadable images with a warning instead of stopping", NULL},
-        {"quiet", NULL, "no progress bar", NULL},
-        {NULL, NULL, NULL, NULL}};
-    int pr = cli_parse("train", "[options]   (loom train --data DIR alone trains something reasonable)", o, argc, argv);
-    if (pr) return pr > 0 ? 0 : 2;
-    long epochs = 5, stop_after = 0, batch = 64, threads = 0, lthreads = 1, seed = 1, channels = 3, early = 0;
-    double lr = 0.05, mom = 0.9, wd = 0, clip = 0, vsplit = 0;
-    if (cli_int("train", o, "epochs", 1, MAX_EPOCHS, &epochs) || cli_int("train", o, "stop-after", 1, MAX_EPOCHS, &stop_after) || cli_int("train", o, "batch", 1, 65536, &batch) ||
-        cli_int("train", o, "threads", 0, 1024, &threads) || cli_int("train", o, "loader-threads", 1, 256, &lthreads) ||
-        cli_int("train", o, "seed", 0, 0x7fffffffL, &seed) || cli_int("train", o, "channels", 1, 3, &channels) ||
-        cli_int("train", o, "early-stop", 0, MAX_EPOCHS, &early) || cli_float("train", o, "lr", 0, 100, &lr) ||
-        cli_float("train", o, "momentum", 0, 1, &mom) || cli_float("train", o, "weight-decay", 0, 10, &wd) ||
-        cli_float("train", o, "clip", 0, 1e9, &clip) || cli_float("train", o, "val-split", 0, 0.99, &vsplit))
-        return 2;
-    int kind = loom_optim_parse(cli_get(o, "optim"));
-    if (kind < 0) {
-        fprintf(stderr, "loom train: --optim: unknown optimizer '%s' (sgd, adam, adamw, rmsprop, adagrad, nadam)\n",
-                cli_get(o, "optim"));
-        return 2;
+/* ---- 2. resuming: the run's settings come from its checkpoint ---------------------------- */
+
+static int same_value(const char *name, const char *a, const char *b) {
+    if (!strcmp(name, "image-size")) {
+        int h1, w1, h2, w2;
+        if (!parse_hw(a, &h1, &w1) && !parse_hw(b, &h2, &w2)) return h1 == h2 && w1 == w2;
     }
-    int ih = 0, iw = 0;
-    if (cli_get(o, "image-size") && parse_hw(cli_get(o, "image-size"), &ih, &iw)) {
-        fprintf(stderr, "loom train: --image-size: '%s' is not HxW (e.g. 64x64)\n", cli_get(o, "image-size"));
-        return 2;
+    char *e1, *e2;
+    double x = strtod(a, &e1), y = strtod(b, &e2);
+    if (*a && *b && !*e1 && !*e2) return x == y;
+    return !strcmp(a, b);
+}
+
+/* How many epochs a resumed run trains in all: the saved plan, or a given
+ * longer one, re-planned in a stated way. */
+static int plan_epochs(train_run *r) {
+    const char *planned_s = runinfo_opt(&r->saved, "epochs");
+    if (!planned_s) {
+        loom_set_error("%s: loom.run has no epochs", cli_get(r->o, "resume"));
+        return failed("--resume");
     }
-    const char *resume = cli_get(o, "resume"), *init = cli_get(o, "init");
-    if (resume && init) {
-        fprintf(stderr, "loom train: --resume and --init exclude each other\n");
-        return 2;
+    long planned = strtol(planned_s, NULL, 10), want = planned;
+    int done = r->st.epoch, finished = done >= planned && r->st.batch == 0;
+    if (cli_given(r->o, "epochs") && cli_int("train", r->o, "epochs", 1, MAX_EPOCHS, &want)) return EXIT_USAGE;
+    if (want <= done) {
+        if (cli_given(r->o, "epochs")) {
+            say("--epochs %ld: the checkpoint has already trained %d epoch%s (give more to extend the run)", want,
+                done, plural(done));
+            return EXIT_USAGE;
+        }
+        printf("%s: this run has finished all %ld epoch%s; nothing to do (give --epochs N to train further)\n",
+               cli_get(r->o, "resume"), planned, plural(planned));
+        return DONE;
     }
-    loom_augment *aug = NULL, *eaug = NULL;
+    snprintf(r->epochs_buf, sizeof r->epochs_buf, "%ld", want);
+    cli_find(r->o, "epochs")->value = r->epochs_buf;
+    if (want == planned) return 0; /* --lr, if given, is checked like any other setting */
+    loom_schedule *s = &r->st.sched;
+    char before[200], after[200];
+    loom_schedule_describe(s, before, sizeof before);
+    double lr = 0;
+    if (s->kind == LOOM_SCHED_COSINE && finished) {
+        if (!cli_given(r->o, "lr")) {
+            say("--epochs %ld: this run's cosine schedule ended after epoch %d at a learning rate of %.3g, so more "
+                "epochs would learn nothing. Give --lr X as well to train epochs %d to %ld on a new cosine segment "
+                "from X down to %g (a warm restart; e.g. --lr %.3g)",
+                want, done, loom_schedule_lr(s, done, 0.0), done + 1, want, s->min_lr, s->base_lr / 5);
+            return EXIT_USAGE;
+        }
+        if (cli_float("train", r->o, "lr", 1e-9, 100, &lr)) return EXIT_USAGE;
+        r->restart = 1;
+    } else if (cli_given(r->o, "lr")) {
+        say("--lr: a resumed run keeps its learning rate; --lr is taken only to restart a finished cosine schedule "
+            "(this run %s)",
+            s->kind != LOOM_SCHED_COSINE ? "does not use cosine" : "has not finished");
+        return EXIT_USAGE;
+    }
+    if (loom_schedule_extend(s, (int)want, done, (float)lr)) return failed(NULL);
+    printf("re-planned from %ld to %ld epochs: learning rate %s (was %s)\n", planned, want,
+           loom_schedule_describe(s, after, sizeof after), before);
+    return 0;
+}
+
+/* Every run-defining option from the checkpoint; a given one that differs is refused. */
+static int apply_saved(train_run *r) {
+    for (const char *const *n = run_options; *n; n++) {
+        const char *saved = runinfo_opt(&r->saved, *n);
+        cli_opt *o = cli_find(r->o, *n);
+        if (!saved || (!strcmp(*n, "lr") && r->restart)) continue;
+        if (!o->given) {
+            o->value = o->arg ? (saved[0] ? saved : NULL) : (!strcmp(saved, "1") ? "1" : NULL);
+            continue;
+        }
+        if (!same_value(*n, o->arg ? o->value : "1", saved)) {
+            say("--%s%s%s contradicts the checkpoint, whose run has %s%s: a resumed run keeps the settings it "
+                "started with (to change them, start a new run from its weights: --init %s)",
+                *n, o->arg ? " " : "", o->arg ? o->value : "", saved[0] ? "--" : "no --", *n,
+                cli_get(r->o, "resume"));
+            return EXIT_USAGE;
+        }
+    }
+    if (!cli_given(r->o, "data")) cli_find(r->o, "data")->value = r->saved.data; /* unless it moved */
+    return 0;
+}
+
+/* The checkpoint folder first: its lock keeps other runs out, and opening it
+ * completes or drops an interrupted commit before anything reads last. */
+static int lock_folder(train_run *r) {
+    const char *dir = cli_get(r->o, "checkpoint"), *resume = cli_get(r->o, "resume");
+    char buf[4096];
+    if (!dir && resume) {
+        const char *slash = strrchr(resume, '/');
+        snprintf(buf, sizeof buf, "%.*s", slash ? (int)(slash - resume) : 1, slash ? resume : ".");
+        if (slash == resume) snprintf(buf, sizeof buf, "/");
+        dir = buf;
+    }
+    if (dir && !(r->ckd = loom_ckdir_open(dir))) return failed("--checkpoint");
+    if (r->ckd && loom_ckdir_repaired(r->ckd))
+        printf("%s: finished an interrupted checkpoint write and removed %d leftover file%s\n", dir,
+               loom_ckdir_repaired(r->ckd), plural(loom_ckdir_repaired(r->ckd)));
+    if (!r->ckd || resume) return 0;
+    char last[4200], best[4200];
+    loom_ckdir_file(r->ckd, "last", last, sizeof last);
+    loom_ckdir_file(r->ckd, "best", best, sizeof best);
+    if (access(last, F_OK) == 0 || access(best, F_OK) == 0) {
+        if (!cli_given(r->o, "overwrite")) {
+            say("--checkpoint %s holds a run already: continue it with --resume %s, or replace it with --overwrite, "
+                "or choose another folder",
+                dir, last);
+            return EXIT_USAGE;
+        }
+        if ((unlink(last) && errno != ENOENT) || (unlink(best) && errno != ENOENT)) {
+            say("--overwrite: cannot remove the old run's checkpoints in %s: %s", dir, strerror(errno));
+            return EXIT_FAILED;
+        }
+    }
+    return 0;
+}
+
+static int from_checkpoint(train_run *r) {
+    const char *resume = cli_get(r->o, "resume"), *init = cli_get(r->o, "init");
+    if (init) {
+        if (!(r->ck = loom_checkpoint_open(init)) || !(r->g = loom_checkpoint_graph(r->ck)) ||
+            model_side_of_checkpoint(&r->init_side, r->ck, r->g))
+            return failed("--init");
+        return 0;
+    }
+    if (!resume) return 0;
+    if (!(r->ck = loom_checkpoint_open(resume)) || loom_train_read(r->ck, &r->saved_to, &r->st) ||
+        runinfo_read(&r->saved, r->ck) || !(r->g = loom_checkpoint_graph(r->ck)))
+        return failed("--resume");
+    int rc = plan_epochs(r);
+    return rc ? rc : apply_saved(r);
+}
+
+/* ---- 3. the settings as numbers ---------------------------------------------------------- */
+
+static int settings(train_run *r) {
+    cli_opt *o = r->o;
+    r->stop_after = r->early = 0;
+    r->threads = 0, r->lthreads = 1, r->seed = 1;
+    r->vsplit = -1, r->skip_limit = -1, r->progress_every = 10;
+    if (cli_int("train", o, "epochs", 1, MAX_EPOCHS, &r->epochs) ||
+        cli_int("train", o, "stop-after", 1, MAX_EPOCHS, &r->stop_after) ||
+        cli_int("train", o, "batch", 1, 65536, &r->batch) || cli_int("train", o, "threads", 0, 1024, &r->threads) ||
+        cli_int("train", o, "loader-threads", 1, 64, &r->lthreads) ||
+        cli_int("train", o, "seed", 0, 0x7fffffffL, &r->seed) ||
+        cli_int("train", o, "early-stop", 0, MAX_EPOCHS, &r->early) ||
+        cli_float("train", o, "lr", 1e-9, 100, &r->lr) || cli_float("train", o, "momentum", 0, 1, &r->momentum) ||
+        cli_float("train", o, "weight-decay", 0, 10, &r->wd) || cli_float("train", o, "clip", 0, 1e9, &r->clip) ||
+        cli_float("train", o, "val-split", 0, 0.9, &r->vsplit) ||
+        cli_float("train", o, "progress", 0, 1e6, &r->progress_every))
+        return EXIT_USAGE;
+    long ch = 0;
+    if (cli_int("train", o, "channels", 1, 3, &ch) || (ch == 2 && (say("--channels: 1 (grey) or 3 (colour)"), 1)))
+        return EXIT_USAGE;
+    r->channels = (int)ch;
+    if (cli_get(o, "image-size") && parse_hw(cli_get(o, "image-size"), &r->ih, &r->iw)) {
+        say("--image-size: '%s' is not HxW (e.g. 64x64)", cli_get(o, "image-size"));
+        return EXIT_USAGE;
+    }
+    if (r->ih > 4096 || r->iw > 4096) {
+        say("--image-size %s: at most 4096x4096", cli_get(o, "image-size"));
+        return EXIT_USAGE;
+    }
+    const char *sb = cli_get(o, "skip-bad");
+    if (sb) {
+        char *end;
+        r->skip_limit = strtod(sb, &end);
+        if (end == sb || (*end && strcmp(end, "%")) || !(r->skip_limit >= 0 && r->skip_limit <= 100)) {
+            say("--skip-bad=%s: give the most unreadable images to leave out as a percentage, e.g. --skip-bad=5%%",
+                sb);
+            return EXIT_USAGE;
+        }
+    }
+    if (loom_optim_parse(cli_get(o, "optim")) < 0) {
+        say("--optim: unknown optimizer '%s' (sgd, adam, adamw, rmsprop, adagrad, nadam)", cli_get(o, "optim"));
+        return EXIT_USAGE;
+    }
+    if (cli_given(o, "nesterov") && strcmp(cli_get(o, "optim"), "sgd")) {
+        say("--nesterov applies to --optim sgd, not %s", cli_get(o, "optim"));
+        return EXIT_USAGE;
+    }
+    if (r->early && !strcmp(cli_get(o, "val-split") ? cli_get(o, "val-split") : "", "0")) {
+        say("--early-stop watches the validation accuracy; --val-split 0 leaves no validation data");
+        return EXIT_USAGE;
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    if (r->threads > 4 * cores) {
+        say("--threads %ld: this machine has %ld core%s; more than %ld threads only make training slower (each "
+            "thread waits for a core)",
+            r->threads, cores, plural(cores), 4 * cores);
+        return EXIT_USAGE;
+    }
+    if (r->threads > cores)
+        printf("warning: --threads %ld on %ld core%s: threads will wait for cores (expect it slower than --threads "
+               "%ld)\n",
+               r->threads, cores, plural(cores), cores);
+    if (!cli_get(o, "resume")) {
+        loom_schedule sched;
+        if (loom_schedule_parse(cli_get(o, "schedule"), (float)r->lr, (int)r->epochs, &sched)) {
+            say("--schedule: %s", loom_error());
+            return EXIT_USAGE;
+        }
+        loom_fit_state_init(&r->st, &sched);
+    }
+    const char *model = cli_get(o, "model");
+    int known = !model;
+    for (const char *const *n = loom_zoo_names(); model && *n && !known; n++) known = !strcmp(*n, model);
+    if (!known && !cli_get(o, "resume")) {
+        say("--model: no model '%s' in the zoo (loom summary --list names them)", model);
+        return EXIT_USAGE;
+    }
     const char *aspec = cli_get(o, "augment");
+    int err = 0;
+    if ((aspec && aspec[0] && !(r->aug = loom_augment_parse(aspec))) || ((r->eaug = eval_chain(aspec, &err)), err)) {
+        say("--augment: %s", loom_error());
+        return EXIT_USAGE;
+    }
+    return 0;
+}
 
-    train_ctx c = {.ckpt_dir = cli_get(o, "checkpoint"), .log_path = cli_get(o, "log"), .plot_path = cli_get(o, "plot")};
-    c.st.best_metric = -1;
-    loom_dataset *train = NULL, *val = NULL, *base = NULL;
-    loom_schedule sched;
-    int rc = 1, val_is_test = 0;
+/* ---- 4. the data -------------------------------------------------------------------------- */
 
-    /* the model first when it comes from a file: it fixes the input shape */
-    loom_train_state saved = {0};
-    if (resume || init) {
-        c.g = loom_checkpoint_load(resume ? resume : init, &saved);
-        if (!c.g) {
-            fprintf(stderr, "loom train: %s\n", loom_error());
-            goto out;
+/* --class-names: "a,b,c" or a file with one name per line. */
+static int read_class_names(train_run *r, int k) {
+    const char *spec = cli_get(r->o, "class-names");
+    char *text = NULL;
+    FILE *f = strchr(spec, ',') ? NULL : fopen(spec, "r");
+    if (f) {
+        size_t cap = 0;
+        ssize_t n = getdelim(&text, &cap, 0, f);
+        fclose(f);
+        if (n < 0) {
+            free(text);
+            say("--class-names %s: cannot read the file", spec);
+            return EXIT_FAILED;
         }
-        const loom_layer *in = loom_graph_layer(c.g, 0);
-        if (!ih) ih = in->h, iw = in->w;
-        channels = in->c;
+    } else if (!(text = strdup(spec))) {
+        return failed(NULL);
     }
-    if (resume && !aspec && saved.augment[0]) aspec = saved.augment;
-    int eerr = 0;
-    if (aspec && !(aug = loom_augment_parse(aspec))) {
-        fprintf(stderr, "loom train: --augment: %s\n", loom_error());
-        goto out;
-    }
-    eaug = eval_chain(aspec, &eerr);
-    if (eerr) {
-        fprintf(stderr, "loom train: --augment: %s\n", loom_error());
-        goto out;
-    }
-    loom_dataset_opts dop = {.channels = (int)channels, .height = ih, .width = iw, .split = "train"};
-    const char *dpath = cli_get(o, "data");
-    if (!(base = loom_dataset_open(dpath, &dop))) {
-        fprintf(stderr, "loom train: %s\n", loom_error());
-        goto out;
-    }
-    if (!base->labeled) {
-        fprintf(stderr, "loom train: %s has no labels (a test set?)\n", dpath);
-        goto out;
-    }
-    if (!ih) ih = base->h, iw = base->w;
-    if (cli_get(o, "val")) {
-        loom_dataset_opts vop = dop;
-        vop.split = "test";
-        vop.height = ih;
-        vop.width = iw;
-        if (!(val = loom_dataset_open(cli_get(o, "val"), &vop))) {
-            fprintf(stderr, "loom train: --val: %s\n", loom_error());
-            goto out;
+    const char *sep = f ? "\n" : ",";
+    char **names = calloc((size_t)k + 1, sizeof *names);
+    int n = 0, rc = 0;
+    for (char *p = text, *tok; names && (tok = strsep(&p, sep)) != NULL;) {
+        tok[strcspn(tok, "\r")] = 0;
+        if (f && !tok[0] && !p) break; /* the file's last newline */
+        if (!tok[0]) {
+            say("--class-names: name %d is empty", n + 1);
+            rc = EXIT_USAGE;
+            break;
         }
-        train = base;
-    } else if (vsplit > 0 || (strcmp(base->format, "idx") && strcmp(base->format, "cifar10"))) {
-        double f = vsplit > 0 ? vsplit : 0.1;
-        if (loom_dataset_split(base, f, (uint64_t)seed, 1, &train, &val)) {
-            fprintf(stderr, "loom train: %s\n", loom_error());
-            goto out;
-        }
-        printf("validation: %.0f%% of %s held out (stratified, seed %ld)\n", f * 100, dpath, seed);
-    } else {
-        loom_dataset_opts vop = dop;
-        vop.split = "test";
-        if (!(val = loom_dataset_open(dpath, &vop))) {
-            fprintf(stderr, "loom train: validation (test split of %s): %s\n", dpath, loom_error());
-            goto out;
-        }
-        train = base;
-        val_is_test = 1;
+        if (n < k) names[n] = strdup(tok);
+        n++;
     }
-    int K = base->num_classes;
-    if (!c.g) {
-        const char *model = cli_get(o, "model");
-        if (!model) model = (ih <= 32 && iw <= 32) ? "lenet5" : "minivgg";
-        if (!(c.g = loom_zoo_build(model, base->c, ih, iw, K, (uint64_t)seed))) {
-            fprintf(stderr, "loom train: %s\n", loom_error());
-            goto out;
-        }
-        snprintf(c.st.model, sizeof c.st.model, "%s", model);
-    } else {
-        snprintf(c.st.model, sizeof c.st.model, "%s", saved.model);
+    if (!rc && n != k) {
+        say("--class-names gives %d name%s, the data has %d classes", n, plural(n), k);
+        rc = EXIT_USAGE;
     }
-    const loom_layer *out_l = loom_graph_layer(c.g, loom_graph_output(c.g));
-    if ((int)out_l->size != K) {
-        fprintf(stderr, "loom train: the model has %zu outputs but %s has %d classes\n", out_l->size, dpath, K);
-        goto out;
+    free(text);
+    if (rc) {
+        free_names(k, names);
+        return rc;
     }
-    if (resume) {
-        /* the plan comes from the checkpoint; explicit options may extend epochs */
-        kind = saved.optim.kind;
-        batch = saved.batch ? saved.batch : batch;
-        seed = (long)saved.seed;
-        if (!cli_get(o, "epochs")) epochs = saved.epochs;
-    }
-    loom_trainer_opts to = {.batch = (int)batch, .threads = (int)threads, .seed = (uint64_t)seed,
-                            .deterministic = cli_get(o, "deterministic") != NULL || (resume && saved.deterministic),
-                            .loss = LOOM_LOSS_XENT, .clip_norm = (float)clip,
-                            .optim = {.kind = kind, .lr = (float)lr, .momentum = (float)mom,
-                                      .nesterov = cli_get(o, "nesterov") != NULL, .weight_decay = (float)wd}};
-    if (resume) to.optim = saved.optim;
-    if (!(c.t = loom_trainer_new(c.g, &to))) {
-        fprintf(stderr, "loom train: %s\n", loom_error());
-        goto out;
-    }
-    if (resume) {
-        sched = saved.sched;
-        if (loom_checkpoint_load_optim(resume, loom_trainer_optim(c.t))) {
-            fprintf(stderr, "loom train: --resume: %s\n", loom_error());
-            goto out;
-        }
-        loom_trainer_set_steps(c.t, saved.step);
-        c.st = saved;
-        if (saved.epoch >= epochs) {
-            printf("%s: already trained %d of %ld epochs; nothing to do (raise --epochs)\n", resume, saved.epoch, epochs);
-            rc = 0;
-            goto out;
-        }
-    } else if (loom_schedule_parse(cli_get(o, "schedule"), (float)lr, (int)epochs, &sched)) {
-        fprintf(stderr, "loom train: --schedule: %s\n", loom_error());
-        goto out;
-    }
-    sched.epochs = sched.epochs ? sched.epochs : (int)epochs;
-    c.sched = &sched;
-    c.st.epochs = (int)epochs;
-    c.st.seed = (uint64_t)seed;
-    c.st.optim = to.optim;
-    c.st.batch = (int)batch;
-    c.st.deterministic = to.deterministic;
-    c.st.input_c = base->c, c.st.input_h = ih, c.st.input_w = iw, c.st.classes = K;
-    snprintf(c.st.augment, sizeof c.st.augment, "%s", aspec ? aspec : "");
-    class_names_of(base, c.st.class_names, sizeof c.st.class_names);
-    if (c.ckpt_dir && mkdirs(c.ckpt_dir)) {
-        fprintf(stderr, "loom train: --checkpoint: cannot create %s: %s\n", c.ckpt_dir, strerror(errno));
-        goto out;
-    }
-    c.hist = calloc((size_t)epochs + 1, sizeof *c.hist);
-    if (!c.hist) goto out;
+    r->names = names;
+    return 0;
+}
 
-    printf("loom train: %s on %s (%s): %zu train / %zu validation%s images %dx%dx%d, %d classes\n",
-           loom_graph_name(c.g), dpath, base->format, train->count, val ? val->count : 0,
-           val_is_test ? " (the test split)" : "", base->c, ih, iw, K);
-    double flops = 0;
-    for (int i = 0; i < loom_graph_count(c.g); i++) flops += loom_layer_flops(c.g, i);
-    printf("  %zu parameters, %.1f MFLOP/image; %s lr %g (%s)%s, batch %ld, %d threads, %ld loader thread%s%s, seed %ld\n",
-           loom_graph_param_count(c.g), flops / 1e6, loom_optim_name(to.optim.kind), to.optim.lr,
-           resume ? "resumed schedule" : cli_get(o, "schedule"), to.optim.nesterov ? " nesterov" : "", batch,
-           loom_trainer_threads(c.t), lthreads, lthreads > 1 ? "s" : "", to.deterministic ? ", deterministic" : "",
-           seed);
-    if (resume) printf("  resuming after epoch %d of %ld (step %ld)\n", saved.epoch, epochs, saved.step);
-    fflush(stdout);
-    int last = (int)epochs;
-    if (stop_after) {
-        int first = resume ? saved.epoch + 1 : 1;
-        if (first + (int)stop_after - 1 < last) last = first + (int)stop_after - 1;
-    }
-    loom_fit_opts fo = {.epochs = last, .first_epoch = resume ? saved.epoch + 1 : 1, .sched = &sched,
-                        .val = val, .early_stop = (int)early, .verbose = cli_get(o, "quiet") ? 1 : 2,
-                        .eval_augment = eaug, .on_epoch = on_epoch, .user = &c,
-                        .loader = {.producers = (int)lthreads, .seed = (uint64_t)seed, .shuffle = 1, .augment = aug,
-                                   .skip_bad = cli_get(o, "skip-bad") != NULL}};
-    double t0 = now_seconds();
-    int ran = loom_fit(c.t, train, &fo, NULL);
-    if (ran < 0 || c.failed) {
-        if (ran < 0) fprintf(stderr, "loom train: %s\n", loom_error());
+/* --skip-bad: read every sample once, leave out the unreadable ones, and
+ * refuse when too many are, or a class lost all of its. */
+static int skip_bad(train_run *r, loom_dataset **ds, const char *what) {
+    loom_dataset *d = *ds;
+    uint8_t *bad = calloc(d->count + 1, 1);
+    size_t *per = calloc((size_t)d->num_classes + 1, sizeof *per), *badk = calloc((size_t)d->num_classes + 1, sizeof *badk);
+    uint32_t *good = malloc((d->count + 1) * sizeof *good);
+    loom_loader_opts lo = {.batch = 256, .producers = (int)r->lthreads, .cache = -1, .skip_bad = 1, .bad = bad};
+    loom_loader *l = bad && per && badk && good ? loom_loader_new(d, &lo) : NULL;
+    int rc = EXIT_FAILED;
+    if (!l) {
+        failed(what);
         goto out;
     }
-    if (c.nhist) {
-        const loom_epoch_metrics *m = &c.hist[c.nhist - 1];
-        printf("final %s accuracy: %.2f%% (%s, %d epochs, %.1fs)\n",
-               val_is_test ? "test" : val ? "validation" : "training",
-               100 * (val ? m->val_acc : m->train_acc), loom_graph_name(c.g), m->epoch, now_seconds() - t0);
+    loom_set_warning_handler(NULL, NULL);
+    loom_loader_start(l, 0);
+    loom_batch *b;
+    int got;
+    while ((got = loom_loader_next(l, &b)) == 1) loom_loader_release(l, b);
+    loom_loader_free(l);
+    if (got < 0) {
+        failed(what);
+        goto out;
     }
-    if (c.ckpt_dir) printf("checkpoints: %s/last.safetensors, %s/best.safetensors (validation accuracy %.2f%%)\n",
-                           c.ckpt_dir, c.ckpt_dir, 100 * c.st.best_metric);
-    if (c.log_path) printf("metrics: %s\n", c.log_path);
-    if (c.plot_path) printf("curves: %s\n", c.plot_path);
+    size_t nbad = 0, ngood = 0;
+    for (size_t i = 0; i < d->count; i++) {
+        int32_t y = -1;
+        loom_dataset_label(d, i, &y);
+        if (y >= 0 && y < d->num_classes) per[y]++, badk[y] += bad[i];
+        if (bad[i]) nbad++;
+        else good[ngood++] = (uint32_t)i;
+    }
+    double pct = 100.0 * (double)nbad / (double)d->count;
+    char nb[64];
+    if (nbad) {
+        printf("%s: %zu of %zu images (%.2f%%) are unreadable and left out:", what, nbad, d->count, pct);
+        for (int k = 0; k < d->num_classes; k++)
+            if (badk[k]) printf(" %s %zu of %zu;", loom_dataset_class_name(d, k, nb, sizeof nb), badk[k], per[k]);
+        printf("\n");
+    }
+    for (int k = 0; k < d->num_classes; k++)
+        if (per[k] && badk[k] == per[k]) {
+            say("%s: every image of class %s (%zu) is unreadable: the class would be learnt from nothing", what,
+                loom_dataset_class_name(d, k, nb, sizeof nb), per[k]);
+            goto out;
+        }
+    if (pct > r->skip_limit) {
+        say("%s: %.2f%% of the images are unreadable, more than --skip-bad allows (%g%%): is this the right data?",
+            what, pct, r->skip_limit);
+        goto out;
+    }
+    if (nbad && !(*ds = keep(r, loom_dataset_subset(d, good, ngood)))) {
+        failed(what);
+        goto out;
+    }
     rc = 0;
 out:
-    free(c.hist);
-    loom_trainer_free(c.t);
-    loom_graph_free(c.g);
-    if (train != base) loom_dataset_free(train);
-    loom_dataset_free(val);
-    loom_dataset_free(base);
-    loom_augment_free(aug);
-    loom_augment_free(eaug);
+    free(bad);
+    free(per);
+    free(badk);
+    free(good);
     return rc;
+}
+
+/* Classes with no training samples (warned), and fewer than two (refused). */
+static int check_classes(const loom_dataset *ds, const char *what) {
+    size_t *cnt = calloc((size_t)ds->num_classes + 1, sizeof *cnt);
+    if (!cnt) return failed(NULL);
+    for (size_t i = 0; i < ds->count; i++) {
+        int32_t y = -1;
+        if (loom_dataset_label((loom_dataset *)ds, i, &y) == LOOM_OK && y >= 0 && y < ds->num_classes) cnt[y]++;
+    }
+    int present = 0, empty = 0;
+    char list[256] = "", nb[64];
+    for (int k = 0; k < ds->num_classes; k++) {
+        if (cnt[k]) {
+            present++;
+            continue;
+        }
+        if (empty++ < 8)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", empty > 1 ? ", " : "",
+                     loom_dataset_class_name(ds, k, nb, sizeof nb));
+    }
+    free(cnt);
+    if (present < 2) {
+        say("%s: %d class%s with samples: a classifier needs at least two", what, present, present == 1 ? "" : "es");
+        return EXIT_FAILED;
+    }
+    if (empty)
+        printf("warning: %s: %d of %d classes have no training samples (%s%s): the model cannot learn them\n", what,
+               empty, ds->num_classes, list, empty > 8 ? ", ..." : "");
+    return 0;
+}
+
+static int open_val(train_run *r, const char *dpath, loom_dataset_opts dop, model_side *side) {
+    const char *vpath = cli_get(r->o, "val");
+    if (vpath) {
+        dop.split = "test";
+        if (!(r->val = keep(r, loom_dataset_open(vpath, &dop)))) return failed("--val");
+        snprintf(r->val_what, sizeof r->val_what, "%s%s%s", vpath, r->val->split[0] ? " (its test split)" : "", "");
+    } else if (r->vsplit > 0 || (r->vsplit < 0 && !r->base->split[0])) {
+        double f = r->vsplit > 0 ? r->vsplit : 0.1;
+        loom_dataset *tr, *va;
+        if (loom_dataset_split(r->base, f, (uint64_t)r->seed, 1, &tr, &va)) return failed(NULL);
+        r->train = keep(r, tr);
+        r->val = keep(r, va);
+        snprintf(r->val_what, sizeof r->val_what, "%.0f%% of the training data held out (stratified, seed %ld)",
+                 f * 100, r->seed);
+        if (r->vsplit < 0) r->vsplit = f;
+        return 0;
+    } else if (r->vsplit < 0) {
+        dop.split = "test";
+        if (!(r->val = keep(r, loom_dataset_open(dpath, &dop)))) return failed("validation (the test split)");
+        snprintf(r->val_what, sizeof r->val_what, "the test split of %s", dpath);
+    } else {
+        snprintf(r->val_what, sizeof r->val_what, "none (--val-split 0)");
+        return 0;
+    }
+    char what[4200];
+    snprintf(what, sizeof what, "validation data %s", vpath ? vpath : "(the test split)");
+    if (!r->val->labeled) {
+        say("%s has no labels (a Kaggle test.csv?): it cannot be scored", what);
+        return EXIT_FAILED;
+    }
+    if (check_fits(what, r->val, side, r->ih > 0)) return failed(NULL);
+    return 0;
+}
+
+static int open_data(train_run *r) {
+    const char *dpath = cli_get(r->o, "data");
+    loom_dataset_opts dop = {.channels = r->channels, .height = r->ih, .width = r->iw, .split = "train"};
+    if (!(r->base = keep(r, loom_dataset_open(dpath, &dop)))) return failed(NULL);
+    loom_dataset *b = r->base;
+    if (!b->labeled) {
+        say("%s has no labels (a Kaggle test.csv?): train on the labelled train.csv", dpath);
+        return EXIT_FAILED;
+    }
+    if (r->channels && strcmp(b->format, "folder") && r->channels != b->c) {
+        say("--channels %d: %s data is %d-channel and cannot be converted (--channels applies to image folders)",
+            r->channels, b->format, b->c);
+        return EXIT_USAGE;
+    }
+    if (cli_get(r->o, "class-names")) {
+        int rc = read_class_names(r, b->num_classes);
+        if (rc || loom_dataset_set_classes(b, b->num_classes, (const char *const *)r->names)) return rc ? rc : failed(NULL);
+    }
+    int rc = check_classes(b, dpath);
+    if (rc) return rc;
+    /* the input: what the model takes (its own, when it comes from a file) */
+    int c = b->c, h = r->ih ? r->ih : b->h, w = r->iw ? r->iw : b->w;
+    if (r->ck && cli_get(r->o, "init")) {
+        const model_side *m = &r->init_side;
+        if (b->num_classes != m->classes) {
+            char a[256], e[256];
+            say("--init %s: its model has %s, %s has %s", cli_get(r->o, "init"),
+                describe_classes(m->classes, m->names, a, sizeof a), dpath,
+                describe_classes(b->num_classes, b->class_names, e, sizeof e));
+            return EXIT_FAILED;
+        }
+        if (c != m->c || (r->ih ? r->ih != m->h || r->iw != m->w : b->h != m->h || b->w != m->w)) {
+            say("--init %s: its model takes %dx%dx%d images, %s gives %dx%dx%d%s", cli_get(r->o, "init"), m->c, m->h,
+                m->w, dpath, c, h, w, r->ih ? "" : " (give --image-size to resize them, or --channels for a folder)");
+            return EXIT_FAILED;
+        }
+    }
+    model_side side;
+    if (model_side_of(&side, b, c, h, w)) return failed(NULL);
+    if (r->saved.data[0]) {
+        /* resuming: the data must be what the run was trained on */
+        char what[4200];
+        snprintf(what, sizeof what, "%s (the run was trained on %s)", dpath, r->saved.data);
+        rc = check_fits(what, b, &r->saved.side, 0);
+        if (!rc && b->count != r->saved.count)
+            rc = loom_set_error("%s has %zu samples, the run was trained on %zu from %s: other data would change the "
+                                "run (and its validation split)",
+                                dpath, b->count, r->saved.count, r->saved.data);
+        if (rc) {
+            model_side_free(&side);
+            return failed("--data");
+        }
+    }
+    r->train = b;
+    rc = open_val(r, dpath, dop, &side);
+    if (!rc && r->skip_limit >= 0) rc = skip_bad(r, &r->train, dpath);
+    if (!rc && r->skip_limit >= 0 && r->val) rc = skip_bad(r, &r->val, "validation data");
+    if (!rc && r->early && !r->val) {
+        say("--early-stop watches the validation accuracy; this run has no validation data");
+        rc = EXIT_USAGE;
+    }
+    /* what loom.run records */
+    char *abs = realpath(dpath, NULL);
+    snprintf(r->run.data, sizeof r->run.data, "%s", abs ? abs : dpath);
+    free(abs);
+    snprintf(r->run.format, sizeof r->run.format, "%s", b->format);
+    r->run.count = b->count;
+    r->run.side = side;
+    return rc;
+}
+
+/* ---- 5. the model ------------------------------------------------------------------------- */
+
+static int build_model(train_run *r) {
+    const model_side *s = &r->run.side;
+    const char *zoo = cli_get(r->o, "model");
+    if (!r->g) {
+        if (!zoo) zoo = s->h <= 32 && s->w <= 32 ? "lenet5" : "minivgg";
+        if (!(r->g = loom_zoo_build(zoo, s->c, s->h, s->w, s->classes, (uint64_t)r->seed))) return failed(NULL);
+    }
+    snprintf(r->epochs_buf, sizeof r->epochs_buf, "%ld", r->epochs);
+    const loom_layer *in = loom_graph_layer(r->g, 0);
+    size_t outs = loom_graph_layer(r->g, loom_graph_output(r->g))->size;
+    if (in->c != s->c || in->h != s->h || in->w != s->w) {
+        say("the model takes %dx%dx%d images, the data gives %dx%dx%d", in->c, in->h, in->w, s->c, s->h, s->w);
+        return EXIT_FAILED;
+    }
+    if ((int)outs != s->classes) {
+        say("the model has %zu outputs, the data %d classes", outs, s->classes);
+        return EXIT_FAILED;
+    }
+    return 0;
+}
+
+/* The run's settings as loom.run records them (what a resume takes back). */
+static int record_options(train_run *r) {
+    const model_side *s = &r->run.side;
+    const char *zoo = cli_get(r->o, "model");
+    char hw[32], ch[8], vs[32] = "";
+    snprintf(hw, sizeof hw, "%dx%d", s->h, s->w);
+    snprintf(ch, sizeof ch, "%d", s->c);
+    /* the fraction held out, 0 for no validation, "" for validation from elsewhere */
+    if (!r->val) snprintf(vs, sizeof vs, "0");
+    else if (r->vsplit > 0) snprintf(vs, sizeof vs, "%g", r->vsplit);
+    const char *set[][2] = {{"model", zoo ? zoo : loom_graph_name(r->g)},
+                            {"val", cli_get(r->o, "val")},
+                            {"val-split", vs},
+                            {"epochs", r->epochs_buf},
+                            {"image-size", hw},
+                            {"channels", ch},
+                            {"log", cli_get(r->o, "log")},
+                            {"plot", cli_get(r->o, "plot")}};
+    for (size_t i = 0; i < sizeof set / sizeof *set; i++)
+        if (runinfo_set_opt(&r->run, set[i][0], set[i][1])) return failed(NULL);
+    for (const char *const *n = run_options; *n; n++) {
+        if (json_object_get(r->run.options, *n)) continue;
+        const cli_opt *o = cli_find(r->o, *n);
+        const char *v = o->arg ? (o->value ? o->value : "") : (o->value ? "1" : "");
+        if (runinfo_set_opt(&r->run, *n, v)) return failed(NULL);
+    }
+    if (r->saved.nhist) { /* the history so far, up to where this run goes on */
+        for (int i = 0; i < r->saved.nhist; i++)
+            if (r->saved.hist[i].epoch <= r->st.epoch && runinfo_add_epoch(&r->run, &r->saved.hist[i]))
+                return failed(NULL);
+    }
+    return 0;
+}
+
+/* ---- 6. outputs, checked before the first epoch -------------------------------------------- */
+
+static int open_outputs(train_run *r) {
+    r->log = cli_get(r->o, "log");
+    r->plot = cli_get(r->o, "plot");
+    if (!r->log && r->ckd) {
+        snprintf(r->log_buf, sizeof r->log_buf, "%s/metrics.csv", loom_ckdir_dir(r->ckd));
+        r->log = r->log_buf;
+    }
+    if (r->log && check_writable(r->log)) return failed("--log");
+    if (r->plot && plot_check(r->plot)) return failed("--plot");
+    return 0;
+}
+
+/* ---- 7. the trainer ------------------------------------------------------------------------ */
+
+static int make_trainer(train_run *r) {
+    loom_trainer_opts to = r->saved_to;
+    if (!cli_get(r->o, "resume")) {
+        to = (loom_trainer_opts){.batch = (int)r->batch, .seed = (uint64_t)r->seed,
+                                 .deterministic = cli_get(r->o, "deterministic") != NULL, .loss = LOOM_LOSS_XENT,
+                                 .clip_norm = (float)r->clip,
+                                 .optim = {.kind = (loom_optim_kind)loom_optim_parse(cli_get(r->o, "optim")),
+                                           .lr = (float)r->lr, .momentum = (float)r->momentum,
+                                           .nesterov = cli_get(r->o, "nesterov") != NULL,
+                                           .weight_decay = (float)r->wd}};
+    }
+    to.threads = (int)r->threads;
+    if (!(r->t = loom_trainer_new(r->g, &to))) return failed(NULL);
+    if (cli_get(r->o, "resume") && loom_train_restore(r->ck, r->t)) return failed("--resume");
+    return 0;
+}
+
+/* ---- 8. training ----------------------------------------------------------------------------- */
+
+static atomic_int stop_flag;
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig) {
+    if (atomic_load(&stop_flag)) { /* the second one: stop at once */
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_signal = sig;
+    atomic_store(&stop_flag, 1);
+    static const char msg[] = "\nloom train: stopping after this step and saving (again to quit at once)\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
+}
+
+static int save_to(const char *path, void *ctx) {
+    train_run *r = ctx;
+    char *text = runinfo_text(&r->run);
+    if (!text) return loom_set_error("%s: out of memory describing the run", path);
+    loom_ckpt_meta meta = {"loom.run", text};
+    int rc = loom_train_save(path, r->t, &r->st, &meta, 1);
+    free(text);
+    return rc;
+}
+
+static int log_rows(FILE *f, void *ctx) {
+    const run_info *ri = ctx;
+    fprintf(f, "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,images_per_s,data_wait_s,skipped\n");
+    for (int i = 0; i < ri->nhist; i++) {
+        const loom_epoch_metrics *m = &ri->hist[i];
+        fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f,%.1f,%.3f,%ld\n", m->epoch, m->train_loss, m->train_acc,
+                m->val_loss, m->val_acc, m->lr, m->seconds, m->images_per_s, m->data_wait, m->skipped);
+    }
+    return LOOM_OK;
+}
+
+static int on_epoch(const loom_epoch_metrics *m, const loom_fit_state *st, void *user) {
+    train_run *r = user;
+    progress_clear(&r->prog);
+    printf("epoch %d/%ld: train loss %.4f acc %.2f%%", m->epoch, r->epochs, m->train_loss, 100 * m->train_acc);
+    if (m->val_acc >= 0) printf(" | val loss %.4f acc %.2f%%%s", m->val_loss, 100 * m->val_acc,
+                                st->best_epoch == m->epoch ? " (best)" : "");
+    printf(" | lr %.3g | %.1fs, %.0f img/s, data wait %.1f%%\n", m->lr, m->seconds, m->images_per_s,
+           m->seconds > 0 ? 100 * m->data_wait / m->seconds : 0.0);
+    fflush(stdout);
+    if (runinfo_add_epoch(&r->run, m)) goto bad;
+    int n = r->run.nhist;
+    if (n >= 2) {
+        const loom_epoch_metrics *p = &r->run.hist[n - 2];
+        r->rising = m->val_loss >= 0 && m->val_loss > p->val_loss && m->train_loss < p->train_loss ? r->rising + 1 : 0;
+        if (r->rising >= 3)
+            printf("warning: validation loss has risen for %d epochs while training loss fell: overfitting (more "
+                   "augmentation, dropout or weight decay, or --early-stop, may help)\n",
+                   r->rising);
+    }
+    if (r->ckd && loom_ckdir_commit(r->ckd, save_to, r, st->best_epoch == m->epoch)) {
+        say("--checkpoint: %s", loom_error());
+        goto bad;
+    }
+    /* the whole log and plot are rewritten each epoch, atomically, from the history */
+    if (r->log && loom_atomic_write(r->log, log_rows, &r->run)) {
+        say("--log: %s", loom_error());
+        goto bad;
+    }
+    if (r->plot && plot_write(r->plot, loom_graph_name(r->g), r->run.hist, r->run.nhist)) {
+        say("--plot: %s", loom_error());
+        goto bad;
+    }
+    r->ran++;
+    if (r->stop_after && r->ran >= r->stop_after) {
+        r->user_stop = 1;
+        return 1;
+    }
+    return 0;
+bad:
+    r->failed = 1;
+    return 1;
+}
+
+static void header(const train_run *r) {
+    const model_side *s = &r->run.side;
+    const loom_dataset *b = r->base;
+    char cls[512];
+    printf("loom train: %s on %s (%s): %zu training / %zu validation images %dx%dx%d, %s\n", loom_graph_name(r->g),
+           cli_get(r->o, "data"), b->format, r->train->count, r->val ? r->val->count : 0, s->c, s->h, s->w,
+           describe_classes(s->classes, s->names, cls, sizeof cls));
+    printf("  validation: %s\n", r->val_what);
+    double flops = 0;
+    for (int i = 0; i < loom_graph_count(r->g); i++) flops += loom_layer_flops(r->g, i);
+    const loom_trainer_opts *to = loom_trainer_options(r->t);
+    char sched[200];
+    int th = loom_trainer_threads(r->t);
+    printf("  %zu parameters, %.1f MFLOP/image; %s, learning rate %s; batch %d, %d thread%s, %ld loader thread%s%s, "
+           "seed %llu\n",
+           loom_graph_param_count(r->g), flops / 1e6, loom_optim_name(to->optim.kind),
+           loom_schedule_describe(&r->st.sched, sched, sizeof sched), to->batch, th, plural(th), r->lthreads,
+           plural(r->lthreads), to->deterministic ? ", deterministic" : "", (unsigned long long)to->seed);
+    if (r->ckd) printf("  checkpoints: %s/last.safetensors every epoch%s\n", loom_ckdir_dir(r->ckd),
+                       r->val ? ", best.safetensors at the best validation accuracy" : " (no validation data: no best)");
+    if (r->log) printf("  metrics: %s\n", r->log);
+    if (r->plot) printf("  curves: %s\n", r->plot);
+    if (cli_get(r->o, "resume")) {
+        if (r->st.batch)
+            printf("  resuming in epoch %d of %ld, after batch %ld (step %ld)\n", r->st.epoch + 1, r->epochs,
+                   r->st.batch, loom_trainer_steps(r->t));
+        else
+            printf("  resuming after epoch %d of %ld (step %ld)\n", r->st.epoch, r->epochs, loom_trainer_steps(r->t));
+    }
+    fflush(stdout);
+}
+
+static void on_progress(const loom_progress *p, void *user) { progress_report(p, &((train_run *)user)->prog); }
+
+static int run_fit(train_run *r) {
+    progress_init(&r->prog, r->progress_every, cli_get(r->o, "quiet") != NULL);
+    loom_fit_opts fo = {.epochs = (int)r->epochs, .state = &r->st, .val = r->val, .early_stop = (int)r->early,
+                        .eval_augment = r->eaug, .on_epoch = on_epoch, .on_progress = on_progress,
+                        .stop = &stop_flag, .user = r,
+                        .loader = {.producers = (int)r->lthreads, .seed = (uint64_t)loom_trainer_options(r->t)->seed,
+                                   .shuffle = 1, .augment = r->aug, .skip_bad = r->skip_limit >= 0}};
+    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    r->t0 = now_seconds();
+    r->first_epoch = r->st.epoch + 1;
+    int ran = loom_fit(r->t, r->train, &fo, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    progress_clear(&r->prog);
+    if (r->failed) return EXIT_FAILED;
+    if (ran < 0) return failed(NULL);
+    return 0;
+}
+
+/* ---- 9. the report ----------------------------------------------------------------------- */
+
+static int report(train_run *r) {
+    char last[4200] = "";
+    if (r->ckd) loom_ckdir_file(r->ckd, "last", last, sizeof last);
+    if (r->st.stopped) {
+        int sig = stop_signal ? stop_signal : SIGINT;
+        if (!r->ckd) {
+            printf("interrupted in epoch %d (after batch %ld); nothing saved: this run has no --checkpoint\n",
+                   r->st.epoch + 1, r->st.batch);
+            return 128 + sig;
+        }
+        if (loom_ckdir_commit(r->ckd, save_to, r, 0)) {
+            say("interrupted, and the checkpoint could not be saved: %s", loom_error());
+            return EXIT_FAILED;
+        }
+        printf("interrupted in epoch %d after batch %ld: saved %s\nresume with: loom train --resume %s\n",
+               r->st.epoch + 1, r->st.batch, last, last);
+        return 128 + sig;
+    }
+    if (r->st.early_stopped)
+        printf("early stop: no better validation accuracy for %ld epoch%s\n", r->early, plural(r->early));
+    if (r->run.nhist) {
+        const loom_epoch_metrics *m = &r->run.hist[r->run.nhist - 1];
+        const char *which = !r->val ? "training" : !cli_get(r->o, "val") && r->vsplit < 0 ? "test" : "validation";
+        printf("final %s accuracy: %.2f%% (%s, %d epoch%s, %.1fs)\n", which, 100 * (r->val ? m->val_acc : m->train_acc),
+               loom_graph_name(r->g), m->epoch, plural(m->epoch), now_seconds() - r->t0);
+    }
+    if (r->ran && r->ckd) {
+        if (r->st.best_epoch > 0)
+            printf("checkpoints: %s, %s/best.safetensors (epoch %d, validation accuracy %.2f%%)\n", last,
+                   loom_ckdir_dir(r->ckd), r->st.best_epoch, 100 * r->st.best_metric);
+        else
+            printf("checkpoints: %s (no validation data, so no best)\n", last);
+    }
+    if (r->ran && r->log) printf("metrics: %s\n", r->log);
+    if (r->ran && r->plot) printf("curves: %s\n", r->plot);
+    if (r->user_stop && r->st.epoch < r->epochs) {
+        if (r->ckd) printf("stopped after %d epoch%s as asked (--stop-after); resume with: loom train --resume %s\n",
+                           r->ran, plural(r->ran), last);
+        else printf("stopped after %d epoch%s as asked (--stop-after); nothing saved: no --checkpoint\n", r->ran,
+                    plural(r->ran));
+    }
+    return EXIT_DONE;
+}
+
+static void cleanup(train_run *r) {
+    loom_trainer_free(r->t);
+    loom_graph_free(r->g);
+    while (r->nown > 0) loom_dataset_free(r->own[--r->nown]); /* views before the sets they view */
+    loom_augment_free(r->aug);
+    loom_augment_free(r->eaug);
+    loom_checkpoint_close(r->ck);
+    loom_ckdir_close(r->ckd);
+    runinfo_free(&r->saved);
+    runinfo_free(&r->run);
+    model_side_free(&r->init_side);
+    if (r->names) free_names(r->base ? r->base->num_classes : 0, r->names);
+}
+
+int cmd_train(int argc, char **argv) {
+    cli_opt o[sizeof train_options / sizeof *train_options];
+    memcpy(o, train_options, sizeof o);
+    train_run r;
+    memset(&r, 0, sizeof r);
+    runinfo_init(&r.saved);
+    runinfo_init(&r.run);
+    loom_fit_state_init(&r.st, NULL);
+    int (*const steps[])(train_run *) = {lock_folder, from_checkpoint, settings, open_data, build_model,
+                                          record_options, open_outputs, make_trainer};
+    int rc = parse(&r, o, argc, argv);
+    for (size_t i = 0; !rc && i < sizeof steps / sizeof *steps; i++) rc = steps[i](&r);
+    if (!rc) {
+        header(&r);
+        rc = run_fit(&r);
+        if (!rc) rc = report(&r);
+    }
+    cleanup(&r);
+    return rc == DONE ? EXIT_DONE : rc;
 }

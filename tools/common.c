@@ -2,13 +2,15 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 loom_augment *eval_chain(const char *spec, int *err) {
     *err = 0;
-    if (!spec) return NULL;
+    if (!spec || !spec[0]) return NULL;
     char buf[256], keep[256] = "";
     snprintf(buf, sizeof buf, "%s", spec);
     for (char *p = buf, *tok; (tok = strsep(&p, ",")) != NULL;)
@@ -29,30 +31,6 @@ int parse_hw(const char *s, int *h, int *w) {
     return -1;
 }
 
-void class_names_of(const loom_dataset *ds, char *buf, size_t cap) {
-    buf[0] = 0;
-    for (int k = 0; k < ds->num_classes; k++) {
-        char nb[32];
-        size_t len = strlen(buf);
-        snprintf(buf + len, cap - len, "%s%s", k ? "\n" : "", loom_dataset_class_name(ds, k, nb, sizeof nb));
-    }
-}
-
-const char *class_name_at(const char *names, int k, char *buf, size_t cap) {
-    const char *p = names;
-    for (int i = 0; i < k && p; i++) {
-        p = strchr(p, '\n');
-        if (p) p++;
-    }
-    if (!p || !*p) {
-        snprintf(buf, cap, "%d", k);
-        return buf;
-    }
-    size_t n = strcspn(p, "\n");
-    snprintf(buf, cap, "%.*s", (int)n, p);
-    return buf;
-}
-
 double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -69,4 +47,103 @@ int mkdirs(const char *path) {
         *p = '/';
     }
     return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
+}
+
+const char *plural(long n) { return n == 1 ? "" : "s"; }
+
+int check_writable(const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return loom_set_error("%s is a folder, not a file", path);
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (stat(dir, &st) != 0) return loom_set_error("%s: the folder %s does not exist", path, dir);
+    if (!S_ISDIR(st.st_mode)) return loom_set_error("%s: %s is not a folder", path, dir);
+    /* access() answers for the real user; a probe file answers for the file system too (read-only mounts) */
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/.loom-probe.XXXXXX", dir);
+    int fd = mkstemp(probe);
+    if (fd < 0) return loom_set_error("%s: cannot write in %s: %s", path, dir, strerror(errno));
+    close(fd);
+    unlink(probe);
+    return LOOM_OK;
+}
+
+char **copy_names(int n, char *const *names) {
+    if (!names || n <= 0) return NULL;
+    char **c = calloc((size_t)n, sizeof *c);
+    for (int k = 0; c && k < n; k++)
+        if (!(c[k] = strdup(names[k] ? names[k] : ""))) {
+            free_names(k, c);
+            return NULL;
+        }
+    return c;
+}
+
+void free_names(int n, char **names) {
+    if (!names) return;
+    for (int k = 0; k < n; k++) free(names[k]);
+    free(names);
+}
+
+void model_side_free(model_side *m) {
+    free_names(m->classes, m->names);
+    memset(m, 0, sizeof *m);
+}
+
+int model_side_of(model_side *m, const loom_dataset *ds, int c, int h, int w) {
+    memset(m, 0, sizeof *m);
+    m->classes = ds->num_classes;
+    m->names = copy_names(ds->num_classes, ds->class_names);
+    if (ds->class_names && !m->names) return loom_set_error("out of memory");
+    m->native_c = ds->native_c, m->native_h = ds->native_h, m->native_w = ds->native_w;
+    m->c = c, m->h = h, m->w = w;
+    return LOOM_OK;
+}
+
+const char *describe_classes(int n, char *const *names, char *buf, size_t cap) {
+    size_t len = (size_t)snprintf(buf, cap, "%d class%s", n, n == 1 ? "" : "es");
+    if (!names || len >= cap) return buf;
+    for (int k = 0; k < n && len + 8 < cap; k++) {
+        if (k == 6 && n > 7) {
+            snprintf(buf + len, cap - len, ", ...)");
+            return buf;
+        }
+        len += (size_t)snprintf(buf + len, cap - len, "%s%s", k ? ", " : " (", names[k]);
+    }
+    if (len + 1 < cap) snprintf(buf + len, cap - len, ")");
+    return buf;
+}
+
+int check_fits(const char *what, const loom_dataset *ds, const model_side *m, int convert) {
+    char a[256], b[256];
+    if (ds->num_classes != m->classes)
+        return loom_set_error("%s has %s, the model %s: the outputs would be paired with the wrong classes", what,
+                              describe_classes(ds->num_classes, ds->class_names, a, sizeof a),
+                              describe_classes(m->classes, m->names, b, sizeof b));
+    if (ds->class_names && m->names)
+        for (int k = 0; k < m->classes; k++)
+            if (strcmp(ds->class_names[k], m->names[k]))
+                return loom_set_error("%s: class %d is \"%s\", the model's class %d is \"%s\" (a different data set, "
+                                      "or classes in another order)",
+                                      what, k, ds->class_names[k], k, m->names[k]);
+    return check_shape(what, ds, m, convert);
+}
+
+int check_shape(const char *what, const loom_dataset *ds, const model_side *m, int convert) {
+    if (ds->c != m->c && strcmp(ds->format, "folder") && strcmp(ds->format, "images"))
+        return loom_set_error("%s gives %d-channel images, the model takes %d channels (%s data cannot be converted)",
+                              what, ds->c, m->c, ds->format);
+    if (convert) return LOOM_OK;
+    if (ds->native_c != m->native_c)
+        return loom_set_error("%s holds %s images, the model was trained on %s images (give --resize to convert them)",
+                              what, ds->native_c == 1 ? "grey" : "colour", m->native_c == 1 ? "grey" : "colour");
+    if (ds->native_h != m->native_h || ds->native_w != m->native_w)
+        return loom_set_error("%s holds %dx%d images, the model was trained on %dx%d images%s (give --resize to "
+                              "resize them)",
+                              what, ds->native_h, ds->native_w, m->native_h, m->native_w,
+                              m->native_h != m->h || m->native_w != m->w ? " (resized for it)" : "");
+    return LOOM_OK;
 }

@@ -2,8 +2,9 @@
 #ifndef LOOM_TOOLS_COMMON_H
 #define LOOM_TOOLS_COMMON_H
 
+#include <stddef.h>
+
 #include "loom/loom.h"
-#include "loom/checkpoint.h"
 
 /* The deterministic part of an augmentation spec (its normalize item), as a
  * chain for evaluation and prediction; NULL when there is none (or on error,
@@ -11,12 +12,42 @@
 loom_augment *eval_chain(const char *spec, int *err);
 /* Parse "HxW" (or "S"); 0 on success. */
 int parse_hw(const char *s, int *h, int *w);
-/* Newline-separated class names of ds into buf. */
-void class_names_of(const loom_dataset *ds, char *buf, size_t cap);
-/* Name k of a newline-separated list (or the number). */
-const char *class_name_at(const char *names, int k, char *buf, size_t cap);
 double now_seconds(void);
 /* mkdir -p: path and every missing parent, mode 0755; 0, or -1 with errno set. */
 int mkdirs(const char *path);
+/* "s" when n is not 1: printf("%d epoch%s", n, plural(n)). */
+const char *plural(long n);
+
+/* Whether a file can be written at path before any work is done: its folder
+ * exists and is writable, and path is not a folder. LOOM_OK or LOOM_ERR. */
+int check_writable(const char *path);
+
+/* What a model was trained on, as far as data must match it: its classes
+ * (names NULL when the training data had none), the training data as stored
+ * (channels and size before any conversion) and the input the model takes. */
+typedef struct {
+    int classes;
+    char **names;
+    int native_c, native_h, native_w;
+    int c, h, w;
+} model_side;
+
+void model_side_free(model_side *m);
+/* The side of a data set that a model is trained on (input c, h, w). */
+int model_side_of(model_side *m, const loom_dataset *ds, int c, int h, int w);
+/* Whether ds fits m: the same class count, the same class names when both
+ * have names, the same channels and image size as the training data unless
+ * convert is set (resizing and colour conversion asked for). `what` names
+ * the data in the message ("--val /x", "/data/test.csv"). LOOM_OK or LOOM_ERR. */
+int check_fits(const char *what, const loom_dataset *ds, const model_side *m, int convert);
+/* The channel and size part of check_fits alone (for prediction, where the
+ * data's own classes, if any, do not matter). */
+int check_shape(const char *what, const loom_dataset *ds, const model_side *m, int convert);
+/* "10 classes (T-shirt/top, Trouser, ...)" into buf. */
+const char *describe_classes(int n, char *const *names, char *buf, size_t cap);
+
+/* A data set's class names (NULL when it has none), copied. */
+char **copy_names(int n, char *const *names);
+void free_names(int n, char **names);
 
 #endif

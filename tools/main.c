@@ -2,28 +2,49 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <jansson.h>
+#include <png.h>
+#include <zlib.h>
+
+#include <cairo.h>
+
 #include "cli.h"
+
+#ifndef LOOM_VERSION
+#define LOOM_VERSION "unknown"
+#endif
 
 static void usage(FILE *f) {
     fprintf(f,
             "loom - train convolutional networks on every core of the CPU\n\n"
             "usage: loom COMMAND [options]   (loom COMMAND --help for its options)\n\n"
             "commands:\n"
-            "  train     train a model on a data set, printing progress and accuracy\n"
-            "  eval      accuracy, per-class precision/recall and confusion matrix of a checkpoint\n"
-            "  predict   classes of images, or a Kaggle submission file, from a checkpoint\n"
-            "  summary   print a model's layers, output shapes, parameters and FLOPs\n"
-            "  bench     measure training and inference speed per thread count, or the data pipeline\n"
-            "  data      describe a data set and check every record\n"
+            "  train        train a model on a data set, printing progress and accuracy\n"
+            "  eval         accuracy, per-class precision/recall and confusion matrix of a checkpoint\n"
+            "  predict      classes of images, or a Kaggle submission file, from a checkpoint\n"
+            "  summary      print a model's layers, output shapes, parameters and FLOPs\n"
+            "  bench        measure training and inference speed per thread count, or the data pipeline\n"
+            "  data         describe a data set and check every record\n"
             "  make-folder  write an Intel-style folder of JPEGs (synthetic or from Fashion-MNIST)\n"
-            "  make-csv  write Kaggle Digit Recognizer train.csv/test.csv from IDX data\n"
-            "  help      this text\n");
+            "  make-csv     write Kaggle Digit Recognizer train.csv/test.csv from IDX data\n"
+            "  help         this text;  --version  the version and the libraries it uses\n\n"
+            "exit status: 0 done; 1 the work failed (unreadable data, a file that cannot be written,\n"
+            "training diverged); 2 the command line cannot be carried out as given (an unknown or\n"
+            "malformed option, a value out of range, options that contradict each other or the\n"
+            "checkpoint, an output that would overwrite other work); 128+N stopped by signal N\n"
+            "(130: Ctrl-C) after saving what could be saved.\n");
+}
+
+static void version(void) {
+    printf("loom %s\n", LOOM_VERSION);
+    printf("  OpenBLAS (cblas), libpng %s, libjpeg-turbo, zlib %s, jansson %s, cairo %s\n", PNG_LIBPNG_VER_STRING,
+           zlibVersion(), JANSSON_VERSION, cairo_version_string());
 }
 
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
-        return 2;
+        return EXIT_USAGE;
     }
     const char *c = argv[1];
     if (!strcmp(c, "train")) return cmd_train(argc - 2, argv + 2);
@@ -36,9 +57,13 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "make-csv")) return cmd_make_csv(argc - 2, argv + 2);
     if (!strcmp(c, "help") || !strcmp(c, "--help") || !strcmp(c, "-h")) {
         usage(stdout);
-        return 0;
+        return EXIT_DONE;
+    }
+    if (!strcmp(c, "--version") || !strcmp(c, "version")) {
+        version();
+        return EXIT_DONE;
     }
     fprintf(stderr, "loom: unknown command '%s'\n\n", c);
     usage(stderr);
-    return 2;
+    return EXIT_USAGE;
 }

@@ -17,10 +17,15 @@ extern "C" {
 typedef int (*loom_write_fn)(FILE *f, void *ctx);
 
 /* Write path through fn: "<path>.tmp.XXXXXX" in the same directory (mode
- * 0644), fn, fflush + ferror check, fsync, fclose, rename over path. On any
+ * 0644), fn, fflush + ferror check, fsync, fclose, rename over path, fsync of
+ * the directory. On any
  * failure the temporary is removed, path is left as it was, and the error
  * names path and the reason. LOOM_OK or LOOM_ERR. */
 int loom_atomic_write(const char *path, loom_write_fn fn, void *ctx);
+
+/* fsync the folder holding path, so that a rename or an unlink in it
+ * survives a crash. LOOM_OK or LOOM_ERR. */
+int loom_fsync_dir_of(const char *path);
 
 #ifdef __cplusplus
 }

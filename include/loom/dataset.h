@@ -20,6 +20,10 @@ struct loom_dataset {
     char path[1024];
     size_t count;
     int c, h, w;          /* every sample is h*w*c bytes, HWC */
+    int native_c, native_h, native_w; /* the data as stored (a folder: its first image), before
+                                         any conversion to c, h, w the caller asked for */
+    char split[8];        /* "train" or "test" for a set that has both splits (a folder of IDX
+                             files or CIFAR batches, seg_train/seg_test), else "" */
     int num_classes;      /* classes of the task (a Kaggle test.csv still has 10) */
     char **class_names;   /* num_classes names (may be NULL for unnamed: "0".."9") */
     int labeled;          /* 0: get() returns label -1 (e.g. a Kaggle test.csv) */
@@ -37,12 +41,16 @@ struct loom_dataset {
 typedef struct {
     int channels;         /* folder: 1 or 3 (0 = 3); others: native */
     int height, width;    /* folder: resize every image to this (0 = size of the first image) */
-    const char *split;    /* idx: "train" or "test" (default "train"); cifar: "train"/"test" */
+    const char *split;    /* "train" or "test" (default "train") for sets with both splits */
 } loom_dataset_opts;
 
-/* Open a data set, recognising the format from the path: a folder holding IDX
- * files, an IDX images file, a .csv file, a folder of CIFAR-10 .bin batches
- * (or one .bin), or a folder whose sub-folders are classes. NULL on error. */
+/* Open a data set, recognising the format from the path (and, for a file
+ * whose name does not tell, from its first bytes): a folder holding IDX
+ * files, an IDX images file (plain or gzip), a .csv file, a folder of
+ * CIFAR-10 .bin batches (or one .bin), a folder whose sub-folders are
+ * classes, or a folder holding such folders as splits (seg_train/seg_test
+ * as in Kaggle's Intel Image Classification, or train/test; seg_pred, which
+ * has no labels, is left alone). NULL on error. */
 loom_dataset *loom_dataset_open(const char *path, const loom_dataset_opts *o);
 
 loom_dataset *loom_dataset_open_idx(const char *path, const loom_dataset_opts *o);

@@ -19,6 +19,14 @@ int loom_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Clear this thread's error message. */
 void loom_clear_error(void);
 
+/* Warnings: what the user should hear about that does not stop the work (a
+ * class without samples, an unreadable image skipped). They go to a handler,
+ * process-wide and called from whichever thread warns; the default writes
+ * "loom: warning: MESSAGE" to standard error. fn NULL restores the default. */
+typedef void (*loom_warning_fn)(const char *msg, void *user);
+void loom_set_warning_handler(loom_warning_fn fn, void *user);
+void loom_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #ifdef __cplusplus
 }
 #endif

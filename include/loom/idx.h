@@ -28,6 +28,10 @@ void loom_idx_free(loom_idx *idx);
 
 /* Read an images file and a labels file; labels must be 1-d with the same count. */
 int loom_idx_read_pair(const char *images, const char *labels, loom_idx *img, loom_idx *lab);
+/* Read the labels file for img (read from images): 1-d, the same count. */
+int loom_idx_read_labels(const char *labels, const char *images, const loom_idx *img, loom_idx *lab);
+/* Only the header (magic, type, dimensions) of path into out (no data). */
+int loom_idx_read_header(const char *path, loom_idx *out);
 
 /* Find the images and labels files of split "train" or "test" ("t10k") in dir,
  * accepting {train,t10k}-{images-idx3,labels-idx1}-ubyte, the dotted variant

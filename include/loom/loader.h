@@ -29,6 +29,7 @@ typedef struct {
     int cache;                 /* 0 auto (on if it fits cache_budget), 1 on, -1 off */
     size_t cache_budget;       /* bytes (0 = 4 GiB) */
     int skip_bad;              /* 1: skip an unreadable sample with a warning; 0: stop */
+    uint8_t *bad;              /* with skip_bad: bad[i] = 1 for each data-set index i skipped (may be NULL) */
 } loom_loader_opts;
 
 typedef struct {
@@ -49,6 +50,9 @@ void loom_loader_free(loom_loader *l);
 long loom_loader_batches(const loom_loader *l);
 /* Start producing epoch `epoch` (any previous epoch is abandoned). */
 int loom_loader_start(loom_loader *l, int epoch);
+/* The same from batch first_batch on (the earlier ones are not produced):
+ * how a run stopped mid-epoch goes on with exactly the batches it had left. */
+int loom_loader_start_at(loom_loader *l, int epoch, long first_batch);
 /* The next batch of the epoch, in order: 1 with *b set, 0 at the end of the
  * epoch, LOOM_ERR on a producer error (message names the sample's file).
  * Release the batch before taking more than K. */

@@ -5,6 +5,7 @@
 #include "loom/atomic.h"
 #include "loom/augment.h"
 #include "loom/checkpoint.h"
+#include "loom/ckdir.h"
 #include "loom/dataset.h"
 #include "loom/error.h"
 #include "loom/exec.h"
@@ -18,6 +19,7 @@
 #include "loom/pool.h"
 #include "loom/rng.h"
 #include "loom/schedule.h"
+#include "loom/train_state.h"
 #include "loom/trainer.h"
 #include "loom/zoo.h"
 

@@ -26,6 +26,10 @@ typedef struct {
     float min_lr;         /* cosine floor; plateau floor */
     int patience;         /* plateau: epochs without improvement before decaying */
     int epochs;           /* total epochs (cosine length) */
+    /* cosine restart (loom_schedule_extend): the curve from restart_epoch on
+     * runs from restart_lr down to min_lr at `epochs`; 0 = no restart */
+    int restart_epoch;
+    float restart_lr;
     /* plateau state */
     double best;
     int bad_epochs;
@@ -38,6 +42,16 @@ typedef struct {
 int loom_schedule_parse(const char *spec, float base_lr, int epochs, loom_schedule *s);
 /* Learning rate at epoch `epoch` (0-based) and fraction `frac` in [0,1) of it. */
 float loom_schedule_lr(const loom_schedule *s, int epoch, double frac);
+/* Re-plan a schedule for `epochs` epochs in all, from epoch `from` (0-based,
+ * the first epoch still to train). Schedules that do not depend on the
+ * length (const, step, multistep, exp, plateau) just go on. Cosine starts a
+ * new segment at `from`: from lr (> 0), or from the rate the old curve has
+ * there when lr is 0, down to min_lr at the new end. LOOM_OK, or LOOM_ERR
+ * when epochs <= from. */
+int loom_schedule_extend(loom_schedule *s, int epochs, int from, float lr);
+/* One line naming the schedule and its parameters ("cosine over 6 epochs
+ * (restart at epoch 5 from 0.02)"). */
+const char *loom_schedule_describe(const loom_schedule *s, char *buf, int cap);
 /* End of an epoch with validation loss val_loss (plateau tracking). */
 void loom_schedule_epoch_end(loom_schedule *s, double val_loss);
 

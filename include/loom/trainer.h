@@ -58,6 +58,8 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
 /* Inference on x [n, ...]: sum of losses and correct count; probs [n, K] if not NULL. */
 int loom_trainer_eval(loom_trainer *t, const float *x, const int32_t *labels, int n,
                       double *loss_sum, int *correct, float *out);
+/* The options the trainer was made with (threads as given). */
+const loom_trainer_opts *loom_trainer_options(const loom_trainer *t);
 int loom_trainer_threads(const loom_trainer *t);
 int loom_trainer_batch(const loom_trainer *t);
 long loom_trainer_steps(const loom_trainer *t);
