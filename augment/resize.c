@@ -126,12 +126,14 @@ size_t loom_augment_resize_scratch(int sw, int sh, int c, int dw, int dh) {
 
 void aug_resize_run(const uint8_t *src, int sw, int sh, int c, uint8_t *dst, int dw, int dh,
                     uint8_t *scratch) {
+    if (sw == dw && sh == dh) { /* a copy: no scratch needed (it may be NULL) */
+        memcpy(dst, src, (size_t)sw * sh * c);
+        return;
+    }
     uint8_t *s = aug_align(scratch);
     int32_t *th = (int32_t *)s, *tv = (int32_t *)(s + table_bytes(sw, dw));
     uint8_t *mid = s + table_bytes(sw, dw) + table_bytes(sh, dh);
-    if (sw == dw && sh == dh) {
-        memcpy(dst, src, (size_t)sw * sh * c);
-    } else if (sh == dh) {
+    if (sh == dh) {
         coefficients(sw, dw, th);
         pass_h(src, sw, sh, c, dst, dw, th);
     } else if (sw == dw) {

@@ -421,7 +421,9 @@ static const char *sniff(const char *path) {
     size_t n = fread(m, 1, 4, f);
     fclose(f);
     if (n >= 2 && m[0] == 0x1f && m[1] == 0x8b) return "idx";
-    if (n == 4 && m[0] == 0 && m[1] == 0 && m[2] == 0x08 && m[3] >= 1 && m[3] <= 4) return "idx";
+    /* an IDX magic of any element type: the reader names an unsupported one */
+    if (n == 4 && m[0] == 0 && m[1] == 0 && strchr("\x08\x09\x0b\x0c\x0d\x0e", m[2]) && m[2] && m[3] >= 1 && m[3] <= 4)
+        return "idx";
     if (n == 4 && ((m[0] == 0x89 && m[1] == 'P' && m[2] == 'N' && m[3] == 'G') || (m[0] == 0xff && m[1] == 0xd8)))
         return "image";
     return NULL;

@@ -141,7 +141,7 @@ const char *loom_schedule_describe(const loom_schedule *s, char *buf, int cap) {
         n += snprintf(buf + n, (size_t)(cap - n), ": x%g after %d epochs without progress", s->gamma, s->patience);
         break;
     case LOOM_SCHED_COSINE:
-        n += snprintf(buf + n, (size_t)(cap - n), " to %g over %d epochs", s->min_lr, s->epochs);
+        n += snprintf(buf + n, (size_t)(cap - n), " to %g over %d epoch%s", s->min_lr, s->epochs, s->epochs == 1 ? "" : "s");
         if (n < cap && s->restart_epoch > 0)
             n += snprintf(buf + n, (size_t)(cap - n), " (restarted after epoch %d from %.3g)", s->restart_epoch,
                           s->restart_lr);

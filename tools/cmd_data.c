@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "common.h"
@@ -64,6 +65,13 @@ int cmd_data(int argc, char **argv) {
     if (ds->split[0])
         printf("  split: %s (the data has a train and a test split; --split %s for the other)\n", ds->split,
                strcmp(ds->split, "train") ? "train" : "test");
+    if (ds->split[0] && !strcmp(ds->format, "folder")) {
+        char pred[4200];
+        struct stat st;
+        snprintf(pred, sizeof pred, "%s/seg_pred", path);
+        if (stat(pred, &st) == 0 && S_ISDIR(st.st_mode))
+            printf("  (%s holds unlabelled images: not used for training; loom predict classifies them)\n", pred);
+    }
     printf("  samples: %zu\n  image: %d x %d x %d (channels x height x width)", ds->count, ds->c, ds->h, ds->w);
     if (ds->native_c != ds->c || ds->native_h != ds->h || ds->native_w != ds->w)
         printf(", converted from %d x %d x %d (the first image)", ds->native_c, ds->native_h, ds->native_w);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -58,6 +59,7 @@ typedef struct {
     loom_dataset *base, *train, *val;
     char val_what[4400];
     char **names;              /* --class-names */
+    int nnames;
     loom_augment *aug, *eaug;
     loom_graph *g;
     loom_trainer *t;
@@ -224,10 +226,10 @@ static int apply_saved(train_run *r) {
             continue;
         }
         if (!same_value(*n, o->arg ? o->value : "1", saved)) {
-            say("--%s%s%s contradicts the checkpoint, whose run has %s%s: a resumed run keeps the settings it "
+            say("--%s%s%s contradicts the checkpoint, whose run has %s%s%s%s: a resumed run keeps the settings it "
                 "started with (to change them, start a new run from its weights: --init %s)",
-                *n, o->arg ? " " : "", o->arg ? o->value : "", saved[0] ? "--" : "no --", *n,
-                cli_get(r->o, "resume"));
+                *n, o->arg ? " " : "", o->arg ? o->value : "", saved[0] && strcmp(saved, "0") ? "--" : "no --", *n,
+                o->arg && saved[0] ? " " : "", o->arg ? saved : "", cli_get(r->o, "resume"));
             return EXIT_USAGE;
         }
     }
@@ -364,6 +366,12 @@ static int settings(train_run *r) {
         say("--model: no model '%s' in the zoo (loom summary --list names them)", model);
         return EXIT_USAGE;
     }
+    const char *plot = cli_get(o, "plot");
+    size_t pl = plot ? strlen(plot) : 0;
+    if (plot && (pl < 5 || (strcasecmp(plot + pl - 4, ".png") && strcasecmp(plot + pl - 4, ".svg")))) {
+        say("--plot %s: a plot is written as .png or .svg (the name's ending chooses)", plot);
+        return EXIT_USAGE;
+    }
     const char *aspec = cli_get(o, "augment");
     int err = 0;
     if ((aspec && aspec[0] && !(r->aug = loom_augment_parse(aspec))) || ((r->eaug = eval_chain(aspec, &err)), err)) {
@@ -416,7 +424,14 @@ static int read_class_names(train_run *r, int k) {
         return rc;
     }
     r->names = names;
+    r->nnames = k;
     return 0;
+}
+
+/* The first ten warnings as they come, then only a count. */
+static void first_warnings(const char *msg, void *user) {
+    long *n = user;
+    if (++*n <= 10) fprintf(stderr, "loom: warning: %s\n", msg);
 }
 
 /* --skip-bad: read every sample once, leave out the unreadable ones, and
@@ -433,12 +448,15 @@ static int skip_bad(train_run *r, loom_dataset **ds, const char *what) {
         failed(what);
         goto out;
     }
-    loom_set_warning_handler(NULL, NULL);
+    long shown = 0;
+    loom_set_warning_handler(first_warnings, &shown);
     loom_loader_start(l, 0);
     loom_batch *b;
     int got;
     while ((got = loom_loader_next(l, &b)) == 1) loom_loader_release(l, b);
     loom_loader_free(l);
+    loom_set_warning_handler(NULL, NULL);
+    if (shown > 10) fprintf(stderr, "loom: warning: ... and %ld more unreadable images\n", shown - 10);
     if (got < 0) {
         failed(what);
         goto out;
@@ -561,11 +579,8 @@ static int open_data(train_run *r) {
             r->channels, b->format, b->c);
         return EXIT_USAGE;
     }
-    if (cli_get(r->o, "class-names")) {
-        int rc = read_class_names(r, b->num_classes);
-        if (rc || loom_dataset_set_classes(b, b->num_classes, (const char *const *)r->names)) return rc ? rc : failed(NULL);
-    }
-    int rc = check_classes(b, dpath);
+    int rc = cli_get(r->o, "class-names") ? read_class_names(r, b->num_classes) : 0;
+    if (!rc) rc = check_classes(b, dpath);
     if (rc) return rc;
     /* the input: what the model takes (its own, when it comes from a file) */
     int c = b->c, h = r->ih ? r->ih : b->h, w = r->iw ? r->iw : b->w;
@@ -607,6 +622,11 @@ static int open_data(train_run *r) {
     if (!rc && r->early && !r->val) {
         say("--early-stop watches the validation accuracy; this run has no validation data");
         rc = EXIT_USAGE;
+    }
+    /* --class-names name the classes the data's own names have matched (training and validation) */
+    if (!rc && r->names) {
+        free_names(side.classes, side.names);
+        if (!(side.names = copy_names(b->num_classes, r->names))) rc = failed(NULL);
     }
     /* what loom.run records */
     char *abs = realpath(dpath, NULL);
@@ -871,8 +891,12 @@ static int report(train_run *r) {
     if (r->run.nhist) {
         const loom_epoch_metrics *m = &r->run.hist[r->run.nhist - 1];
         const char *which = !r->val ? "training" : !cli_get(r->o, "val") && r->vsplit < 0 ? "test" : "validation";
-        printf("final %s accuracy: %.2f%% (%s, %d epoch%s, %.1fs)\n", which, 100 * (r->val ? m->val_acc : m->train_acc),
-               loom_graph_name(r->g), m->epoch, plural(m->epoch), now_seconds() - r->t0);
+        if (m->epoch == r->epochs)
+            printf("final %s accuracy: %.2f%% (%s, %d epoch%s, %.1fs)\n", which, 100 * (r->val ? m->val_acc : m->train_acc),
+                   loom_graph_name(r->g), m->epoch, plural(m->epoch), now_seconds() - r->t0);
+        else
+            printf("%s accuracy after epoch %d of %ld: %.2f%% (%s, %.1fs)\n", which, m->epoch, r->epochs,
+                   100 * (r->val ? m->val_acc : m->train_acc), loom_graph_name(r->g), now_seconds() - r->t0);
     }
     if (r->ran && r->ckd) {
         if (r->st.best_epoch > 0)
@@ -903,7 +927,8 @@ static void cleanup(train_run *r) {
     runinfo_free(&r->saved);
     runinfo_free(&r->run);
     model_side_free(&r->init_side);
-    if (r->names) free_names(r->base ? r->base->num_classes : 0, r->names);
+    free_names(r->nnames, r->names);
+    if (r->plot) plot_shutdown();
 }
 
 int cmd_train(int argc, char **argv) {
@@ -911,7 +936,7 @@ int cmd_train(int argc, char **argv) {
     memcpy(o, train_options, sizeof o);
     train_run r;
     memset(&r, 0, sizeof r);
-    runinfo_init(&r.saved);
+
     runinfo_init(&r.run);
     loom_fit_state_init(&r.st, NULL);
     int (*const steps[])(train_run *) = {lock_folder, from_checkpoint, settings, open_data, build_model,

@@ -6,6 +6,7 @@
 
 #include <cairo-svg.h>
 #include <cairo.h>
+#include <fontconfig/fontconfig.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -202,4 +203,9 @@ int plot_write(const char *path, const char *title, const loom_epoch_metrics *h,
     job j = {.title = title, .h = h, .n = n, .svg = is_svg(path)};
     if (!j.svg && !is_png(path)) return plot_check(path);
     return loom_atomic_write(path, write_plot, &j);
+}
+
+void plot_shutdown(void) {
+    cairo_debug_reset_static_data();
+    FcFini();
 }

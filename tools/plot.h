@@ -11,5 +11,8 @@
 int plot_check(const char *path);
 /* Draw epochs h[0..n) to path. LOOM_OK, or LOOM_ERR with path left as it was. */
 int plot_write(const char *path, const char *title, const loom_epoch_metrics *h, int n);
+/* Release the drawing libraries' caches (fonts): at exit, so leak checkers see
+ * only real leaks. */
+void plot_shutdown(void);
 
 #endif

@@ -1,0 +1,108 @@
+# Every option takes effect or is refused with the reason, and what can be
+# checked is checked before the first epoch; exit status 2 for a command
+# line that cannot be carried out, 1 for work that failed.
+. "$(dirname "$0")/lib.sh"
+mk_csv d 600 30
+mk_folder f 16 4
+
+run --version
+expect "--version" 0 "loom 0." "cairo"
+run help
+expect "help states the exit status rule" 0 "exit status: 0 done; 1 the work failed" "128+N"
+run frobnicate
+expect "an unknown command" 2 "unknown command 'frobnicate'"
+run train --epochs
+expect "a missing value" 2 "--epochs needs a value"
+run train --epochs 0
+expect "a value out of range" 2 "--epochs: '0' is not a whole number in 1..10000"
+run train --bogus
+expect "an unknown option" 2 "unknown option '--bogus'"
+run train --quiet=1
+expect "a value for a flag" 2 "--quiet is a flag and takes no value"
+run train --epochs 1 --epochs 2
+expect "an option given twice" 2 "--epochs given twice"
+run train --init x.safetensors --model lenet5
+expect "--init with --model" 2 "exclude each other"
+run train --val d/test.csv --val-split 0.2
+expect "--val with --val-split" 2 "exclude each other"
+run train --model nosuch --data d/train.csv
+expect "an unknown model" 2 "no model 'nosuch' in the zoo"
+run train --optim nosuch --data d/train.csv
+expect "an unknown optimizer" 2 "unknown optimizer 'nosuch'"
+run train --nesterov --optim adam --data d/train.csv
+expect "--nesterov with adam" 2 "--nesterov applies to --optim sgd"
+run train --schedule step:x --data d/train.csv
+expect "a bad schedule" 2 "--schedule: schedule 'step:x'"
+run train --augment rotate=500 --data d/train.csv
+expect "a bad augmentation" 2 "--augment:"
+run train --threads 1000 --data d/train.csv
+expect "absurd --threads" 2 "more than" "only make training slower"
+run train --plot c.jpg --data d/train.csv
+expect "a plot that is neither PNG nor SVG" 2 "written as .png or .svg"
+run train --skip-bad=lots --data d/train.csv
+expect "a bad --skip-bad limit" 2 "--skip-bad=lots"
+run train --overwrite --data d/train.csv
+expect "--overwrite without --checkpoint" 2 "--overwrite needs --checkpoint"
+
+# refused before the first epoch
+run train --data d/train.csv --epochs 1 --log /nonexistent/m.csv
+expect "an unwritable --log" 1 "--log: /nonexistent/m.csv: the folder /nonexistent does not exist"
+lacks "nothing was trained" "epoch 1/1"
+run train --data d/train.csv --epochs 1 --plot /nonexistent/c.png
+expect "an unwritable --plot" 1 "/nonexistent"
+lacks "nothing was trained" "epoch 1/1"
+touch afile
+run train --data d/train.csv --epochs 1 --checkpoint afile/ck
+expect "a checkpoint folder that cannot be made" 1 "afile/ck"
+lacks "nothing was trained" "epoch 1/1"
+run train --data d/test.csv --epochs 1
+expect "unlabelled training data" 1 "has no labels"
+
+# options that take effect
+run train --data f --val-split 0 --epochs 1 --quiet
+expect "--val-split 0 means no validation (even with a test split)" 0 "validation: none" "final training accuracy"
+run train --data "$FASHION" --channels 3 --epochs 1
+expect "--channels on IDX data is refused" 2 "--channels 3: idx data is 1-channel"
+run train --data f --channels 1 --epochs 1 --quiet
+expect "--channels 1 on a colour folder makes a grey model" 0 "images 1x16x16"
+run train --data f --image-size 24x20 --epochs 1 --quiet
+expect "--image-size resizes" 0 "images 3x24x20"
+run train --data f --epochs 1 --quiet --class-names a,b,c,d,e,f
+expect "--class-names" 0 "6 classes (a, b, c, d, e, f)"
+run train --data f --epochs 1 --quiet --class-names a,b
+expect "--class-names of the wrong count" 2 "--class-names gives 2 names, the data has 6 classes"
+printf 'one\ntwo\nthree\nfour\nfive\nsix\n' >names.txt
+run train --data f --epochs 1 --quiet --class-names names.txt
+expect "--class-names from a file" 0 "6 classes (one, two, three, four, five, six)"
+run train --data "$FASHION" --val-split 0.99 --epochs 1
+expect "--val-split out of range" 2 "--val-split: '0.99'"
+run data f --image-size 8x8
+expect "loom data --image-size on a folder" 0 "image: 3 x 8 x 8" "converted from 3 x 16 x 16"
+run data d/train.csv --image-size 8x8
+expect "loom data --image-size on CSV is refused" 2 "--image-size: d/train.csv is csv data"
+run data d/train.csv --split test
+expect "loom data --split on data without splits" 2 "without train/test splits"
+run data "$FASHION" --split test
+expect "loom data --split test" 0 "split: test" "samples: 10000" "Ankle boot"
+
+# words
+run train --data d/train.csv --epochs 1 --threads 1 --quiet
+expect "singular forms" 0 "1 thread," "1 loader thread" "over 1 epoch;" "(lenet5, 1 epoch,"
+lacks "no '1 threads'" "1 threads"
+lacks "no '1 epochs'" "1 epochs"
+
+# one class, and classes without samples
+mkdir -p one/only
+cp f/seg_train/seg_train/forest/*.jpg one/only/
+run train --data one --epochs 1
+expect "one class is refused" 1 "a classifier needs at least two"
+mk_idx stray-images stray-labels 0 1 2 3 4 5 6 7 8 9 0 1 11
+run train --data stray-images --epochs 1 --val-split 0 --quiet
+expect "a stray IDX label is warned about" 0 "label 11 in record 12" "no samples (10)" "1 of 12 classes have no training samples"
+
+# progress lines when the output is not a terminal
+run train --data d/train.csv --epochs 1 --batch 1 --progress 0.01
+expect "progress lines while not on a terminal" 0 "  epoch 1/1: batch "
+run make-folder --out f
+expect "make-folder over a folder with images" 2 "exists and is not empty"
+finish
