@@ -7,7 +7,7 @@
 #include "chain.h"
 #include "internal.h"
 #include "loom/error.h"
-#include "loom/rng.h"
+#include "kernels/rng.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -70,12 +70,12 @@ int main(int argc, char **argv) {
         for (int k = 0; k < 28 * 28; k++) loom_exec_input(e)[i * 784 + k] = px[k] / 255.0f;
     }
     loom_exec_forward(e, 5, 0, 0, 0); /* inference: batch norm uses running statistics */
-    float probs[10];
-    for (int i = 0; i < 5; i++) {
-        loom_k_softmax_fwd(loom_exec_output(e) + i * 10, probs, 1, 10);
-        int k = loom_k_argmax(probs, 10);
-        printf("test image %d: predicted class %d (p = %.3f), true class %d\n", i, k, probs[k], labels[i]);
-    }
+    float probs[5 * 10];
+    int32_t pred[5];
+    loom_exec_probabilities(e, 5, probs, pred);
+    for (int i = 0; i < 5; i++)
+        printf("test image %d: predicted class %d (p = %.3f), true class %d\n", i, pred[i], probs[i * 10 + pred[i]],
+               labels[i]);
 
     loom_exec_free(e);
     loom_graph_free(back);

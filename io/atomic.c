@@ -1,6 +1,6 @@
 /* Atomic file writes (atomic.h): the one place that knows how loom replaces a
  * file, so images, checkpoints and the tools' outputs all get the same care. */
-#include "loom/atomic.h"
+#include "io/atomic.h"
 
 #include <errno.h>
 #include <fcntl.h>

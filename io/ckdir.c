@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "loom/atomic.h"
+#include "io/atomic.h"
 #include "loom/error.h"
 
 struct loom_ckdir {

@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 
 #include "loom/error.h"
-#include "loom/idx.h"
-#include "loom/rng.h"
+#include "io/idx.h"
+#include "kernels/rng.h"
 
 loom_dataset *loom_dataset_alloc(const char *format, const char *path, size_t impl_size,
                                  void (*destroy)(loom_dataset *ds)) {

@@ -5,7 +5,7 @@
 #include "loom/dataset.h"
 
 #include "loom/error.h"
-#include "loom/image.h"
+#include "io/image.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -3,7 +3,7 @@
  * decided by the first two bytes. No allocation is sized from the header alone:
  * a plain file's claim is checked against its size first, and a gzip stream's
  * buffer grows only as decompressed data actually arrives. */
-#include "loom/idx.h"
+#include "io/idx.h"
 
 #include "loom/error.h"
 

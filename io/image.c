@@ -4,9 +4,9 @@
  * *_run function whose state lives in a job struct owned by its caller: no
  * local of the function holding the setjmp is used after a longjmp, so none
  * can be clobbered, and the caller frees whatever the job holds either way. */
-#include "loom/image.h"
+#include "io/image.h"
 
-#include "loom/atomic.h"
+#include "io/atomic.h"
 #include "loom/error.h"
 
 #include <errno.h>

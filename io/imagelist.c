@@ -10,7 +10,7 @@
 #include "loom/augment.h"
 #include "loom/dataset.h"
 #include "loom/error.h"
-#include "loom/image.h"
+#include "io/image.h"
 
 typedef struct {
     char **files;

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "jfield.h"
-#include "loom/atomic.h"
+#include "io/atomic.h"
 #include "loom/error.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__

@@ -1,7 +1,7 @@
 /* Elementwise activations and row softmax. Loops are written branch-free
  * (selects, not ifs) so the compiler can vectorise them; operands are loaded
  * before the select, since a load inside one arm is control flow to GCC. */
-#include "loom/kernels.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 

@@ -7,7 +7,7 @@
  * With hw == 1 (after a dense layer) a channel is a column of stride c; going
  * down columns one at a time would stride through memory, so instead rows are
  * swept across a block of channels whose sums sit in a small stack array. */
-#include "loom/kernels.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 

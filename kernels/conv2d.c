@@ -3,7 +3,7 @@
  * and measured faster than one batched GEMM on the shapes loom trains
  * (DESIGN.md). A 1x1, stride-1, unpadded convolution is already a GEMM on the
  * image itself, so it skips im2col entirely. */
-#include "loom/kernels.h"
+#include "kernels/kernels.h"
 
 #include <string.h>
 

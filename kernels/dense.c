@@ -1,6 +1,6 @@
 /* Fully connected layer as two GEMMs; W is [out, in] so the forward product
  * takes W transposed, matching PyTorch Linear and ONNX Gemm(transB=1). */
-#include "loom/kernels.h"
+#include "kernels/kernels.h"
 
 void loom_k_dense_fwd(const float *x, const float *W, const float *b, float *y,
                       int n, int in, int out) {

@@ -1,8 +1,8 @@
 /* Inverted dropout. Each sample's mask is a pure function of (key, global
  * sample index, element index), so it is the same whichever shard, thread or
  * replica computes it, and backward can reuse it without any RNG state. */
-#include "loom/kernels.h"
-#include "loom/rng.h"
+#include "kernels/kernels.h"
+#include "kernels/rng.h"
 
 void loom_k_dropout_fwd(const float *x, float *y, float *mask, int n, size_t per_sample,
                         float p, uint64_t key, uint64_t sample_base) {

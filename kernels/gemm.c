@@ -1,6 +1,6 @@
 /* The one door to BLAS: everything else in loom calls loom_k_gemm, so the
  * BLAS implementation stays a link-time choice (DESIGN.md). */
-#include "loom/kernels.h"
+#include "kernels/kernels.h"
 
 #include <cblas.h>
 

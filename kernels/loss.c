@@ -1,7 +1,7 @@
 /* Losses: each returns the sum over rows of the per-sample loss (in double,
  * so a shard's total does not depend on float rounding order across rows)
  * and accumulates scale * gradient, so shard gradients add up directly. */
-#include "loom/kernels.h"
+#include "kernels/kernels.h"
 
 #include <assert.h>
 #include <math.h>

@@ -2,7 +2,7 @@
  * clipped to the image up front, so padding never has to be materialised:
  * for max it behaves as -inf, for average it is either counted as zeros or
  * left out of the divisor. */
-#include "loom/kernels.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 

@@ -1,7 +1,7 @@
 /* Counter-based generator: bits = mix(key ^ mix(counter)), where mix is the
  * SplitMix64 finaliser (a bijection with good avalanche). Stateless, so any
  * thread can draw any number in any order and get the same answer. */
-#include "loom/rng.h"
+#include "kernels/rng.h"
 
 #include <math.h>
 

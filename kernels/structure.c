@@ -1,6 +1,6 @@
 /* Kernels that route values rather than transform them: residual add,
  * gradient accumulation, channel concatenation, argmax. */
-#include "loom/kernels.h"
+#include "kernels/kernels.h"
 
 #include <string.h>
 

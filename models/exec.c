@@ -10,7 +10,7 @@
 
 #include "graph_impl.h"
 #include "loom/error.h"
-#include "loom/kernels.h"
+#include "kernels/kernels.h"
 
 struct loom_exec {
     loom_graph *g;
@@ -111,6 +111,16 @@ size_t loom_exec_output_size(const loom_exec *e) { return e->g->nodes[e->g->outp
 float *loom_exec_output_grad(loom_exec *e) { return e->grad[e->g->output]; }
 float *loom_exec_param_grad(loom_exec *e) { return e->pgrad; }
 const float *loom_exec_batch_stats(const loom_exec *e) { return e->stats; }
+
+void loom_exec_probabilities(const loom_exec *e, int n, float *probs, int32_t *classes) {
+    int k = (int)loom_exec_output_size(e);
+    const float *out = loom_exec_output(e);
+    for (int i = 0; i < n; i++) {
+        const float *o = out + (size_t)i * k;
+        if (probs) loom_k_softmax_fwd(o, probs + (size_t)i * k, 1, k);
+        if (classes) classes[i] = loom_k_argmax(o, k);
+    }
+}
 
 void loom_exec_forward(loom_exec *e, int n, int training, uint64_t dropout_key,
                        uint64_t sample_base) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "loom/error.h"
 
 static const char *op_names[LOOM_OP_COUNT_] = {

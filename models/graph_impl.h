@@ -3,7 +3,7 @@
 #define LOOM_GRAPH_IMPL_H
 
 #include "loom/graph.h"
-#include "loom/rng.h"
+#include "kernels/rng.h"
 
 struct loom_graph {
     char name[64];

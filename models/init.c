@@ -3,7 +3,7 @@
 #include <math.h>
 
 #include "loom/graph.h"
-#include "loom/rng.h"
+#include "kernels/rng.h"
 
 static void uniform(float *p, size_t n, double lo, double hi, uint64_t key) {
     for (size_t i = 0; i < n; i++) p[i] = (float)(lo + (hi - lo) * loom_rng_uniform(key, i));

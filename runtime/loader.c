@@ -13,7 +13,7 @@
 
 #include "loom/augment.h"
 #include "loom/error.h"
-#include "loom/rng.h"
+#include "kernels/rng.h"
 
 enum { FREE, FILLING, READY, IN_USE };
 

@@ -1,7 +1,7 @@
 /* Workers wait for a generation counter to change. They spin a little first
  * (a step's two phases follow each other within microseconds) and then sleep
  * on a condition variable, so an idle pool costs no CPU. */
-#include "loom/pool.h"
+#include "runtime/pool.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -9,9 +9,9 @@
 #include <time.h>
 
 #include "loom/error.h"
-#include "loom/kernels.h"
-#include "loom/pool.h"
-#include "loom/rng.h"
+#include "kernels/kernels.h"
+#include "runtime/pool.h"
+#include "kernels/rng.h"
 
 /* Gradient reduction and norms work in fixed chunks, not per-thread slices,
  * so that every sum is taken in the same order whatever the thread count. */

@@ -20,7 +20,7 @@
 #include "util.h"
 #include "loom/augment.h"
 #include "loom/error.h"
-#include "loom/rng.h"
+#include "kernels/rng.h"
 
 /* ---- fixtures ----------------------------------------------------------- */
 

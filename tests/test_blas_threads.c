@@ -3,7 +3,7 @@
  * right answers under exactly that use: 4 threads, many concurrent calls,
  * mixed shapes and transposes, each compared with a double reference. */
 #include "check.h"
-#include "loom/kernels.h"
+#include "kernels/kernels.h"
 
 #include <float.h>
 #include <pthread.h>

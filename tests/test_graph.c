@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #include "check.h"
+#include "kernels/kernels.h"
+#include "kernels/rng.h"
 #include "loom/loom.h"
 
 static void test_shape_errors(void) {

@@ -1,10 +1,11 @@
 /* IDX reader tests. Fixtures are written at run time into a fresh temporary
  * directory so every bad-input case is spelled out here, next to its check. */
 #include "check.h"
+#include "io/idx.h"
 #include "util.h"
 
 #include <loom/error.h>
-#include <loom/idx.h>
+#include "io/idx.h"
 
 #include <stdint.h>
 #include <zlib.h>

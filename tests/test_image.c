@@ -7,11 +7,12 @@
  *   alpha a, value v  -> round(v * a / 255)          (composited on black)
  *   RGB -> gray       -> (19595 R + 38470 G + 7471 B + 32768) >> 16 */
 #include "check.h"
+#include "io/image.h"
 #include "util.h"
 
 #include <loom/dataset.h>
 #include <loom/error.h>
-#include <loom/image.h>
+#include "io/image.h"
 
 #include <png.h>
 #include <pthread.h>

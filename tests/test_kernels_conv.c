@@ -2,7 +2,8 @@
  * and a naive direct-loop reference, backwards against central finite
  * differences, and the accumulate / NULL-gradient rules of kernels.h. */
 #include "check.h"
-#include "loom/kernels.h"
+#include "runtime/pool.h"
+#include "kernels/kernels.h"
 
 #include <stdint.h>
 

@@ -3,8 +3,8 @@
  * differences of L = sum(y * r) with a fixed random r, and every backward
  * checked to ACCUMULATE into its gradients rather than overwrite them. */
 #include "check.h"
-#include "loom/kernels.h"
-#include "loom/rng.h"
+#include "kernels/kernels.h"
+#include "kernels/rng.h"
 
 static double dot(const float *a, const float *b, size_t n) {
     double s = 0.0;

@@ -2,7 +2,7 @@
  * large enough to overflow a naive exp), gradients against central finite
  * differences of the returned loss, and the scale/accumulate contract. */
 #include "check.h"
-#include "loom/kernels.h"
+#include "kernels/kernels.h"
 
 #include <stdint.h>
 

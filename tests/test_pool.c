@@ -7,7 +7,7 @@
 #include <time.h>
 
 #include "check.h"
-#include "loom/pool.h"
+#include "runtime/pool.h"
 
 typedef struct {
     atomic_int hits[8];

@@ -3,7 +3,7 @@
  * Everything is seeded, so a pass is reproducible, and the bounds are loose
  * enough that a correct generator would fail them about once in 10^4 seeds. */
 #include "check.h"
-#include "loom/rng.h"
+#include "kernels/rng.h"
 
 #include <stdint.h>
 

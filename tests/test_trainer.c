@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "check.h"
+#include "kernels/kernels.h"
 #include "loom/loom.h"
 
 /* ---- allocation counting (linked with -Wl,--wrap=malloc,...) ---- */

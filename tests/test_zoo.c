@@ -11,7 +11,7 @@
 #include "util.h"
 #include "loom/error.h"
 #include "loom/exec.h"
-#include "loom/kernels.h"
+#include "kernels/kernels.h"
 #include "loom/zoo.h"
 
 static int known_model(const char *name) {

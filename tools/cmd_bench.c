@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "common.h"
 #include "loom/loom.h"
 
 static double now(void) {

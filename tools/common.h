@@ -4,6 +4,10 @@
 
 #include <stddef.h>
 
+#include "io/atomic.h"
+#include "io/image.h"
+#include "kernels/kernels.h"
+#include "kernels/rng.h"
 #include "loom/loom.h"
 
 /* The deterministic part of an augmentation spec (its normalize item), as a

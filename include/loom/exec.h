@@ -28,6 +28,10 @@ float *loom_exec_input(loom_exec *e);
 /* The output of the last forward [n, out_size]. */
 const float *loom_exec_output(const loom_exec *e);
 size_t loom_exec_output_size(const loom_exec *e); /* per sample */
+/* After an inference forward of n samples: the softmax of the outputs into
+ * probs [n, out_size] (may be NULL) and the most probable class of each into
+ * classes [n] (may be NULL). */
+void loom_exec_probabilities(const loom_exec *e, int n, float *probs, int32_t *classes);
 /* Gradient of the loss w.r.t. the output, filled (accumulated) by a loss before backward. */
 float *loom_exec_output_grad(loom_exec *e);
 /* Flat parameter gradient [param_count]; backward accumulates into it. */

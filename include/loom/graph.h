@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "loom/kernels.h"
+#include "loom/types.h"
 
 #ifdef __cplusplus
 extern "C" {

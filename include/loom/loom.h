@@ -2,7 +2,6 @@
 #ifndef LOOM_LOOM_H
 #define LOOM_LOOM_H
 
-#include "loom/atomic.h"
 #include "loom/augment.h"
 #include "loom/checkpoint.h"
 #include "loom/ckdir.h"
@@ -11,16 +10,12 @@
 #include "loom/exec.h"
 #include "loom/fit.h"
 #include "loom/graph.h"
-#include "loom/idx.h"
-#include "loom/image.h"
-#include "loom/kernels.h"
 #include "loom/loader.h"
 #include "loom/optim.h"
-#include "loom/pool.h"
-#include "loom/rng.h"
 #include "loom/schedule.h"
 #include "loom/train_state.h"
 #include "loom/trainer.h"
+#include "loom/types.h"
 #include "loom/zoo.h"
 
 #endif

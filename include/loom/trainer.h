@@ -19,7 +19,6 @@
 extern "C" {
 #endif
 
-typedef enum { LOOM_LOSS_XENT, LOOM_LOSS_MSE, LOOM_LOSS_BCE, LOOM_LOSS_HINGE } loom_loss_kind;
 
 typedef struct {
     int batch;              /* largest batch a step will get (required) */

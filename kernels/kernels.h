@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "loom/types.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -41,17 +43,6 @@ void loom_k_dense_bwd(const float *x, const float *W, const float *dy,
 /* ---- conv2d -------------------------------------------------------------------
  * x [n, c, h, w], W [oc, c/groups, kh, kw], b [oc] or NULL, y [n, oc, oh, ow].
  * Zero padding ph/pw on both sides, stride sh/sw, dilation dh/dw. */
-typedef struct {
-    int c, h, w;        /* input channels and size */
-    int oc;             /* output channels */
-    int kh, kw;         /* kernel size */
-    int sh, sw;         /* stride (>= 1) */
-    int ph, pw;         /* zero padding, each side */
-    int dh, dw;         /* dilation (>= 1) */
-    int groups;         /* >= 1; c and oc divisible by groups */
-    int oh, ow;         /* output size: fill with loom_k_conv2d_out */
-} loom_conv_shape;
-
 /* Compute s->oh, s->ow from the rest; returns 0, or -1 if the output would be empty. */
 int loom_k_conv2d_out(loom_conv_shape *s);
 /* Floats of scratch that conv2d forward/backward need: the im2col buffer for
@@ -71,12 +62,6 @@ void loom_k_col2im(const loom_conv_shape *s, int cin, const float *col, float *x
 /* ---- pooling -------------------------------------------------------------------
  * x [n, c, h, w] -> y [n, c, oh, ow]. Padding is implicit -inf (max) or
  * excluded from the count (average, count_include_pad = 0) / included (= 1). */
-typedef struct {
-    int c, h, w;
-    int kh, kw, sh, sw, ph, pw;
-    int oh, ow;         /* fill with loom_k_pool_out */
-} loom_pool_shape;
-
 int loom_k_pool_out(loom_pool_shape *s);
 /* argmax [n, c, oh, ow] receives the flat index (within the image plane) of each max. */
 void loom_k_maxpool_fwd(const loom_pool_shape *s, const float *x, float *y,
