@@ -2,6 +2,7 @@
  * Errors quote the whole item and say what is wrong with it, since a spec
  * usually arrives from a command line. */
 #include "chain.h"
+#include "kernels/parse.h"
 #include "loom/error.h"
 
 #include <ctype.h>
@@ -22,13 +23,11 @@ static int fail(const ctx *x, const char *why) {
     return loom_set_error("augment spec item %d '%s': %s", x->index, x->item, why);
 }
 
-/* A finite number that is the whole of s. */
+/* A finite number that is the whole of s (kernels/parse.h: plain decimal only). */
 static int number(const ctx *x, const char *what, const char *s, double lo, double hi, double *out) {
     char why[512];
-    char *end;
-    errno = 0;
-    double d = strtod(s, &end);
-    if (!*s || *end || errno || !isfinite(d)) {
+    double d;
+    if (loom_parse_double(s, -HUGE_VAL, HUGE_VAL, &d)) {
         snprintf(why, sizeof why, "%s '%.200s' is not a number", what, s);
         return fail(x, why);
     }
@@ -42,10 +41,8 @@ static int number(const ctx *x, const char *what, const char *s, double lo, doub
 
 static int integer(const ctx *x, const char *what, const char *s, long lo, long hi, long *out) {
     char why[512];
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno) {
+    long v;
+    if (loom_parse_long(s, -0x7fffffffL, 0x7fffffffL, &v)) {
         snprintf(why, sizeof why, "%s '%.200s' is not an integer", what, s);
         return fail(x, why);
     }
@@ -181,9 +178,20 @@ loom_augment *loom_augment_parse(const char *spec) {
         char work[256];
         memcpy(work, item, len + 1);
         ctx x = {index, item};
+        int before = a->n, had_norm = a->norm_n;
         if (parse_item(a, &x, work)) {
             /* errors from loom_augment_add_* do not name the item yet */
             if (!strstr(loom_error(), "augment spec item")) fail(&x, loom_error());
+            goto fail;
+        }
+        /* the same transform twice is a slip (flip-h twice would undo itself half the time) */
+        for (int i = 0; a->n > before && i < before; i++)
+            if (a->items[i].kind == a->items[a->n - 1].kind) {
+                fail(&x, "repeats an earlier item of the same kind");
+                goto fail;
+            }
+        if (had_norm && a->norm_n && !strncmp(item, "normalize", 9)) {
+            fail(&x, "normalize is given twice");
             goto fail;
         }
         if (!end) break;
@@ -198,4 +206,17 @@ loom_augment *loom_augment_parse(const char *spec) {
 fail:
     loom_augment_free(a);
     return NULL;
+}
+
+int loom_augment_check(const loom_augment *a, int w, int h, int c) {
+    if (!a) return LOOM_OK;
+    for (int i = 0; i < a->n; i++)
+        if (a->items[i].kind == AUG_CROP && (2 * a->items[i].pad >= w || 2 * a->items[i].pad >= h))
+            return loom_set_error("augment crop=%d: shifts of up to %d pixels leave little of %dx%d images (keep it "
+                                  "under half the side)",
+                                  a->items[i].pad, a->items[i].pad, h, w);
+    if (a->norm_n > 1 && a->norm_n != c)
+        return loom_set_error("augment normalize gives %d means, the images have %d channel%s", a->norm_n, c,
+                              c == 1 ? "" : "s");
+    return LOOM_OK;
 }

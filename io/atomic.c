@@ -11,7 +11,40 @@
 
 #include "loom/error.h"
 
+/* A device, a FIFO or a socket is written through, not replaced: renaming a
+ * file over /dev/null or over a pipe's reader would destroy it. */
+static int write_through(const char *path, loom_write_fn fn, void *ctx) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return loom_set_error("%s: cannot open: %s", path, strerror(errno));
+    int rc = fn(f, ctx) == LOOM_OK ? LOOM_OK : LOOM_ERR;
+    if (rc == LOOM_OK && (fflush(f) != 0 || ferror(f))) rc = loom_set_error("%s: write error: %s", path, strerror(errno));
+    if (fclose(f) != 0 && rc == LOOM_OK) rc = loom_set_error("%s: write error on close: %s", path, strerror(errno));
+    return rc;
+}
+
+static int replace(const char *path, loom_write_fn fn, void *ctx);
+
 int loom_atomic_write(const char *path, loom_write_fn fn, void *ctx) {
+    if (!path || !path[0]) return loom_set_error("an empty path was given for a file to write");
+    struct stat st, lst;
+    if (stat(path, &st) == 0) { /* follows links */
+        if (S_ISDIR(st.st_mode)) return loom_set_error("%s is a folder, not a file", path);
+        if (!S_ISREG(st.st_mode)) return write_through(path, fn, ctx);
+        if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+            /* a link to a file: the file is replaced, the link stays */
+            char *target = realpath(path, NULL);
+            if (!target) return loom_set_error("%s: cannot follow the link: %s", path, strerror(errno));
+            int rc = replace(target, fn, ctx);
+            free(target);
+            return rc;
+        }
+    } else if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+        return loom_set_error("%s is a link to a file that does not exist", path);
+    }
+    return replace(path, fn, ctx);
+}
+
+static int replace(const char *path, loom_write_fn fn, void *ctx) {
     /* Beside path, not in /tmp: rename() is only atomic within one file system. */
     size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
     char *tmp = malloc(n);

@@ -18,7 +18,9 @@ typedef int (*loom_write_fn)(FILE *f, void *ctx);
 
 /* Write path through fn: "<path>.tmp.XXXXXX" in the same directory (mode
  * 0644), fn, fflush + ferror check, fsync, fclose, rename over path, fsync of
- * the directory. On any
+ * the directory. A link to a file replaces the file it points to (the link
+ * stays); a device, FIFO or socket (/dev/null, a pipe) is written through,
+ * not replaced. On any
  * failure the temporary is removed, path is left as it was, and the error
  * names path and the reason. LOOM_OK or LOOM_ERR. */
 int loom_atomic_write(const char *path, loom_write_fn fn, void *ctx);

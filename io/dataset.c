@@ -429,6 +429,39 @@ static const char *sniff(const char *path) {
     return NULL;
 }
 
+/* Kaggle's seg_pred/seg_pred/<images>: a folder whose one entry is a folder
+ * of the same name holding images and no folders (a folder of one class
+ * folder is a data set of one class, not this). Its inner folder into inner,
+ * or 0. */
+static int image_wrapper(const char *dir, char *inner, size_t cap) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    char name[256] = "";
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.' && n++ == 0) {
+            snprintf(inner, cap, "%s/%s", dir, e->d_name);
+            snprintf(name, sizeof name, "%s", e->d_name);
+        }
+    closedir(d);
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/') len--;
+    const char *base = dir + len;
+    while (base > dir && base[-1] != '/') base--;
+    if (n != 1 || strlen(name) != (size_t)(dir + len - base) || strncmp(name, base, strlen(name)) || !is_dir(inner) ||
+        !dir_has(inner, is_image_file))
+        return 0;
+    DIR *in = opendir(inner);
+    int sub = 0;
+    for (struct dirent *e; in && (e = readdir(in)) != NULL;) {
+        char p[4500];
+        snprintf(p, sizeof p, "%s/%s", inner, e->d_name);
+        sub |= e->d_name[0] != '.' && is_dir(p);
+    }
+    if (in) closedir(in);
+    return !sub;
+}
+
 static loom_dataset *open_any(const char *path, const loom_dataset_opts *o) {
     struct stat st;
     if (stat(path, &st) != 0) {
@@ -439,6 +472,8 @@ static loom_dataset *open_any(const char *path, const loom_dataset_opts *o) {
         if (dir_has(path, is_idx_name)) return loom_dataset_open_idx(path, o);
         if (dir_has(path, is_cifar_name)) return loom_dataset_open_cifar(path, o);
         if (dir_has(path, is_image_file)) return loom_dataset_open_images(path, o);
+        char inner[4200];
+        if (image_wrapper(path, inner, sizeof inner)) return loom_dataset_open_images(inner, o);
         return loom_dataset_open_folder(path, o);
     }
     if (has_suffix(path, ".csv")) return loom_dataset_open_csv(path, o);

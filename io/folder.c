@@ -383,7 +383,7 @@ loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts
     if (scan(f->root, &classes, &top_imgs, &others)) goto fail;
     if (classes.n == 0) {
         if (top_imgs.n == 0 && others == 0)
-            loom_set_error("%s: empty folder (expected one sub-folder per class holding "
+            loom_set_error("%s: empty folder (expected PNG/JPEG images, or one sub-folder per class holding "
                            ".png/.jpg/.jpeg images)",
                            path);
         else

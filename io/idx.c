@@ -366,7 +366,17 @@ int loom_idx_find(const char *dir, const char *split, char *img_path, char *lab_
     if (stat(dir, &st) != 0) return loom_set_error("%s: cannot open: %s", dir, strerror(errno));
     if (!S_ISDIR(st.st_mode)) return loom_set_error("%s: not a directory", dir);
     const char *sep = dir[strlen(dir) - 1] == '/' ? "" : "/";
-    if (find_one(dir, sep, prefix, "images", "idx3", img_path, cap)) return LOOM_ERR;
+    if (find_one(dir, sep, prefix, "images", "idx3", img_path, cap)) {
+        /* the other split may be there: say so */
+        char other[4096], ol[4096], msg[1024];
+        snprintf(msg, sizeof msg, "%s", loom_error());
+        if (find_one(dir, sep, strcmp(prefix, "train") ? "train" : "t10k", "images", "idx3", other, sizeof other) ==
+            LOOM_OK && find_one(dir, sep, strcmp(prefix, "train") ? "train" : "t10k", "labels", "idx1", ol, sizeof ol) ==
+            LOOM_OK)
+            return loom_set_error("%s (it has the %s split: --split %s)", msg, strcmp(prefix, "train") ? "train" : "test",
+                                  strcmp(prefix, "train") ? "train" : "test");
+        return loom_set_error("%s", msg);
+    }
     if (find_one(dir, sep, prefix, "labels", "idx1", lab_path, cap)) return LOOM_ERR;
     return LOOM_OK;
 }

@@ -158,8 +158,16 @@ int sft_open(sft_file *s, const char *path) {
         return bad(s, "the file is %" PRIu64 " bytes, shorter than the 8-byte header length", size);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len8[i];
-    if (hlen > SFT_MAX_HEADER)
+    if (hlen > SFT_MAX_HEADER) {
+        const char *what = len8[0] == 0xff && len8[1] == 0xd8                        ? "a JPEG image"
+                           : len8[0] == 0x89 && !memcmp(len8 + 1, "PNG", 3)          ? "a PNG image"
+                           : len8[0] == 0x1f && len8[1] == 0x8b                      ? "gzip data"
+                           : len8[0] == 0 && len8[1] == 0 && len8[2] == 8            ? "an IDX file"
+                           : !memcmp(len8, "label,", 6) || !memcmp(len8, "pixel", 5) ? "a CSV file"
+                                                                                     : NULL;
+        if (what) return bad(s, "this is %s, not a checkpoint", what);
         return bad(s, "header length %" PRIu64 " is absurd (more than 100 MB): not a safetensors file?", hlen);
+    }
     if (hlen > size - 8)
         return bad(s, "header length %" PRIu64 " exceeds the %" PRIu64
                       " bytes that follow it (truncated file?)", hlen, size - 8);

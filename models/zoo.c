@@ -201,21 +201,31 @@ loom_graph *loom_zoo_inception(int c, int h, int w, int classes) {
 }
 
 typedef loom_graph *(*zoo_fn)(int, int, int, int);
-static const struct { const char *name; zoo_fn fn; } zoo[] = {
-    {"mlp", loom_zoo_mlp},
-    {"lenet5", loom_zoo_lenet5},
-    {"minivgg", loom_zoo_minivgg},
-    {"shallownet", loom_zoo_shallownet},
-    {"alexnet", loom_zoo_alexnet},
-    {"vgg", loom_zoo_vgg},
-    {"vgg11", loom_zoo_vgg11},
-    {"vgg13", loom_zoo_vgg13},
-    {"vgg16", loom_zoo_vgg16},
-    {"resnet", loom_zoo_resnet},
-    {"resnet20", loom_zoo_resnet20},
-    {"inception", loom_zoo_inception},
+static const struct {
+    const char *name;
+    zoo_fn fn;
+    const char *about;
+} zoo[] = {
+    {"mlp", loom_zoo_mlp, "a perceptron with two hidden layers"},
+    {"lenet5", loom_zoo_lenet5, "LeNet-5 (LeCun et al. 1998), as in the paper's table"},
+    {"minivgg", loom_zoo_minivgg, "two VGG blocks of conv3x3+BN+ReLU (32, 64), dense 512"},
+    {"shallownet", loom_zoo_shallownet, "one conv layer: the smallest useful CNN, a baseline"},
+    {"alexnet", loom_zoo_alexnet, "AlexNet resized for 64-150 px (5x5/2 stem, global-average-pool head)"},
+    {"vgg", loom_zoo_vgg, "a 3-block VGG (64, 128, 256 wide)"},
+    {"vgg11", loom_zoo_vgg11, "VGG configuration A at a quarter of the paper's widths, GAP head"},
+    {"vgg13", loom_zoo_vgg13, "VGG configuration B at a quarter of the paper's widths, GAP head"},
+    {"vgg16", loom_zoo_vgg16, "VGG configuration D at a quarter of the paper's widths, GAP head (not the 138M model)"},
+    {"resnet", loom_zoo_resnet, "a CIFAR-style ResNet-14 (stages of 16/32/64)"},
+    {"resnet20", loom_zoo_resnet20, "ResNet-20 (He et al. 2016, CIFAR version)"},
+    {"inception", loom_zoo_inception, "a small GoogLeNet: modules 3a, 3b, 4a at a quarter width"},
 };
 #define NZOO (sizeof zoo / sizeof zoo[0])
+
+const char *loom_zoo_about(const char *name) {
+    for (size_t i = 0; i < NZOO; i++)
+        if (!strcmp(zoo[i].name, name)) return zoo[i].about;
+    return NULL;
+}
 
 const char *const *loom_zoo_names(void) {
     static const char *names[NZOO + 1];

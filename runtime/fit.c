@@ -5,12 +5,17 @@
 #include "loom/fit.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "loom/error.h"
 #include "loom/schedule.h"
+
+/* A mean loss above this is divergence, whatever the model: cross-entropy at
+ * chance is ln(classes), a few units. */
+#define DIVERGED_LOSS 1e6
 
 static double now(void) {
     struct timespec ts;
@@ -99,9 +104,15 @@ static int train_epoch(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, 
             rc = LOOM_ERR;
             break;
         }
-        if (n && !isfinite(r.loss)) {
-            rc = loom_set_error("epoch %d batch %ld: the loss is %g (diverged): lower the learning rate", ep,
-                                st->batch + 1, r.loss);
+        /* Not a number, infinite, or a million times chance level: training has diverged. */
+        if (n && !(r.loss <= DIVERGED_LOSS)) {
+            char v[32];
+            if (isnan(r.loss)) snprintf(v, sizeof v, "NaN");
+            else if (isinf(r.loss)) snprintf(v, sizeof v, "infinite");
+            else snprintf(v, sizeof v, "%.3g", r.loss);
+            rc = loom_set_error("epoch %d batch %ld: the loss is %s: training has diverged (lower the learning rate, "
+                                "now %.3g, or add --clip)",
+                                ep, st->batch + 1, v, (double)lr);
             break;
         }
         st->batch++;

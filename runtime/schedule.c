@@ -8,20 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/parse.h"
 #include "loom/error.h"
 
 static int parse_float(const char *s, float *out) {
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end || !isfinite(v)) return -1;
+    double v;
+    if (loom_parse_double(s, -1e30, 1e30, &v)) return -1;
     *out = (float)v;
     return 0;
 }
 
 static int parse_int(const char *s, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v < 0 || v > 1000000) return -1;
+    long v;
+    if (loom_parse_long(s, 0, 1000000, &v)) return -1;
     *out = (int)v;
     return 0;
 }
@@ -71,9 +70,14 @@ int loom_schedule_parse(const char *spec, float base_lr, int epochs, loom_schedu
         return loom_set_error("schedule '%s': unknown kind '%s' (const, step, multistep, exp, cosine, plateau)",
                               spec, k);
     }
+    for (int i = 1; !bad && i < s->n_milestones; i++) bad = s->milestones[i] <= s->milestones[i - 1];
+    if (s->kind == LOOM_SCHED_COSINE && epochs > 0 && s->warmup_epochs >= epochs)
+        return loom_set_error("schedule '%s': a warm-up of %g epochs leaves nothing of a %d-epoch run", spec,
+                              s->warmup_epochs, epochs);
     if (bad || !(s->gamma > 0 && s->gamma <= 1.0f) || s->warmup_epochs < 0)
         return loom_set_error("schedule '%s': bad parameters (forms: step:SIZE[:GAMMA], multistep:E1,E2[:GAMMA], "
-                              "exp:GAMMA, cosine[:WARMUP], plateau[:PATIENCE[:FACTOR]]; GAMMA in (0,1])",
+                              "exp:GAMMA, cosine[:WARMUP], plateau[:PATIENCE[:FACTOR]]; GAMMA in (0,1]; milestones "
+                              "increasing)",
                               spec);
     return LOOM_OK;
 }
@@ -133,21 +137,30 @@ const char *loom_schedule_describe(const loom_schedule *s, char *buf, int cap) {
     static const char *names[] = {"const", "step", "multistep", "exp", "cosine", "plateau"};
     int n = snprintf(buf, (size_t)cap, "%s", (int)s->kind >= 0 && s->kind <= LOOM_SCHED_PLATEAU ? names[s->kind] : "?");
     if (n < 0 || n >= cap) return buf;
+#define PL(x) ((x) == 1 ? "" : "s")
     switch (s->kind) {
-    case LOOM_SCHED_STEP: n += snprintf(buf + n, (size_t)(cap - n), ": x%g every %d epochs", s->gamma, s->step_size); break;
+    case LOOM_SCHED_STEP:
+        n += snprintf(buf + n, (size_t)(cap - n), ": x%g every %d epoch%s", s->gamma, s->step_size, PL(s->step_size));
+        break;
     case LOOM_SCHED_EXP: n += snprintf(buf + n, (size_t)(cap - n), ": x%g per epoch", s->gamma); break;
-    case LOOM_SCHED_MULTISTEP: n += snprintf(buf + n, (size_t)(cap - n), ": x%g at %d milestones", s->gamma, s->n_milestones); break;
+    case LOOM_SCHED_MULTISTEP:
+        n += snprintf(buf + n, (size_t)(cap - n), ": x%g at %d milestone%s", s->gamma, s->n_milestones,
+                      PL(s->n_milestones));
+        break;
     case LOOM_SCHED_PLATEAU:
-        n += snprintf(buf + n, (size_t)(cap - n), ": x%g after %d epochs without progress", s->gamma, s->patience);
+        n += snprintf(buf + n, (size_t)(cap - n), ": x%g after %d epoch%s without progress", s->gamma, s->patience,
+                      PL(s->patience));
         break;
     case LOOM_SCHED_COSINE:
-        n += snprintf(buf + n, (size_t)(cap - n), " to %g over %d epoch%s", s->min_lr, s->epochs, s->epochs == 1 ? "" : "s");
+        n += snprintf(buf + n, (size_t)(cap - n), " to %g over %d epoch%s", s->min_lr, s->epochs, PL(s->epochs));
         if (n < cap && s->restart_epoch > 0)
             n += snprintf(buf + n, (size_t)(cap - n), " (restarted after epoch %d from %.3g)", s->restart_epoch,
                           s->restart_lr);
         break;
     default: break;
     }
-    if (n < cap && s->warmup_epochs > 0) snprintf(buf + n, (size_t)(cap - n), ", %g warm-up epochs", s->warmup_epochs);
+    if (n < cap && s->warmup_epochs > 0)
+        snprintf(buf + n, (size_t)(cap - n), ", %g warm-up epoch%s", s->warmup_epochs, s->warmup_epochs == 1 ? "" : "s");
+#undef PL
     return buf;
 }

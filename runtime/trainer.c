@@ -259,10 +259,22 @@ static void phase_apply(void *ctx, int tid, int T) {
     }
 }
 
+/* Every label a class of the model's: checked once per step, so that the
+ * loss kernels never index outside the logits. */
+static int check_labels(const loom_trainer *t, const int32_t *labels, int n) {
+    int K = (int)loom_graph_layer(t->g, loom_graph_output(t->g))->size;
+    for (int i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= K)
+            return loom_set_error("trainer: sample %d of the batch has label %d, but the model has %d classes (0..%d)",
+                                  i, labels[i], K, K - 1);
+    return LOOM_OK;
+}
+
 int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, int n, float lr,
                       loom_step_result *r) {
     if (n <= 0 || n > t->o.batch)
         return loom_set_error("trainer: step of %d samples (batch is %d)", n, t->o.batch);
+    if (check_labels(t, labels, n)) return LOOM_ERR;
     double t0 = now();
     t->x = x;
     t->labels = labels;
@@ -319,6 +331,7 @@ int loom_trainer_eval(loom_trainer *t, const float *x, const int32_t *labels, in
                       double *loss_sum, int *correct, float *out) {
     if (n <= 0 || n > t->o.batch)
         return loom_set_error("trainer: eval of %d samples (batch is %d)", n, t->o.batch);
+    if (check_labels(t, labels, n)) return LOOM_ERR;
     t->x = x;
     t->labels = labels;
     t->n = n;

@@ -2,6 +2,8 @@
  * positional arguments. */
 #include "cli.h"
 
+#include "kernels/parse.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -81,6 +83,10 @@ int cli_parse(const char *cmd, const char *usage, cli_opt *opts, int argc, char 
             fprintf(stderr, "loom %s: --%s needs a value (%s)\n", cmd, o->name, o->arg);
             return -1;
         }
+        if (o->value && !o->value[0]) {
+            fprintf(stderr, "loom %s: --%s: an empty value (%s expected)\n", cmd, o->name, o->arg ? o->arg : "none");
+            return -1;
+        }
     }
     if (npos) *npos = np;
     return 0;
@@ -101,28 +107,20 @@ int cli_given(const cli_opt *opts, const char *name) {
 int cli_int(const char *cmd, const cli_opt *opts, const char *name, long lo, long hi, long *out) {
     const char *v = cli_get(opts, name);
     if (!v) return 0;
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi) {
+    if (loom_parse_long(v, lo, hi, out)) {
         fprintf(stderr, "loom %s: --%s: '%s' is not a whole number in %ld..%ld\n", cmd, name, v, lo, hi);
         return -1;
     }
-    *out = x;
     return 0;
 }
 
 int cli_float(const char *cmd, const cli_opt *opts, const char *name, double lo, double hi, double *out) {
     const char *v = cli_get(opts, name);
     if (!v) return 0;
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || end == v || *end || !isfinite(x) || x < lo || x > hi) {
+    if (loom_parse_double(v, lo, hi, out)) {
         fprintf(stderr, "loom %s: --%s: '%s' is not a number in %g..%g\n", cmd, name, v, lo, hi);
         return -1;
     }
-    *out = x;
     return 0;
 }
 

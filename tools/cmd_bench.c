@@ -1,301 +1,346 @@
-/* loom bench: thread scaling of training (and inference) on synthetic data,
- * with the step time broken down into forward, backward, reduction +
- * optimizer, and idle at barriers. */
+/* loom bench: thread scaling of training (and inference), on synthetic
+ * tensors or on a data set through the loader, with the step time broken
+ * down into forward, backward, reduction + optimizer, data wait and idle at
+ * barriers; or (--pipeline) the data pipeline alone.
+ * As loom train: parse, settle, open the data, run, report. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "common.h"
-#include "loom/loom.h"
+#include "kernels/parse.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#define MAX_COUNTS 16
 
 typedef struct {
     int threads;
     double train_ips, infer_ips, fwd, bwd, reduce, idle, data, step;
 } bench_row;
 
-static int parse_threads(const char *s, int *out, int max) {
+typedef struct {
+    cli_opt *o;
+    int c, h, w, csv;
+    long classes, batch, steps, warm, nbatches;
+    int th[MAX_COUNTS], nth, prod[MAX_COUNTS], nprod;
+    loom_optim_kind optim;
+    loom_dataset *ds;
+    loom_augment *aug;
+    bench_row rows[MAX_COUNTS];
+} bench;
+
+static const cli_opt bench_options[] = {
+    CLI_OPT("model", "NAME", "zoo model", "lenet5"),
+    CLI_OPT("input", "CxHxW", "input shape (default: the data's with --data, else 1x28x28)", NULL),
+    CLI_OPT("classes", "N", "number of classes (default: the data's with --data, else 10)", NULL),
+    CLI_OPT("batch", "N", "mini-batch size", "64"),
+    CLI_OPT("threads", "LIST", "thread counts, comma-separated", "1,2"),
+    CLI_OPT("steps", "N", "timed training steps per thread count", "50"),
+    CLI_OPT("warmup", "N", "untimed steps first", "5"),
+    CLI_OPT("optim", "NAME", "optimizer", "sgd"),
+    CLI_OPT("deterministic", NULL, "fixed shard count (bit-identical across thread counts)", NULL),
+    CLI_OPT("csv", NULL, "print CSV: a header line, then one row per thread count", NULL),
+    CLI_OPT("data", "PATH", "train from this data set through the loader (default: synthetic tensors)", NULL),
+    CLI_OPT("producers", "LIST", "loader threads (with --data; a list with --pipeline)", "1"),
+    CLI_OPT("augment", "SPEC", "augmentation chain for the loader", NULL),
+    CLI_OPT("cache", NULL, "with --data: cache decoded images in memory", NULL),
+    CLI_OPT("pipeline", NULL, "measure the data pipeline alone (needs --data)", NULL),
+    CLI_OPT("batches", "N", "with --pipeline: batches timed per measurement (0 = one epoch)", "0"),
+    CLI_END};
+
+/* "1,2,4": whole numbers in 1..max, no empty items, none twice. */
+static int parse_counts(const char *opt, const char *s, int *out, int max) {
     int n = 0;
     const char *p = s;
-    while (*p && n < max) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 1 || v > 1024) return -1;
-        out[n++] = (int)v;
-        if (*end == ',') end++;
-        else if (*end) return -1;
-        p = end;
-    }
-    return n;
-}
-
-/* One pass of up to nb batches through a loader; images per second. */
-static double pipeline_pass(loom_loader *l, int epoch, long nb, long *images) {
-    loom_loader_start(l, epoch);
-    loom_batch *b;
-    long n = 0, k = 0;
-    double t0 = now();
-    int rc;
-    while ((nb <= 0 || k < nb) && (rc = loom_loader_next(l, &b)) == 1) {
-        n += b->n;
-        k++;
-        loom_loader_release(l, b);
-    }
-    double el = now() - t0;
-    *images = n;
-    return n / el;
-}
-
-static int bench_pipeline(loom_dataset *ds, const loom_augment *aug, const int *prod, int nprod, int B, int h,
-                          int w, long nb, int csv) {
-    if (csv) printf("producers,path,images_per_s,images_per_s_per_producer\n");
-    else
-        printf("pipeline: %s (%s, %zu images %dx%dx%d) -> batches of %d x %dx%dx%d, decode + augment + convert\n",
-               ds->path, ds->format, ds->count, ds->c, ds->h, ds->w, B, ds->c, h, w);
-    for (int r = 0; r < nprod; r++) {
-        for (int cached = 0; cached < 2; cached++) {
-            loom_loader_opts lo = {.batch = B, .producers = prod[r], .seed = 1, .shuffle = 1, .augment = aug,
-                                   .out_h = h, .out_w = w, .cache = cached ? 1 : -1};
-            loom_loader *l = loom_loader_new(ds, &lo);
-            if (!l) {
-                fprintf(stderr, "loom bench: %s\n", loom_error());
-                return 1;
-            }
-            long n;
-            if (cached) pipeline_pass(l, 0, 0, &n); /* fill the cache: decode once */
-            double ips = pipeline_pass(l, 1, nb, &n);
-            const char *path = cached ? "cached" : "decode";
-            if (csv) printf("%d,%s,%.1f,%.1f\n", prod[r], path, ips, ips / prod[r]);
-            else
-                printf("  producers %d  %-7s %9.0f images/s  (%6.0f per producer, %ld images)\n", prod[r], path, ips,
-                       ips / prod[r], n);
-            loom_loader_free(l);
+    for (;;) {
+        const char *end = p + strcspn(p, ",");
+        char item[24];
+        long v = 0;
+        int dup = 0;
+        snprintf(item, sizeof item, "%.*s", (int)(end - p < 23 ? end - p : 23), p);
+        int bad = end - p > 22 || loom_parse_long(item, 1, max, &v);
+        for (int i = 0; i < n; i++) dup |= out[i] == v;
+        if (bad || dup || n == MAX_COUNTS) {
+            fprintf(stderr, "loom bench: --%s: '%s' is not a list like 1,2,4 (each in 1..%d, at most %d, none twice)\n",
+                    opt, s, max, MAX_COUNTS);
+            return -1;
         }
+        out[n++] = (int)v;
+        if (!*end) return n;
+        p = end + 1;
     }
-    return 0;
 }
 
-int cmd_bench(int argc, char **argv) {
-    cli_opt o[] = {CLI_OPT("model", "NAME", "zoo model", "lenet5"),
-                   CLI_OPT("input", "CxHxW", "input shape", "1x28x28"),
-                   CLI_OPT("classes", "N", "number of classes", "10"),
-                   CLI_OPT("batch", "N", "mini-batch size", "64"),
-                   CLI_OPT("threads", "LIST", "thread counts, comma-separated", "1,2"),
-                   CLI_OPT("steps", "N", "timed training steps per thread count", "50"),
-                   CLI_OPT("warmup", "N", "untimed steps first", "5"),
-                   CLI_OPT("optim", "NAME", "optimizer", "sgd"),
-                   CLI_OPT("deterministic", NULL, "fixed shard count (bit-identical across thread counts)", NULL),
-                   CLI_OPT("csv", NULL, "print CSV: a header line, then one row per thread count", NULL),
-                   CLI_OPT("data", "PATH", "train from this data set through the loader (default: synthetic tensors)", NULL),
-                   CLI_OPT("producers", "LIST", "loader threads (with --data; a list with --pipeline)", "1"),
-                   CLI_OPT("augment", "SPEC", "augmentation chain for the loader", NULL),
-                   CLI_OPT("cache", NULL, "with --data: cache decoded images in memory", NULL),
-                   CLI_OPT("pipeline", NULL, "measure the data pipeline alone (needs --data)", NULL),
-                   CLI_OPT("batches", "N", "with --pipeline: batches timed per measurement (0 = one epoch)", "0"),
-                   CLI_END};
-    int pr = cli_parse("bench", "[options]", o, argc, argv, NULL, 0, NULL);
-    if (pr) return pr > 0 ? 0 : 2;
+/* ---- 1. options ----------------------------------------------------------------------------- */
+
+static int parse(bench *b, int argc, char **argv) {
+    int pr = cli_parse("bench", "[options]", b->o, argc, argv, NULL, 0, NULL);
+    if (pr) return pr > 0 ? -1 : EXIT_USAGE;
+    cli_opt *o = b->o;
     /* options that only mean something with others */
     static const char *const needs[][3] = {{"producers", "data", "loader threads feed training from --data"},
                                            {"augment", "data", "augmentation applies to images from --data"},
                                            {"cache", "data", "the cache holds images from --data"},
-                                           {"batches", "pipeline", "it counts the batches of --pipeline"}};
+                                           {"batches", "pipeline", "it counts the batches of --pipeline"},
+                                           {"pipeline", "data", "it measures reading --data"}};
     for (size_t i = 0; i < sizeof needs / sizeof *needs; i++)
         if (cli_given(o, needs[i][0]) && !cli_given(o, needs[i][1])) {
             fprintf(stderr, "loom bench: --%s needs --%s (%s)\n", needs[i][0], needs[i][1], needs[i][2]);
-            return 2;
+            return EXIT_USAGE;
         }
     static const char *const model_only[] = {"model", "classes", "steps", "warmup", "optim", "deterministic",
                                              "threads", "cache"};
     for (size_t i = 0; cli_given(o, "pipeline") && i < sizeof model_only / sizeof *model_only; i++)
         if (cli_given(o, model_only[i])) {
             fprintf(stderr, "loom bench: --%s does not apply to --pipeline (it measures the data pipeline alone; "
-                            "--producers lists its thread counts)\n", model_only[i]);
-            return 2;
+                            "--producers lists its thread counts)\n",
+                    model_only[i]);
+            return EXIT_USAGE;
         }
-    int c, h, w;
-    char extra;
-    if (sscanf(cli_get(o, "input"), "%dx%dx%d%c", &c, &h, &w, &extra) != 3 || c <= 0 || h <= 0 || w <= 0) {
-        fprintf(stderr, "loom bench: --input: '%s' is not CxHxW (e.g. 3x64x64)\n", cli_get(o, "input"));
-        return 2;
-    }
-    long K = 10, B = 64, steps = 50, warm = 5;
-    if (cli_int("bench", o, "classes", 1, 100000, &K) || cli_int("bench", o, "batch", 1, 65536, &B) ||
-        cli_int("bench", o, "steps", 1, 1000000, &steps) || cli_int("bench", o, "warmup", 0, 1000000, &warm))
-        return 2;
-    int th[64];
-    int nth = parse_threads(cli_get(o, "threads"), th, 64);
-    if (nth <= 0) {
-        fprintf(stderr, "loom bench: --threads: '%s' is not a list like 1,2,4\n", cli_get(o, "threads"));
-        return 2;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int max_threads = (int)(cores > 0 ? 4 * cores : 4);
+    b->batch = 64, b->steps = 50, b->warm = 5;
+    if (cli_int("bench", o, "batch", 1, 65536, &b->batch) || cli_int("bench", o, "steps", 1, 1000000, &b->steps) ||
+        cli_int("bench", o, "warmup", 0, 1000000, &b->warm) ||
+        cli_int("bench", o, "batches", 0, 100000000, &b->nbatches) ||
+        (b->nth = parse_counts("threads", cli_get(o, "threads"), b->th, max_threads)) < 0 ||
+        (b->nprod = parse_counts("producers", cli_get(o, "producers"), b->prod, 64)) < 0)
+        return EXIT_USAGE;
+    if (cli_get(o, "input")) {
+        char extra;
+        if (sscanf(cli_get(o, "input"), "%dx%dx%d%c", &b->c, &b->h, &b->w, &extra) != 3 || b->c < 1 || b->h < 1 ||
+            b->w < 1 || b->c > 3 || b->h > 4096 || b->w > 4096) {
+            fprintf(stderr, "loom bench: --input: '%s' is not CxHxW with 1..3 channels and sides up to 4096\n",
+                    cli_get(o, "input"));
+            return EXIT_USAGE;
+        }
     }
     int kind = loom_optim_parse(cli_get(o, "optim"));
     if (kind < 0) {
         fprintf(stderr, "loom bench: --optim: unknown optimizer '%s'\n", cli_get(o, "optim"));
-        return 2;
+        return EXIT_USAGE;
     }
-    int csv = cli_get(o, "csv") != NULL;
-    int prod[64];
-    int nprod = parse_threads(cli_get(o, "producers"), prod, 64);
-    long nbatches = 0;
-    if (nprod <= 0 || cli_int("bench", o, "batches", 0, 100000000, &nbatches)) {
-        if (nprod <= 0) fprintf(stderr, "loom bench: --producers: '%s' is not a list like 1,2\n", cli_get(o, "producers"));
-        return 2;
-    }
-    loom_dataset *ds = NULL;
-    loom_augment *aug = NULL;
-    if (cli_get(o, "augment") && !(aug = loom_augment_parse(cli_get(o, "augment")))) {
+    b->optim = (loom_optim_kind)kind;
+    b->csv = cli_get(o, "csv") != NULL;
+    if (cli_get(o, "augment") && !(b->aug = loom_augment_parse(cli_get(o, "augment")))) {
         fprintf(stderr, "loom bench: --augment: %s\n", loom_error());
-        return 2;
+        return EXIT_USAGE;
     }
-    if (cli_get(o, "data")) {
-        loom_dataset_opts dop = {.channels = c, .height = h, .width = w};
-        if (!(ds = loom_dataset_open(cli_get(o, "data"), &dop))) {
-            fprintf(stderr, "loom bench: %s\n", loom_error());
-            loom_augment_free(aug);
-            return 1;
-        }
-    }
-    if (cli_get(o, "pipeline")) {
-        int prc = ds ? bench_pipeline(ds, aug, prod, nprod, (int)B, h, w, nbatches, csv) : 2;
-        if (!ds) fprintf(stderr, "loom bench: --pipeline needs --data PATH\n");
-        loom_dataset_free(ds);
-        loom_augment_free(aug);
-        return prc;
-    }
-    size_t in = (size_t)c * h * w;
-    float *x = malloc((size_t)B * in * sizeof(float));
-    int32_t *y = malloc((size_t)B * sizeof(int32_t));
-    float *out = malloc((size_t)B * K * sizeof(float));
-    bench_row *rows = calloc((size_t)nth, sizeof *rows);
-    if (!x || !y || !out || !rows) {
-        fprintf(stderr, "loom bench: out of memory\n");
-        return 1;
-    }
-    for (size_t i = 0; i < (size_t)B * in; i++) x[i] = loom_rng_uniform(7, i);
-    for (long i = 0; i < B; i++) y[i] = (int32_t)(i % K);
-    int rc = 0;
-    loom_graph *g0 = loom_zoo_build(cli_get(o, "model"), c, h, w, (int)K, 1);
-    if (!g0) {
+    return 0;
+}
+
+/* ---- 2. the data: the input shape and classes follow it unless given -------------------------- */
+
+static int open_data(bench *b) {
+    if (!b->c) b->c = 1, b->h = b->w = 28;
+    b->classes = 10;
+    if (!cli_get(b->o, "data")) return cli_int("bench", b->o, "classes", 1, 100000, &b->classes) ? EXIT_USAGE : 0;
+    loom_dataset_opts dop = {.channels = cli_get(b->o, "input") ? b->c : 0};
+    if (cli_get(b->o, "input")) dop.height = b->h, dop.width = b->w;
+    if (!(b->ds = loom_dataset_open(cli_get(b->o, "data"), &dop))) {
         fprintf(stderr, "loom bench: %s\n", loom_error());
-        rc = 1;
-        goto done;
+        return EXIT_FAILED;
     }
-    double gflop = 0;
-    for (int i = 0; i < loom_graph_count(g0); i++) gflop += loom_layer_flops(g0, i);
-    if (!csv)
-        printf("loom bench: %s, input %dx%dx%d, batch %ld, %ld steps (+%ld warm-up), %s, %.1f MFLOP/image forward\n",
-               cli_get(o, "model"), c, h, w, B, steps, warm, loom_optim_name(kind), gflop / 1e6);
-    loom_graph_free(g0);
-    for (int r = 0; r < nth; r++) {
-        loom_graph *g = loom_zoo_build(cli_get(o, "model"), c, h, w, (int)K, 1);
-        loom_trainer_opts to = {.batch = (int)B, .threads = th[r], .deterministic = cli_get(o, "deterministic") != NULL,
-                                .seed = 1, .optim = {.kind = kind, .lr = 1e-3f, .momentum = 0.9f}};
-        loom_trainer *t = loom_trainer_new(g, &to);
-        if (!t) {
-            fprintf(stderr, "loom bench: %s\n", loom_error());
-            loom_graph_free(g);
-            rc = 1;
-            goto done;
-        }
-        loom_loader *l = NULL;
-        if (ds) {
-            loom_loader_opts lo = {.batch = (int)B, .producers = prod[0], .seed = 1, .shuffle = 1, .augment = aug,
-                                   .out_h = h, .out_w = w, .cache = cli_get(o, "cache") ? 1 : -1};
-            if (!(l = loom_loader_new(ds, &lo))) {
-                fprintf(stderr, "loom bench: %s\n", loom_error());
-                loom_trainer_free(t);
-                loom_graph_free(g);
-                rc = 1;
-                goto done;
-            }
-            loom_loader_start(l, 0);
-        }
-        int epoch = 0;
-        double wait = 0, t0 = 0;
-        for (long s = 0; s < warm + steps; s++) {
-            if (s == warm) {
-                loom_trainer_reset_timing(t);
-                if (l) loom_loader_wait_seconds(l);
-                t0 = now();
-            }
-            if (!l) {
-                loom_trainer_step(t, x, y, (int)B, 1e-3f, NULL);
-                continue;
-            }
-            loom_batch *b;
-            int got;
-            while ((got = loom_loader_next(l, &b)) == 0) loom_loader_start(l, ++epoch);
-            if (got < 0) {
-                fprintf(stderr, "loom bench: %s\n", loom_error());
-                break;
-            }
-            loom_trainer_step(t, b->x, b->y, b->n, 1e-3f, NULL);
-            loom_loader_release(l, b);
-        }
-        double el = now() - t0;
-        if (l) {
-            wait = loom_loader_wait_seconds(l);
+    if (!cli_get(b->o, "input")) b->c = b->ds->c, b->h = b->ds->h, b->w = b->ds->w;
+    if (b->ds->c != b->c) {
+        fprintf(stderr, "loom bench: --input %s: %s gives %d-channel images\n", cli_get(b->o, "input"),
+                cli_get(b->o, "data"), b->ds->c);
+        return EXIT_USAGE;
+    }
+    b->classes = b->ds->num_classes;
+    long k = b->classes;
+    if (cli_int("bench", b->o, "classes", 1, 100000, &k)) return EXIT_USAGE;
+    if (k != b->classes) {
+        fprintf(stderr, "loom bench: --classes %ld: %s has %ld classes (its labels would not fit the model)\n", k,
+                cli_get(b->o, "data"), b->classes);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* ---- 3a. the pipeline alone ----------------------------------------------------------------- */
+
+/* One pass of up to nb batches (0: an epoch); images per second, or -1 on a read error. */
+static double pipeline_pass(loom_loader *l, int epoch, long nb, long *images) {
+    loom_loader_start(l, epoch);
+    loom_batch *bt;
+    long n = 0, k = 0;
+    double t0 = now_seconds();
+    int rc = 1;
+    while ((nb <= 0 || k < nb) && (rc = loom_loader_next(l, &bt)) == 1) {
+        n += bt->n;
+        k++;
+        loom_loader_release(l, bt);
+    }
+    *images = n;
+    return rc < 0 ? -1 : (double)n / (now_seconds() - t0);
+}
+
+static int run_pipeline(bench *b) {
+    loom_dataset *ds = b->ds;
+    long per_epoch = ((long)ds->count + b->batch - 1) / b->batch;
+    if (b->csv) printf("producers,path,images_per_s,images_per_s_per_producer\n");
+    else
+        printf("pipeline: %s (%s, %zu images %dx%dx%d) -> batches of %ld x %dx%dx%d, decode + augment + convert%s\n",
+               ds->path, ds->format, ds->count, ds->native_c, ds->native_h, ds->native_w, b->batch, b->c, b->h, b->w,
+               b->nbatches > per_epoch ? " (--batches is more than an epoch: one epoch timed)" : "");
+    for (int r = 0; r < b->nprod; r++) {
+        for (int cached = 0; cached < 2; cached++) {
+            loom_loader_opts lo = {.batch = (int)b->batch, .producers = b->prod[r], .seed = 1, .shuffle = 1,
+                                   .augment = b->aug, .out_h = b->h, .out_w = b->w, .cache = cached ? 1 : -1};
+            loom_loader *l = loom_loader_new(ds, &lo);
+            long n = 0;
+            double ips = l ? 0 : -1;
+            if (l && cached) ips = pipeline_pass(l, 0, 0, &n); /* fill the cache: decode once */
+            if (ips >= 0) ips = pipeline_pass(l, 1, b->nbatches, &n);
             loom_loader_free(l);
+            if (ips < 0) {
+                fprintf(stderr, "loom bench: %s\n", loom_error());
+                return EXIT_FAILED;
+            }
+            const char *path = cached ? "cached" : "decode";
+            if (b->csv) printf("%d,%s,%.1f,%.1f\n", b->prod[r], path, ips, ips / b->prod[r]);
+            else
+                printf("  producers %d  %-7s %9.0f images/s  (%6.0f per producer, %ld images)\n", b->prod[r], path, ips,
+                       ips / b->prod[r], n);
         }
-        const loom_step_timing *tm = loom_trainer_timing(t);
-        bench_row *row = &rows[r];
-        row->threads = th[r];
-        row->train_ips = (double)steps * B / el;
-        row->step = el / steps;
-        row->fwd = tm->forward / steps;
-        row->bwd = tm->backward / steps;
-        row->reduce = tm->reduce / steps;
-        row->idle = tm->idle / steps;
-        row->data = wait / steps;
-        long isteps = steps > 10 ? steps : 10;
-        for (long s = 0; s < 2; s++) loom_trainer_eval(t, x, y, (int)B, NULL, NULL, out);
-        t0 = now();
-        for (long s = 0; s < isteps; s++) loom_trainer_eval(t, x, y, (int)B, NULL, NULL, out);
-        row->infer_ips = (double)isteps * B / (now() - t0);
-        loom_trainer_free(t);
-        loom_graph_free(g);
     }
-    if (csv) {
-        printf("threads,images_per_s,speedup,efficiency,step_ms,forward_ms,backward_ms,reduce_opt_ms,data_wait_ms,idle_ms,infer_images_per_s\n");
-        for (int r = 0; r < nth; r++) {
-            bench_row *b = &rows[r];
-            double sp = b->train_ips / rows[0].train_ips;
-            printf("%d,%.1f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.1f\n", b->threads, b->train_ips, sp,
-                   sp * th[0] / b->threads, b->step * 1e3, b->fwd * 1e3, b->bwd * 1e3, b->reduce * 1e3, b->data * 1e3,
-                   b->idle * 1e3, b->infer_ips);
-        }
-    } else {
-        printf("%7s %12s %8s %6s %9s %9s %9s %10s %9s %9s %12s\n", "threads", "train img/s", "speedup", "effic",
-               "step ms", "fwd ms", "bwd ms", "reduce ms", "data ms", "idle ms", "infer img/s");
-        for (int r = 0; r < nth; r++) {
-            bench_row *b = &rows[r];
-            double sp = b->train_ips / rows[0].train_ips;
-            printf("%7d %12.1f %7.2fx %5.0f%% %9.2f %9.2f %9.2f %10.2f %9.2f %9.2f %12.1f\n", b->threads,
-                   b->train_ips, sp, 100 * sp * th[0] / b->threads, b->step * 1e3, b->fwd * 1e3, b->bwd * 1e3,
-                   b->reduce * 1e3, b->data * 1e3, b->idle * 1e3, b->infer_ips);
-        }
-        printf("(speedup is relative to the first thread count; fwd/bwd are the slowest worker's, "
-               "reduce includes the optimizer)\n");
-        if (ds)
-            for (int r = 0; r < nth; r++)
-                printf("threads %d: waiting for data %.2f%% of step time (%d producer%s, %s)\n", rows[r].threads,
-                       100 * rows[r].data / rows[r].step, prod[0], prod[0] > 1 ? "s" : "",
-                       cli_get(o, "cache") ? "cached" : "decoding every image");
+    return 0;
+}
+
+/* ---- 3b. training and inference per thread count ------------------------------------------ */
+
+typedef struct {
+    float *x, *out;
+    int32_t *y;
+} synthetic;
+
+/* warm-up + timed steps with `threads` threads into row. 0, or an exit code after saying why. */
+static int measure(bench *b, int threads, const synthetic *s, bench_row *row) {
+    loom_graph *g = loom_zoo_build(cli_get(b->o, "model"), b->c, b->h, b->w, (int)b->classes, 1);
+    loom_trainer_opts to = {.batch = (int)b->batch, .threads = threads,
+                            .deterministic = cli_get(b->o, "deterministic") != NULL, .seed = 1,
+                            .optim = {.kind = b->optim, .momentum = b->optim == LOOM_SGD ? 0.9f : 0}};
+    loom_trainer *t = g ? loom_trainer_new(g, &to) : NULL;
+    loom_loader *l = NULL;
+    int rc = EXIT_FAILED, epoch = 0;
+    if (!t) goto out;
+    if (b->ds) {
+        loom_loader_opts lo = {.batch = (int)b->batch, .producers = b->prod[0], .seed = 1, .shuffle = 1,
+                               .augment = b->aug, .out_h = b->h, .out_w = b->w,
+                               .cache = cli_get(b->o, "cache") ? 1 : -1};
+        if (!(l = loom_loader_new(b->ds, &lo)) || loom_loader_start(l, 0)) goto out;
     }
-done:
-    loom_dataset_free(ds);
-    loom_augment_free(aug);
-    free(x);
-    free(y);
-    free(out);
-    free(rows);
+    double t0 = now_seconds();
+    for (long k = 0; k < b->warm + b->steps; k++) {
+        if (k == b->warm) {
+            loom_trainer_reset_timing(t);
+            if (l) loom_loader_wait_seconds(l);
+            t0 = now_seconds();
+        }
+        if (!l) {
+            if (loom_trainer_step(t, s->x, s->y, (int)b->batch, 1e-3f, NULL)) goto out;
+            continue;
+        }
+        loom_batch *bt;
+        int got;
+        while ((got = loom_loader_next(l, &bt)) == 0) loom_loader_start(l, ++epoch);
+        if (got < 0) goto out;
+        int st = loom_trainer_step(t, bt->x, bt->y, bt->n, 1e-3f, NULL);
+        loom_loader_release(l, bt);
+        if (st) goto out;
+    }
+    double el = now_seconds() - t0;
+    const loom_step_timing *tm = loom_trainer_timing(t);
+    *row = (bench_row){.threads = threads, .train_ips = (double)b->steps * b->batch / el, .step = el / b->steps,
+                       .fwd = tm->forward / b->steps, .bwd = tm->backward / b->steps, .reduce = tm->reduce / b->steps,
+                       .idle = tm->idle / b->steps, .data = l ? loom_loader_wait_seconds(l) / b->steps : 0};
+    long isteps = b->steps > 10 ? b->steps : 10;
+    for (long k = 0; k < 2; k++) loom_trainer_eval(t, s->x, s->y, (int)b->batch, NULL, NULL, s->out);
+    t0 = now_seconds();
+    for (long k = 0; k < isteps; k++) loom_trainer_eval(t, s->x, s->y, (int)b->batch, NULL, NULL, s->out);
+    row->infer_ips = (double)isteps * b->batch / (now_seconds() - t0);
+    rc = 0;
+out:
+    if (rc) fprintf(stderr, "loom bench: %s\n", loom_error());
+    loom_loader_free(l);
+    loom_trainer_free(t);
+    loom_graph_free(g);
     return rc;
+}
+
+static void report(const bench *b) {
+    const bench_row *r0 = &b->rows[0];
+    if (b->csv) {
+        printf("threads,images_per_s,speedup,efficiency,step_ms,forward_ms,backward_ms,reduce_opt_ms,data_wait_ms,"
+               "idle_ms,infer_images_per_s\n");
+        for (int r = 0; r < b->nth; r++) {
+            const bench_row *x = &b->rows[r];
+            double sp = x->train_ips / r0->train_ips;
+            printf("%d,%.1f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.1f\n", x->threads, x->train_ips, sp,
+                   sp * b->th[0] / x->threads, x->step * 1e3, x->fwd * 1e3, x->bwd * 1e3, x->reduce * 1e3,
+                   x->data * 1e3, x->idle * 1e3, x->infer_ips);
+        }
+        return;
+    }
+    printf("%7s %12s %8s %6s %9s %9s %9s %10s %9s %9s %12s\n", "threads", "train img/s", "speedup", "effic", "step ms",
+           "fwd ms", "bwd ms", "reduce ms", "data ms", "idle ms", "infer img/s");
+    for (int r = 0; r < b->nth; r++) {
+        const bench_row *x = &b->rows[r];
+        double sp = x->train_ips / r0->train_ips;
+        printf("%7d %12.1f %7.2fx %5.0f%% %9.2f %9.2f %9.2f %10.2f %9.2f %9.2f %12.1f\n", x->threads, x->train_ips, sp,
+               100 * sp * b->th[0] / x->threads, x->step * 1e3, x->fwd * 1e3, x->bwd * 1e3, x->reduce * 1e3,
+               x->data * 1e3, x->idle * 1e3, x->infer_ips);
+    }
+    printf("(speedup is relative to the first thread count; fwd/bwd are the slowest worker's, reduce includes the "
+           "optimizer)\n");
+    for (int r = 0; b->ds && r < b->nth; r++)
+        printf("threads %d: waiting for data %.2f%% of step time (%d producer%s, %s)\n", b->rows[r].threads,
+               100 * b->rows[r].data / b->rows[r].step, b->prod[0], plural(b->prod[0]),
+               cli_get(b->o, "cache") ? "cached" : "decoding every image");
+}
+
+static int run_training(bench *b) {
+    size_t in = (size_t)b->c * b->h * b->w;
+    synthetic s = {.x = malloc((size_t)b->batch * in * sizeof(float)), .y = malloc((size_t)b->batch * sizeof(int32_t)),
+                   .out = malloc((size_t)b->batch * b->classes * sizeof(float))};
+    loom_graph *g0 = loom_zoo_build(cli_get(b->o, "model"), b->c, b->h, b->w, (int)b->classes, 1);
+    int rc = EXIT_FAILED;
+    if (!s.x || !s.y || !s.out || !g0) {
+        fprintf(stderr, "loom bench: %s\n", g0 ? "out of memory" : loom_error());
+        goto out;
+    }
+    for (size_t i = 0; i < (size_t)b->batch * in; i++) s.x[i] = loom_rng_uniform(7, i);
+    for (long i = 0; i < b->batch; i++) s.y[i] = (int32_t)(i % b->classes);
+    double flops = 0;
+    for (int i = 0; i < loom_graph_count(g0); i++) flops += loom_layer_flops(g0, i);
+    if (!b->csv)
+        printf("loom bench: %s, input %dx%dx%d, batch %ld, %ld steps (+%ld warm-up), %s, %.1f MFLOP/image forward%s%s\n",
+               cli_get(b->o, "model"), b->c, b->h, b->w, b->batch, b->steps, b->warm, loom_optim_name(b->optim),
+               flops / 1e6, b->ds ? ", from " : "", b->ds ? b->ds->path : "");
+    for (int r = 0; r < b->nth; r++)
+        if ((rc = measure(b, b->th[r], &s, &b->rows[r]))) goto out;
+    report(b);
+    rc = 0;
+out:
+    loom_graph_free(g0);
+    free(s.x);
+    free(s.y);
+    free(s.out);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv) {
+    cli_opt o[sizeof bench_options / sizeof *bench_options];
+    memcpy(o, bench_options, sizeof o);
+    bench b;
+    memset(&b, 0, sizeof b);
+    b.o = o;
+    int rc = parse(&b, argc, argv);
+    if (!rc) rc = open_data(&b);
+    if (!rc) rc = cli_get(o, "pipeline") ? run_pipeline(&b) : run_training(&b);
+    loom_dataset_free(b.ds);
+    loom_augment_free(b.aug);
+    return rc < 0 ? EXIT_DONE : rc;
 }

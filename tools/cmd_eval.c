@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "common.h"
@@ -20,7 +21,7 @@ typedef struct {
     loom_trainer *t;
     loom_dataset *ds;
     loom_augment *aug;
-    int K;
+    int K, skip_bad;
 } session;
 
 static void session_free(session *s) {
@@ -36,7 +37,9 @@ static int session_open(const char *cmd, session *s, const char *ckpt, const cli
     memset(s, 0, sizeof *s);
     const char *data = cli_get(o, "data");
     long batch = 256, threads = 0;
-    if (cli_int(cmd, o, "batch", 1, 65536, &batch) || cli_int(cmd, o, "threads", 0, 1024, &threads)) return EXIT_USAGE;
+    if (cli_int(cmd, o, "batch", 1, 65536, &batch) || cli_int(cmd, o, "threads", 0, 1024, &threads) ||
+        check_threads(cmd, threads))
+        return EXIT_USAGE;
     const char *split = cli_get(o, "split");
     if (split && strcmp(split, "train") && strcmp(split, "test")) {
         fprintf(stderr, "loom %s: --split: '%s' is not a split (train or test)\n", cmd, split);
@@ -74,6 +77,7 @@ static int session_open(const char *cmd, session *s, const char *ckpt, const cli
         session_free(s);
         return EXIT_USAGE;
     }
+    s->skip_bad = cli_get(o, "skip-bad") != NULL;
     loom_trainer_opts to = {.batch = (int)batch, .threads = (int)threads, .optim = {.kind = LOOM_SGD}};
     if (!(s->t = loom_trainer_new(s->g, &to))) goto fail;
     return 0;
@@ -91,7 +95,7 @@ static int run_all(const char *cmd, session *s, per_sample fn, void *user) {
     const loom_layer *in = loom_graph_layer(s->g, 0);
     int B = loom_trainer_batch(s->t), K = s->K;
     loom_loader_opts lo = {.batch = B, .producers = 1, .cache = -1, .augment = s->aug, .out_c = in->c,
-                           .out_h = in->h, .out_w = in->w};
+                           .out_h = in->h, .out_w = in->w, .skip_bad = s->skip_bad};
     loom_loader *l = loom_loader_new(s->ds, &lo);
     float *out = malloc((size_t)B * K * sizeof(float));
     int32_t *none = calloc((size_t)B, sizeof(int32_t));
@@ -121,9 +125,13 @@ static int run_all(const char *cmd, session *s, per_sample fn, void *user) {
         }
         loom_loader_release(l, b);
     }
+    long skipped = loom_loader_skipped(l);
     loom_loader_free(l);
     free(out);
     free(none);
+    if (rc >= 0 && skipped)
+        fprintf(stderr, "loom %s: %ld unreadable image%s left out (--skip-bad; each named above)\n", cmd, skipped,
+                plural(skipped));
     if (rc < 0) {
         fprintf(stderr, "loom %s: %s\n", cmd, loom_error());
         return -1;
@@ -132,9 +140,7 @@ static int run_all(const char *cmd, session *s, per_sample fn, void *user) {
 }
 
 static const char *class_name(const session *s, int k, char *buf, size_t cap) {
-    if (s->side.names && k >= 0 && k < s->side.classes) return s->side.names[k];
-    snprintf(buf, cap, "%d", k);
-    return buf;
+    return model_class_name(&s->side, k, buf, cap);
 }
 
 /* ---- eval ---------------------------------------------------------------------------------- */
@@ -187,6 +193,7 @@ static const cli_opt eval_options[] = {
     CLI_OPT("resize", NULL, "resize and convert images that differ from the training data's size or channels", NULL),
     CLI_OPT("batch", "N", "batch size", "256"),
     CLI_OPT("threads", "N", "threads (0 = one per core)", "0"),
+    CLI_OPT("skip-bad", NULL, "leave out unreadable images (each named) instead of stopping", NULL),
     CLI_END};
 
 static int need_checkpoint(const char *cmd, int npos) {
@@ -280,10 +287,12 @@ static int predict_all(FILE *f, void *user) {
 
 static const cli_opt predict_options[] = {
     CLI_OPT("data", "PATH", "test.csv, a folder of images, or an image file (required)", NULL),
-    CLI_OPT("out", "FILE", "output CSV (default: submission.csv for a Kaggle test.csv, else standard output)", NULL),
+    CLI_OPT("out", "FILE", "output CSV, - for standard output (default: submission.csv for a Kaggle test.csv, else "
+                           "standard output)", NULL),
     CLI_OPT("resize", NULL, "resize and convert images that differ from the training data's size or channels", NULL),
     CLI_OPT("batch", "N", "batch size", "256"),
     CLI_OPT("threads", "N", "threads (0 = one per core)", "0"),
+    CLI_OPT("skip-bad", NULL, "leave out unreadable images (each named) instead of stopping", NULL),
     CLI_END};
 
 int cmd_predict(int argc, char **argv) {
@@ -302,7 +311,22 @@ int cmd_predict(int argc, char **argv) {
         fprintf(stderr, "loom predict: --data PATH is required\n");
         return EXIT_USAGE;
     }
+    /* Kaggle's Intel layout given by its top folder: predict its unlabelled seg_pred */
+    char pred[4200];
+    struct stat st;
+    snprintf(pred, sizeof pred, "%s/seg_pred", data);
+    if (stat(pred, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "predicting %s (the unlabelled split of %s)\n", pred, data);
+        data = pred;
+        cli_find(o, "data")->value = pred;
+    }
     const char *out = cli_get(o, "out");
+    if (out && !strcmp(out, "-")) out = NULL; /* standard output */
+    const char *inputs[] = {ckpt, data, NULL};
+    if (out && check_output("--out", out, inputs)) {
+        fprintf(stderr, "loom predict: %s\n", loom_error());
+        return EXIT_USAGE;
+    }
     if (out && check_writable(out)) {
         fprintf(stderr, "loom predict: --out: %s\n", loom_error());
         return EXIT_FAILED;
@@ -311,14 +335,14 @@ int cmd_predict(int argc, char **argv) {
     int rc = session_open("predict", &s, ckpt, o, 0);
     if (rc) return rc;
     int kaggle = !strcmp(s.ds->format, "csv");
-    if (!out && kaggle) out = "submission.csv";
+    if (!out && kaggle && !cli_get(o, "out")) out = "submission.csv";
     pred_acc a = {.kaggle = kaggle, .s = &s};
     if (!out) {
         rc = predict_all(stdout, &a);
     } else if ((rc = loom_atomic_write(out, predict_all, &a)) != LOOM_OK) {
         if (!a.run_failed) fprintf(stderr, "loom predict: %s\n", loom_error());
     } else {
-        fprintf(stderr, "wrote %zu predictions to %s\n", s.ds->count, out);
+        fprintf(stderr, "wrote %zu prediction%s to %s\n", s.ds->count, s.ds->count == 1 ? "" : "s", out);
     }
     session_free(&s);
     return rc ? EXIT_FAILED : EXIT_DONE;

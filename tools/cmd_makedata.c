@@ -5,10 +5,12 @@
  * files from IDX data. */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "common.h"
@@ -41,18 +43,18 @@ static void synth(uint8_t *px, int S, int k, uint64_t key) {
         }
 }
 
-/* Fashion-MNIST 28x28 gray scaled up to SxS and tinted per class. */
-static void from_fashion(uint8_t *px, int S, const uint8_t *src, int k) {
+/* A grey sw x sh image (Fashion-MNIST's 28x28, say) scaled to SxS and tinted per class. */
+static void from_grey(uint8_t *px, int S, const uint8_t *src, int sw, int sh, int k) {
     for (int y = 0; y < S; y++)
         for (int x = 0; x < S; x++) {
-            float sx = (x + 0.5f) * 28.0f / S - 0.5f, sy = (y + 0.5f) * 28.0f / S - 0.5f;
+            float sx = (x + 0.5f) * (float)sw / S - 0.5f, sy = (y + 0.5f) * (float)sh / S - 0.5f;
             int x0 = (int)floorf(sx), y0 = (int)floorf(sy);
             float fx = sx - x0, fy = sy - y0, v = 0;
             for (int dy = 0; dy < 2; dy++)
                 for (int dx = 0; dx < 2; dx++) {
-                    int xx = x0 + dx < 0 ? 0 : x0 + dx > 27 ? 27 : x0 + dx;
-                    int yy = y0 + dy < 0 ? 0 : y0 + dy > 27 ? 27 : y0 + dy;
-                    v += src[yy * 28 + xx] * (dx ? fx : 1 - fx) * (dy ? fy : 1 - fy);
+                    int xx = x0 + dx < 0 ? 0 : x0 + dx > sw - 1 ? sw - 1 : x0 + dx;
+                    int yy = y0 + dy < 0 ? 0 : y0 + dy > sh - 1 ? sh - 1 : y0 + dy;
+                    v += src[yy * sw + xx] * (dx ? fx : 1 - fx) * (dy ? fy : 1 - fy);
                 }
             for (int ch = 0; ch < 3; ch++) {
                 float tint = 0.75f + 0.25f * (float)(((k + ch) % 3) == 0);
@@ -73,7 +75,7 @@ int cmd_make_folder(int argc, char **argv) {
     int pr = cli_parse("make-folder", "--out DIR [options]", o, argc, argv, NULL, 0, NULL);
     if (pr) return pr > 0 ? 0 : 2;
     long ntr = 100, nte = 20, S = 150, q = 90, seed = 1;
-    if (cli_int("make-folder", o, "train", 0, 1000000, &ntr) || cli_int("make-folder", o, "test", 0, 1000000, &nte) ||
+    if (cli_int("make-folder", o, "train", 1, 1000000, &ntr) || cli_int("make-folder", o, "test", 1, 1000000, &nte) ||
         cli_int("make-folder", o, "size", 8, 4096, &S) || cli_int("make-folder", o, "quality", 1, 100, &q) ||
         cli_int("make-folder", o, "seed", 0, 0x7fffffffL, &seed))
         return 2;
@@ -110,9 +112,19 @@ int cmd_make_folder(int argc, char **argv) {
     int K = synthetic ? 6 : 10;
     const char **names = synthetic ? intel_classes : fashion_classes;
     loom_image img = {.w = (int)S, .h = (int)S, .c = 3, .data = malloc((size_t)S * S * 3)};
-    uint8_t gray[28 * 28];
-    int rc = 0;
-    long written = 0;
+    uint8_t *gray = NULL;
+    if (!synthetic) {
+        if (src[0]->c != 1 || src[1]->c != 1 || src[0]->h != src[1]->h || src[0]->w != src[1]->w) {
+            fprintf(stderr, "loom make-folder: --from %s: grey IDX images of one size are expected\n", from);
+            loom_dataset_free(src[0]);
+            loom_dataset_free(src[1]);
+            free(img.data);
+            return 1;
+        }
+        gray = malloc((size_t)src[0]->h * src[0]->w);
+    }
+    int rc = 0, short_classes = 0;
+    long written = 0, short_min = LONG_MAX;
     for (int split = 0; split < 2 && !rc; split++) {
         const char *sp = split ? "seg_test/seg_test" : "seg_train/seg_train";
         long per = split ? nte : ntr;
@@ -135,8 +147,12 @@ int cmd_make_folder(int argc, char **argv) {
                         if (loom_dataset_get(src[split], cursor++, gray, &lab) == LOOM_OK && lab == k) break;
                         lab = -1;
                     }
-                    if (lab != k) break; /* this class has no more images */
-                    from_fashion(img.data, (int)S, gray, k);
+                    if (lab != k) { /* this class has no more images */
+                        short_classes++;
+                        if (i < short_min) short_min = i;
+                        break;
+                    }
+                    from_grey(img.data, (int)S, gray, src[split]->w, src[split]->h, k);
                 }
                 char path[4200];
                 snprintf(path, sizeof path, "%s/%ld.jpg", dir, i);
@@ -149,7 +165,11 @@ int cmd_make_folder(int argc, char **argv) {
         }
     }
     if (!rc) printf("wrote %ld %ldx%ld JPEGs in %d classes to %s (seg_train, seg_test)\n", written, S, S, K, out);
+    if (!rc && short_classes)
+        printf("note: %s has fewer images than asked for: %d class folder%s got only what there was (as few as %ld)\n",
+               from, short_classes, plural(short_classes), short_min);
     free(img.data);
+    free(gray);
     loom_dataset_free(src[0]);
     loom_dataset_free(src[1]);
     return rc;
@@ -207,6 +227,15 @@ int cmd_make_csv(int argc, char **argv) {
         fprintf(stderr, "loom make-csv: --out DIR is required\n");
         return 2;
     }
+    static const char *const made[] = {"train.csv", "test.csv", "test_labels.csv"};
+    for (int i = 0; i < 3; i++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s", out, made[i]);
+        if (access(p, F_OK) == 0) {
+            fprintf(stderr, "loom make-csv: %s exists: choose a new --out, or remove it first\n", p);
+            return 2;
+        }
+    }
     if (mkdirs(out)) {
         fprintf(stderr, "loom make-csv: cannot create %s: %s\n", out, strerror(errno));
         return 1;
@@ -230,7 +259,7 @@ int cmd_make_csv(int argc, char **argv) {
             fprintf(stderr, "loom make-csv: %s\n", loom_error());
             rc = 1;
         } else {
-            printf("wrote %s (%zu rows)\n", path, n);
+            printf("wrote %s (%zu rows)%s%s\n", path, n, s ? " and " : "", s ? lpath : "");
         }
         free(j.labels);
         loom_dataset_free(ds);

@@ -59,7 +59,7 @@ int cmd_summary(int argc, char **argv) {
     int npos = 0, pr = cli_parse("summary", "[NAME|CHECKPOINT] [options]", o, argc, argv, &what, 1, &npos);
     if (pr) return pr > 0 ? EXIT_DONE : EXIT_USAGE;
     if (cli_get(o, "list")) {
-        for (const char *const *n = loom_zoo_names(); *n; n++) printf("%s\n", *n);
+        for (const char *const *n = loom_zoo_names(); *n; n++) printf("%-12s %s\n", *n, loom_zoo_about(*n));
         return EXIT_DONE;
     }
     if (what && cli_given(o, "model")) {
@@ -86,8 +86,19 @@ int cmd_summary(int argc, char **argv) {
     } else {
         int c, h, w;
         char extra;
-        if (sscanf(cli_get(o, "input"), "%dx%dx%d%c", &c, &h, &w, &extra) != 3 || c <= 0 || h <= 0 || w <= 0) {
-            fprintf(stderr, "loom summary: --input: '%s' is not CxHxW (e.g. 3x64x64)\n", cli_get(o, "input"));
+        if (sscanf(cli_get(o, "input"), "%dx%dx%d%c", &c, &h, &w, &extra) != 3 || c <= 0 || h <= 0 || w <= 0 ||
+            c > 3 || h > 4096 || w > 4096) {
+            fprintf(stderr, "loom summary: --input: '%s' is not CxHxW with 1..3 channels and sides up to 4096 (e.g. "
+                            "3x64x64)\n",
+                    cli_get(o, "input"));
+            return EXIT_USAGE;
+        }
+        int known = 0;
+        for (const char *const *n = loom_zoo_names(); *n && !known; n++) known = !strcmp(*n, what);
+        if (!known) {
+            fprintf(stderr, "loom summary: no model '%s' in the zoo (loom summary --list names them), and no "
+                            "checkpoint of that name\n",
+                    what);
             return EXIT_USAGE;
         }
         long k = 10;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "kernels/parse.h"
 #include "common.h"
 #include "plot.h"
 #include "progress.h"
@@ -195,10 +196,13 @@ static int plan_epochs(train_run *r) {
     double lr = 0;
     if (s->kind == LOOM_SCHED_COSINE && finished) {
         if (!cli_given(r->o, "lr")) {
+            char which[64];
+            if (want == done + 1) snprintf(which, sizeof which, "epoch %ld", want);
+            else snprintf(which, sizeof which, "epochs %d to %ld", done + 1, want);
             say("--epochs %ld: this run's cosine schedule ended after epoch %d at a learning rate of %.3g, so more "
-                "epochs would learn nothing. Give --lr X as well to train epochs %d to %ld on a new cosine segment "
-                "from X down to %g (a warm restart; e.g. --lr %.3g)",
-                want, done, loom_schedule_lr(s, done, 0.0), done + 1, want, s->min_lr, s->base_lr / 5);
+                "epochs would learn nothing. Give --lr X as well to train %s on a new cosine segment from X down to "
+                "%g (a warm restart; e.g. --lr %.3g)",
+                want, done, loom_schedule_lr(s, done, 0.0), which, s->min_lr, s->base_lr / 5);
             return EXIT_USAGE;
         }
         if (cli_float("train", r->o, "lr", 1e-9, 100, &lr)) return EXIT_USAGE;
@@ -210,8 +214,11 @@ static int plan_epochs(train_run *r) {
         return EXIT_USAGE;
     }
     if (loom_schedule_extend(s, (int)want, done, (float)lr)) return failed(NULL);
-    printf("re-planned from %ld to %ld epochs: learning rate %s (was %s)\n", planned, want,
-           loom_schedule_describe(s, after, sizeof after), before);
+    if (s->kind == LOOM_SCHED_COSINE)
+        printf("re-planned from %ld to %ld epochs: learning rate %s (was %s)\n", planned, want,
+               loom_schedule_describe(s, after, sizeof after), before);
+    else
+        printf("re-planned from %ld to %ld epochs: the %s schedule goes on as it was\n", planned, want, before);
     return 0;
 }
 
@@ -248,6 +255,11 @@ static int lock_folder(train_run *r) {
         if (slash == resume) snprintf(buf, sizeof buf, "/");
         dir = buf;
     }
+    const char *data_inputs[] = {cli_get(r->o, "data"), cli_get(r->o, "val") ? cli_get(r->o, "val") : "", NULL};
+    if (dir && !resume && check_output("--checkpoint", dir, data_inputs)) {
+        say("%s", loom_error());
+        return EXIT_USAGE;
+    }
     if (dir && !(r->ckd = loom_ckdir_open(dir))) return failed("--checkpoint");
     if (r->ckd && loom_ckdir_repaired(r->ckd))
         printf("%s: finished an interrupted checkpoint write and removed %d leftover file%s\n", dir,
@@ -283,6 +295,25 @@ static int from_checkpoint(train_run *r) {
     if (!(r->ck = loom_checkpoint_open(resume)) || loom_train_read(r->ck, &r->saved_to, &r->st) ||
         runinfo_read(&r->saved, r->ck) || !(r->g = loom_checkpoint_graph(r->ck)))
         return failed("--resume");
+    /* resuming from an earlier checkpoint than the folder's last rewinds the run: say so */
+    char last[4200];
+    if (r->ckd) {
+        loom_ckdir_file(r->ckd, "last", last, sizeof last);
+        char *a = realpath(resume, NULL), *b = realpath(last, NULL);
+        if (a && b && strcmp(a, b)) {
+            loom_checkpoint *lk = loom_checkpoint_open(last);
+            loom_trainer_opts lo;
+            loom_fit_state ls;
+            if (lk && loom_train_read(lk, &lo, &ls) == LOOM_OK && (ls.epoch > r->st.epoch ||
+                                                                   (ls.epoch == r->st.epoch && ls.batch > r->st.batch)))
+                printf("note: resuming from %s (epoch %d) rewinds this run: %s (epoch %d) will be replaced, and "
+                       "epochs %d to %d trained again\n",
+                       resume, r->st.epoch, last, ls.epoch, r->st.epoch + 1, ls.epoch);
+            loom_checkpoint_close(lk);
+        }
+        free(a);
+        free(b);
+    }
     int rc = plan_epochs(r);
     return rc ? rc : apply_saved(r);
 }
@@ -319,9 +350,9 @@ static int settings(train_run *r) {
     }
     const char *sb = cli_get(o, "skip-bad");
     if (sb) {
-        char *end;
-        r->skip_limit = strtod(sb, &end);
-        if (end == sb || (*end && strcmp(end, "%")) || !(r->skip_limit >= 0 && r->skip_limit <= 100)) {
+        size_t n = strlen(sb);
+        if (n > 1 && sb[n - 1] == '%') n--;
+        if (loom_parse_double_n(sb, (int)n, 0, 100, &r->skip_limit)) {
             say("--skip-bad=%s: give the most unreadable images to leave out as a percentage, e.g. --skip-bad=5%%",
                 sb);
             return EXIT_USAGE;
@@ -339,18 +370,12 @@ static int settings(train_run *r) {
         say("--early-stop watches the validation accuracy; --val-split 0 leaves no validation data");
         return EXIT_USAGE;
     }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores < 1) cores = 1;
-    if (r->threads > 4 * cores) {
-        say("--threads %ld: this machine has %ld core%s; more than %ld threads only make training slower (each "
-            "thread waits for a core)",
-            r->threads, cores, plural(cores), 4 * cores);
+    if (check_threads("train", r->threads)) return EXIT_USAGE;
+    const char *opt = cli_get(o, "optim");
+    if (cli_given(o, "momentum") && strcmp(opt, "sgd") && strcmp(opt, "rmsprop")) {
+        say("--momentum applies to --optim sgd and rmsprop; %s has none (its betas are fixed at 0.9, 0.999)", opt);
         return EXIT_USAGE;
     }
-    if (r->threads > cores)
-        printf("warning: --threads %ld on %ld core%s: threads will wait for cores (expect it slower than --threads "
-               "%ld)\n",
-               r->threads, cores, plural(cores), cores);
     if (!cli_get(o, "resume")) {
         loom_schedule sched;
         if (loom_schedule_parse(cli_get(o, "schedule"), (float)r->lr, (int)r->epochs, &sched)) {
@@ -388,6 +413,11 @@ static int read_class_names(train_run *r, int k) {
     const char *spec = cli_get(r->o, "class-names");
     char *text = NULL;
     FILE *f = strchr(spec, ',') ? NULL : fopen(spec, "r");
+    if (!f && !strchr(spec, ',') && k > 1) {
+        say("--class-names %s: not a file that can be read (%s), nor a comma-separated list of %d names", spec,
+            strerror(errno), k);
+        return EXIT_USAGE;
+    }
     if (f) {
         size_t cap = 0;
         ssize_t n = getdelim(&text, &cap, 0, f);
@@ -418,6 +448,12 @@ static int read_class_names(train_run *r, int k) {
         say("--class-names gives %d name%s, the data has %d classes", n, plural(n), k);
         rc = EXIT_USAGE;
     }
+    for (int i = 0; !rc && i < k; i++)
+        for (int j = 0; j < i && !rc; j++)
+            if (!strcmp(names[i], names[j])) {
+                say("--class-names: \"%s\" names classes %d and %d", names[i], j, i);
+                rc = EXIT_USAGE;
+            }
     free(text);
     if (rc) {
         free_names(k, names);
@@ -473,8 +509,12 @@ static int skip_bad(train_run *r, loom_dataset **ds, const char *what) {
     char nb[64];
     if (nbad) {
         printf("%s: %zu of %zu images (%.2f%%) are unreadable and left out:", what, nbad, d->count, pct);
+        const char *sep = " ";
         for (int k = 0; k < d->num_classes; k++)
-            if (badk[k]) printf(" %s %zu of %zu;", loom_dataset_class_name(d, k, nb, sizeof nb), badk[k], per[k]);
+            if (badk[k]) {
+                printf("%s%s %zu of %zu", sep, loom_dataset_class_name(d, k, nb, sizeof nb), badk[k], per[k]);
+                sep = ", ";
+            }
         printf("\n");
     }
     for (int k = 0; k < d->num_classes; k++)
@@ -599,6 +639,10 @@ static int open_data(train_run *r) {
             return EXIT_FAILED;
         }
     }
+    if (loom_augment_check(r->aug, b->w, b->h, b->c)) {
+        say("--augment: %s", loom_error());
+        return EXIT_USAGE;
+    }
     model_side side;
     if (model_side_of(&side, b, c, h, w)) return failed(NULL);
     if (r->saved.data[0]) {
@@ -612,7 +656,8 @@ static int open_data(train_run *r) {
                                 dpath, b->count, r->saved.count, r->saved.data);
         if (rc) {
             model_side_free(&side);
-            return failed("--data");
+            say("--data: %s", loom_error());
+            return EXIT_USAGE; /* it contradicts the checkpoint */
         }
     }
     r->train = b;
@@ -623,11 +668,8 @@ static int open_data(train_run *r) {
         say("--early-stop watches the validation accuracy; this run has no validation data");
         rc = EXIT_USAGE;
     }
-    /* --class-names name the classes the data's own names have matched (training and validation) */
-    if (!rc && r->names) {
-        free_names(side.classes, side.names);
-        if (!(side.names = copy_names(b->num_classes, r->names))) rc = failed(NULL);
-    }
+    /* --class-names: shown instead of the data's own names, which stay for checking other data */
+    if (!rc && r->names && !(side.labels = copy_names(b->num_classes, r->names))) rc = failed(NULL);
     /* what loom.run records */
     char *abs = realpath(dpath, NULL);
     snprintf(r->run.data, sizeof r->run.data, "%s", abs ? abs : dpath);
@@ -645,7 +687,10 @@ static int build_model(train_run *r) {
     const char *zoo = cli_get(r->o, "model");
     if (!r->g) {
         if (!zoo) zoo = s->h <= 32 && s->w <= 32 ? "lenet5" : "minivgg";
-        if (!(r->g = loom_zoo_build(zoo, s->c, s->h, s->w, s->classes, (uint64_t)r->seed))) return failed(NULL);
+        if (!(r->g = loom_zoo_build(zoo, s->c, s->h, s->w, s->classes, (uint64_t)r->seed))) {
+            say("%s%s", loom_error(), cli_get(r->o, "image-size") ? " (a larger --image-size?)" : "");
+            return EXIT_USAGE; /* the model cannot take this input: a choice of the command line */
+        }
     }
     snprintf(r->epochs_buf, sizeof r->epochs_buf, "%ld", r->epochs);
     const loom_layer *in = loom_graph_layer(r->g, 0);
@@ -676,9 +721,7 @@ static int record_options(train_run *r) {
                             {"val-split", vs},
                             {"epochs", r->epochs_buf},
                             {"image-size", hw},
-                            {"channels", ch},
-                            {"log", cli_get(r->o, "log")},
-                            {"plot", cli_get(r->o, "plot")}};
+                            {"channels", ch}};
     for (size_t i = 0; i < sizeof set / sizeof *set; i++)
         if (runinfo_set_opt(&r->run, set[i][0], set[i][1])) return failed(NULL);
     for (const char *const *n = run_options; *n; n++) {
@@ -698,14 +741,45 @@ static int record_options(train_run *r) {
 /* ---- 6. outputs, checked before the first epoch -------------------------------------------- */
 
 static int open_outputs(train_run *r) {
-    r->log = cli_get(r->o, "log");
-    r->plot = cli_get(r->o, "plot");
+    /* a resumed run writes where it wrote before unless told otherwise */
+    const char *resume = cli_get(r->o, "resume");
+    const char *sl = resume ? runinfo_opt(&r->saved, "log") : NULL, *sp = resume ? runinfo_opt(&r->saved, "plot") : NULL;
+    r->log = cli_get(r->o, "log") ? cli_get(r->o, "log") : sl && sl[0] ? sl : NULL;
+    r->plot = cli_get(r->o, "plot") ? cli_get(r->o, "plot") : sp && sp[0] ? sp : NULL;
     if (!r->log && r->ckd) {
         snprintf(r->log_buf, sizeof r->log_buf, "%s/metrics.csv", loom_ckdir_dir(r->ckd));
         r->log = r->log_buf;
     }
+    /* no output may overwrite an input or a checkpoint of this run */
+    char f[5][4200];
+    const char *names[5] = {"last", "best", "last.next", "best.next", NULL};
+    for (int i = 0; i < 4 && r->ckd; i++) loom_ckdir_file(r->ckd, names[i], f[i], sizeof f[i]);
+    if (r->ckd) snprintf(f[4], sizeof f[4], "%s/.lock", loom_ckdir_dir(r->ckd));
+    const char *inputs[] = {cli_get(r->o, "data"), cli_get(r->o, "val") ? cli_get(r->o, "val") : "",
+                            resume ? resume : "", cli_get(r->o, "init") ? cli_get(r->o, "init") : "",
+                            r->ckd ? f[0] : "", r->ckd ? f[1] : "", r->ckd ? f[2] : "", r->ckd ? f[3] : "",
+                            r->ckd ? f[4] : "", NULL, NULL};
+    if (r->log && check_output("--log", r->log, inputs)) {
+        say("%s", loom_error());
+        return EXIT_USAGE;
+    }
+    inputs[9] = r->log ? r->log : ""; /* and the plot is not the log */
+    if (r->plot && check_output("--plot", r->plot, inputs)) {
+        say("%s", loom_error());
+        return EXIT_USAGE;
+    }
     if (r->log && check_writable(r->log)) return failed("--log");
     if (r->plot && plot_check(r->plot)) return failed("--plot");
+    /* recorded as absolute paths, so that a resume from elsewhere finds them */
+    const char *set[2][2] = {{"log", cli_get(r->o, "log") || (sl && sl[0]) ? r->log : ""}, {"plot", r->plot ? r->plot : ""}};
+    for (int i = 0; i < 2; i++) {
+        char *a = set[i][1][0] ? absolute_path(set[i][1]) : NULL;
+        if (runinfo_set_opt(&r->run, set[i][0], a ? a : set[i][1])) {
+            free(a);
+            return failed(NULL);
+        }
+        free(a);
+    }
     return 0;
 }
 
@@ -732,6 +806,7 @@ static int make_trainer(train_run *r) {
 
 static atomic_int stop_flag;
 static volatile sig_atomic_t stop_signal;
+static const char *stop_message = "";
 
 static void on_signal(int sig) {
     if (atomic_load(&stop_flag)) { /* the second one: stop at once */
@@ -741,8 +816,7 @@ static void on_signal(int sig) {
     }
     stop_signal = sig;
     atomic_store(&stop_flag, 1);
-    static const char msg[] = "\nloom train: stopping after this step and saving (again to quit at once)\n";
-    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    ssize_t w = write(STDERR_FILENO, stop_message, strlen(stop_message));
     (void)w;
 }
 
@@ -773,7 +847,11 @@ static int on_epoch(const loom_epoch_metrics *m, const loom_fit_state *st, void 
     printf("epoch %d/%ld: train loss %.4f acc %.2f%%", m->epoch, r->epochs, m->train_loss, 100 * m->train_acc);
     if (m->val_acc >= 0) printf(" | val loss %.4f acc %.2f%%%s", m->val_loss, 100 * m->val_acc,
                                 st->best_epoch == m->epoch ? " (best)" : "");
-    printf(" | lr %.3g | %.1fs, %.0f img/s, data wait %.1f%%\n", m->lr, m->seconds, m->images_per_s,
+    /* (plateau's rate is flat within an epoch, and its state has moved on to the next) */
+    double end = st->sched.kind == LOOM_SCHED_PLATEAU ? m->lr : loom_schedule_lr(&st->sched, m->epoch - 1, 1.0);
+    if (fabs(end - m->lr) > 1e-3 * fabs(m->lr)) printf(" | lr %.3g to %.3g", m->lr, end);
+    else printf(" | lr %.3g", m->lr);
+    printf(" | %.1fs, %.0f img/s, data wait %.1f%%\n", m->seconds, m->images_per_s,
            m->seconds > 0 ? 100 * m->data_wait / m->seconds : 0.0);
     fflush(stdout);
     if (runinfo_add_epoch(&r->run, m)) goto bad;
@@ -816,7 +894,7 @@ static void header(const train_run *r) {
     char cls[512];
     printf("loom train: %s on %s (%s): %zu training / %zu validation images %dx%dx%d, %s\n", loom_graph_name(r->g),
            cli_get(r->o, "data"), b->format, r->train->count, r->val ? r->val->count : 0, s->c, s->h, s->w,
-           describe_classes(s->classes, s->names, cls, sizeof cls));
+           describe_classes(s->classes, s->labels ? s->labels : s->names, cls, sizeof cls));
     printf("  validation: %s\n", r->val_what);
     double flops = 0;
     for (int i = 0; i < loom_graph_count(r->g); i++) flops += loom_layer_flops(r->g, i);
@@ -851,6 +929,11 @@ static int run_fit(train_run *r) {
                         .stop = &stop_flag, .user = r,
                         .loader = {.producers = (int)r->lthreads, .seed = (uint64_t)loom_trainer_options(r->t)->seed,
                                    .shuffle = 1, .augment = r->aug, .skip_bad = r->skip_limit >= 0}};
+    stop_message = r->ckd ? "\nloom train: stopping after this step and saving a checkpoint (again to quit at once)\n"
+                          : "\nloom train: stopping after this step (no --checkpoint: nothing will be saved; again to "
+                            "quit at once)\n";
+    /* a closed standard output (loom train | head) must not end training before it saves */
+    signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_int);
@@ -897,6 +980,14 @@ static int report(train_run *r) {
         else
             printf("%s accuracy after epoch %d of %ld: %.2f%% (%s, %.1fs)\n", which, m->epoch, r->epochs,
                    100 * (r->val ? m->val_acc : m->train_acc), loom_graph_name(r->g), now_seconds() - r->t0);
+    }
+    if (r->run.nhist && r->run.side.classes > 1) {
+        const loom_epoch_metrics *m = &r->run.hist[r->run.nhist - 1];
+        double acc = r->val ? m->val_acc : m->train_acc, chance = 1.0 / r->run.side.classes;
+        if (acc <= 1.5 * chance)
+            printf("warning: %.2f%% is chance level for %d classes (%.2f%%): the model has learned nothing yet (a "
+                   "learning rate too high or too low? too few epochs?)\n",
+                   100 * acc, r->run.side.classes, 100 * chance);
     }
     if (r->ran && r->ckd) {
         if (r->st.best_epoch > 0)

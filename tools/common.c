@@ -51,6 +51,23 @@ int mkdirs(const char *path) {
 
 const char *plural(long n) { return n == 1 ? "" : "s"; }
 
+int check_threads(const char *cmd, long threads) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    if (threads > 4 * cores) {
+        fprintf(stderr,
+                "loom %s: --threads %ld: this machine has %ld core%s; more than %ld threads only make it slower (each "
+                "thread waits for a core)\n",
+                cmd, threads, cores, plural(cores), 4 * cores);
+        return -1;
+    }
+    if (threads > cores)
+        printf("warning: --threads %ld on %ld core%s: threads will wait for cores (expect it slower than --threads "
+               "%ld)\n",
+               threads, cores, plural(cores), cores);
+    return 0;
+}
+
 int check_writable(const char *path) {
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return loom_set_error("%s is a folder, not a file", path);
@@ -71,6 +88,46 @@ int check_writable(const char *path) {
     return LOOM_OK;
 }
 
+char *absolute_path(const char *path) {
+    char *r = realpath(path, NULL);
+    if (r) return r;
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    char *d = realpath(dir, NULL);
+    if (!d) return NULL;
+    size_t n = strlen(d) + strlen(path) + 2;
+    char *out = malloc(n);
+    if (out) snprintf(out, n, "%s/%s", strcmp(d, "/") ? d : "", slash ? slash + 1 : path);
+    free(d);
+    return out;
+}
+
+int check_output(const char *opt, const char *out, const char *const *inputs) {
+    if (!out[0]) return loom_set_error("%s: an empty path", opt);
+    char *o = absolute_path(out);
+    int rc = LOOM_OK;
+    for (const char *const *in = inputs; o && rc == LOOM_OK && *in; in++) {
+        if (!(*in)[0]) continue;
+        char *a = absolute_path(*in); /* inputs still to be written (a checkpoint, a log) count too */
+        if (!a) continue;
+        size_t n = strlen(a);
+        struct stat st;
+        int dir = stat(a, &st) == 0 && S_ISDIR(st.st_mode);
+        if (!strcmp(o, a))
+            rc = loom_set_error("%s %s is %s, which this command also reads or writes: one would overwrite the other",
+                                opt, out, *in);
+        else if (dir && !strncmp(o, a, n) && o[n] == '/')
+            rc = loom_set_error("%s %s is inside %s, an input folder of this command: outputs and data would mix",
+                                opt, out, *in);
+        free(a);
+    }
+    free(o);
+    return rc;
+}
+
 char **copy_names(int n, char *const *names) {
     if (!names || n <= 0) return NULL;
     char **c = calloc((size_t)n, sizeof *c);
@@ -88,8 +145,16 @@ void free_names(int n, char **names) {
     free(names);
 }
 
+const char *model_class_name(const model_side *m, int k, char *buf, size_t cap) {
+    if (k >= 0 && k < m->classes && m->labels) return m->labels[k];
+    if (k >= 0 && k < m->classes && m->names) return m->names[k];
+    snprintf(buf, cap, "%d", k);
+    return buf;
+}
+
 void model_side_free(model_side *m) {
     free_names(m->classes, m->names);
+    free_names(m->classes, m->labels);
     memset(m, 0, sizeof *m);
 }
 

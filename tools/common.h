@@ -22,19 +22,36 @@ int mkdirs(const char *path);
 /* "s" when n is not 1: printf("%d epoch%s", n, plural(n)). */
 const char *plural(long n);
 
+/* --threads N against this machine: more than 4 per core is refused (it only
+ * slows training down), more than one per core warned about. 0 or -1 after
+ * saying why. */
+int check_threads(const char *cmd, long threads);
+
 /* Whether a file can be written at path before any work is done: its folder
  * exists and is writable, and path is not a folder. LOOM_OK or LOOM_ERR. */
 int check_writable(const char *path);
+
+/* An absolute form of path (which need not exist; its folder should):
+ * malloc'd, or NULL. */
+char *absolute_path(const char *path);
+/* Whether the file to write at out (for option opt) is safe: not empty, not
+ * one of the inputs (files, NULL-terminated), not inside an input folder.
+ * LOOM_OK, or LOOM_ERR naming both. */
+int check_output(const char *opt, const char *out, const char *const *inputs);
 
 /* What a model was trained on, as far as data must match it: its classes
  * (names NULL when the training data had none), the training data as stored
  * (channels and size before any conversion) and the input the model takes. */
 typedef struct {
     int classes;
-    char **names;
+    char **names;       /* the data's own class names (NULL: none), checked against other data */
+    char **labels;      /* names given with --class-names (NULL: none), shown instead of names */
     int native_c, native_h, native_w;
     int c, h, w;
 } model_side;
+
+/* The name to show for class k ("3" when there is none). */
+const char *model_class_name(const model_side *m, int k, char *buf, size_t cap);
 
 void model_side_free(model_side *m);
 /* The side of a data set that a model is trained on (input c, h, w). */

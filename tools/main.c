@@ -56,6 +56,18 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "make-folder")) return cmd_make_folder(argc - 2, argv + 2);
     if (!strcmp(c, "make-csv")) return cmd_make_csv(argc - 2, argv + 2);
     if (!strcmp(c, "help") || !strcmp(c, "--help") || !strcmp(c, "-h")) {
+        if (argc > 2) { /* loom help train: the command's own help */
+            static const char *const cmds[] = {"train", "eval", "predict", "summary", "bench", "data", "make-folder",
+                                               "make-csv"};
+            for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+                if (!strcmp(argv[2], cmds[i])) {
+                    char *args[] = {argv[0], argv[2], "--help", NULL};
+                    return main(3, args);
+                }
+            fprintf(stderr, "loom help: no command '%s'\n\n", argv[2]);
+            usage(stderr);
+            return EXIT_USAGE;
+        }
         usage(stdout);
         return EXIT_DONE;
     }

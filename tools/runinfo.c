@@ -55,14 +55,19 @@ static json_t *shape(int c, int h, int w) { return json_pack("[iii]", c, h, w); 
 char *runinfo_text(const run_info *ri) {
     json_t *j = json_object(), *d = json_object(), *hist = json_array();
     int bad = !j || !d || !hist;
-    json_t *names = json_null();
+    json_t *names = json_null(), *labels = json_null();
     if (ri->side.names) {
         names = json_array();
         for (int k = 0; k < ri->side.classes; k++) bad |= json_array_append_new(names, json_string(ri->side.names[k])) ? 1 : 0;
     }
+    if (ri->side.labels) {
+        labels = json_array();
+        for (int k = 0; k < ri->side.classes; k++)
+            bad |= json_array_append_new(labels, json_string(ri->side.labels[k])) ? 1 : 0;
+    }
     bad |= put(d, "path", json_string(ri->data)) | put(d, "format", json_string(ri->format)) |
            put(d, "count", json_integer((json_int_t)ri->count)) | put(d, "classes", json_integer(ri->side.classes)) |
-           put(d, "names", names) | put(d, "native", shape(ri->side.native_c, ri->side.native_h, ri->side.native_w)) |
+           put(d, "names", names) | put(d, "labels", labels) | put(d, "native", shape(ri->side.native_c, ri->side.native_h, ri->side.native_w)) |
            put(d, "input", shape(ri->side.c, ri->side.h, ri->side.w));
     for (int i = 0; i < ri->nhist; i++) {
         const loom_epoch_metrics *m = &ri->hist[i];
@@ -97,6 +102,20 @@ static int read_shape(jf_obj *r, const char *key, int *c, int *h, int *w) {
     return 0;
 }
 
+/* null, or an array of k strings, into *out (NULL for null). */
+static int read_names(jf_obj *r, const char *key, const json_t *v, int k, char ***out) {
+    if (json_is_null(v)) return 0;
+    if (!json_is_array(v) || json_array_size(v) != (size_t)k)
+        return jf_fail(r, "field \"%s\" must be null or %d strings", key, k);
+    if (!(*out = calloc((size_t)k, sizeof **out))) return loom_set_error("%s: out of memory", r->path);
+    for (size_t i = 0; i < (size_t)k; i++) {
+        const char *n = json_string_value(json_array_get(v, i));
+        if (!n) return jf_fail(r, "%s[%zu] is not a string", key, i);
+        if (!((*out)[i] = strdup(n))) return loom_set_error("%s: out of memory", r->path);
+    }
+    return 0;
+}
+
 static int read_data(run_info *ri, const json_t *v, const char *path) {
     jf_obj r;
     long long count = 0, classes = 0;
@@ -105,23 +124,15 @@ static int read_data(run_info *ri, const json_t *v, const char *path) {
     jf_str(&r, "format", ri->format, sizeof ri->format);
     jf_int(&r, "count", 0, LLONG_MAX, &count);
     jf_int(&r, "classes", 1, 1 << 20, &classes);
-    const json_t *names = jf_get(&r, "names", -1);
+    const json_t *names = jf_get(&r, "names", -1), *labels = jf_get(&r, "labels", -1);
     model_side *s = &ri->side;
     read_shape(&r, "native", &s->native_c, &s->native_h, &s->native_w);
     read_shape(&r, "input", &s->c, &s->h, &s->w);
     if (jf_done(&r)) return -1;
     ri->count = (size_t)count;
     s->classes = (int)classes;
-    if (json_is_null(names)) return 0;
-    if (!json_is_array(names) || json_array_size(names) != (size_t)classes)
-        return jf_fail(&r, "field \"names\" must be null or %lld strings", classes);
-    if (!(s->names = calloc((size_t)classes, sizeof *s->names))) return loom_set_error("%s: out of memory", path);
-    for (size_t k = 0; k < (size_t)classes; k++) {
-        const char *n = json_string_value(json_array_get(names, k));
-        if (!n) return jf_fail(&r, "class name %zu is not a string", k);
-        if (!(s->names[k] = strdup(n))) return loom_set_error("%s: out of memory", path);
-    }
-    return 0;
+    if (read_names(&r, "names", names, (int)classes, &s->names)) return -1;
+    return read_names(&r, "labels", labels, (int)classes, &s->labels);
 }
 
 static int read_epoch(const json_t *v, const char *path, size_t i, loom_epoch_metrics *m) {

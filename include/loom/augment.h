@@ -97,6 +97,10 @@ int loom_augment_set_normalize(loom_augment *a, int n, const float *mean, const 
 
 /* Number of items (normalize not counted). */
 int loom_augment_count(const loom_augment *a);
+/* Whether the chain makes sense for w x h images of c channels (a crop that
+ * shifts by half the image or more, normalize values for another channel
+ * count are refused). LOOM_OK, or LOOM_ERR with the reason. */
+int loom_augment_check(const loom_augment *a, int w, int h, int c);
 
 /* Scratch bytes loom_augment_apply needs for these sizes (a may be NULL). */
 size_t loom_augment_scratch(const loom_augment *a, int sw, int sh, int c, int dw, int dh);

@@ -49,6 +49,8 @@ loom_graph *loom_zoo_inception(int c, int h, int w, int classes);
 loom_graph *loom_zoo_build(const char *name, int c, int h, int w, int classes, uint64_t seed);
 /* Names of the zoo models, NULL-terminated. */
 const char *const *loom_zoo_names(void);
+/* One line on what the model is (NULL for an unknown name). */
+const char *loom_zoo_about(const char *name);
 
 #ifdef __cplusplus
 }

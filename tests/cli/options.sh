@@ -36,7 +36,7 @@ expect "a bad schedule" 2 "--schedule: schedule 'step:x'"
 run train --augment rotate=500 --data d/train.csv
 expect "a bad augmentation" 2 "--augment:"
 run train --threads 1000 --data d/train.csv
-expect "absurd --threads" 2 "more than" "only make training slower"
+expect "absurd --threads" 2 "more than" "only make it slower"
 run train --plot c.jpg --data d/train.csv
 expect "a plot that is neither PNG nor SVG" 2 "written as .png or .svg"
 run train --skip-bad=lots --data d/train.csv
