@@ -5,6 +5,7 @@
  * ping-pong buffers); colour items are collected and fused into the final
  * conversion to float. */
 #include "chain.h"
+#include "kernels/kernels.h"
 #include "internal.h"
 #include "loom/error.h"
 #include "kernels/rng.h"
@@ -82,7 +83,7 @@ size_t loom_augment_scratch(const loom_augment *a, int sw, int sh, int c, int dw
     if (sw < 1 || sh < 1 || dw < 1 || dh < 1 || c < 1 || c > 4) return 0;
     int resize = sw != dw || sh != dh;
     size_t n = 16 + buffers(a, resize) * aug_round16((size_t)dw * dh * c);
-    if (resize) n += loom_augment_resize_scratch(sw, sh, c, dw, dh);
+    if (resize) n += loom_k_resize_scratch(sw, sh, c, dw, dh);
     return n;
 }
 
@@ -111,7 +112,7 @@ int loom_augment_apply(const loom_augment *a, const uint8_t *src, int sw, int sh
 
     aug_view v = aug_view_of(src, sw, sh, c);
     if (resize) {
-        aug_resize_run(src, sw, sh, c, buf[0], dw, dh, base + buffers(a, resize) * plane);
+        loom_k_resize(src, sw, sh, c, buf[0], dw, dh, base + buffers(a, resize) * plane);
         v = aug_view_of(buf[0], dw, dh, c);
         cur = 0;
     }

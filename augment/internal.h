@@ -24,8 +24,6 @@ int aug_check_size(const char *fn, int w, int h, int c);
 
 void aug_rotate_view(const aug_view *v, uint8_t *dst, double degrees, uint8_t fill);
 void aug_translate_view(const aug_view *v, uint8_t *dst, int dx, int dy, uint8_t fill);
-void aug_resize_run(const uint8_t *src, int sw, int sh, int c, uint8_t *dst, int dw, int dh,
-                    uint8_t *scratch);
 
 enum { AUG_OP_BRIGHTNESS, AUG_OP_CONTRAST };
 typedef struct {

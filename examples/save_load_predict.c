@@ -41,7 +41,7 @@ int main(int argc, char **argv) {
     loom_dataset *part = loom_dataset_subset(train, first, 12000);
     free(first);
     loom_trainer *t = loom_trainer_new(g, &(loom_trainer_opts){.batch = 64, .seed = 7,
-                                                              .optim = {.kind = LOOM_ADAM, .lr = 3e-3f}});
+                                                              .optim = {.kind = LOOM_ADAM}});
     loom_fit_opts fo = {.epochs = 1, .lr = 3e-3f, .val = test, .loader = {.shuffle = 1, .seed = 7}};
     if (!t || loom_fit(t, part, &fo, NULL) < 0) {
         fprintf(stderr, "%s\n", loom_error());

@@ -40,7 +40,7 @@ int main(int argc, char **argv) {
 
     loom_trainer *t = loom_trainer_new(g, &(loom_trainer_opts){
         .batch = 64, .threads = 0 /* all cores */, .seed = 42,
-        .optim = {.kind = LOOM_ADAM, .lr = 2e-3f}});
+        .optim = {.kind = LOOM_ADAM}});
     loom_fit_opts fo = {.epochs = 2, .lr = 2e-3f, .schedule = "cosine", .val = test, .on_epoch = show,
                         .loader = {.producers = 1, .shuffle = 1, .seed = 42}};
     loom_epoch_metrics m[2];

@@ -4,12 +4,13 @@
  * reads nothing but the listing, so any number of threads may call it. */
 #include "loom/dataset.h"
 
+#include "kernels/kernels.h"
+
 #include "loom/error.h"
 #include "io/image.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,81 +117,6 @@ static char *join(const char *a, const char *b) {
     return s;
 }
 
-/* ---- resizing ---------------------------------------------------------------------- */
-
-/* Source taps of one axis: output o reads ntap pixels from first[o] with
- * weights wt[o*ntap ...]. A triangle filter as wide as the scale factor when
- * shrinking (so every source pixel counts: area averaging, no aliasing), the
- * plain bilinear one (width 1) when enlarging; pixel centres at +0.5. */
-static int make_taps(int src, int dst, int **first, float **wt, int *ntap) {
-    double scale = (double)src / dst;
-    double support = scale > 1 ? scale : 1;
-    int n = (int)ceil(support) * 2 + 1;
-    *first = malloc((size_t)dst * sizeof **first);
-    *wt = calloc((size_t)dst * (size_t)n, sizeof **wt);
-    if (!*first || !*wt) return LOOM_ERR;
-    for (int o = 0; o < dst; o++) {
-        double centre = (o + 0.5) * scale;
-        int lo = (int)floor(centre - support);
-        if (lo < 0) lo = 0;
-        if (lo > src - 1) lo = src - 1;
-        double sum = 0;
-        float *w = *wt + (size_t)o * (size_t)n;
-        for (int k = 0; k < n && lo + k < src; k++) {
-            double t = fabs(lo + k + 0.5 - centre) / support;
-            w[k] = t < 1 ? (float)(1 - t) : 0.0f;
-            sum += w[k];
-        }
-        /* Near the border part of the filter falls outside: renormalise. */
-        for (int k = 0; k < n; k++) w[k] = (float)(w[k] / sum);
-        (*first)[o] = lo;
-    }
-    *ntap = n;
-    return LOOM_OK;
-}
-
-/* Separable: rows first into a float buffer, then columns, rounding once. */
-static int resize(const uint8_t *s, int sw, int sh, uint8_t *d, int dw, int dh, int c) {
-    int *fx = NULL, *fy = NULL, nx = 0, ny = 0;
-    float *wx = NULL, *wy = NULL;
-    float *tmp = malloc((size_t)sh * (size_t)dw * (size_t)c * sizeof *tmp);
-    int rc = LOOM_ERR;
-    if (!tmp || make_taps(sw, dw, &fx, &wx, &nx) || make_taps(sh, dh, &fy, &wy, &ny)) goto done;
-    for (int y = 0; y < sh; y++) {
-        const uint8_t *row = s + (size_t)y * (size_t)sw * (size_t)c;
-        float *t = tmp + (size_t)y * (size_t)dw * (size_t)c;
-        for (int x = 0; x < dw; x++) {
-            const float *w = wx + (size_t)x * (size_t)nx;
-            for (int ch = 0; ch < c; ch++) {
-                float acc = 0;
-                for (int k = 0; k < nx && fx[x] + k < sw; k++)
-                    acc += w[k] * row[(size_t)(fx[x] + k) * (size_t)c + (size_t)ch];
-                t[(size_t)x * (size_t)c + (size_t)ch] = acc;
-            }
-        }
-    }
-    size_t line = (size_t)dw * (size_t)c;
-    for (int y = 0; y < dh; y++) {
-        const float *w = wy + (size_t)y * (size_t)ny;
-        uint8_t *o = d + (size_t)y * line;
-        for (size_t i = 0; i < line; i++) {
-            float acc = 0;
-            for (int k = 0; k < ny && fy[y] + k < sh; k++)
-                acc += w[k] * tmp[(size_t)(fy[y] + k) * line + i];
-            acc += 0.5f;
-            o[i] = acc <= 0 ? 0 : acc >= 255 ? 255 : (uint8_t)acc;
-        }
-    }
-    rc = LOOM_OK;
-done:
-    free(tmp);
-    free(fx);
-    free(fy);
-    free(wx);
-    free(wy);
-    return rc;
-}
-
 /* ---- the data set ------------------------------------------------------------------ */
 
 static int32_t folder_label(const loom_dataset *ds, size_t i) {
@@ -207,11 +133,14 @@ static int folder_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) 
     loom_image img;
     if (loom_image_load(path, f->c, &img)) return LOOM_ERR;
     int rc = LOOM_OK;
+    uint8_t *scratch = NULL;
     if (img.w == f->w && img.h == f->h)
         memcpy(hwc, img.data, (size_t)f->w * (size_t)f->h * (size_t)f->c);
-    else if (resize(img.data, img.w, img.h, hwc, f->w, f->h, f->c))
-        rc = loom_set_error("%s: out of memory resizing %dx%d to %dx%d", path, img.w, img.h, f->w,
-                            f->h);
+    else if (!(scratch = malloc(loom_k_resize_scratch(img.w, img.h, f->c, f->w, f->h) + 1)))
+        rc = loom_set_error("%s: out of memory resizing %dx%d to %dx%d", path, img.w, img.h, f->w, f->h);
+    else
+        loom_k_resize(img.data, img.w, img.h, f->c, hwc, f->w, f->h, scratch);
+    free(scratch);
     loom_image_free(&img);
     if (rc == LOOM_OK && label) *label = f->label[i];
     return rc;

@@ -238,8 +238,8 @@ static int decode_layer(loom_graph *g, const json_t *v, int i, const char *path)
                        shape[0], shape[1], shape[2], l->c, l->h, l->w);
     if (l->size > INT_MAX || l->h > MAX_SPATIAL || l->w > MAX_SPATIAL)
         return jf_fail(&r, "output [%d,%d,%d] is too large", l->c, l->h, l->w);
-    loom_set_frozen(g, y, frozen);
-    if (op == LOOM_OP_BATCHNORM) loom_set_batchnorm(g, y, a.f[0], a.f[1]);
+    loom_graph_set_frozen(g, y, frozen);
+    if (op == LOOM_OP_BATCHNORM) loom_graph_set_batchnorm(g, y, a.f[0], a.f[1]);
     return 0;
 }
 

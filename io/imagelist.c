@@ -7,7 +7,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "loom/augment.h"
+#include "kernels/kernels.h"
 #include "loom/dataset.h"
 #include "loom/error.h"
 #include "io/image.h"
@@ -31,9 +31,9 @@ static int list_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
     if (img.w == ds->w && img.h == ds->h) {
         memcpy(hwc, img.data, (size_t)ds->w * ds->h * ds->c);
     } else {
-        uint8_t *scratch = malloc(loom_augment_resize_scratch(img.w, img.h, ds->c, ds->w, ds->h) + 1);
-        rc = scratch ? loom_augment_resize(img.data, img.w, img.h, ds->c, hwc, ds->w, ds->h, scratch)
-                     : loom_set_error("%s: out of memory", m->files[i]);
+        uint8_t *scratch = malloc(loom_k_resize_scratch(img.w, img.h, ds->c, ds->w, ds->h) + 1);
+        if (scratch) loom_k_resize(img.data, img.w, img.h, ds->c, hwc, ds->w, ds->h, scratch);
+        else rc = loom_set_error("%s: out of memory", m->files[i]);
         free(scratch);
     }
     loom_image_free(&img);

@@ -164,6 +164,20 @@ double loom_k_hinge(const float *logits, const int32_t *labels, float *dlogits,
 /* Index of the largest of x[0..k) (first on ties). */
 int loom_k_argmax(const float *x, int k);
 
+/* ---- resizing uint8 HWC images -----------------------------------------------------
+ * Pillow's BILINEAR resampling (an area-averaging triangle filter when
+ * shrinking), so images prepared with PIL and with loom agree: the one
+ * resizer of loom, used by the data readers and the augmentation chain. */
+size_t loom_k_resize_scratch(int sw, int sh, int c, int dw, int dh);
+/* src sw x sh x c -> dst dw x dh x c; scratch of loom_k_resize_scratch bytes
+ * (any alignment; NULL allowed when the sizes are equal). */
+void loom_k_resize(const uint8_t *src, int sw, int sh, int c, uint8_t *dst, int dw, int dh, uint8_t *scratch);
+
+/* ---- the trainer's loss by kind ---------------------------------------------------
+ * Loss of logits [n, K] against labels, accumulating scale * gradient into dlogits. */
+double loom_k_loss(loom_loss_kind kind, const float *logits, const int32_t *labels, float *dlogits,
+                 int n, int k, float scale, float *onehot_scratch);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,10 +1,12 @@
 /* Losses: each returns the sum over rows of the per-sample loss (in double,
  * so a shard's total does not depend on float rounding order across rows)
- * and accumulates scale * gradient, so shard gradients add up directly. */
+ * and accumulates scale * gradient, so shard gradients add up directly.
+ * Labels must lie in [0, k): the trainer checks every batch's once per step
+ * (check_labels) and refuses the step otherwise, in every build. */
 #include "kernels/kernels.h"
 
-#include <assert.h>
 #include <math.h>
+#include <string.h>
 
 static float row_max(const float *x, int k) {
     float m = x[0];
@@ -20,7 +22,6 @@ double loom_k_softmax_xent(const float *logits, const int32_t *labels, float *dl
     for (int r = 0; r < n; r++) {
         const float *z = logits + (size_t)r * k;
         int y = labels[r];
-        assert(y >= 0 && y < k);
         float m = row_max(z, k);
         double sum = 0.0;
         for (int j = 0; j < k; j++) sum += expf(z[j] - m);
@@ -81,7 +82,6 @@ double loom_k_hinge(const float *logits, const int32_t *labels, float *dlogits,
     for (int r = 0; r < n; r++) {
         const float *z = logits + (size_t)r * k;
         int y = labels[r];
-        assert(y >= 0 && y < k);
         double row = 0.0;
         int active = 0;
         float *d = dlogits ? dlogits + (size_t)r * k : NULL;
@@ -97,4 +97,20 @@ double loom_k_hinge(const float *logits, const int32_t *labels, float *dlogits,
         total += row / k;
     }
     return total;
+}
+
+/* The trainer's loss by kind: the one place that maps a kind to its kernel. */
+double loom_k_loss(loom_loss_kind kind, const float *logits, const int32_t *labels, float *dlogits,
+                 int n, int k, float scale, float *onehot) {
+    switch (kind) {
+    case LOOM_LOSS_XENT: return loom_k_softmax_xent(logits, labels, dlogits, n, k, scale);
+    case LOOM_LOSS_HINGE: return loom_k_hinge(logits, labels, dlogits, n, k, 1.0f, scale);
+    case LOOM_LOSS_MSE:
+    case LOOM_LOSS_BCE:
+        memset(onehot, 0, (size_t)n * k * sizeof(float));
+        for (int i = 0; i < n; i++) onehot[(size_t)i * k + labels[i]] = 1.0f;
+        return kind == LOOM_LOSS_MSE ? loom_k_mse(logits, onehot, dlogits, n, k, scale)
+                                     : loom_k_bce_logits(logits, onehot, dlogits, n, k, scale);
+    }
+    return 0;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "models/init.h"
 #include "loom/error.h"
 
 static const char *op_names[LOOM_OP_COUNT_] = {
@@ -305,7 +306,7 @@ loom_node loom_concat(loom_graph *g, int n, const loom_node *xs) {
     return g->n - 1;
 }
 
-void loom_set_init(loom_graph *g, loom_node x, loom_init weight, loom_init bias) {
+void loom_graph_set_init(loom_graph *g, loom_node x, loom_init weight, loom_init bias) {
     if (!valid(g, x)) return;
     g->nodes[x].winit = weight;
     g->nodes[x].binit = bias;
@@ -313,11 +314,11 @@ void loom_set_init(loom_graph *g, loom_node x, loom_init weight, loom_init bias)
 
 void loom_graph_set_default_init(loom_graph *g, loom_init weight) { g->default_init = weight; }
 
-void loom_set_frozen(loom_graph *g, loom_node x, int frozen) {
+void loom_graph_set_frozen(loom_graph *g, loom_node x, int frozen) {
     if (valid(g, x)) g->nodes[x].frozen = frozen != 0;
 }
 
-void loom_set_batchnorm(loom_graph *g, loom_node x, float eps, float momentum) {
+void loom_graph_set_batchnorm(loom_graph *g, loom_node x, float eps, float momentum) {
     if (!valid(g, x) || g->nodes[x].op != LOOM_OP_BATCHNORM) return;
     g->nodes[x].a.bn.eps = eps;
     g->nodes[x].a.bn.momentum = momentum;
@@ -403,7 +404,7 @@ size_t loom_graph_buffer_count(const loom_graph *g) { return g->n_buffers; }
 float *loom_graph_params(loom_graph *g) { return g->params; }
 float *loom_graph_buffers(loom_graph *g) { return g->buffers; }
 
-double loom_layer_flops(const loom_graph *g, loom_node i) {
+double loom_graph_layer_flops(const loom_graph *g, loom_node i) {
     const loom_layer *l = &g->nodes[i];
     switch (l->op) {
     case LOOM_OP_DENSE: return 2.0 * l->a.dense.in * l->a.dense.out;
@@ -437,7 +438,7 @@ void loom_graph_summary(const loom_graph *g, FILE *f) {
     size_t tp = 0, frozen = 0;
     for (int i = 0; i < g->n; i++) {
         const loom_layer *l = &g->nodes[i];
-        double fl = loom_layer_flops(g, i);
+        double fl = loom_graph_layer_flops(g, i);
         tf += fl;
         tp += l->param_count;
         if (l->frozen) frozen += l->param_count;

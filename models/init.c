@@ -2,6 +2,7 @@
  * initial weights do not depend on threads or on the order layers are filled. */
 #include <math.h>
 
+#include "models/init.h"
 #include "loom/graph.h"
 #include "kernels/rng.h"
 

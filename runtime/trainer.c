@@ -64,21 +64,6 @@ const char *loom_loss_name(loom_loss_kind k) {
     return (k >= 0 && k <= LOOM_LOSS_HINGE) ? n[k] : "?";
 }
 
-double loom_loss(loom_loss_kind kind, const float *logits, const int32_t *labels, float *dlogits,
-                 int n, int k, float scale, float *onehot) {
-    switch (kind) {
-    case LOOM_LOSS_XENT: return loom_k_softmax_xent(logits, labels, dlogits, n, k, scale);
-    case LOOM_LOSS_HINGE: return loom_k_hinge(logits, labels, dlogits, n, k, 1.0f, scale);
-    case LOOM_LOSS_MSE:
-    case LOOM_LOSS_BCE:
-        memset(onehot, 0, (size_t)n * k * sizeof(float));
-        for (int i = 0; i < n; i++) onehot[(size_t)i * k + labels[i]] = 1.0f;
-        return kind == LOOM_LOSS_MSE ? loom_k_mse(logits, onehot, dlogits, n, k, scale)
-                                     : loom_k_bce_logits(logits, onehot, dlogits, n, k, scale);
-    }
-    return 0;
-}
-
 loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     if (o->batch <= 0) {
         loom_set_error("trainer: batch size %d must be positive", o->batch);
@@ -196,7 +181,7 @@ static void phase_compute(void *ctx, int tid, int T) {
         const int32_t *lab = t->labels + lo;
         if (t->training) loom_exec_zero_act_grad(e);
         float *dout = t->training ? loom_exec_output_grad(e) : NULL;
-        so->loss = loom_loss(t->o.loss, out, lab, dout, cnt, K, 1.0f / (float)t->n, t->onehot[s]);
+        so->loss = loom_k_loss(t->o.loss, out, lab, dout, cnt, K, 1.0f / (float)t->n, t->onehot[s]);
         for (int i = 0; i < cnt; i++) so->correct += loom_k_argmax(out + (size_t)i * K, K) == lab[i];
         if (t->out) memcpy(t->out + (size_t)lo * K, out, (size_t)cnt * K * sizeof(float));
         double t1 = now();

@@ -29,7 +29,7 @@ static loom_graph *build_all(void) {
     loom_conv_shape s1 = {.oc = 8, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1, .groups = 1};
     loom_node c1 = loom_conv2d_ex(g, x, &s1, 1);
     loom_node b1 = loom_batchnorm(g, c1);
-    loom_set_batchnorm(g, b1, 1e-3f, 0.2f);
+    loom_graph_set_batchnorm(g, b1, 1e-3f, 0.2f);
     loom_node r1 = loom_relu(g, b1);
     /* grouped, dilated, no bias: 8x12x12 -> 8x12x12 */
     loom_conv_shape s2 = {.oc = 8, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 2, .pw = 2, .dh = 2, .dw = 2,
@@ -53,7 +53,7 @@ static loom_graph *build_all(void) {
     loom_node a2 = loom_add(g, b2, gp);
     loom_node o = loom_dense(g, a2, 5);
     loom_softmax(g, o);
-    loom_set_frozen(g, c1, 1);
+    loom_graph_set_frozen(g, c1, 1);
     if (loom_graph_finish(g, 1234) != LOOM_OK) {
         fprintf(stderr, "build: %s\n", loom_error());
         loom_graph_free(g);

@@ -9,6 +9,7 @@
 #include "check.h"
 #include "kernels/kernels.h"
 #include "kernels/rng.h"
+#include "models/init.h"
 #include "loom/loom.h"
 
 static void test_shape_errors(void) {
@@ -69,7 +70,7 @@ static void test_lenet_counts(void) {
           l->w);
     CHECK(l->param_off == 156, "conv2 offset %zu", l->param_off);
     /* conv1 forward FLOPs: 2 * 6*28*28 outputs * 25 MACs */
-    CHECK_NEAR(loom_layer_flops(g, 1), 2.0 * 6 * 28 * 28 * 25, 0.5, "conv1 flops");
+    CHECK_NEAR(loom_graph_layer_flops(g, 1), 2.0 * 6 * 28 * 28 * 25, 0.5, "conv1 flops");
     /* same seed -> same weights; different seed -> different */
     loom_graph *g2 = loom_zoo_build("lenet5", 1, 28, 28, 10, 7), *g3 = loom_zoo_build("lenet5", 1, 28, 28, 10, 8);
     size_t P = loom_graph_param_count(g);

@@ -139,7 +139,7 @@ static void test_fit(void) {
     loom_dense(g, loom_global_avgpool(g, x), 5);
     CHECK(loom_graph_finish(g, 1) == LOOM_OK, "tiny graph");
     loom_trainer *t = loom_trainer_new(g, &(loom_trainer_opts){.batch = 32, .threads = 2, .seed = 3,
-                                                              .optim = {.kind = LOOM_ADAM, .lr = 1e-2f}});
+                                                              .optim = {.kind = LOOM_ADAM}});
     int calls = 0;
     loom_epoch_metrics m[5];
     loom_fit_opts fo = {.epochs = 5, .lr = 1e-2f, .val = ds, .on_epoch = stop_after_two, .user = &calls,

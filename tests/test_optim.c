@@ -35,7 +35,7 @@ int main(void) {
     int nest;
     while (fscanf(f, " case %31s lr %f momentum %f nesterov %d weight_decay %f beta1 %f beta2 %f eps %f alpha %f",
                   name, &lr, &mom, &nest, &wd, &b1, &b2, &eps, &alpha) == 9) {
-        loom_optim_cfg cfg = {.kind = loom_optim_parse(name), .lr = lr, .momentum = mom, .nesterov = nest,
+        loom_optim_cfg cfg = {.kind = loom_optim_parse(name), .momentum = mom, .nesterov = nest,
                               .weight_decay = wd, .beta1 = b1, .beta2 = b2, .eps = eps, .alpha = alpha};
         CHECK(cfg.kind >= 0, "known optimizer %s", name);
         loom_optim *o = loom_optim_new(&cfg, (size_t)n);
@@ -63,7 +63,7 @@ int main(void) {
 
     /* L1 regularisation (not in torch.optim): SGD with l1 adds l1 * sign(p) to
      * the gradient; compare with the update written out in double. */
-    loom_optim_cfg l1 = {.kind = LOOM_SGD, .lr = 0.1f, .l1 = 0.05f};
+    loom_optim_cfg l1 = {.kind = LOOM_SGD, .l1 = 0.05f};
     loom_optim *o = loom_optim_new(&l1, (size_t)n);
     double ref[MAXN];
     for (int i = 0; i < n; i++) ref[i] = p[i] = p0[i];

@@ -48,7 +48,7 @@ static loom_graph *model(void) {
 
 static loom_trainer *trainer(loom_graph *g, int threads) {
     loom_trainer_opts o = {.batch = 16, .threads = threads, .deterministic = 1, .seed = 5,
-                           .optim = {.kind = LOOM_ADAM, .lr = 3e-3f}};
+                           .optim = {.kind = LOOM_ADAM}};
     return loom_trainer_new(g, &o);
 }
 

@@ -52,7 +52,7 @@ static void train(int threads, int det, loom_optim_kind kind, float *params, flo
                   size_t *nb) {
     loom_graph *g = small_cnn(1);
     loom_trainer_opts o = {.batch = B, .threads = threads, .deterministic = det, .seed = 5,
-                           .optim = {.kind = kind, .lr = 0.05f, .momentum = 0.9f}, .clip_norm = 5.0f};
+                           .optim = {.kind = kind, .momentum = 0.9f}, .clip_norm = 5.0f};
     loom_trainer *t = loom_trainer_new(g, &o);
     for (int s = 0; s < 6; s++) {
         int at = (s * B) % N;
@@ -110,7 +110,7 @@ static void test_shards_sum_to_batch(void) {
             /* clipping to a tenth of the norm must scale the step by exactly that */
             float c = clip ? (float)(norm / 10) : 0.0f;
             memcpy(loom_graph_params(g), before, np * 4);
-            loom_trainer_opts o = {.batch = B, .threads = T, .optim = {.kind = LOOM_SGD, .lr = 1.0f}, .clip_norm = c};
+            loom_trainer_opts o = {.batch = B, .threads = T, .optim = {.kind = LOOM_SGD}, .clip_norm = c};
             loom_trainer *t = loom_trainer_new(g, &o);
             loom_step_result r;
             loom_trainer_step(t, X, Y, B, 1.0f, &r);
@@ -130,7 +130,7 @@ static void test_shards_sum_to_batch(void) {
 
 static void test_no_malloc(void) {
     loom_graph *g = small_cnn(1);
-    loom_trainer_opts o = {.batch = B, .threads = 2, .seed = 1, .optim = {.kind = LOOM_ADAM, .lr = 1e-3f},
+    loom_trainer_opts o = {.batch = B, .threads = 2, .seed = 1, .optim = {.kind = LOOM_ADAM},
                            .clip_norm = 1.0f};
     loom_trainer *t = loom_trainer_new(g, &o);
     loom_step_result r;
@@ -152,13 +152,13 @@ static void test_no_malloc(void) {
  * decay (which would move them on zero gradients); the rest still trains. */
 static void test_frozen(void) {
     loom_graph *g = small_cnn(1);
-    loom_set_frozen(g, 1, 1); /* the first conv */
+    loom_graph_set_frozen(g, 1, 1); /* the first conv */
     const loom_layer *c1 = loom_graph_layer(g, 1);
     size_t np = loom_graph_param_count(g);
     float *before = malloc(np * sizeof(float));
     memcpy(before, loom_graph_params(g), np * sizeof(float));
     loom_trainer_opts o = {.batch = B, .threads = 2, .seed = 1,
-                           .optim = {.kind = LOOM_SGD, .lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f}};
+                           .optim = {.kind = LOOM_SGD, .momentum = 0.9f, .weight_decay = 0.01f}};
     loom_trainer *t = loom_trainer_new(g, &o);
     for (int s = 0; s < 3; s++) loom_trainer_step(t, X, Y, B, 0.1f, NULL);
     const float *p = loom_graph_params(g);
@@ -195,7 +195,7 @@ static void test_blas_discipline(void) {
     static float Xw[128 * 1024];
     static int32_t Yw[128];
     t_fill(Xw, 128 * 1024, 3, 0, 1);
-    loom_trainer_opts o = {.batch = 128, .threads = 1, .optim = {.kind = LOOM_SGD, .lr = 1e-3f}};
+    loom_trainer_opts o = {.batch = 128, .threads = 1, .optim = {.kind = LOOM_SGD}};
     loom_trainer *t = loom_trainer_new(g, &o);
     CHECK(openblas_get_num_threads() == 1, "OpenBLAS threads %d with OPENBLAS_NUM_THREADS=%s",
           openblas_get_num_threads(), env ? env : "(unset)");

@@ -54,7 +54,7 @@ static void test_fixtures(void) {
             if (op != LOOM_OP_CONV2D && op != LOOM_OP_DENSE) continue;
             nconv += op == LOOM_OP_CONV2D;
             ndense += op == LOOM_OP_DENSE;
-            flops += loom_layer_flops(g, i);
+            flops += loom_graph_layer_flops(g, i);
         }
         CHECK(loom_graph_param_count(g) == params, "%s: %zu parameters, torch %llu", what,
               loom_graph_param_count(g), params);

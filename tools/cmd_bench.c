@@ -314,7 +314,7 @@ static int run_training(bench *b) {
     for (size_t i = 0; i < (size_t)b->batch * in; i++) s.x[i] = loom_rng_uniform(7, i);
     for (long i = 0; i < b->batch; i++) s.y[i] = (int32_t)(i % b->classes);
     double flops = 0;
-    for (int i = 0; i < loom_graph_count(g0); i++) flops += loom_layer_flops(g0, i);
+    for (int i = 0; i < loom_graph_count(g0); i++) flops += loom_graph_layer_flops(g0, i);
     if (!b->csv)
         printf("loom bench: %s, input %dx%dx%d, batch %ld, %ld steps (+%ld warm-up), %s, %.1f MFLOP/image forward%s%s\n",
                cli_get(b->o, "model"), b->c, b->h, b->w, b->batch, b->steps, b->warm, loom_optim_name(b->optim),

@@ -792,7 +792,7 @@ static int make_trainer(train_run *r) {
                                  .deterministic = cli_get(r->o, "deterministic") != NULL, .loss = LOOM_LOSS_XENT,
                                  .clip_norm = (float)r->clip,
                                  .optim = {.kind = (loom_optim_kind)loom_optim_parse(cli_get(r->o, "optim")),
-                                           .lr = (float)r->lr, .momentum = (float)r->momentum,
+                                           .momentum = (float)r->momentum,
                                            .nesterov = cli_get(r->o, "nesterov") != NULL,
                                            .weight_decay = (float)r->wd}};
     }
@@ -897,7 +897,7 @@ static void header(const train_run *r) {
            describe_classes(s->classes, s->labels ? s->labels : s->names, cls, sizeof cls));
     printf("  validation: %s\n", r->val_what);
     double flops = 0;
-    for (int i = 0; i < loom_graph_count(r->g); i++) flops += loom_layer_flops(r->g, i);
+    for (int i = 0; i < loom_graph_count(r->g); i++) flops += loom_graph_layer_flops(r->g, i);
     const loom_trainer_opts *to = loom_trainer_options(r->t);
     char sched[200];
     int th = loom_trainer_threads(r->t);

@@ -104,13 +104,13 @@ loom_node loom_add(loom_graph *g, loom_node a, loom_node b);
 loom_node loom_concat(loom_graph *g, int n, const loom_node *xs);
 
 /* Set a layer's initializers (call before loom_graph_finish). */
-void loom_set_init(loom_graph *g, loom_node x, loom_init weight, loom_init bias);
+void loom_graph_set_init(loom_graph *g, loom_node x, loom_init weight, loom_init bias);
 /* Initializer used for the weights of every dense/conv layer without its own. */
 void loom_graph_set_default_init(loom_graph *g, loom_init weight);
 /* Exclude (frozen != 0) or include a layer's parameters in updates. */
-void loom_set_frozen(loom_graph *g, loom_node x, int frozen);
+void loom_graph_set_frozen(loom_graph *g, loom_node x, int frozen);
 /* A batch-norm layer's epsilon and running-statistics momentum (default 1e-5, 0.1). */
-void loom_set_batchnorm(loom_graph *g, loom_node x, float eps, float momentum);
+void loom_graph_set_batchnorm(loom_graph *g, loom_node x, float eps, float momentum);
 
 /* Check the graph, lay out the flat arrays and initialise them from seed.
  * The last node added is the output. LOOM_OK or LOOM_ERR (see loom_graph_error). */
@@ -131,15 +131,10 @@ size_t loom_graph_buffer_count(const loom_graph *g);
 float *loom_graph_params(loom_graph *g);   /* flat trainable parameters */
 float *loom_graph_buffers(loom_graph *g);  /* flat non-trainable buffers */
 /* Forward FLOPs of one sample through layer i (multiply-add = 2). */
-double loom_layer_flops(const loom_graph *g, loom_node i);
+double loom_graph_layer_flops(const loom_graph *g, loom_node i);
 /* Print a table like Keras' model.summary(): layer, output shape, params, FLOPs, totals. */
 void loom_graph_summary(const loom_graph *g, FILE *f);
 const char *loom_op_name(loom_op op);
-
-/* Fill p[0..n) with initializer init for a tensor of the given fans, drawing
- * from the counter-based generator with key. */
-void loom_init_fill(float *p, size_t n, loom_init init, double fan_in, double fan_out,
-                    uint64_t key);
 
 #ifdef __cplusplus
 }

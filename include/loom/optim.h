@@ -18,7 +18,6 @@ typedef enum {
 
 typedef struct {
     loom_optim_kind kind;
-    float lr;
     float momentum;       /* SGD, RMSprop */
     int nesterov;         /* SGD */
     float weight_decay;   /* L2 added to the gradient (AdamW: decoupled) */
@@ -33,7 +32,8 @@ typedef struct loom_optim loom_optim;
 /* Optimizer state for n parameters (zeroed). NULL on error. */
 loom_optim *loom_optim_new(const loom_optim_cfg *cfg, size_t n);
 void loom_optim_free(loom_optim *o);
-/* Start step t+1 with learning rate lr (schedules set it each step). */
+/* Start step t+1 with learning rate lr: the rate has one home, the schedule
+ * (loom_schedule_lr), which the caller asks every step. */
 void loom_optim_begin_step(loom_optim *o, float lr);
 /* Update params[lo, hi) from grad[lo, hi). Safe to call on disjoint slices concurrently. */
 void loom_optim_apply(loom_optim *o, float *params, const float *grad, size_t lo, size_t hi);

@@ -68,9 +68,6 @@ loom_optim *loom_trainer_optim(loom_trainer *t);
 loom_graph *loom_trainer_graph(loom_trainer *t);
 const loom_step_timing *loom_trainer_timing(const loom_trainer *t);
 void loom_trainer_reset_timing(loom_trainer *t);
-/* Loss of logits [n, K] against labels, accumulating scale * gradient into dlogits. */
-double loom_loss(loom_loss_kind kind, const float *logits, const int32_t *labels, float *dlogits,
-                 int n, int k, float scale, float *onehot_scratch);
 const char *loom_loss_name(loom_loss_kind k);
 
 #ifdef __cplusplus
