@@ -10,6 +10,7 @@
 #include "loom/dataset.h"
 
 #include "loom/error.h"
+#include "io/fs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -87,16 +88,6 @@ static char *join(const char *dir, const char *name) {
     char *p = malloc(len);
     if (p) snprintf(p, len, "%s%s%s", dir, sep, name);
     return p;
-}
-
-static int is_file(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static int is_dir(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 static int add_file(cifar_impl *im, char *path) {
@@ -181,7 +172,7 @@ static int find_files(cifar_impl *im, const char *path, const char *split, char 
     char *dir = join(path, CIFAR_SUBDIR);
     if (!dir) return loom_set_error("%s: out of memory", path);
     char *probe = join(path, train ? "data_batch_1.bin" : "test_batch.bin");
-    if (!probe || is_file(probe) || !is_dir(dir)) {
+    if (!probe || loom_is_file(probe) || !loom_is_dir(dir)) {
         free(dir);
         dir = strdup(path);
     }
@@ -190,7 +181,7 @@ static int find_files(cifar_impl *im, const char *path, const char *split, char 
     *dir_out = dir;
     if (train) return find_train(im, dir);
     char *test = join(dir, "test_batch.bin");
-    if (test && !is_file(test)) {
+    if (test && !loom_is_file(test)) {
         free(test);
         return loom_set_error("%s: no test_batch.bin (CIFAR-10 binary version)", dir);
     }
@@ -323,7 +314,7 @@ loom_dataset *loom_dataset_open_cifar(const char *path, const loom_dataset_opts 
         loom_set_error("%s: out of memory", path);
         goto fail;
     }
-    if (is_file(meta)) {
+    if (loom_is_file(meta)) {
         if (read_meta(meta, names)) goto fail;
         for (int k = 0; k < CIFAR_CLASSES; k++) name_ptr[k] = names[k];
     }
@@ -345,7 +336,7 @@ loom_dataset *loom_dataset_open_cifar(const char *path, const loom_dataset_opts 
     ds->w = CIFAR_SIDE;
     ds->native_c = 3, ds->native_h = ds->native_w = CIFAR_SIDE;
     ds->labeled = 1;
-    if (is_dir(path)) snprintf(ds->split, sizeof ds->split, "%s", split);
+    if (loom_is_dir(path)) snprintf(ds->split, sizeof ds->split, "%s", split);
     ds->get = cifar_get;
     ds->label_of = cifar_label;
     ds->describe = cifar_describe;

@@ -14,6 +14,7 @@
 
 #include "io/atomic.h"
 #include "loom/error.h"
+#include "io/fs.h"
 
 struct loom_ckdir {
     char *dir;
@@ -31,21 +32,6 @@ static char *join(const char *dir, const char *name) {
 static int exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
-}
-
-static int mkdirs(const char *path) {
-    char *tmp = strdup(path);
-    if (!tmp) return -1;
-    int rc = 0;
-    for (char *p = tmp + 1; *p && !rc; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) && errno != EEXIST) rc = -1;
-        *p = '/';
-    }
-    if (!rc && mkdir(tmp, 0755) && errno != EEXIST) rc = -1;
-    free(tmp);
-    return rc;
 }
 
 /* "name.tmp.XXXXXX": what loom_atomic_write leaves when killed mid-write. */
@@ -136,7 +122,7 @@ loom_ckdir *loom_ckdir_open(const char *dir) {
     d->lock_fd = -1;
     for (size_t n = strlen(d->dir); n > 1 && d->dir[n - 1] == '/'; n--) d->dir[n - 1] = 0;
     struct stat st;
-    if (mkdirs(d->dir) != 0) {
+    if (loom_mkdirs(d->dir) != 0) {
         loom_set_error("%s: cannot create the checkpoint folder: %s", dir, strerror(errno));
     } else if (stat(d->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         loom_set_error("%s: not a folder", dir);

@@ -15,6 +15,7 @@
 #include "loom/error.h"
 #include "io/idx.h"
 #include "kernels/rng.h"
+#include "io/fs.h"
 
 loom_dataset *loom_dataset_alloc(const char *format, const char *path, size_t impl_size,
                                  void (*destroy)(loom_dataset *ds)) {
@@ -264,11 +265,6 @@ static void idx_destroy(loom_dataset *ds) {
     free(m);
 }
 
-static int is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* A labels file next to an images file: replace "images-idx3" by "labels-idx1"
  * (or the dotted variant) when the name follows the MNIST convention and that
  * file exists; otherwise the one IDX labels file in the same folder whose
@@ -325,7 +321,7 @@ static int has_fashion_name(const char *path) {
 loom_dataset *loom_dataset_open_idx(const char *path, const loom_dataset_opts *o) {
     char ip[4096], lp[4096];
     const char *split = o && o->split ? o->split : "train";
-    int folder = is_dir(path);
+    int folder = loom_is_dir(path);
     if (folder) {
         if (loom_idx_find(path, split, ip, lp, sizeof ip)) return NULL;
     } else {
@@ -448,7 +444,7 @@ static int image_wrapper(const char *dir, char *inner, size_t cap) {
     while (len > 1 && dir[len - 1] == '/') len--;
     const char *base = dir + len;
     while (base > dir && base[-1] != '/') base--;
-    if (n != 1 || strlen(name) != (size_t)(dir + len - base) || strncmp(name, base, strlen(name)) || !is_dir(inner) ||
+    if (n != 1 || strlen(name) != (size_t)(dir + len - base) || strncmp(name, base, strlen(name)) || !loom_is_dir(inner) ||
         !dir_has(inner, is_image_file))
         return 0;
     DIR *in = opendir(inner);
@@ -456,7 +452,7 @@ static int image_wrapper(const char *dir, char *inner, size_t cap) {
     for (struct dirent *e; in && (e = readdir(in)) != NULL;) {
         char p[4500];
         snprintf(p, sizeof p, "%s/%s", inner, e->d_name);
-        sub |= e->d_name[0] != '.' && is_dir(p);
+        sub |= e->d_name[0] != '.' && loom_is_dir(p);
     }
     if (in) closedir(in);
     return !sub;

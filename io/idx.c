@@ -6,6 +6,7 @@
 #include "io/idx.h"
 
 #include "loom/error.h"
+#include "io/fs.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -326,11 +327,6 @@ int loom_idx_read_header(const char *path, loom_idx *out) {
     return rc;
 }
 
-static int is_file(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 /* Try the known spellings of one file; the first that exists wins. */
 static int find_one(const char *dir, const char *sep, const char *prefix, const char *kind,
                     const char *rank, char *out, size_t cap) {
@@ -343,7 +339,7 @@ static int find_one(const char *dir, const char *sep, const char *prefix, const 
             if (n < 0 || (size_t)n >= cap)
                 return loom_set_error("%s: path of the %s file is longer than %zu bytes", dir, kind,
                                       cap);
-            if (is_file(out)) return LOOM_OK;
+            if (loom_is_file(out)) return LOOM_OK;
         }
     }
     if (cap) out[0] = 0;

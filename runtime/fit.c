@@ -8,20 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "loom/error.h"
 #include "loom/schedule.h"
+#include "kernels/clock.h"
 
 /* A mean loss above this is divergence, whatever the model: cross-entropy at
  * chance is ln(classes), a few units. */
 #define DIVERGED_LOSS 1e6
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void loom_fit_state_init(loom_fit_state *st, const loom_schedule *sched) {
     memset(st, 0, sizeof *st);
@@ -33,7 +27,7 @@ static int stop_asked(const loom_fit_opts *o) { return o->stop && atomic_load(o-
 
 /* One pass over ds in inference mode through l. 1 if stopped, else LOOM_OK/LOOM_ERR. */
 static int run_eval(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, int epoch, double *loss, double *acc) {
-    double lsum = 0, t0 = now();
+    double lsum = 0, t0 = loom_seconds();
     long correct = 0, seen = 0, bi = 0, nb = loom_loader_batches(l);
     int rc = loom_loader_start(l, 0);
     loom_batch *b;
@@ -50,7 +44,7 @@ static int run_eval(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, int
         loom_loader_release(l, b);
         bi++;
         if (rc == LOOM_OK && o && o->on_progress) {
-            double el = now() - t0;
+            double el = loom_seconds() - t0;
             loom_progress p = {.phase = LOOM_FIT_VALIDATING, .epoch = epoch, .epochs = o->epochs, .batch = bi,
                                .batches = nb, .loss = seen ? lsum / (double)seen : 0,
                                .acc = seen ? (double)correct / (double)seen : 0,
@@ -90,7 +84,7 @@ static int train_epoch(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, 
     long nb = loom_loader_batches(l);
     if (loom_loader_start_at(l, ep, st->batch)) return LOOM_ERR;
     loom_loader_wait_seconds(l);
-    double t0 = now(), before = st->seconds;
+    double t0 = loom_seconds(), before = st->seconds;
     long seen0 = st->seen;
     int rc = LOOM_OK, got;
     loom_batch *b;
@@ -119,7 +113,7 @@ static int train_epoch(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, 
         st->loss_sum += r.loss * n;
         st->correct += r.correct;
         st->seen += n;
-        double el = now() - t0;
+        double el = loom_seconds() - t0;
         st->seconds = before + el;
         if (o->on_progress) {
             loom_progress p = {.phase = LOOM_FIT_TRAINING, .epoch = ep, .epochs = o->epochs, .batch = st->batch,
@@ -135,7 +129,7 @@ static int train_epoch(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, 
         }
     }
     if (got < 0) rc = LOOM_ERR;
-    st->seconds = before + (now() - t0);
+    st->seconds = before + (loom_seconds() - t0);
     st->data_wait += loom_loader_wait_seconds(l);
     return rc;
 }

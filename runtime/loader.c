@@ -9,11 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "loom/augment.h"
 #include "loom/error.h"
 #include "kernels/rng.h"
+#include "kernels/clock.h"
 
 enum { FREE, FILLING, READY, IN_USE };
 
@@ -54,12 +54,6 @@ struct loom_loader {
     double wait;
     atomic_long skipped;
 };
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Sample idx as uint8 HWC: from the cache, or decoded (and cached). */
 static int load_sample(loom_loader *l, producer *p, uint32_t idx, const uint8_t **px, int32_t *label) {
@@ -291,9 +285,9 @@ int loom_loader_next(loom_loader *l, loom_batch **b) {
         return 0;
     }
     slot *s = &l->slots[l->next_take % l->K];
-    double t0 = now();
+    double t0 = loom_seconds();
     while (!(s->state == READY && s->b.number == l->next_take)) pthread_cond_wait(&l->cv_cons, &l->mu);
-    l->wait += now() - t0;
+    l->wait += loom_seconds() - t0;
     if (s->failed) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", s->err);

@@ -25,6 +25,18 @@ static int parse_int(const char *s, int *out) {
     return 0;
 }
 
+static const char *const kind_names[] = {"const", "step", "multistep", "exp", "cosine", "plateau"};
+
+const char *loom_schedule_kind_name(loom_sched_kind k) {
+    return (int)k >= 0 && k <= LOOM_SCHED_PLATEAU ? kind_names[k] : "?";
+}
+
+int loom_schedule_kind_parse(const char *name) {
+    for (int k = 0; k <= LOOM_SCHED_PLATEAU; k++)
+        if (!strcmp(name, kind_names[k])) return k;
+    return -1;
+}
+
 int loom_schedule_parse(const char *spec, float base_lr, int epochs, loom_schedule *s) {
     memset(s, 0, sizeof *s);
     s->base_lr = base_lr;
@@ -134,8 +146,7 @@ int loom_schedule_extend(loom_schedule *s, int epochs, int from, float lr) {
 }
 
 const char *loom_schedule_describe(const loom_schedule *s, char *buf, int cap) {
-    static const char *names[] = {"const", "step", "multistep", "exp", "cosine", "plateau"};
-    int n = snprintf(buf, (size_t)cap, "%s", (int)s->kind >= 0 && s->kind <= LOOM_SCHED_PLATEAU ? names[s->kind] : "?");
+    int n = snprintf(buf, (size_t)cap, "%s", loom_schedule_kind_name(s->kind));
     if (n < 0 || n >= cap) return buf;
 #define PL(x) ((x) == 1 ? "" : "s")
     switch (s->kind) {

@@ -12,8 +12,6 @@
 #include "../io/jfield.h"
 #include "loom/error.h"
 
-static const char *const sched_names[] = {"const", "step", "multistep", "exp", "cosine", "plateau"};
-#define N_SCHED ((int)(sizeof sched_names / sizeof *sched_names))
 
 /* json_object_set_new consumes v even on failure, and fails on a NULL v. */
 static int put(json_t *o, const char *k, json_t *v) { return json_object_set_new(o, k, v) ? 1 : 0; }
@@ -130,7 +128,7 @@ static json_t *sched_json(const loom_schedule *h) {
     json_t *sc = json_object(), *ms = json_array();
     int bad = !sc || !ms;
     for (int i = 0; i < h->n_milestones; i++) bad |= json_array_append_new(ms, json_integer(h->milestones[i])) ? 1 : 0;
-    bad |= put(sc, "kind", json_string(sched_names[h->kind])) | put_f(sc, "base_lr", h->base_lr) |
+    bad |= put(sc, "kind", json_string(loom_schedule_kind_name(h->kind))) | put_f(sc, "base_lr", h->base_lr) |
            put_f(sc, "gamma", h->gamma) | put_i(sc, "step_size", h->step_size) | put(sc, "milestones", ms) |
            put_f(sc, "warmup_epochs", h->warmup_epochs) | put_f(sc, "min_lr", h->min_lr) |
            put_i(sc, "patience", h->patience) | put_i(sc, "epochs", h->epochs) |
@@ -146,7 +144,7 @@ static json_t *sched_json(const loom_schedule *h) {
 
 static char *fit_text(const loom_fit_state *s, const char *path) {
     const loom_schedule *h = &s->sched;
-    if ((int)h->kind < 0 || (int)h->kind >= N_SCHED || h->n_milestones < 0 ||
+    if ((int)h->kind < 0 || h->kind > LOOM_SCHED_PLATEAU || h->n_milestones < 0 ||
         h->n_milestones > LOOM_SCHED_MAX_MILESTONES) {
         loom_set_error("%s: the fit state has an invalid schedule kind %d or milestone count %d", path, (int)h->kind,
                        h->n_milestones);
@@ -169,9 +167,7 @@ static int read_sched(const json_t *v, const char *path, loom_schedule *h) {
     char kind[32];
     if (jf_open(&r, v, path, "loom.fit sched")) return -1;
     if (!jf_str(&r, "kind", kind, sizeof kind)) {
-        int k = -1;
-        for (int i = 0; i < N_SCHED && k < 0; i++)
-            if (!strcmp(kind, sched_names[i])) k = i;
+        int k = loom_schedule_kind_parse(kind);
         if (k < 0) return jf_fail(&r, "unknown schedule \"%s\"", kind);
         h->kind = (loom_sched_kind)k;
     }

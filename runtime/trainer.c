@@ -6,12 +6,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "loom/error.h"
 #include "kernels/kernels.h"
 #include "runtime/pool.h"
 #include "kernels/rng.h"
+#include "kernels/clock.h"
 
 /* Gradient reduction and norms work in fixed chunks, not per-thread slices,
  * so that every sum is taken in the same order whatever the thread count. */
@@ -52,12 +52,6 @@ struct loom_trainer {
     float *out;
     float clip_scale;
 };
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 const char *loom_loss_name(loom_loss_kind k) {
     static const char *n[] = {"xent", "mse", "bce", "hinge"};
@@ -171,7 +165,7 @@ static void phase_compute(void *ctx, int tid, int T) {
         so->loss = 0;
         so->correct = 0;
         so->t_fwd = so->t_bwd = 0;
-        double t0 = now();
+        double t0 = loom_seconds();
         if (t->training) loom_exec_zero_param_grad(e);
         if (cnt == 0) continue;
         memcpy(loom_exec_input(e), t->x + (size_t)lo * in_size, (size_t)cnt * in_size * sizeof(float));
@@ -184,11 +178,11 @@ static void phase_compute(void *ctx, int tid, int T) {
         so->loss = loom_k_loss(t->o.loss, out, lab, dout, cnt, K, 1.0f / (float)t->n, t->onehot[s]);
         for (int i = 0; i < cnt; i++) so->correct += loom_k_argmax(out + (size_t)i * K, K) == lab[i];
         if (t->out) memcpy(t->out + (size_t)lo * K, out, (size_t)cnt * K * sizeof(float));
-        double t1 = now();
+        double t1 = loom_seconds();
         so->t_fwd = t1 - t0;
         if (t->training) loom_exec_backward(e, cnt);
-        so->t_bwd = now() - t1;
-        busy += now() - t0;
+        so->t_bwd = loom_seconds() - t1;
+        busy += loom_seconds() - t0;
     }
     t->worker_busy[tid] = busy;
 }
@@ -260,14 +254,14 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
     if (n <= 0 || n > t->o.batch)
         return loom_set_error("trainer: step of %d samples (batch is %d)", n, t->o.batch);
     if (check_labels(t, labels, n)) return LOOM_ERR;
-    double t0 = now();
+    double t0 = loom_seconds();
     t->x = x;
     t->labels = labels;
     t->n = n;
     t->training = 1;
     t->out = NULL;
     loom_pool_run(t->pool, phase_compute, t);
-    double t1 = now();
+    double t1 = loom_seconds();
     /* batch-norm statistics of the shards that saw data, weighted by their counts in phase 2 */
     t->nstats = 0;
     for (int s = 0; s < t->S; s++)
@@ -285,7 +279,7 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
         t->clip_scale = norm > t->o.clip_norm ? (float)(t->o.clip_norm / (norm + 1e-6)) : 1.0f;
         loom_pool_run(t->pool, phase_apply, t);
     }
-    double t2 = now();
+    double t2 = loom_seconds();
     t->step++;
     double loss = 0, fwd = 0, bwd = 0;
     int correct = 0;

@@ -166,7 +166,7 @@ static double pipeline_pass(loom_loader *l, int epoch, long nb, long *images) {
     loom_loader_start(l, epoch);
     loom_batch *bt;
     long n = 0, k = 0;
-    double t0 = now_seconds();
+    double t0 = loom_seconds();
     int rc = 1;
     while ((nb <= 0 || k < nb) && (rc = loom_loader_next(l, &bt)) == 1) {
         n += bt->n;
@@ -174,7 +174,7 @@ static double pipeline_pass(loom_loader *l, int epoch, long nb, long *images) {
         loom_loader_release(l, bt);
     }
     *images = n;
-    return rc < 0 ? -1 : (double)n / (now_seconds() - t0);
+    return rc < 0 ? -1 : (double)n / (loom_seconds() - t0);
 }
 
 static int run_pipeline(bench *b) {
@@ -232,12 +232,12 @@ static int measure(bench *b, int threads, const synthetic *s, bench_row *row) {
                                .cache = cli_get(b->o, "cache") ? 1 : -1};
         if (!(l = loom_loader_new(b->ds, &lo)) || loom_loader_start(l, 0)) goto out;
     }
-    double t0 = now_seconds();
+    double t0 = loom_seconds();
     for (long k = 0; k < b->warm + b->steps; k++) {
         if (k == b->warm) {
             loom_trainer_reset_timing(t);
             if (l) loom_loader_wait_seconds(l);
-            t0 = now_seconds();
+            t0 = loom_seconds();
         }
         if (!l) {
             if (loom_trainer_step(t, s->x, s->y, (int)b->batch, 1e-3f, NULL)) goto out;
@@ -251,16 +251,16 @@ static int measure(bench *b, int threads, const synthetic *s, bench_row *row) {
         loom_loader_release(l, bt);
         if (st) goto out;
     }
-    double el = now_seconds() - t0;
+    double el = loom_seconds() - t0;
     const loom_step_timing *tm = loom_trainer_timing(t);
     *row = (bench_row){.threads = threads, .train_ips = (double)b->steps * b->batch / el, .step = el / b->steps,
                        .fwd = tm->forward / b->steps, .bwd = tm->backward / b->steps, .reduce = tm->reduce / b->steps,
                        .idle = tm->idle / b->steps, .data = l ? loom_loader_wait_seconds(l) / b->steps : 0};
     long isteps = b->steps > 10 ? b->steps : 10;
     for (long k = 0; k < 2; k++) loom_trainer_eval(t, s->x, s->y, (int)b->batch, NULL, NULL, s->out);
-    t0 = now_seconds();
+    t0 = loom_seconds();
     for (long k = 0; k < isteps; k++) loom_trainer_eval(t, s->x, s->y, (int)b->batch, NULL, NULL, s->out);
-    row->infer_ips = (double)isteps * b->batch / (now_seconds() - t0);
+    row->infer_ips = (double)isteps * b->batch / (loom_seconds() - t0);
     rc = 0;
 out:
     if (rc) fprintf(stderr, "loom bench: %s\n", loom_error());

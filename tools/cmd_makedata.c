@@ -132,7 +132,7 @@ int cmd_make_folder(int argc, char **argv) {
         for (int k = 0; k < K && !rc; k++) {
             char dir[4096];
             snprintf(dir, sizeof dir, "%s/%s/%s", out, sp, names[k]);
-            if (mkdirs(dir)) {
+            if (loom_mkdirs(dir)) {
                 fprintf(stderr, "loom make-folder: cannot create %s: %s\n", dir, strerror(errno));
                 rc = 1;
                 break;
@@ -236,7 +236,7 @@ int cmd_make_csv(int argc, char **argv) {
             return 2;
         }
     }
-    if (mkdirs(out)) {
+    if (loom_mkdirs(out)) {
         fprintf(stderr, "loom make-csv: cannot create %s: %s\n", out, strerror(errno));
         return 1;
     }

@@ -938,7 +938,7 @@ static int run_fit(train_run *r) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-    r->t0 = now_seconds();
+    r->t0 = loom_seconds();
     r->first_epoch = r->st.epoch + 1;
     int ran = loom_fit(r->t, r->train, &fo, NULL);
     sigaction(SIGINT, &old_int, NULL);
@@ -976,10 +976,10 @@ static int report(train_run *r) {
         const char *which = !r->val ? "training" : !cli_get(r->o, "val") && r->vsplit < 0 ? "test" : "validation";
         if (m->epoch == r->epochs)
             printf("final %s accuracy: %.2f%% (%s, %d epoch%s, %.1fs)\n", which, 100 * (r->val ? m->val_acc : m->train_acc),
-                   loom_graph_name(r->g), m->epoch, plural(m->epoch), now_seconds() - r->t0);
+                   loom_graph_name(r->g), m->epoch, plural(m->epoch), loom_seconds() - r->t0);
         else
             printf("%s accuracy after epoch %d of %ld: %.2f%% (%s, %.1fs)\n", which, m->epoch, r->epochs,
-                   100 * (r->val ? m->val_acc : m->train_acc), loom_graph_name(r->g), now_seconds() - r->t0);
+                   100 * (r->val ? m->val_acc : m->train_acc), loom_graph_name(r->g), loom_seconds() - r->t0);
     }
     if (r->run.nhist && r->run.side.classes > 1) {
         const loom_epoch_metrics *m = &r->run.hist[r->run.nhist - 1];

@@ -5,7 +5,9 @@
 #include <stddef.h>
 
 #include "io/atomic.h"
+#include "io/fs.h"
 #include "io/image.h"
+#include "kernels/clock.h"
 #include "kernels/kernels.h"
 #include "kernels/rng.h"
 #include "loom/loom.h"
@@ -16,9 +18,6 @@
 loom_augment *eval_chain(const char *spec, int *err);
 /* Parse "HxW" (or "S"); 0 on success. */
 int parse_hw(const char *s, int *h, int *w);
-double now_seconds(void);
-/* mkdir -p: path and every missing parent, mode 0755; 0, or -1 with errno set. */
-int mkdirs(const char *path);
 /* "s" when n is not 1: printf("%d epoch%s", n, plural(n)). */
 const char *plural(long n);
 

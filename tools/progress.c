@@ -9,7 +9,7 @@ void progress_init(progress *p, double every, int quiet) {
     p->tty = isatty(STDOUT_FILENO);
     p->quiet = quiet;
     p->every = every;
-    p->last = now_seconds();
+    p->last = loom_seconds();
     p->drawn = 0;
 }
 
@@ -23,7 +23,7 @@ void progress_clear(progress *p) {
 void progress_report(const loom_progress *lp, void *user) {
     progress *p = user;
     if (p->quiet) return;
-    double t = now_seconds();
+    double t = loom_seconds();
     int last = lp->batch == lp->batches;
     double eta = lp->batch ? (double)(lp->batches - lp->batch) * lp->elapsed / (double)lp->batch : 0;
     int val = lp->phase == LOOM_FIT_VALIDATING;

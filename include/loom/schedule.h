@@ -36,6 +36,10 @@ typedef struct {
     float plateau_scale;
 } loom_schedule;
 
+/* The kind's name ("cosine"), and the kind of a name (-1 if none). */
+const char *loom_schedule_kind_name(loom_sched_kind k);
+int loom_schedule_kind_parse(const char *name);
+
 /* Parse a spec: "const", "step:SIZE[:GAMMA]", "multistep:E1,E2,...[:GAMMA]",
  * "exp:GAMMA", "cosine[:WARMUP_EPOCHS]", "plateau[:PATIENCE[:FACTOR]]".
  * LOOM_OK, or LOOM_ERR with a message naming the bad part. */
