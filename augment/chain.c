@@ -20,11 +20,11 @@ void loom_augment_free(loom_augment *a) { free(a); }
 int loom_augment_count(const loom_augment *a) { return a ? a->n : 0; }
 
 static int add(loom_augment *a, const char *what, aug_item it) {
-    if (!a) return loom_set_error("%s: chain is NULL", what);
+    if (!a) return loom_fail(LOOM_EINVAL, "%s: chain is NULL", what);
     if (!(it.p >= 0.0f && it.p <= 1.0f))
-        return loom_set_error("%s: probability %g is outside 0..1", what, it.p);
+        return loom_fail(LOOM_EINVAL, "%s: probability %g is outside 0..1", what, it.p);
     if (a->n == AUG_MAX_ITEMS)
-        return loom_set_error("%s: a chain holds at most %d items", what, AUG_MAX_ITEMS);
+        return loom_fail(LOOM_EINVAL, "%s: a chain holds at most %d items", what, AUG_MAX_ITEMS);
     a->items[a->n++] = it;
     return LOOM_OK;
 }
@@ -39,32 +39,32 @@ int loom_augment_add_flip_v(loom_augment *a, float p) {
 
 int loom_augment_add_rotate(loom_augment *a, float max_degrees, uint8_t fill, float p) {
     if (!(max_degrees >= 0.0f && max_degrees <= 360.0f))
-        return loom_set_error("rotate: %g degrees is outside 0..360", max_degrees);
+        return loom_fail(LOOM_EINVAL, "rotate: %g degrees is outside 0..360", max_degrees);
     return add(a, "rotate", (aug_item){AUG_ROTATE, p, max_degrees, 0, fill});
 }
 
 int loom_augment_add_crop(loom_augment *a, int pad, uint8_t fill, float p) {
-    if (pad < 0 || pad > 65535) return loom_set_error("crop: padding %d is outside 0..65535", pad);
+    if (pad < 0 || pad > 65535) return loom_fail(LOOM_EINVAL, "crop: padding %d is outside 0..65535", pad);
     return add(a, "crop", (aug_item){AUG_CROP, p, 0, pad, fill});
 }
 
 int loom_augment_add_brightness(loom_augment *a, float b, float p) {
-    if (!(b >= 0.0f && b <= 1e6f)) return loom_set_error("brightness: %g must be >= 0", b);
+    if (!(b >= 0.0f && b <= 1e6f)) return loom_fail(LOOM_EINVAL, "brightness: %g must be >= 0", b);
     return add(a, "brightness", (aug_item){AUG_BRIGHTNESS, p, b, 0, 0});
 }
 
 int loom_augment_add_contrast(loom_augment *a, float c, float p) {
-    if (!(c >= 0.0f && c <= 1e6f)) return loom_set_error("contrast: %g must be >= 0", c);
+    if (!(c >= 0.0f && c <= 1e6f)) return loom_fail(LOOM_EINVAL, "contrast: %g must be >= 0", c);
     return add(a, "contrast", (aug_item){AUG_CONTRAST, p, c, 0, 0});
 }
 
 int loom_augment_set_normalize(loom_augment *a, int n, const float *mean, const float *std) {
-    if (!a) return loom_set_error("loom_augment_set_normalize: chain is NULL");
-    if (n < 1 || n > 4) return loom_set_error("normalize: %d values (want 1 to 4)", n);
+    if (!a) return loom_fail(LOOM_EINVAL, "loom_augment_set_normalize: chain is NULL");
+    if (n < 1 || n > 4) return loom_fail(LOOM_EINVAL, "normalize: %d values (want 1 to 4)", n);
     for (int i = 0; i < n; i++) {
-        if (!isfinite(mean[i])) return loom_set_error("normalize: mean %g is not finite", mean[i]);
+        if (!isfinite(mean[i])) return loom_fail(LOOM_EINVAL, "normalize: mean %g is not finite", mean[i]);
         if (!(std[i] > 0.0f && isfinite(std[i])))
-            return loom_set_error("normalize: std %g must be > 0", std[i]);
+            return loom_fail(LOOM_EINVAL, "normalize: std %g must be > 0", std[i]);
     }
     a->norm_n = n;
     for (int i = 0; i < n; i++) a->mean[i] = mean[i], a->std[i] = std[i];
@@ -99,11 +99,11 @@ int loom_augment_apply(const loom_augment *a, const uint8_t *src, int sw, int sh
         aug_check_size("loom_augment_apply (destination)", dw, dh, c))
         return LOOM_ERR;
     if (a && a->norm_n > 1 && a->norm_n != c)
-        return loom_set_error("loom_augment_apply: normalize has %d values but the image has %d channels",
+        return loom_fail(LOOM_EINVAL, "loom_augment_apply: normalize has %d values but the image has %d channels",
                               a->norm_n, c);
     int resize = sw != dw || sh != dh;
     if (!scratch && buffers(a, resize))
-        return loom_set_error("loom_augment_apply: scratch is NULL (need %zu bytes)",
+        return loom_fail(LOOM_EINVAL, "loom_augment_apply: scratch is NULL (need %zu bytes)",
                               loom_augment_scratch(a, sw, sh, c, dw, dh));
     uint8_t *base = scratch ? aug_align(scratch) : NULL;
     size_t plane = aug_round16((size_t)dw * dh * c);

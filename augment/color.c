@@ -100,13 +100,13 @@ int loom_augment_to_float(const uint8_t *src, int w, int h, int c, float *dst, f
                           const float *mean, const float *std) {
     if (aug_check_size("loom_augment_to_float", w, h, c)) return LOOM_ERR;
     if (!(bf >= 0) || !(cf >= 0))
-        return loom_set_error("loom_augment_to_float: factors must be >= 0 (brightness %g, contrast %g)",
+        return loom_fail(LOOM_EINVAL, "loom_augment_to_float: factors must be >= 0 (brightness %g, contrast %g)",
                               bf, cf);
     if ((mean == NULL) != (std == NULL))
-        return loom_set_error("loom_augment_to_float: give both mean and std, or neither");
+        return loom_fail(LOOM_EINVAL, "loom_augment_to_float: give both mean and std, or neither");
     for (int ch = 0; std && ch < c; ch++)
         if (!(std[ch] > 0))
-            return loom_set_error("loom_augment_to_float: std[%d] = %g must be > 0", ch, std[ch]);
+            return loom_fail(LOOM_EINVAL, "loom_augment_to_float: std[%d] = %g must be > 0", ch, std[ch]);
     aug_view v = aug_view_of(src, w, h, c);
     aug_color_op ops[2];
     int n = 0;

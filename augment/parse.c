@@ -20,7 +20,7 @@ typedef struct {
 } ctx;
 
 static int fail(const ctx *x, const char *why) {
-    return loom_set_error("augment spec item %d '%s': %s", x->index, x->item, why);
+    return loom_fail(LOOM_EINVAL, "augment spec item %d '%s': %s", x->index, x->item, why);
 }
 
 /* A finite number that is the whole of s (kernels/parse.h: plain decimal only). */
@@ -149,12 +149,12 @@ static int parse_item(loom_augment *a, const ctx *x, char *s) {
 
 loom_augment *loom_augment_parse(const char *spec) {
     if (!spec) {
-        loom_set_error("loom_augment_parse: spec is NULL");
+        loom_fail(LOOM_EINVAL, "loom_augment_parse: spec is NULL");
         return NULL;
     }
     loom_augment *a = loom_augment_new();
     if (!a) {
-        loom_set_error("loom_augment_parse: out of memory");
+        loom_fail(LOOM_ENOMEM, "loom_augment_parse: out of memory");
         return NULL;
     }
     const char *s = spec;
@@ -166,13 +166,13 @@ loom_augment *loom_augment_parse(const char *spec) {
         /* trim, so "flip-h, rotate=15" reads as meant */
         while (len && isspace((unsigned char)s[len - 1])) len--;
         if (len >= sizeof item) {
-            loom_set_error("augment spec item %d '%.40s...': too long", index, s);
+            loom_fail(LOOM_EINVAL, "augment spec item %d '%.40s...': too long", index, s);
             goto fail;
         }
         memcpy(item, s, len);
         item[len] = 0;
         if (!len) {
-            loom_set_error("augment spec \"%s\": item %d is empty", spec, index);
+            loom_fail(LOOM_EINVAL, "augment spec \"%s\": item %d is empty", spec, index);
             goto fail;
         }
         char work[256];
@@ -198,7 +198,7 @@ loom_augment *loom_augment_parse(const char *spec) {
         s = end + 1;
         while (isspace((unsigned char)*s)) s++;
         if (!*s) {
-            loom_set_error("augment spec \"%s\": item %d is empty (trailing comma)", spec, index + 1);
+            loom_fail(LOOM_EINVAL, "augment spec \"%s\": item %d is empty (trailing comma)", spec, index + 1);
             goto fail;
         }
     }
@@ -212,11 +212,11 @@ int loom_augment_check(const loom_augment *a, int w, int h, int c) {
     if (!a) return LOOM_OK;
     for (int i = 0; i < a->n; i++)
         if (a->items[i].kind == AUG_CROP && (2 * a->items[i].pad >= w || 2 * a->items[i].pad >= h))
-            return loom_set_error("augment crop=%d: shifts of up to %d pixels leave little of %dx%d images (keep it "
+            return loom_fail(LOOM_EINVAL, "augment crop=%d: shifts of up to %d pixels leave little of %dx%d images (keep it "
                                   "under half the side)",
                                   a->items[i].pad, a->items[i].pad, h, w);
     if (a->norm_n > 1 && a->norm_n != c)
-        return loom_set_error("augment normalize gives %d means, the images have %d channel%s", a->norm_n, c,
+        return loom_fail(LOOM_EINVAL, "augment normalize gives %d means, the images have %d channel%s", a->norm_n, c,
                               c == 1 ? "" : "s");
     return LOOM_OK;
 }

@@ -196,7 +196,7 @@ void aug_rotate_view(const aug_view *v, uint8_t *dst, double degrees, uint8_t fi
 int loom_augment_rotate(const uint8_t *src, int w, int h, int c, uint8_t *dst, double degrees,
                         uint8_t fill) {
     if (aug_check_size("loom_augment_rotate", w, h, c)) return LOOM_ERR;
-    if (!isfinite(degrees)) return loom_set_error("loom_augment_rotate: angle %g is not finite", degrees);
+    if (!isfinite(degrees)) return loom_fail(LOOM_EINVAL, "loom_augment_rotate: angle %g is not finite", degrees);
     aug_view v = aug_view_of(src, w, h, c);
     aug_rotate_view(&v, dst, degrees, fill);
     return LOOM_OK;

@@ -119,7 +119,7 @@ static long first_nonfinite(const float *p, size_t n) {
 static int refuse_nonfinite(const char *path, const char *tensor, const float *p, size_t n, const char *doing) {
     long i = first_nonfinite(p, n);
     if (i < 0) return LOOM_OK;
-    return loom_set_error("%s: tensor %s holds %s at index %ld: %s (a diverged run? lower the learning rate)",
+    return loom_fail(LOOM_EFORMAT, "%s: tensor %s holds %s at index %ld: %s (a diverged run? lower the learning rate)",
                           path, tensor, isnan(p[i]) ? "NaN" : "an infinity", i, doing);
 }
 
@@ -128,9 +128,9 @@ static int refuse_nonfinite(const char *path, const char *tensor, const float *p
 static int put(json_t *o, const char *k, json_t *v) { return json_object_set_new(o, k, v) ? 1 : 0; }
 
 int loom_checkpoint_save(const char *path, loom_graph *g, const loom_ckpt_extra *extra) {
-    if (!path || !g) return loom_set_error("loom_checkpoint_save: no %s", path ? "graph" : "path");
+    if (!path || !g) return loom_fail(LOOM_EINVAL, "loom_checkpoint_save: no %s", path ? "graph" : "path");
     if (!loom_graph_params(g))
-        return loom_set_error("%s: graph %s is not finished (call loom_graph_finish first)", path,
+        return loom_fail(LOOM_EINVAL, "%s: graph %s is not finished (call loom_graph_finish first)", path,
                               loom_graph_name(g));
     loom_ckpt_extra none = {0};
     if (!extra) extra = &none;
@@ -145,22 +145,22 @@ int loom_checkpoint_save(const char *path, loom_graph *g, const loom_ckpt_extra 
     if (!gj) goto out;
     if (!gtext || !slots || !outs || !meta || put(meta, "loom.version", json_string(version)) ||
         put(meta, "loom.graph", json_string(gtext))) {
-        loom_set_error("%s: out of memory preparing the checkpoint", path);
+        loom_fail(LOOM_ENOMEM, "%s: out of memory preparing the checkpoint", path);
         goto out;
     }
     for (int i = 0; i < extra->nmeta; i++) {
         const char *k = extra->meta[i].key;
         if (!k || !strcmp(k, "loom.version") || !strcmp(k, "loom.graph") || json_object_get(meta, k)) {
-            loom_set_error("%s: metadata key %s is taken", path, k ? k : "(null)");
+            loom_fail(LOOM_EINVAL, "%s: metadata key %s is taken", path, k ? k : "(null)");
             goto out;
         }
         json_t *v = extra->meta[i].value ? json_string(extra->meta[i].value) : NULL;
         if (!v) {
-            loom_set_error("%s: metadata %s is not valid UTF-8 text", path, k);
+            loom_fail(LOOM_EINVAL, "%s: metadata %s is not valid UTF-8 text", path, k);
             goto out;
         }
         if (put(meta, k, v)) {
-            loom_set_error("%s: out of memory preparing the checkpoint", path);
+            loom_fail(LOOM_ENOMEM, "%s: out of memory preparing the checkpoint", path);
             goto out;
         }
     }
@@ -179,12 +179,12 @@ int loom_checkpoint_save(const char *path, loom_graph *g, const loom_ckpt_extra 
         for (int k = 0; t->name && k < loom_graph_count(g); k++) {
             const char *ln = loom_graph_layer(g, k)->name;
             if (t->name[dot] == '.' && strlen(ln) == dot && !strncmp(ln, t->name, dot)) {
-                loom_set_error("%s: extra tensor %s is in layer %s's namespace", path, t->name, ln);
+                loom_fail(LOOM_EINVAL, "%s: extra tensor %s is in layer %s's namespace", path, t->name, ln);
                 goto out;
             }
         }
         if (!t->name || t->ndim < 1 || t->ndim > 4) {
-            loom_set_error("%s: extra tensor %zu has no name or %d dimensions", path, i, t->ndim);
+            loom_fail(LOOM_EINVAL, "%s: extra tensor %zu has no name or %d dimensions", path, i, t->ndim);
             goto out;
         }
         outs[nm + i] = (sft_out){.name = t->name, .ndim = t->ndim, .data = t->data, .count = t->count};
@@ -208,19 +208,19 @@ static json_t *parse_json(const char *path, const char *key, const char *text) {
     json_error_t je;
     json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
     if (!j)
-        loom_set_error("%s: metadata %s: JSON error at line %d, column %d: %s", path, key, je.line, je.column,
+        loom_fail(LOOM_EFORMAT, "%s: metadata %s: JSON error at line %d, column %d: %s", path, key, je.line, je.column,
                        je.text);
     return j;
 }
 
 loom_checkpoint *loom_checkpoint_open(const char *path) {
     if (!path) {
-        loom_set_error("loom_checkpoint_open: no path");
+        loom_fail(LOOM_EINVAL, "loom_checkpoint_open: no path");
         return NULL;
     }
     loom_checkpoint *ck = calloc(1, sizeof *ck);
     if (!ck) {
-        loom_set_error("%s: out of memory", path);
+        loom_fail(LOOM_ENOMEM, "%s: out of memory", path);
         return NULL;
     }
     if (sft_open(&ck->f, path)) {
@@ -229,7 +229,7 @@ loom_checkpoint *loom_checkpoint_open(const char *path) {
     }
     const char *ver = sft_meta(&ck->f, "loom.version"), *gtext = sft_meta(&ck->f, "loom.graph");
     if (!ck->f.meta || !ver || !gtext) {
-        loom_set_error("%s: %s: not a loom checkpoint", path,
+        loom_fail(LOOM_EFORMAT, "%s: %s: not a loom checkpoint", path,
                        !ck->f.meta ? "no __metadata__ in the header"
                        : !ver      ? "the metadata has no loom.version"
                                    : "the metadata has no loom.graph (the architecture)");
@@ -238,7 +238,7 @@ loom_checkpoint *loom_checkpoint_open(const char *path) {
     if (!strcmp(ver, "1") || !strcmp(ver, "2")) {
         ck->version = ver[0] - '0';
     } else {
-        loom_set_error("%s: loom.version \"%.32s\" is not supported (this loom reads 1 and 2)", path, ver);
+        loom_fail(LOOM_EUNSUPPORTED, "%s: loom.version \"%.32s\" is not supported (this loom reads 1 and 2)", path, ver);
         goto fail;
     }
     if (!(ck->graph = parse_json(path, "loom.graph", gtext))) goto fail;
@@ -269,7 +269,7 @@ static int same_shape(const sft_tensor *t, int ndim, const int64_t *shape) {
 
 static int shape_error(const char *path, const char *name, int ndim, const int64_t *shape, const sft_tensor *t) {
     char a[128], b[128];
-    return loom_set_error("%s: tensor %s: shape %s expected, file has %s", path, name,
+    return loom_fail(LOOM_EFORMAT, "%s: tensor %s: shape %s expected, file has %s", path, name,
                           sft_shape_str(shape, ndim, a, sizeof a), sft_shape_str(t->shape, t->ndim, b, sizeof b));
 }
 
@@ -281,7 +281,7 @@ static int match(const loom_checkpoint *ck, const loom_graph *g, slot *slots, si
         slot *s = &slots[i];
         const sft_tensor *t = sft_find(f, s->name);
         if (!t)
-            return loom_set_error("%s: tensor %s is missing (the architecture in loom.graph needs it)", f->path,
+            return loom_fail(LOOM_EFORMAT, "%s: tensor %s is missing (the architecture in loom.graph needs it)", f->path,
                                   s->name);
         if (!same_shape(t, s->ndim, s->shape)) return shape_error(f->path, s->name, s->ndim, s->shape, t);
         s->file = t;
@@ -296,7 +296,7 @@ static int match(const loom_checkpoint *ck, const loom_graph *g, slot *slots, si
             int known = 0;
             for (size_t j = 0; j < n && !known; j++) known = !strcmp(slots[j].name, name);
             if (!known)
-                return loom_set_error("%s: unknown tensor %s (layer %s of loom.graph has no such part)", f->path,
+                return loom_fail(LOOM_EFORMAT, "%s: unknown tensor %s (layer %s of loom.graph has no such part)", f->path,
                                       name, ln);
         }
     }
@@ -310,7 +310,7 @@ loom_graph *loom_checkpoint_graph(loom_checkpoint *ck) {
     size_t n = plan(g, NULL);
     slot *slots = calloc(n + 1, sizeof *slots);
     if (!slots) {
-        loom_set_error("%s: out of memory", path);
+        loom_fail(LOOM_ENOMEM, "%s: out of memory", path);
         goto fail;
     }
     plan(g, slots);
@@ -318,7 +318,7 @@ loom_graph *loom_checkpoint_graph(loom_checkpoint *ck) {
      * allocates is bounded by the file's size. */
     if (match(ck, g, slots, n)) goto fail;
     if (loom_graph_finish(g, 0) != LOOM_OK) {
-        loom_set_error("%s: %s", path, loom_graph_error(g)[0] ? loom_graph_error(g) : "out of memory");
+        loom_fail(LOOM_ENOMEM, "%s: %s", path, loom_graph_error(g)[0] ? loom_graph_error(g) : "out of memory");
         goto fail;
     }
     for (size_t i = 0; i < n; i++) {
@@ -339,7 +339,7 @@ fail:
 int loom_checkpoint_read(loom_checkpoint *ck, const loom_ckpt_tensor *t) {
     const char *path = ck->f.path;
     const sft_tensor *s = sft_find(&ck->f, t->name);
-    if (!s) return loom_set_error("%s: tensor %s is missing", path, t->name);
+    if (!s) return loom_fail(LOOM_EFORMAT, "%s: tensor %s is missing", path, t->name);
     if (!same_shape(s, t->ndim, t->shape)) return shape_error(path, t->name, t->ndim, t->shape, s);
     if (sft_read(&ck->f, s, t->data)) return LOOM_ERR;
     return refuse_nonfinite(path, t->name, t->data, t->count, "refused");

@@ -56,7 +56,7 @@ static int32_t cifar_label(const loom_dataset *ds, size_t i) {
 static int cifar_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
     const cifar_impl *im = ds->impl;
     if (i >= ds->count)
-        return loom_set_error("%s: sample %zu out of range (%zu samples)", ds->path, i, ds->count);
+        return loom_fail(LOOM_EINVAL, "%s: sample %zu out of range (%zu samples)", ds->path, i, ds->count);
     memcpy(hwc, im->pixels + i * CIFAR_PIXELS, CIFAR_PIXELS);
     if (label) *label = im->labels[i];
     return LOOM_OK;
@@ -91,10 +91,10 @@ static char *join(const char *dir, const char *name) {
 }
 
 static int add_file(cifar_impl *im, char *path) {
-    if (!path) return loom_set_error("out of memory");
+    if (!path) return loom_fail(LOOM_ENOMEM, "out of memory");
     cifar_file *nf = realloc(im->files, (size_t)(im->nfiles + 1) * sizeof *nf);
     if (!nf) {
-        loom_set_error("%s: out of memory", path);
+        loom_fail(LOOM_ENOMEM, "%s: out of memory", path);
         free(path);
         return LOOM_ERR;
     }
@@ -123,7 +123,7 @@ static int batch_number(const char *name, int *python) {
  * missing middle batch usually means an interrupted download or unpack. */
 static int find_train(cifar_impl *im, const char *dir) {
     DIR *d = opendir(dir);
-    if (!d) return loom_set_error("%s: cannot open: %s", dir, strerror(errno));
+    if (!d) return loom_fail(LOOM_EIO, "%s: cannot open: %s", dir, strerror(errno));
     unsigned char have[CIFAR_MAX_BATCHES + 1] = {0};
     int hi = 0, python = 0;
     struct dirent *e;
@@ -136,15 +136,15 @@ static int find_train(cifar_impl *im, const char *dir) {
     closedir(d);
     if (!hi) {
         if (python)
-            return loom_set_error("%s: found data_batch_N without .bin: that is the Python "
+            return loom_fail(LOOM_EUNSUPPORTED, "%s: found data_batch_N without .bin: that is the Python "
                                   "(pickle) version of CIFAR-10; loom reads the binary version "
                                   "(cifar-10-binary.tar.gz)",
                                   dir);
-        return loom_set_error("%s: no data_batch_N.bin files (CIFAR-10 binary version)", dir);
+        return loom_fail(LOOM_EFORMAT, "%s: no data_batch_N.bin files (CIFAR-10 binary version)", dir);
     }
     for (int n = 1; n <= hi; n++) {
         if (!have[n])
-            return loom_set_error("%s: data_batch_%d.bin is missing but data_batch_%d.bin is "
+            return loom_fail(LOOM_EFORMAT, "%s: data_batch_%d.bin is missing but data_batch_%d.bin is "
                                   "present (incomplete download?)",
                                   dir, n, hi);
         char name[32];
@@ -156,34 +156,34 @@ static int find_train(cifar_impl *im, const char *dir) {
 
 static int find_files(cifar_impl *im, const char *path, const char *split, char **dir_out) {
     struct stat st;
-    if (stat(path, &st) != 0) return loom_set_error("%s: cannot open: %s", path, strerror(errno));
+    if (stat(path, &st) != 0) return loom_fail(LOOM_EIO, "%s: cannot open: %s", path, strerror(errno));
     if (!S_ISDIR(st.st_mode)) {
-        if (!S_ISREG(st.st_mode)) return loom_set_error("%s: not a file or a directory", path);
+        if (!S_ISREG(st.st_mode)) return loom_fail(LOOM_EIO, "%s: not a file or a directory", path);
         const char *slash = strrchr(path, '/');
         *dir_out = slash ? strndup(path, (size_t)(slash - path + 1)) : strdup(".");
-        if (!*dir_out) return loom_set_error("%s: out of memory", path);
+        if (!*dir_out) return loom_fail(LOOM_ENOMEM, "%s: out of memory", path);
         return add_file(im, strdup(path));
     }
     int train = strcmp(split, "train") == 0;
     if (!train && strcmp(split, "test") != 0)
-        return loom_set_error("%s: unknown CIFAR split \"%s\" (expected train or test)", path,
+        return loom_fail(LOOM_EINVAL, "%s: unknown CIFAR split \"%s\" (expected train or test)", path,
                               split);
     /* Accept the folder that holds the unpacked tarball's folder, too. */
     char *dir = join(path, CIFAR_SUBDIR);
-    if (!dir) return loom_set_error("%s: out of memory", path);
+    if (!dir) return loom_fail(LOOM_ENOMEM, "%s: out of memory", path);
     char *probe = join(path, train ? "data_batch_1.bin" : "test_batch.bin");
     if (!probe || loom_is_file(probe) || !loom_is_dir(dir)) {
         free(dir);
         dir = strdup(path);
     }
     free(probe);
-    if (!dir) return loom_set_error("%s: out of memory", path);
+    if (!dir) return loom_fail(LOOM_ENOMEM, "%s: out of memory", path);
     *dir_out = dir;
     if (train) return find_train(im, dir);
     char *test = join(dir, "test_batch.bin");
     if (test && !loom_is_file(test)) {
         free(test);
-        return loom_set_error("%s: no test_batch.bin (CIFAR-10 binary version)", dir);
+        return loom_fail(LOOM_EFORMAT, "%s: no test_batch.bin (CIFAR-10 binary version)", dir);
     }
     return add_file(im, test);
 }
@@ -195,13 +195,13 @@ static int size_files(cifar_impl *im, size_t *total) {
         cifar_file *cf = &im->files[f];
         struct stat st;
         if (stat(cf->path, &st) != 0)
-            return loom_set_error("%s: cannot open: %s", cf->path, strerror(errno));
-        if (!S_ISREG(st.st_mode)) return loom_set_error("%s: not a regular file", cf->path);
+            return loom_fail(LOOM_EIO, "%s: cannot open: %s", cf->path, strerror(errno));
+        if (!S_ISREG(st.st_mode)) return loom_fail(LOOM_EIO, "%s: not a regular file", cf->path);
         if (st.st_size == 0)
-            return loom_set_error("%s: empty file (0 bytes; expected %d-byte records)", cf->path,
+            return loom_fail(LOOM_EFORMAT, "%s: empty file (0 bytes; expected %d-byte records)", cf->path,
                                   CIFAR_RECORD);
         if (st.st_size % CIFAR_RECORD != 0)
-            return loom_set_error("%s: size %lld bytes is not a multiple of %d (a CIFAR-10 "
+            return loom_fail(LOOM_EFORMAT, "%s: size %lld bytes is not a multiple of %d (a CIFAR-10 "
                                   "record is 1 label byte + 3x32x32 pixel bytes): %lld whole "
                                   "records + %lld bytes",
                                   cf->path, (long long)st.st_size, CIFAR_RECORD,
@@ -209,7 +209,7 @@ static int size_files(cifar_impl *im, size_t *total) {
                                   (long long)(st.st_size % CIFAR_RECORD));
         uint64_t n = (uint64_t)st.st_size / CIFAR_RECORD;
         if (n > (uint64_t)PTRDIFF_MAX / CIFAR_PIXELS - *total)
-            return loom_set_error("%s: too many records to hold in memory", cf->path);
+            return loom_fail(LOOM_EFORMAT, "%s: too many records to hold in memory", cf->path);
         cf->first = *total;
         cf->count = (size_t)n;
         *total += (size_t)n;
@@ -228,22 +228,22 @@ static void to_hwc(const uint8_t *chw, uint8_t *hwc) {
 
 static int load_file(cifar_impl *im, const cifar_file *cf, uint8_t *chunk) {
     FILE *f = fopen(cf->path, "rb");
-    if (!f) return loom_set_error("%s: cannot open: %s", cf->path, strerror(errno));
+    if (!f) return loom_fail(LOOM_EIO, "%s: cannot open: %s", cf->path, strerror(errno));
     int rc = LOOM_OK;
     for (size_t r = 0; r < cf->count && rc == LOOM_OK;) {
         size_t want = cf->count - r < CIFAR_READ_RECORDS ? cf->count - r : CIFAR_READ_RECORDS;
         size_t got = fread(chunk, CIFAR_RECORD, want, f);
         if (got < want) {
-            rc = ferror(f) ? loom_set_error("%s: record %zu: read error: %s", cf->path, r + got,
+            rc = ferror(f) ? loom_fail(LOOM_EIO, "%s: record %zu: read error: %s", cf->path, r + got,
                                             strerror(errno))
-                           : loom_set_error("%s: record %zu: file shrank while being read",
+                           : loom_fail(LOOM_EFORMAT, "%s: record %zu: file shrank while being read",
                                             cf->path, r + got);
             break;
         }
         for (size_t k = 0; k < want; k++, r++) {
             const uint8_t *rec = chunk + k * CIFAR_RECORD;
             if (rec[0] >= CIFAR_CLASSES) {
-                rc = loom_set_error("%s: record %zu (byte %zu): label %u is out of range 0..%d",
+                rc = loom_fail(LOOM_EFORMAT, "%s: record %zu (byte %zu): label %u is out of range 0..%d",
                                     cf->path, r, r * CIFAR_RECORD, rec[0], CIFAR_CLASSES - 1);
                 break;
             }
@@ -259,14 +259,14 @@ static int load_file(cifar_impl *im, const cifar_file *cf, uint8_t *chunk) {
 /* Class names from batches.meta.txt, one per line; blank lines ignored. */
 static int read_meta(const char *path, char names[CIFAR_CLASSES][64]) {
     FILE *f = fopen(path, "rb");
-    if (!f) return loom_set_error("%s: cannot open: %s", path, strerror(errno));
+    if (!f) return loom_fail(LOOM_EIO, "%s: cannot open: %s", path, strerror(errno));
     char line[256];
     int n = 0, lineno = 0, rc = LOOM_OK;
     while (rc == LOOM_OK && fgets(line, sizeof line, f)) {
         lineno++;
         size_t len = strlen(line);
         if (len == sizeof line - 1 && line[len - 1] != '\n') {
-            rc = loom_set_error("%s line %d: longer than %zu bytes; expected one class name "
+            rc = loom_fail(LOOM_EFORMAT, "%s line %d: longer than %zu bytes; expected one class name "
                                 "per line",
                                 path, lineno, sizeof line - 2);
             break;
@@ -276,21 +276,21 @@ static int read_meta(const char *path, char names[CIFAR_CLASSES][64]) {
         while (e > b && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) e--;
         if (b == e) continue;
         if (n == CIFAR_CLASSES) {
-            rc = loom_set_error("%s line %d: more than %d class names", path, lineno,
+            rc = loom_fail(LOOM_EFORMAT, "%s line %d: more than %d class names", path, lineno,
                                 CIFAR_CLASSES);
             break;
         }
         if (e - b >= 64) {
-            rc = loom_set_error("%s line %d: class name longer than 63 bytes", path, lineno);
+            rc = loom_fail(LOOM_EFORMAT, "%s line %d: class name longer than 63 bytes", path, lineno);
             break;
         }
         memcpy(names[n], b, (size_t)(e - b));
         names[n][e - b] = 0;
         n++;
     }
-    if (rc == LOOM_OK && ferror(f)) rc = loom_set_error("%s: read error", path);
+    if (rc == LOOM_OK && ferror(f)) rc = loom_fail(LOOM_EIO, "%s: read error", path);
     if (rc == LOOM_OK && n != CIFAR_CLASSES)
-        rc = loom_set_error("%s: %d class names, expected %d (one per line)", path, n,
+        rc = loom_fail(LOOM_EFORMAT, "%s: %d class names, expected %d (one per line)", path, n,
                             CIFAR_CLASSES);
     fclose(f);
     return rc;
@@ -311,7 +311,7 @@ loom_dataset *loom_dataset_open_cifar(const char *path, const loom_dataset_opts 
     if (find_files(im, path, split, &dir) || size_files(im, &total)) goto fail;
     meta = join(dir, CIFAR_META);
     if (!meta) {
-        loom_set_error("%s: out of memory", path);
+        loom_fail(LOOM_ENOMEM, "%s: out of memory", path);
         goto fail;
     }
     if (loom_is_file(meta)) {
@@ -322,7 +322,7 @@ loom_dataset *loom_dataset_open_cifar(const char *path, const loom_dataset_opts 
     im->labels = malloc(total);
     chunk = malloc((size_t)CIFAR_READ_RECORDS * CIFAR_RECORD);
     if (!im->pixels || !im->labels || !chunk) {
-        loom_set_error("%s: out of memory for %zu images", path, total);
+        loom_fail(LOOM_ENOMEM, "%s: out of memory for %zu images", path, total);
         goto fail;
     }
     for (int f = 0; f < im->nfiles; f++)

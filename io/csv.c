@@ -49,7 +49,7 @@ static int next_line(line_reader *r, char **s, size_t *n, int *nl) {
     /* The buffer exists before any pointer arithmetic on it (NULL + 0 is
      * undefined behaviour, and clang's UBSan stops on it). */
     if (!r->buf) {
-        if (!(r->buf = malloc(CSV_CHUNK))) return loom_set_error("%s: out of memory", r->path);
+        if (!(r->buf = malloc(CSV_CHUNK))) return loom_fail(LOOM_ENOMEM, "%s: out of memory", r->path);
         r->cap = CSV_CHUNK;
     }
     for (;;) {
@@ -83,14 +83,14 @@ static int next_line(line_reader *r, char **s, size_t *n, int *nl) {
             size_t ncap = r->cap ? r->cap * 2 : CSV_CHUNK;
             char *nb = ncap > r->cap ? realloc(r->buf, ncap) : NULL;
             if (!nb)
-                return loom_set_error("%s: out of memory for a %zu-byte line", r->path, r->cap);
+                return loom_fail(LOOM_ENOMEM, "%s: out of memory for a %zu-byte line", r->path, r->cap);
             r->buf = nb;
             r->cap = ncap;
         }
         size_t got = fread(r->buf + r->end, 1, r->cap - r->end, r->f);
         r->end += got;
         if (got == 0) {
-            if (ferror(r->f)) return loom_set_error("%s: read error: %s", r->path, strerror(errno));
+            if (ferror(r->f)) return loom_fail(LOOM_EIO, "%s: read error: %s", r->path, strerror(errno));
             r->eof = 1;
         }
     }
@@ -162,7 +162,7 @@ static int check_count(const csv_shape *c, const char *s, size_t n, int nl, size
     const char *why = cells > want ? "extra column?"
                       : nl         ? "missing column?"
                                    : "missing column? the file ends mid-row: truncated?";
-    return loom_set_error("%s line %zu: %zu cells, expected %zu (%s)", c->path, line, cells, want,
+    return loom_fail(LOOM_EFORMAT, "%s line %zu: %zu cells, expected %zu (%s)", c->path, line, cells, want,
                           why);
 }
 
@@ -191,9 +191,9 @@ static int parse_row(const csv_shape *c, const char *s, size_t n, int nl, size_t
                 char name[32], txt[32];
                 column_name(c, k, name, sizeof name);
                 if (rc == CELL_EMPTY)
-                    return loom_set_error("%s line %zu: column %zu (%s) is empty", c->path, line,
+                    return loom_fail(LOOM_EFORMAT, "%s line %zu: column %zu (%s) is empty", c->path, line,
                                           k + 1, name);
-                return loom_set_error("%s line %zu: column %zu (%s): '%s' is not a whole number",
+                return loom_fail(LOOM_EFORMAT, "%s line %zu: column %zu (%s): '%s' is not a whole number",
                                       c->path, line, k + 1, name, show(txt, sizeof txt, b, p));
             }
         }
@@ -202,7 +202,7 @@ static int parse_row(const csv_shape *c, const char *s, size_t n, int nl, size_t
             if (check_count(c, s, n, nl, line)) return LOOM_ERR;
             char name[32], txt[32];
             column_name(c, k, name, sizeof name);
-            return loom_set_error("%s line %zu: %s%s%s is out of range 0..%u", c->path, line,
+            return loom_fail(LOOM_EFORMAT, "%s line %zu: %s%s%s is out of range 0..%u", c->path, line,
                                   name, c->labeled && k == 0 ? " " : " = ",
                                   show(txt, sizeof txt, b, p), max);
         }
@@ -230,7 +230,7 @@ static int parse_header(csv_shape *c, const char *s, size_t n) {
     if (n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) s += 3; /* a UTF-8 byte-order mark */
     if (s < e && (unsigned)(*s - '0') < 10) {
         char txt[32];
-        return loom_set_error("%s line 1: no header: expected 'label,pixel0,pixel1,...' or "
+        return loom_fail(LOOM_EFORMAT, "%s line 1: no header: expected 'label,pixel0,pixel1,...' or "
                               "'pixel0,pixel1,...', found '%s'",
                               c->path, show(txt, sizeof txt, s, e));
     }
@@ -247,19 +247,19 @@ static int parse_header(csv_shape *c, const char *s, size_t n) {
             c->labeled = 1;
         } else {
             if (is_label)
-                return loom_set_error("%s line 1: column %zu is 'label'; the label must be the "
+                return loom_fail(LOOM_EFORMAT, "%s line 1: column %zu is 'label'; the label must be the "
                                       "first column",
                                       c->path, k + 1);
             int wl = snprintf(want, sizeof want, "pixel%zu", k - (size_t)c->labeled);
             if (len != (size_t)wl || memcmp(b, want, len) != 0) {
                 if (len == 0)
-                    return loom_set_error("%s line 1: column %zu has an empty name, expected '%s'",
+                    return loom_fail(LOOM_EFORMAT, "%s line 1: column %zu has an empty name, expected '%s'",
                                           c->path, k + 1, want);
                 if (memchr(b, '\r', len))
-                    return loom_set_error("%s line 1: column %zu: a carriage return inside the "
+                    return loom_fail(LOOM_EFORMAT, "%s line 1: column %zu: a carriage return inside the "
                                           "line (old Mac line endings? use \\n or \\r\\n)",
                                           c->path, k + 1);
-                return loom_set_error("%s line 1: column %zu is named '%s', expected '%s'",
+                return loom_fail(LOOM_EFORMAT, "%s line 1: column %zu is named '%s', expected '%s'",
                                       c->path, k + 1, show(txt, sizeof txt, b, ce), want);
             }
         }
@@ -268,7 +268,7 @@ static int parse_header(csv_shape *c, const char *s, size_t n) {
     }
     c->npix = k + 1 - (size_t)c->labeled;
     if (c->npix == 0)
-        return loom_set_error("%s line 1: no pixel columns (expected label,pixel0,pixel1,...)",
+        return loom_fail(LOOM_EFORMAT, "%s line 1: no pixel columns (expected label,pixel0,pixel1,...)",
                               c->path);
     return LOOM_OK;
 }
@@ -288,7 +288,7 @@ static int32_t csv_label(const loom_dataset *ds, size_t i) {
 static int csv_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
     const csv_impl *im = ds->impl;
     if (i >= ds->count)
-        return loom_set_error("%s: sample %zu out of range (%zu samples)", ds->path, i, ds->count);
+        return loom_fail(LOOM_EINVAL, "%s: sample %zu out of range (%zu samples)", ds->path, i, ds->count);
     /* One channel: the row-major row already is HWC. */
     memcpy(hwc, im->pixels + i * im->npix, im->npix);
     if (label) *label = im->labels ? im->labels[i] : -1;
@@ -312,13 +312,13 @@ static int grow_rows(const csv_shape *c, csv_impl *im, size_t rows, size_t *cap)
     if (rows < *cap) return LOOM_OK;
     size_t ncap = *cap ? *cap * 2 : CSV_FIRST_ROWS;
     if (ncap > (size_t)PTRDIFF_MAX / c->npix)
-        return loom_set_error("%s: too many rows to hold in memory", c->path);
+        return loom_fail(LOOM_EFORMAT, "%s: too many rows to hold in memory", c->path);
     uint8_t *px = realloc(im->pixels, ncap * c->npix);
-    if (!px) return loom_set_error("%s: out of memory for %zu rows", c->path, ncap);
+    if (!px) return loom_fail(LOOM_ENOMEM, "%s: out of memory for %zu rows", c->path, ncap);
     im->pixels = px;
     if (c->labeled) {
         uint8_t *lb = realloc(im->labels, ncap);
-        if (!lb) return loom_set_error("%s: out of memory for %zu rows", c->path, ncap);
+        if (!lb) return loom_fail(LOOM_ENOMEM, "%s: out of memory for %zu rows", c->path, ncap);
         im->labels = lb;
     }
     *cap = ncap;
@@ -336,15 +336,15 @@ static int read_all(line_reader *r, csv_shape *c, csv_impl *im, size_t *count) {
     }
     if (got < 0) return LOOM_ERR;
     if (got == 0)
-        return loom_set_error("%s: empty file (expected a header: label,pixel0,pixel1,...)",
+        return loom_fail(LOOM_EFORMAT, "%s: empty file (expected a header: label,pixel0,pixel1,...)",
                               c->path);
     if (line != 1)
-        return loom_set_error("%s line 1: blank line; the header must be the first line",
+        return loom_fail(LOOM_EFORMAT, "%s line 1: blank line; the header must be the first line",
                               c->path);
     if (n && s[n - 1] == '\r') n--;
     if (parse_header(c, s, n)) return LOOM_ERR;
     if (!square_side(c->npix))
-        return loom_set_error("%s line 1: %zu pixel columns do not make a square image "
+        return loom_fail(LOOM_EFORMAT, "%s line 1: %zu pixel columns do not make a square image "
                               "(784 = 28 x 28 is the usual)",
                               c->path, c->npix);
     im->npix = c->npix;
@@ -359,7 +359,7 @@ static int read_all(line_reader *r, csv_shape *c, csv_impl *im, size_t *count) {
             continue;
         }
         if (blank_at)
-            return loom_set_error("%s line %zu: blank line inside the data (line %zu has "
+            return loom_fail(LOOM_EFORMAT, "%s line %zu: blank line inside the data (line %zu has "
                                   "another row); blank lines are allowed only at the end",
                                   c->path, blank_at, line);
         if (grow_rows(c, im, rows, &cap)) return LOOM_ERR;
@@ -369,7 +369,7 @@ static int read_all(line_reader *r, csv_shape *c, csv_impl *im, size_t *count) {
         rows++;
     }
     if (got < 0) return LOOM_ERR;
-    if (rows == 0) return loom_set_error("%s: no data rows (only a header)", c->path);
+    if (rows == 0) return loom_fail(LOOM_EFORMAT, "%s: no data rows (only a header)", c->path);
     *count = rows;
     return LOOM_OK;
 }
@@ -378,13 +378,13 @@ loom_dataset *loom_dataset_open_csv(const char *path, const loom_dataset_opts *o
     (void)o; /* the shape comes from the header; nothing to choose */
     FILE *f = fopen(path, "rb");
     if (!f) {
-        loom_set_error("%s: cannot open: %s", path, strerror(errno));
+        loom_fail(LOOM_EIO, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
         fclose(f);
-        loom_set_error("%s: not a file", path);
+        loom_fail(LOOM_EIO, "%s: not a file", path);
         return NULL;
     }
     loom_dataset *ds = loom_dataset_alloc("csv", path, sizeof(csv_impl), csv_destroy);

@@ -24,7 +24,7 @@ loom_dataset *loom_dataset_alloc(const char *format, const char *path, size_t im
     if (!ds || (impl_size && !impl)) {
         free(ds);
         free(impl);
-        loom_set_error("%s: out of memory", path);
+        loom_fail(LOOM_ENOMEM, "%s: out of memory", path);
         return NULL;
     }
     snprintf(ds->format, sizeof ds->format, "%s", format);
@@ -36,11 +36,11 @@ loom_dataset *loom_dataset_alloc(const char *format, const char *path, size_t im
 
 int loom_dataset_set_classes(loom_dataset *ds, int n, const char *const *names) {
     ds->class_names = calloc((size_t)n + 1, sizeof(char *));
-    if (!ds->class_names) return loom_set_error("%s: out of memory", ds->path);
+    if (!ds->class_names) return loom_fail(LOOM_ENOMEM, "%s: out of memory", ds->path);
     ds->num_classes = n; /* set first: a failed strdup leaves NULLs that free() skips */
     for (int i = 0; i < n; i++) {
         ds->class_names[i] = strdup(names[i]);
-        if (!ds->class_names[i]) return loom_set_error("%s: out of memory", ds->path);
+        if (!ds->class_names[i]) return loom_fail(LOOM_ENOMEM, "%s: out of memory", ds->path);
     }
     return LOOM_OK;
 }
@@ -56,19 +56,19 @@ void loom_dataset_free(loom_dataset *ds) {
 
 int loom_dataset_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
     if (i >= ds->count)
-        return loom_set_error("%s: sample %zu requested, the set has %zu", ds->path, i, ds->count);
+        return loom_fail(LOOM_EINVAL, "%s: sample %zu requested, the set has %zu", ds->path, i, ds->count);
     return ds->get(ds, i, hwc, label);
 }
 
 int loom_dataset_label(loom_dataset *ds, size_t i, int32_t *label) {
     if (i >= ds->count)
-        return loom_set_error("%s: sample %zu requested, the set has %zu", ds->path, i, ds->count);
+        return loom_fail(LOOM_EINVAL, "%s: sample %zu requested, the set has %zu", ds->path, i, ds->count);
     if (ds->label_of) {
         *label = ds->label_of(ds, i);
         return LOOM_OK;
     }
     uint8_t *tmp = malloc((size_t)ds->c * ds->h * ds->w);
-    if (!tmp) return loom_set_error("%s: out of memory", ds->path);
+    if (!tmp) return loom_fail(LOOM_ENOMEM, "%s: out of memory", ds->path);
     int rc = ds->get(ds, i, tmp, label);
     free(tmp);
     return rc;
@@ -118,13 +118,13 @@ loom_dataset *loom_dataset_subset(loom_dataset *base, const uint32_t *index, siz
     subset_impl *s = ds->impl;
     if (!(s->index = malloc((count + 1) * sizeof(uint32_t)))) {
         loom_dataset_free(ds);
-        loom_set_error("%s: out of memory", base->path);
+        loom_fail(LOOM_ENOMEM, "%s: out of memory", base->path);
         return NULL;
     }
     for (size_t i = 0; i < count; i++) {
         if (index[i] >= base->count) {
             loom_dataset_free(ds);
-            loom_set_error("%s: subset index %u out of range (%zu samples)", base->path, index[i], base->count);
+            loom_fail(LOOM_EINVAL, "%s: subset index %u out of range (%zu samples)", base->path, index[i], base->count);
             return NULL;
         }
         s->index[i] = index[i];
@@ -166,7 +166,7 @@ int loom_dataset_split(loom_dataset *base, double val_frac, uint64_t seed, int s
                        loom_dataset **train, loom_dataset **val) {
     *train = *val = NULL;
     if (!(val_frac > 0 && val_frac < 1))
-        return loom_set_error("%s: validation fraction %g must be between 0 and 1", base->path, val_frac);
+        return loom_fail(LOOM_EINVAL, "%s: validation fraction %g must be between 0 and 1", base->path, val_frac);
     size_t n = base->count;
     uint32_t *perm = malloc((n + 1) * sizeof(uint32_t));
     uint32_t *tr = malloc((n + 1) * sizeof(uint32_t)), *va = malloc((n + 1) * sizeof(uint32_t));
@@ -174,14 +174,14 @@ int loom_dataset_split(loom_dataset *base, double val_frac, uint64_t seed, int s
     size_t ntr = 0, nva = 0;
     int rc = LOOM_ERR;
     if (!perm || !tr || !va) {
-        loom_set_error("%s: out of memory", base->path);
+        loom_fail(LOOM_ENOMEM, "%s: out of memory", base->path);
         goto done;
     }
     loom_rng_permutation(loom_rng_key(seed, LOOM_RNG_SPLIT, 0, 0), perm, (uint32_t)n);
     if (stratified && base->labeled && base->num_classes > 0) {
         lab = malloc((n + 1) * sizeof(int32_t));
         if (!lab) {
-            loom_set_error("%s: out of memory", base->path);
+            loom_fail(LOOM_ENOMEM, "%s: out of memory", base->path);
             goto done;
         }
         if (all_labels(base, lab)) goto done;
@@ -191,7 +191,7 @@ int loom_dataset_split(loom_dataset *base, double val_frac, uint64_t seed, int s
         if (!cnt || !taken) {
             free(cnt);
             free(taken);
-            loom_set_error("%s: out of memory", base->path);
+            loom_fail(LOOM_ENOMEM, "%s: out of memory", base->path);
             goto done;
         }
         for (size_t i = 0; i < n; i++)
@@ -217,7 +217,7 @@ int loom_dataset_split(loom_dataset *base, double val_frac, uint64_t seed, int s
         }
     }
     if (!ntr || !nva) {
-        loom_set_error("%s: a %.0f%% validation split of %zu samples leaves a part empty", base->path, val_frac * 100, n);
+        loom_fail(LOOM_EINVAL, "%s: a %.0f%% validation split of %zu samples leaves a part empty", base->path, val_frac * 100, n);
         goto done;
     }
     *train = loom_dataset_subset(base, tr, ntr);
@@ -283,7 +283,7 @@ static int labels_for(const char *img, size_t count, char *out, size_t cap) {
     snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - img) : 1, slash ? img : ".");
     if (slash == img) snprintf(dir, sizeof dir, "/");
     DIR *d = opendir(dir);
-    if (!d) return loom_set_error("%s: cannot look for its labels file in %s", img, dir);
+    if (!d) return loom_fail(LOOM_EIO, "%s: cannot look for its labels file in %s", img, dir);
     int found = 0;
     char first[4096] = "", second[4096] = "";
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
@@ -301,10 +301,10 @@ static int labels_for(const char *img, size_t count, char *out, size_t cap) {
         return LOOM_OK;
     }
     if (found > 1)
-        return loom_set_error("%s: %d IDX labels files with %zu records beside it (%s, %s%s): name the pair "
+        return loom_fail(LOOM_EFORMAT, "%s: %d IDX labels files with %zu records beside it (%s, %s%s): name the pair "
                               "train-images-idx3-ubyte / train-labels-idx1-ubyte, or give their folder",
                               img, found, count, first, second, found > 2 ? ", ..." : "");
-    return loom_set_error("%s: no labels file for these %zu images (looked for the ...labels-idx1... name "
+    return loom_fail(LOOM_EFORMAT, "%s: no labels file for these %zu images (looked for the ...labels-idx1... name "
                           "and for any IDX file of %zu labels in %s)",
                           img, count, count, dir);
 }
@@ -333,13 +333,13 @@ loom_dataset *loom_dataset_open_idx(const char *path, const loom_dataset_opts *o
     /* the images first: a fault in them is the one to report */
     if (loom_idx_read(ip, &m->img)) goto fail;
     if (m->img.ndim == 1) {
-        loom_set_error("%s: a labels file (1 dimension, %zu labels): give the images file, or the folder "
+        loom_fail(LOOM_EFORMAT, "%s: a labels file (1 dimension, %zu labels): give the images file, or the folder "
                        "holding both",
                        ip, m->img.count);
         goto fail;
     }
     if (m->img.ndim != 3 && !(m->img.ndim == 4 && (m->img.dims[3] == 1 || m->img.dims[3] == 3))) {
-        loom_set_error("%s: expected images (count, rows, cols[, channels]), found %d dimensions", ip, m->img.ndim);
+        loom_fail(LOOM_EFORMAT, "%s: expected images (count, rows, cols[, channels]), found %d dimensions", ip, m->img.ndim);
         goto fail;
     }
     if (!folder && labels_for(ip, m->img.count, lp, sizeof lp)) goto fail;
@@ -363,7 +363,7 @@ loom_dataset *loom_dataset_open_idx(const char *path, const loom_dataset_opts *o
      * say which, and which record made them. */
     size_t *cnt = calloc((size_t)ds->num_classes, sizeof *cnt);
     if (!cnt) {
-        loom_set_error("%s: out of memory", lp);
+        loom_fail(LOOM_ENOMEM, "%s: out of memory", lp);
         goto fail;
     }
     for (size_t i = 0; i < m->lab.count; i++) cnt[m->lab.data[i]]++;
@@ -461,7 +461,7 @@ static int image_wrapper(const char *dir, char *inner, size_t cap) {
 static loom_dataset *open_any(const char *path, const loom_dataset_opts *o) {
     struct stat st;
     if (stat(path, &st) != 0) {
-        loom_set_error("%s: no such file or folder", path);
+        loom_fail(LOOM_EIO, "%s: no such file or folder", path);
         return NULL;
     }
     if (S_ISDIR(st.st_mode)) {
@@ -479,10 +479,10 @@ static loom_dataset *open_any(const char *path, const loom_dataset_opts *o) {
     if (kind && !strcmp(kind, "idx")) return loom_dataset_open_idx(path, o);
     if (kind) return loom_dataset_open_images(path, o);
     if (access(path, R_OK) != 0) {
-        loom_set_error("%s: cannot read: %s", path, strerror(errno));
+        loom_fail(LOOM_EIO, "%s: cannot read: %s", path, strerror(errno));
         return NULL;
     }
-    loom_set_error("%s: unknown data format: not a folder, not named .csv/.bin/.png/.jpg, and its first bytes are "
+    loom_fail(LOOM_EFORMAT, "%s: unknown data format: not a folder, not named .csv/.bin/.png/.jpg, and its first bytes are "
                    "not those of an IDX file (00 00 08 ...), a gzip stream, a PNG or a JPEG",
                    path);
     return NULL;
@@ -491,7 +491,7 @@ static loom_dataset *open_any(const char *path, const loom_dataset_opts *o) {
 loom_dataset *loom_dataset_open(const char *path, const loom_dataset_opts *o) {
     const char *split = o ? o->split : NULL;
     if (split && strcmp(split, "train") && strcmp(split, "test") && strcmp(split, "t10k")) {
-        loom_set_error("%s: unknown split \"%s\" (train or test)", path, split);
+        loom_fail(LOOM_EINVAL, "%s: unknown split \"%s\" (train or test)", path, split);
         return NULL;
     }
     loom_dataset *ds = open_any(path, o);

@@ -73,7 +73,7 @@ static int is_image_name(const char *n) {
  * counts the remaining non-image files. */
 static int scan(const char *dir, strlist *dirs, strlist *images, size_t *others) {
     DIR *d = opendir(dir);
-    if (!d) return loom_set_error("%s: cannot open folder: %s", dir, strerror(errno));
+    if (!d) return loom_fail(LOOM_EIO, "%s: cannot open folder: %s", dir, strerror(errno));
     char path[PATH_CAP];
     int rc = LOOM_OK;
     struct dirent *e;
@@ -84,7 +84,7 @@ static int scan(const char *dir, strlist *dirs, strlist *images, size_t *others)
             int n = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
             struct stat st;
             if (n < 0 || (size_t)n >= sizeof path) {
-                rc = loom_set_error("%s/%s: path longer than %d bytes", dir, e->d_name, PATH_CAP - 1);
+                rc = loom_fail(LOOM_EFORMAT, "%s/%s: path longer than %d bytes", dir, e->d_name, PATH_CAP - 1);
                 break;
             }
             if (stat(path, &st) == 0) {
@@ -98,11 +98,11 @@ static int scan(const char *dir, strlist *dirs, strlist *images, size_t *others)
             continue;
         }
         if (list_push(to, e->d_name)) {
-            rc = loom_set_error("%s: out of memory listing the folder", dir);
+            rc = loom_fail(LOOM_ENOMEM, "%s: out of memory listing the folder", dir);
             break;
         }
     }
-    if (rc == LOOM_OK && errno != 0) rc = loom_set_error("%s: cannot read folder: %s", dir, strerror(errno));
+    if (rc == LOOM_OK && errno != 0) rc = loom_fail(LOOM_EIO, "%s: cannot read folder: %s", dir, strerror(errno));
     closedir(d);
     if (rc != LOOM_OK) return rc;
     if (dirs && dirs->n > 1) qsort(dirs->v, dirs->n, sizeof *dirs->v, cmp_str);
@@ -127,7 +127,7 @@ static int32_t folder_label(const loom_dataset *ds, size_t i) {
 static int folder_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
     const folder_impl *f = ds->impl;
     if (i >= f->count)
-        return loom_set_error("%s: sample %zu requested, the set has %zu", f->root, i, f->count);
+        return loom_fail(LOOM_EINVAL, "%s: sample %zu requested, the set has %zu", f->root, i, f->count);
     char path[PATH_CAP];
     snprintf(path, sizeof path, "%s/%s", f->root, f->pool + f->off[i]);  /* fits: checked at open */
     loom_image img;
@@ -137,7 +137,7 @@ static int folder_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) 
     if (img.w == f->w && img.h == f->h)
         memcpy(hwc, img.data, (size_t)f->w * (size_t)f->h * (size_t)f->c);
     else if (!(scratch = malloc(loom_k_resize_scratch(img.w, img.h, f->c, f->w, f->h) + 1)))
-        rc = loom_set_error("%s: out of memory resizing %dx%d to %dx%d", path, img.w, img.h, f->w, f->h);
+        rc = loom_fail(LOOM_ENOMEM, "%s: out of memory resizing %dx%d to %dx%d", path, img.w, img.h, f->w, f->h);
     else
         loom_k_resize(img.data, img.w, img.h, f->c, hwc, f->w, f->h, scratch);
     free(scratch);
@@ -171,17 +171,17 @@ typedef struct {
 
 static int add_class(folder_impl *f, growth *g, const char *cls, int k) {
     char *dir = join(f->root, cls);
-    if (!dir) return loom_set_error("%s: out of memory", f->root);
+    if (!dir) return loom_fail(LOOM_ENOMEM, "%s: out of memory", f->root);
     strlist imgs = {0};
     size_t others = 0;
     int rc = scan(dir, NULL, &imgs, &others);
     if (rc == LOOM_OK && imgs.n == 0)
-        rc = loom_set_error("%s: class \"%s\" has no .png/.jpg/.jpeg images%s", dir, cls,
+        rc = loom_fail(LOOM_EFORMAT, "%s: class \"%s\" has no .png/.jpg/.jpeg images%s", dir, cls,
                             others ? " (only other files)" : "");
     for (size_t i = 0; rc == LOOM_OK && i < imgs.n; i++) {
         size_t len = strlen(cls) + 1 + strlen(imgs.v[i]) + 1;
         if (strlen(f->root) + 1 + len > PATH_CAP) {
-            rc = loom_set_error("%s/%s: path longer than %d bytes", dir, imgs.v[i], PATH_CAP - 1);
+            rc = loom_fail(LOOM_EFORMAT, "%s/%s: path longer than %d bytes", dir, imgs.v[i], PATH_CAP - 1);
             break;
         }
         if (f->count == g->n_cap) {
@@ -191,7 +191,7 @@ static int add_class(folder_impl *f, growth *g, const char *cls, int k) {
             int32_t *nl = realloc(f->label, nc * sizeof *nl);
             if (nl) f->label = nl;
             if (!no || !nl) {
-                rc = loom_set_error("%s: out of memory listing images", dir);
+                rc = loom_fail(LOOM_ENOMEM, "%s: out of memory listing images", dir);
                 break;
             }
             g->n_cap = nc;
@@ -201,7 +201,7 @@ static int add_class(folder_impl *f, growth *g, const char *cls, int k) {
             while (nc < g->pool_n + len) nc *= 2;
             char *np = realloc(f->pool, nc);
             if (!np) {
-                rc = loom_set_error("%s: out of memory listing images", dir);
+                rc = loom_fail(LOOM_ENOMEM, "%s: out of memory listing images", dir);
                 break;
             }
             f->pool = np;
@@ -223,7 +223,7 @@ static int add_class(folder_impl *f, growth *g, const char *cls, int k) {
 static int maybe_descend(folder_impl *f, strlist *classes) {
     if (classes->n != 1) return LOOM_OK;
     char *inner = join(f->root, classes->v[0]);
-    if (!inner) return loom_set_error("%s: out of memory", f->root);
+    if (!inner) return loom_fail(LOOM_ENOMEM, "%s: out of memory", f->root);
     strlist dirs = {0}, imgs = {0};
     int rc = scan(inner, &dirs, &imgs, NULL);
     if (rc == LOOM_OK && dirs.n > 0 && imgs.n == 0) {
@@ -247,7 +247,7 @@ static int split_folder(const char *path, const char *want, char *out, size_t ca
     static const char *const layouts[][2] = {{"seg_train", "seg_test"}, {"train", "test"}};
     const char *sp = want && !strcmp(want, "t10k") ? "test" : want ? want : "train";
     if (strcmp(sp, "train") && strcmp(sp, "test"))
-        return loom_set_error("%s: unknown split \"%s\" (train or test)", path, sp);
+        return loom_fail(LOOM_EINVAL, "%s: unknown split \"%s\" (train or test)", path, sp);
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/') n--;
     for (int k = 0; k < 2; k++) {
@@ -278,22 +278,22 @@ loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts
     int c = o && o->channels ? o->channels : 3;
     int h = o ? o->height : 0, w = o ? o->width : 0;
     if (c != 1 && c != 3) {
-        loom_set_error("%s: %d channels requested (an image folder gives 1 or 3)", path, c);
+        loom_fail(LOOM_EINVAL, "%s: %d channels requested (an image folder gives 1 or 3)", path, c);
         return NULL;
     }
     if (h < 0 || w < 0 || (h == 0) != (w == 0)) {
-        loom_set_error("%s: image size %dx%d requested: give both width and height, or neither "
+        loom_fail(LOOM_EINVAL, "%s: image size %dx%d requested: give both width and height, or neither "
                        "to take the first image's",
                        path, w, h);
         return NULL;
     }
     struct stat st;
     if (stat(path, &st) != 0) {
-        loom_set_error("%s: cannot open: %s", path, strerror(errno));
+        loom_fail(LOOM_EIO, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     if (!S_ISDIR(st.st_mode)) {
-        loom_set_error("%s: not a folder (expected one sub-folder per class)", path);
+        loom_fail(LOOM_EFORMAT, "%s: not a folder (expected one sub-folder per class)", path);
         return NULL;
     }
 
@@ -304,7 +304,7 @@ loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts
     size_t others = 0;
     growth g = {0};
     if (!(f->root = strdup(path))) {
-        loom_set_error("%s: out of memory", path);
+        loom_fail(LOOM_ENOMEM, "%s: out of memory", path);
         goto fail;
     }
     /* "data/" and "data" name one folder; keep describe()'s paths clean. */
@@ -312,18 +312,18 @@ loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts
     if (scan(f->root, &classes, &top_imgs, &others)) goto fail;
     if (classes.n == 0) {
         if (top_imgs.n == 0 && others == 0)
-            loom_set_error("%s: empty folder (expected PNG/JPEG images, or one sub-folder per class holding "
+            loom_fail(LOOM_EFORMAT, "%s: empty folder (expected PNG/JPEG images, or one sub-folder per class holding "
                            ".png/.jpg/.jpeg images)",
                            path);
         else
-            loom_set_error("%s: no class folders: found %zu file%s here but an image set needs "
+            loom_fail(LOOM_EFORMAT, "%s: no class folders: found %zu file%s here but an image set needs "
                            "one sub-folder per class",
                            path, top_imgs.n + others, top_imgs.n + others == 1 ? "" : "s");
         goto fail;
     }
     if (top_imgs.n == 0 && maybe_descend(f, &classes)) goto fail;
     if (classes.n > INT32_MAX) {
-        loom_set_error("%s: %zu class folders is too many", path, classes.n);
+        loom_fail(LOOM_EFORMAT, "%s: %zu class folders is too many", path, classes.n);
         goto fail;
     }
     for (size_t k = 0; k < classes.n; k++)
@@ -343,7 +343,7 @@ loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts
     }
     if (w > LOOM_IMAGE_MAX_SIDE || h > LOOM_IMAGE_MAX_SIDE ||
         (size_t)w * (size_t)h * (size_t)c > LOOM_IMAGE_MAX_BYTES) {
-        loom_set_error("%s: image size %dx%d with %d channels is over the limit", path, w, h, c);
+        loom_fail(LOOM_EFORMAT, "%s: image size %dx%d with %d channels is over the limit", path, w, h, c);
         goto fail;
     }
     f->c = c;

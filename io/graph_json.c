@@ -76,7 +76,7 @@ json_t *gj_encode(const loom_graph *g, const char *path) {
     if (!name) {
         json_decref(root);
         json_decref(layers);
-        loom_set_error("%s: the graph's name is not valid UTF-8 text", path);
+        loom_fail(LOOM_EINVAL, "%s: the graph's name is not valid UTF-8 text", path);
         return NULL;
     }
     int bad = put(root, "name", name);
@@ -85,7 +85,7 @@ json_t *gj_encode(const loom_graph *g, const char *path) {
     bad |= put(root, "layers", layers);
     if (bad) {
         json_decref(root);
-        loom_set_error("%s: out of memory describing graph %s", path, loom_graph_name(g));
+        loom_fail(LOOM_ENOMEM, "%s: out of memory describing graph %s", path, loom_graph_name(g));
         return NULL;
     }
     return root;
@@ -257,7 +257,7 @@ loom_graph *gj_decode(const json_t *j, const char *path) {
     }
     loom_graph *g = loom_graph_new(name);
     if (!g) {
-        loom_set_error("%s: out of memory for the graph", path);
+        loom_fail(LOOM_ENOMEM, "%s: out of memory for the graph", path);
         return NULL;
     }
     for (size_t i = 0; i < n; i++) {

@@ -56,11 +56,11 @@ static int src_open(src *s, const char *path) {
     memset(s, 0, sizeof *s);
     s->path = path;
     FILE *f = fopen(path, "rb");
-    if (!f) return loom_set_error("%s: cannot open: %s", path, strerror(errno));
+    if (!f) return loom_fail(LOOM_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(f);
-        return loom_set_error("%s: not a regular file", path);
+        return loom_fail(LOOM_EFORMAT, "%s: not a regular file", path);
     }
     unsigned char m[2];
     size_t got = fread(m, 1, 2, f);
@@ -69,14 +69,14 @@ static int src_open(src *s, const char *path) {
         errno = 0;
         s->gz = gzopen(path, "rb");
         if (!s->gz)
-            return loom_set_error("%s: cannot open gzip stream: %s", path,
+            return loom_fail(LOOM_ENOMEM, "%s: cannot open gzip stream: %s", path,
                                   errno ? strerror(errno) : "out of memory");
         gzbuffer(s->gz, 1u << 17); /* the default 8 KiB makes the 26 MB MNIST file slow */
         return LOOM_OK;
     }
     if (fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
-        return loom_set_error("%s: cannot seek: %s", path, strerror(errno));
+        return loom_fail(LOOM_EIO, "%s: cannot seek: %s", path, strerror(errno));
     }
     s->f = f;
     s->size = (uint64_t)st.st_size;
@@ -98,7 +98,7 @@ static int src_read(src *s, void *buf, size_t n, size_t *got) {
         *got = fread(buf, 1, n, s->f);
         s->pos += *got;
         if (*got < n && ferror(s->f))
-            return loom_set_error("%s: byte %zu: read error: %s", s->path, s->pos, strerror(errno));
+            return loom_fail(LOOM_EIO, "%s: byte %zu: read error: %s", s->path, s->pos, strerror(errno));
         return LOOM_OK;
     }
     int r = 0;
@@ -115,10 +115,10 @@ static int src_read(src *s, void *buf, size_t n, size_t *got) {
     int zerr = Z_OK;
     const char *zmsg = gzerror(s->gz, &zerr);
     if (zerr == Z_BUF_ERROR)
-        return loom_set_error("%s: byte %zu: truncated gzip stream (compressed data ends early)",
+        return loom_fail(LOOM_EFORMAT, "%s: byte %zu: truncated gzip stream (compressed data ends early)",
                               s->path, s->pos);
     if (zerr == Z_ERRNO)
-        return loom_set_error("%s: byte %zu: read error: %s", s->path, s->pos, strerror(errno));
+        return loom_fail(LOOM_EIO, "%s: byte %zu: read error: %s", s->path, s->pos, strerror(errno));
     if (zerr != Z_OK || r < 0) {
         /* zlib prefixes its message with the path; ours already names it. */
         size_t np = strlen(s->path);
@@ -126,7 +126,7 @@ static int src_read(src *s, void *buf, size_t n, size_t *got) {
             zmsg += np + (zmsg[np + 1] == ' ' ? 2 : 1);
         /* No byte position: zlib decompresses ahead of what it hands over, so
          * where the damage lies in the data is not known here. */
-        return loom_set_error("%s: corrupt gzip stream (%s)", s->path, zmsg);
+        return loom_fail(LOOM_EFORMAT, "%s: corrupt gzip stream (%s)", s->path, zmsg);
     }
     return LOOM_OK;
 }
@@ -141,26 +141,26 @@ static int read_header(src *s, loom_idx *out) {
     unsigned char h[4 + 4 * IDX_MAX_DIMS];
     size_t got;
     if (src_read(s, h, 4, &got)) return LOOM_ERR;
-    if (got == 0) return loom_set_error("%s: empty file (expected an IDX header)", path);
+    if (got == 0) return loom_fail(LOOM_EFORMAT, "%s: empty file (expected an IDX header)", path);
     if (got < 4)
-        return loom_set_error("%s: byte %zu: truncated header (file ends inside the 4-byte magic)",
+        return loom_fail(LOOM_EFORMAT, "%s: byte %zu: truncated header (file ends inside the 4-byte magic)",
                               path, got);
     if (h[0] != 0 || h[1] != 0)
-        return loom_set_error("%s: byte 0: not an IDX file (magic starts %02x %02x, "
+        return loom_fail(LOOM_EFORMAT, "%s: byte 0: not an IDX file (magic starts %02x %02x, "
                               "expected 00 00)",
                               path, h[0], h[1]);
     if (h[2] != IDX_UBYTE)
-        return loom_set_error("%s: byte 2: unsupported IDX element type 0x%02x, %s "
+        return loom_fail(LOOM_EUNSUPPORTED, "%s: byte 2: unsupported IDX element type 0x%02x, %s "
                               "(only unsigned byte 0x08)",
                               path, h[2], type_name(h[2]));
     int ndim = h[3];
     if (ndim < 1 || ndim > IDX_MAX_DIMS)
-        return loom_set_error("%s: byte 3: %d dimensions (supported: 1 to %d)", path, ndim,
+        return loom_fail(LOOM_EFORMAT, "%s: byte 3: %d dimensions (supported: 1 to %d)", path, ndim,
                               IDX_MAX_DIMS);
     size_t need = 4 * (size_t)ndim;
     if (src_read(s, h + 4, need, &got)) return LOOM_ERR;
     if (got < need)
-        return loom_set_error("%s: byte %zu: truncated header (%d dimensions need %zu header "
+        return loom_fail(LOOM_EFORMAT, "%s: byte %zu: truncated header (%d dimensions need %zu header "
                               "bytes, file has %zu)",
                               path, 4 + got, ndim, 4 + need, 4 + got);
 
@@ -169,12 +169,12 @@ static int read_header(src *s, loom_idx *out) {
     for (int i = 0; i < ndim; i++) {
         uint32_t d = be32(h + 4 + 4 * i);
         out->dims[i] = d;
-        if (d == 0) return loom_set_error("%s: byte %d: dimension %d is 0", path, 4 + 4 * i, i);
+        if (d == 0) return loom_fail(LOOM_EFORMAT, "%s: byte %d: dimension %d is 0", path, 4 + 4 * i, i);
         /* PTRDIFF_MAX, not SIZE_MAX: no object can be larger than that. */
         if (total > (size_t)PTRDIFF_MAX / d) {
             char dims[96];
             fmt_dims(dims, sizeof dims, out->dims, i + 1);
-            return loom_set_error("%s: byte %d: dimensions %s%s overflow: the data would not "
+            return loom_fail(LOOM_EFORMAT, "%s: byte %d: dimensions %s%s overflow: the data would not "
                                   "fit in memory",
                                   path, 4 + 4 * i, dims, i + 1 < ndim ? " x ..." : "");
         }
@@ -189,7 +189,7 @@ static int err_truncated(const loom_idx *idx, const char *path, size_t claimed,
                          unsigned long long has) {
     char dims[96];
     fmt_dims(dims, sizeof dims, idx->dims, idx->ndim);
-    return loom_set_error("%s: truncated: header claims %zu bytes of data (%s), file has %llu",
+    return loom_fail(LOOM_EFORMAT, "%s: truncated: header claims %zu bytes of data (%s), file has %llu",
                           path, claimed, dims, has);
 }
 
@@ -197,7 +197,7 @@ static int err_trailing(const loom_idx *idx, const char *path, size_t at,
                         const char *how_much) {
     char dims[96];
     fmt_dims(dims, sizeof dims, idx->dims, idx->ndim);
-    return loom_set_error("%s: byte %zu: trailing garbage: %s after the data the header "
+    return loom_fail(LOOM_EFORMAT, "%s: byte %zu: trailing garbage: %s after the data the header "
                           "describes (%s)",
                           path, at, how_much, dims);
 }
@@ -212,7 +212,7 @@ static int read_plain(src *s, loom_idx *out, size_t total) {
         return err_trailing(out, s->path, s->pos + total, n);
     }
     uint8_t *buf = malloc(total);
-    if (!buf) return loom_set_error("%s: out of memory for %zu bytes of data", s->path, total);
+    if (!buf) return loom_fail(LOOM_ENOMEM, "%s: out of memory for %zu bytes of data", s->path, total);
     size_t got;
     if (src_read(s, buf, total, &got)) {
         free(buf);
@@ -220,7 +220,7 @@ static int read_plain(src *s, loom_idx *out, size_t total) {
     }
     if (got < total) {
         free(buf);
-        return loom_set_error("%s: byte %zu: file shrank while being read", s->path, s->pos);
+        return loom_fail(LOOM_EFORMAT, "%s: byte %zu: file shrank while being read", s->path, s->pos);
     }
     out->data = buf;
     return LOOM_OK;
@@ -232,14 +232,14 @@ static int read_gzip(src *s, loom_idx *out, size_t total) {
     size_t cap = total < GZ_FIRST_CHUNK ? total : GZ_FIRST_CHUNK;
     size_t have = 0, got;
     uint8_t *buf = malloc(cap);
-    if (!buf) return loom_set_error("%s: out of memory for %zu bytes of data", s->path, cap);
+    if (!buf) return loom_fail(LOOM_ENOMEM, "%s: out of memory for %zu bytes of data", s->path, cap);
     while (have < total) {
         if (have == cap) {
             size_t ncap = cap > total / 2 ? total : cap * 2;
             uint8_t *nbuf = realloc(buf, ncap);
             if (!nbuf) {
                 free(buf);
-                return loom_set_error("%s: out of memory for %zu bytes of data", s->path, ncap);
+                return loom_fail(LOOM_ENOMEM, "%s: out of memory for %zu bytes of data", s->path, ncap);
             }
             buf = nbuf;
             cap = ncap;
@@ -297,11 +297,11 @@ int loom_idx_read_labels(const char *labels, const char *images, const loom_idx 
     if (lab->ndim != 1) {
         char dims[96];
         fmt_dims(dims, sizeof dims, lab->dims, lab->ndim);
-        rc = loom_set_error("%s: byte 3: a labels file must be 1-d, this one has %d "
+        rc = loom_fail(LOOM_EFORMAT, "%s: byte 3: a labels file must be 1-d, this one has %d "
                             "dimensions (%s)",
                             labels, lab->ndim, dims);
     } else if (lab->count != img->count) {
-        rc = loom_set_error("%s: byte 4: %zu labels, but %s holds %zu images (counts must match)",
+        rc = loom_fail(LOOM_EFORMAT, "%s: byte 4: %zu labels, but %s holds %zu images (counts must match)",
                             labels, lab->count, images, img->count);
     }
     if (rc != LOOM_OK) loom_idx_free(lab);
@@ -337,13 +337,13 @@ static int find_one(const char *dir, const char *sep, const char *prefix, const 
             int n = snprintf(out, cap, "%s%s%s-%s%c%s-ubyte%s", dir, sep, prefix, kind, dash[p],
                              rank, suffix[z]);
             if (n < 0 || (size_t)n >= cap)
-                return loom_set_error("%s: path of the %s file is longer than %zu bytes", dir, kind,
+                return loom_fail(LOOM_EFORMAT, "%s: path of the %s file is longer than %zu bytes", dir, kind,
                                       cap);
             if (loom_is_file(out)) return LOOM_OK;
         }
     }
     if (cap) out[0] = 0;
-    return loom_set_error("%s: no %s file for this split (looked for %s-%s-%s-ubyte, "
+    return loom_fail(LOOM_EFORMAT, "%s: no %s file for this split (looked for %s-%s-%s-ubyte, "
                           "%s-%s.%s-ubyte, each with or without .gz)",
                           dir, kind, prefix, kind, rank, prefix, kind, rank);
 }
@@ -356,11 +356,11 @@ int loom_idx_find(const char *dir, const char *split, char *img_path, char *lab_
     else if (strcmp(split, "test") == 0 || strcmp(split, "t10k") == 0)
         prefix = "t10k"; /* the MNIST files call the test split t10k */
     else
-        return loom_set_error("%s: unknown IDX split \"%s\" (expected train or test)", dir, split);
+        return loom_fail(LOOM_EFORMAT, "%s: unknown IDX split \"%s\" (expected train or test)", dir, split);
     if (!dir[0]) dir = ".";
     struct stat st;
-    if (stat(dir, &st) != 0) return loom_set_error("%s: cannot open: %s", dir, strerror(errno));
-    if (!S_ISDIR(st.st_mode)) return loom_set_error("%s: not a directory", dir);
+    if (stat(dir, &st) != 0) return loom_fail(LOOM_EIO, "%s: cannot open: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return loom_fail(LOOM_EFORMAT, "%s: not a directory", dir);
     const char *sep = dir[strlen(dir) - 1] == '/' ? "" : "/";
     if (find_one(dir, sep, prefix, "images", "idx3", img_path, cap)) {
         /* the other split may be there: say so */
@@ -369,9 +369,9 @@ int loom_idx_find(const char *dir, const char *split, char *img_path, char *lab_
         if (find_one(dir, sep, strcmp(prefix, "train") ? "train" : "t10k", "images", "idx3", other, sizeof other) ==
             LOOM_OK && find_one(dir, sep, strcmp(prefix, "train") ? "train" : "t10k", "labels", "idx1", ol, sizeof ol) ==
             LOOM_OK)
-            return loom_set_error("%s (it has the %s split: --split %s)", msg, strcmp(prefix, "train") ? "train" : "test",
+            return loom_fail(LOOM_EFORMAT, "%s (it has the %s split: --split %s)", msg, strcmp(prefix, "train") ? "train" : "test",
                                   strcmp(prefix, "train") ? "train" : "test");
-        return loom_set_error("%s", msg);
+        return loom_fail(LOOM_EFORMAT, "%s", msg);
     }
     if (find_one(dir, sep, prefix, "labels", "idx1", lab_path, cap)) return LOOM_ERR;
     return LOOM_OK;

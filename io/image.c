@@ -36,13 +36,13 @@
 
 /* The output limits, checked before anything the size of the image is allocated. */
 static int check_dims(const char *name, unsigned long w, unsigned long h, int c) {
-    if (w == 0 || h == 0) return loom_set_error("%s: image is %lux%lu (empty)", name, w, h);
+    if (w == 0 || h == 0) return loom_fail(LOOM_EFORMAT, "%s: image is %lux%lu (empty)", name, w, h);
     if (w > LOOM_IMAGE_MAX_SIDE || h > LOOM_IMAGE_MAX_SIDE)
-        return loom_set_error("%s: image is %lux%lu, larger than the %dx%d limit", name, w, h,
+        return loom_fail(LOOM_EUNSUPPORTED, "%s: image is %lux%lu, larger than the %dx%d limit", name, w, h,
                               LOOM_IMAGE_MAX_SIDE, LOOM_IMAGE_MAX_SIDE);
     size_t bytes = (size_t)w * h * (size_t)c;
     if (bytes > LOOM_IMAGE_MAX_BYTES)
-        return loom_set_error("%s: image is %lux%lu with %d channels = %zu bytes, over the "
+        return loom_fail(LOOM_EUNSUPPORTED, "%s: image is %lux%lu with %d channels = %zu bytes, over the "
                               "%zu MiB limit",
                               name, w, h, c, bytes, LOOM_IMAGE_MAX_BYTES >> 20);
     return LOOM_OK;
@@ -90,7 +90,7 @@ typedef struct {
 
 static void png_on_error(png_structp png, png_const_charp msg) {
     png_err *e = png_get_error_ptr(png);
-    if (!e->reported) loom_set_error("%s: %s: %s", e->name, e->what, msg);
+    if (!e->reported) loom_fail(LOOM_EFORMAT, "%s: %s: %s", e->name, e->what, msg);
     png_longjmp(png, 1);
 }
 
@@ -116,7 +116,7 @@ typedef struct {
 static void png_on_read(png_structp png, png_bytep dst, size_t n) {
     png_job *j = png_get_io_ptr(png);
     if (n > j->len - j->pos) {
-        loom_set_error("%s: truncated PNG: the file ends after %zu bytes with data still "
+        loom_fail(LOOM_EFORMAT, "%s: truncated PNG: the file ends after %zu bytes with data still "
                        "expected",
                        j->err.name, j->len);
         j->err.reported = 1;
@@ -139,7 +139,7 @@ static int png_run(png_job *j, int want_c) {
         (unsigned long long)h *
         (((unsigned long long)w * png_get_channels(j->png, j->info) * (unsigned)depth + 7) / 8 + 1);
     if (raw / DEFLATE_MAX_RATIO > j->len)
-        return loom_set_error("%s: PNG header claims %lux%lu pixels (%llu bytes inflated), more "
+        return loom_fail(LOOM_EFORMAT, "%s: PNG header claims %lux%lu pixels (%llu bytes inflated), more "
                               "than a %zu-byte file can hold",
                               j->err.name, (unsigned long)w, (unsigned long)h, raw, j->len);
 
@@ -149,7 +149,7 @@ static int png_run(png_job *j, int want_c) {
     png_read_update_info(j->png, j->info);
     j->nc = png_get_channels(j->png, j->info);
     if (png_get_rowbytes(j->png, j->info) != (size_t)w * (size_t)j->nc)
-        return loom_set_error("%s: PNG rows are %zu bytes after conversion, expected %zu",
+        return loom_fail(LOOM_EFORMAT, "%s: PNG rows are %zu bytes after conversion, expected %zu",
                               j->err.name, png_get_rowbytes(j->png, j->info),
                               (size_t)w * (size_t)j->nc);
     j->w = w;
@@ -158,7 +158,7 @@ static int png_run(png_job *j, int want_c) {
     j->pix = malloc(row * h);
     j->rows = malloc(h * sizeof *j->rows);
     if (!j->pix || !j->rows)
-        return loom_set_error("%s: out of memory for a %lux%lu image", j->err.name,
+        return loom_fail(LOOM_ENOMEM, "%s: out of memory for a %lux%lu image", j->err.name,
                               (unsigned long)w, (unsigned long)h);
     for (size_t y = 0; y < h; y++) j->rows[y] = j->pix + y * row;
     png_read_image(j->png, j->rows);
@@ -179,7 +179,7 @@ static int decode_png(const uint8_t *buf, size_t len, const char *name, int want
     if (j.png) j.info = png_create_info_struct(j.png);
     if (!j.png || !j.info) {
         png_destroy_read_struct(&j.png, NULL, NULL);
-        return loom_set_error("%s: out of memory for the PNG decoder", name);
+        return loom_fail(LOOM_ENOMEM, "%s: out of memory for the PNG decoder", name);
     }
     int rc = png_run(&j, want_c);
     png_destroy_read_struct(&j.png, &j.info, NULL);
@@ -193,7 +193,7 @@ static int decode_png(const uint8_t *buf, size_t len, const char *name, int want
         uint8_t *o = malloc(n * (size_t)j.oc);
         if (!o) {
             free(j.pix);
-            return loom_set_error("%s: out of memory for a %ux%u image", name, j.w, j.h);
+            return loom_fail(LOOM_ENOMEM, "%s: out of memory for a %ux%u image", name, j.w, j.h);
         }
         convert(j.pix, j.nc, o, j.oc, n);
         free(j.pix);
@@ -219,7 +219,7 @@ static void jpg_on_error(j_common_ptr c) {
     jpg_err *e = (jpg_err *)c->err;
     char msg[JMSG_LENGTH_MAX];
     c->err->format_message(c, msg);
-    loom_set_error("%s: %s: %s", e->name, e->what, msg);
+    loom_fail(LOOM_EFORMAT, "%s: %s: %s", e->name, e->what, msg);
     longjmp(e->jb, 1);
 }
 
@@ -233,7 +233,7 @@ static void jpg_on_message(j_common_ptr c, int level) {
     int code = c->err->msg_code;
     c->err->num_warnings++;
     if (code == JWRN_JPEG_EOF) {
-        loom_set_error("%s: truncated JPEG: the file ends before the image is complete "
+        loom_fail(LOOM_EFORMAT, "%s: truncated JPEG: the file ends before the image is complete "
                        "(premature end of data)",
                        e->name);
         longjmp(e->jb, 1);
@@ -242,7 +242,7 @@ static void jpg_on_message(j_common_ptr c, int level) {
         code == JWRN_MUST_RESYNC) {
         char msg[JMSG_LENGTH_MAX];
         c->err->format_message(c, msg);
-        loom_set_error("%s: corrupt JPEG: %s", e->name, msg);
+        loom_fail(LOOM_EFORMAT, "%s: corrupt JPEG: %s", e->name, msg);
         longjmp(e->jb, 1);
     }
 }
@@ -276,7 +276,7 @@ static int jpg_run(jpg_job *j, int want_c) {
     jpeg_mem_src(d, j->buf, (unsigned long)j->len);
     jpeg_read_header(d, TRUE);
     if (d->jpeg_color_space == JCS_CMYK || d->jpeg_color_space == JCS_YCCK)
-        return loom_set_error("%s: CMYK JPEG not supported (convert it to RGB)", name);
+        return loom_fail(LOOM_EUNSUPPORTED, "%s: CMYK JPEG not supported (convert it to RGB)", name);
     int c = want_c ? want_c : d->jpeg_color_space == JCS_GRAYSCALE ? 1 : 3;
     d->out_color_space = c == 1 ? JCS_GRAYSCALE : JCS_RGB;
     if (check_dims(name, d->image_width, d->image_height, c)) return LOOM_ERR;
@@ -293,7 +293,7 @@ static int jpg_run(jpg_job *j, int want_c) {
             (unsigned long long)((d->image_width + 8u * (unsigned)mh - 1) / (8u * (unsigned)mh)) *
             ((d->image_height + 8u * (unsigned)mv - 1) / (8u * (unsigned)mv));
         if (mcus / 8 > j->len)
-            return loom_set_error("%s: JPEG header claims %ux%u pixels, more than a %zu-byte file "
+            return loom_fail(LOOM_EFORMAT, "%s: JPEG header claims %ux%u pixels, more than a %zu-byte file "
                                   "can hold",
                                   name, d->image_width, d->image_height, j->len);
     }
@@ -304,13 +304,13 @@ static int jpg_run(jpg_job *j, int want_c) {
     if (first < j->len * 32) first = j->len * 32;
     j->cap = need < first ? need : first;
     j->pix = malloc(j->cap);
-    if (!j->pix) return loom_set_error("%s: out of memory for %zu bytes", name, j->cap);
+    if (!j->pix) return loom_fail(LOOM_ENOMEM, "%s: out of memory for %zu bytes", name, j->cap);
     while (d->output_scanline < d->output_height) {
         size_t at = (size_t)d->output_scanline * row;
         if (at + row > j->cap) {
             size_t ncap = j->cap > need / 2 ? need : j->cap * 2;
             uint8_t *p = realloc(j->pix, ncap);
-            if (!p) return loom_set_error("%s: out of memory for %zu bytes", name, ncap);
+            if (!p) return loom_fail(LOOM_ENOMEM, "%s: out of memory for %zu bytes", name, ncap);
             j->pix = p;
             j->cap = ncap;
         }
@@ -356,8 +356,8 @@ int loom_image_decode(const uint8_t *buf, size_t len, const char *name, int want
     memset(out, 0, sizeof *out);
     if (!name) name = "(image)";
     if (want_c != 0 && want_c != 1 && want_c != 3)
-        return loom_set_error("%s: cannot decode to %d channels (want 0, 1 or 3)", name, want_c);
-    if (len == 0) return loom_set_error("%s: empty file (0 bytes; expected a PNG or JPEG image)", name);
+        return loom_fail(LOOM_EINVAL, "%s: cannot decode to %d channels (want 0, 1 or 3)", name, want_c);
+    if (len == 0) return loom_fail(LOOM_EFORMAT, "%s: empty file (0 bytes; expected a PNG or JPEG image)", name);
     if (len >= 4 && memcmp(buf, "\x89PNG", 4) == 0)
         return decode_png(buf, len, name, want_c, out);
     if (len >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF)
@@ -371,33 +371,33 @@ int loom_image_decode(const uint8_t *buf, size_t len, const char *name, int want
         txt[t++] = (char)buf[i];
     }
     txt[t] = 0;
-    return loom_set_error("%s: not a PNG or JPEG file (starts with %s%s%s%s)", name, hex,
+    return loom_fail(LOOM_EFORMAT, "%s: not a PNG or JPEG file (starts with %s%s%s%s)", name, hex,
                           printable ? ", \"" : "", printable ? txt : "", printable ? "\"" : "");
 }
 
 int loom_image_load(const char *path, int want_c, loom_image *out) {
     memset(out, 0, sizeof *out);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return loom_set_error("%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return loom_fail(LOOM_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return loom_set_error("%s: not a regular file", path);
+        return loom_fail(LOOM_EIO, "%s: not a regular file", path);
     }
     size_t size = (size_t)st.st_size;
     if ((unsigned long long)st.st_size > FILE_MAX) {
         close(fd);
-        return loom_set_error("%s: %lld bytes is too large for an image file (limit %zu MiB)", path,
+        return loom_fail(LOOM_EUNSUPPORTED, "%s: %lld bytes is too large for an image file (limit %zu MiB)", path,
                               (long long)st.st_size, FILE_MAX >> 20);
     }
     if (size == 0) {
         close(fd);
-        return loom_set_error("%s: empty file (0 bytes; expected a PNG or JPEG image)", path);
+        return loom_fail(LOOM_EFORMAT, "%s: empty file (0 bytes; expected a PNG or JPEG image)", path);
     }
     uint8_t *buf = malloc(size);
     if (!buf) {
         close(fd);
-        return loom_set_error("%s: out of memory for %zu bytes", path, size);
+        return loom_fail(LOOM_ENOMEM, "%s: out of memory for %zu bytes", path, size);
     }
     size_t got = 0;
     while (got < size) {
@@ -407,13 +407,13 @@ int loom_image_load(const char *path, int want_c, loom_image *out) {
             int e = errno;
             free(buf);
             close(fd);
-            return loom_set_error("%s: byte %zu: read error: %s", path, got, strerror(e));
+            return loom_fail(LOOM_EIO, "%s: byte %zu: read error: %s", path, got, strerror(e));
         }
         if (r == 0) break;
         got += (size_t)r;
     }
     close(fd);
-    int rc = got < size ? loom_set_error("%s: file shrank while being read", path)
+    int rc = got < size ? loom_fail(LOOM_EFORMAT, "%s: file shrank while being read", path)
                         : loom_image_decode(buf, size, path, want_c, out);
     free(buf);
     return rc;
@@ -456,7 +456,7 @@ static int write_png(FILE *f, const char *path, const loom_image *img, int quali
     if (j.png) j.info = png_create_info_struct(j.png);
     if (!j.png || !j.info) {
         png_destroy_write_struct(&j.png, NULL);
-        return loom_set_error("%s: out of memory for the PNG encoder", path);
+        return loom_fail(LOOM_ENOMEM, "%s: out of memory for the PNG encoder", path);
     }
     int rc = png_write_run(&j, f, img);
     png_destroy_write_struct(&j.png, &j.info);
@@ -517,7 +517,7 @@ static int save_write(FILE *f, void *ctx) {
 /* The image is checked first, so a bad one never gets a temporary file. */
 static int save_atomic(const char *path, const loom_image *img, int quality, encode_fn encode) {
     if (!img || !img->data || img->w <= 0 || img->h <= 0 || (img->c != 1 && img->c != 3))
-        return loom_set_error("%s: cannot save an image of %dx%d with %d channels (want 1 or 3)",
+        return loom_fail(LOOM_EINVAL, "%s: cannot save an image of %dx%d with %d channels (want 1 or 3)",
                               path, img ? img->w : 0, img ? img->h : 0, img ? img->c : 0);
     if (check_dims(path, (unsigned long)img->w, (unsigned long)img->h, img->c)) return LOOM_ERR;
     save_job j = {path, img, quality, encode};
@@ -530,6 +530,6 @@ int loom_image_save_png(const char *path, const loom_image *img) {
 
 int loom_image_save_jpeg(const char *path, const loom_image *img, int quality) {
     if (quality < 1 || quality > 100)
-        return loom_set_error("%s: JPEG quality %d is out of range 1..100", path, quality);
+        return loom_fail(LOOM_EINVAL, "%s: JPEG quality %d is out of range 1..100", path, quality);
     return save_atomic(path, img, quality, write_jpeg);
 }

@@ -33,7 +33,7 @@ static int list_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
     } else {
         uint8_t *scratch = malloc(loom_k_resize_scratch(img.w, img.h, ds->c, ds->w, ds->h) + 1);
         if (scratch) loom_k_resize(img.data, img.w, img.h, ds->c, hwc, ds->w, ds->h, scratch);
-        else rc = loom_set_error("%s: out of memory", m->files[i]);
+        else rc = loom_fail(LOOM_ENOMEM, "%s: out of memory", m->files[i]);
         free(scratch);
     }
     loom_image_free(&img);
@@ -80,7 +80,7 @@ loom_dataset *loom_dataset_open_images(const char *path, const loom_dataset_opts
         m->n = 1;
     }
     if (!m->n) {
-        loom_set_error("%s: no PNG or JPEG images found", path);
+        loom_fail(LOOM_EFORMAT, "%s: no PNG or JPEG images found", path);
         loom_dataset_free(ds);
         return NULL;
     }

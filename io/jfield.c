@@ -17,7 +17,7 @@ int jf_fail(jf_obj *r, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return loom_set_error("%s: %s: %s", r->path, r->where, msg);
+    return loom_fail(LOOM_EFORMAT, "%s: %s: %s", r->path, r->where, msg);
 }
 
 int jf_open(jf_obj *r, const json_t *v, const char *path, const char *fmt, ...) {

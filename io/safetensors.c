@@ -54,7 +54,7 @@ static int bad(sft_file *s, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    int rc = loom_set_error("%s: %s", s->path, msg);
+    int rc = loom_fail(LOOM_EFORMAT, "%s: %s", s->path, msg);
     sft_close(s);
     return rc;
 }
@@ -134,22 +134,22 @@ int sft_open(sft_file *s, const char *path) {
     memset(s, 0, sizeof *s);
     s->path = path;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return loom_set_error("%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return loom_fail(LOOM_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         int e = errno;
         close(fd);
-        return loom_set_error("%s: cannot stat: %s", path, strerror(e));
+        return loom_fail(LOOM_EIO, "%s: cannot stat: %s", path, strerror(e));
     }
     if (!S_ISREG(sb.st_mode)) {
         close(fd);
-        return loom_set_error("%s: %s", path,
+        return loom_fail(LOOM_EIO, "%s: %s", path,
                               S_ISDIR(sb.st_mode) ? "is a directory, not a checkpoint file" : "not a regular file");
     }
     s->f = fdopen(fd, "rb");
     if (!s->f) {
         close(fd);
-        return loom_set_error("%s: cannot open: %s", path, strerror(errno));
+        return loom_fail(LOOM_EIO, "%s: cannot open: %s", path, strerror(errno));
     }
     uint64_t size = (uint64_t)sb.st_size;
     if (size == 0) return bad(s, "the file is empty (0 bytes)");
@@ -235,9 +235,9 @@ size_t sft_count(const sft_tensor *t) { return (size_t)((t->end - t->begin) / 4)
 int sft_read(sft_file *s, const sft_tensor *t, float *dst) {
     size_t n = sft_count(t);
     if (fseeko(s->f, (off_t)(s->data_start + t->begin), SEEK_SET) != 0)
-        return loom_set_error("%s: tensor %s: cannot seek: %s", s->path, t->name, strerror(errno));
+        return loom_fail(LOOM_EIO, "%s: tensor %s: cannot seek: %s", s->path, t->name, strerror(errno));
     if (fread(dst, sizeof(float), n, s->f) != n)
-        return loom_set_error("%s: tensor %s: the file ends early (changed while reading?)", s->path, t->name);
+        return loom_fail(LOOM_EFORMAT, "%s: tensor %s: the file ends early (changed while reading?)", s->path, t->name);
     if (HOST_BE) swap32(dst, n);
     return LOOM_OK;
 }
@@ -253,7 +253,7 @@ static json_t *header_json(const json_t *meta, const sft_out *t, size_t n, const
         size_t elems = 1;
         for (int d = 0; d < t[i].ndim; d++) elems *= (size_t)t[i].shape[d];
         if (elems != t[i].count || json_object_get(root, t[i].name)) {
-            loom_set_error("%s: tensor %s: %s (loom bug)", path, t[i].name,
+            loom_fail(LOOM_EINVAL, "%s: tensor %s: %s (loom bug)", path, t[i].name,
                            elems != t[i].count ? "shape does not match its size" : "name used twice");
             json_decref(root);
             return NULL;
@@ -273,7 +273,7 @@ static json_t *header_json(const json_t *meta, const sft_out *t, size_t n, const
     return root;
 oom:
     json_decref(root);
-    loom_set_error("%s: out of memory building the header", path);
+    loom_fail(LOOM_ENOMEM, "%s: out of memory building the header", path);
     return NULL;
 }
 
@@ -312,7 +312,7 @@ typedef struct {
 static int write_job(FILE *f, void *ctx) {
     const sft_job *j = ctx;
     if (write_body(f, j->text, j->len, j->t, j->n))
-        return loom_set_error("%s: write error: %s", j->path, strerror(errno));
+        return loom_fail(LOOM_EIO, "%s: write error: %s", j->path, strerror(errno));
     return LOOM_OK;
 }
 
@@ -321,11 +321,11 @@ int sft_write(const char *path, const json_t *meta, const sft_out *t, size_t n) 
     if (!root) return LOOM_ERR;
     char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(root);
-    if (!text) return loom_set_error("%s: out of memory writing the header", path);
+    if (!text) return loom_fail(LOOM_ENOMEM, "%s: out of memory writing the header", path);
     size_t len = strlen(text);
     if ((len + 7) / 8 * 8 > SFT_MAX_HEADER) {
         free(text);
-        return loom_set_error("%s: the header would be %zu bytes (readers refuse more than 100 MB)", path, len);
+        return loom_fail(LOOM_EINVAL, "%s: the header would be %zu bytes (readers refuse more than 100 MB)", path, len);
     }
     sft_job j = {path, text, len, t, n};
     int rc = loom_atomic_write(path, write_job, &j);

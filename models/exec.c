@@ -32,11 +32,11 @@ static int aliases_input(const loom_layer *l) { return l->op == LOOM_OP_FLATTEN;
 
 loom_exec *loom_exec_new(loom_graph *g, int max_batch) {
     if (!g || !g->finished) {
-        loom_set_error("loom_exec_new: the graph is not finished (call loom_graph_finish)");
+        loom_fail(LOOM_EINVAL, "loom_exec_new: the graph is not finished (call loom_graph_finish)");
         return NULL;
     }
     if (max_batch <= 0) {
-        loom_set_error("loom_exec_new: batch %d must be positive", max_batch);
+        loom_fail(LOOM_EINVAL, "loom_exec_new: batch %d must be positive", max_batch);
         return NULL;
     }
     loom_exec *e = calloc(1, sizeof *e);
@@ -89,7 +89,7 @@ loom_exec *loom_exec_new(loom_graph *g, int max_batch) {
     return e;
 oom:
     loom_exec_free(e);
-    loom_set_error("loom_exec_new: out of memory planning %s for batch %d", g->name, max_batch);
+    loom_fail(LOOM_ENOMEM, "loom_exec_new: out of memory planning %s for batch %d", g->name, max_batch);
     return NULL;
 }
 

@@ -23,7 +23,10 @@ const char *loom_op_name(loom_op op) {
 
 loom_graph *loom_graph_new(const char *name) {
     loom_graph *g = calloc(1, sizeof *g);
-    if (!g) return NULL;
+    if (!g) {
+        loom_fail(LOOM_ENOMEM, "loom_graph_new: out of memory");
+        return NULL;
+    }
     snprintf(g->name, sizeof g->name, "%s", name ? name : "model");
     return g;
 }
@@ -362,14 +365,14 @@ void loom_graph_init_params(loom_graph *g, uint64_t seed) {
 }
 
 int loom_graph_finish(loom_graph *g, uint64_t seed) {
-    if (!g) return loom_set_error("loom_graph_finish: no graph");
+    if (!g) return loom_fail(LOOM_EINVAL, "loom_graph_finish: no graph");
     if (!g->err[0] && g->n == 0) fail(g, "%s: the graph has no layers", g->name);
     if (!g->err[0] && g->nodes[0].op != LOOM_OP_INPUT)
         fail(g, "%s: the first layer must be an input", g->name);
     for (int i = 1; i < g->n && !g->err[0]; i++)
         if (g->nodes[i].op == LOOM_OP_INPUT)
             fail(g, "%s: layer %d: only one input layer is supported", g->name, i);
-    if (g->err[0]) return loom_set_error("%s", g->err);
+    if (g->err[0]) return loom_fail(LOOM_EINVAL, "%s", g->err);
     size_t po = 0, bo = 0;
     for (int i = 0; i < g->n; i++) {
         loom_layer *l = &g->nodes[i];
@@ -386,7 +389,7 @@ int loom_graph_finish(loom_graph *g, uint64_t seed) {
     g->params = calloc(po + 1, sizeof(float));
     g->buffers = calloc(bo + 1, sizeof(float));
     if (!g->params || !g->buffers)
-        return loom_set_error("%s: out of memory for %zu parameters", g->name, po);
+        return loom_fail(LOOM_ENOMEM, "%s: out of memory for %zu parameters", g->name, po);
     g->output = g->n - 1;
     g->finished = 1;
     loom_graph_init_params(g, seed);

@@ -238,7 +238,7 @@ loom_graph *loom_zoo_build(const char *name, int c, int h, int w, int classes, u
         if (strcmp(zoo[i].name, name)) continue;
         loom_graph *g = zoo[i].fn(c, h, w, classes);
         if (!g) {
-            loom_set_error("%s: out of memory", name);
+            loom_fail(LOOM_ENOMEM, "%s: out of memory", name);
             return NULL;
         }
         if (loom_graph_finish(g, seed) != LOOM_OK) {
@@ -252,6 +252,6 @@ loom_graph *loom_zoo_build(const char *name, int c, int h, int w, int classes, u
         strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
         strncat(list, zoo[i].name, sizeof list - strlen(list) - 1);
     }
-    loom_set_error("unknown model '%s' (known: %s)", name, list);
+    loom_fail(LOOM_EINVAL, "unknown model '%s' (known: %s)", name, list);
     return NULL;
 }

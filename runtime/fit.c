@@ -54,7 +54,7 @@ static int run_eval(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, int
         if (rc == LOOM_OK && o && stop_asked(o)) return 1;
     }
     if (rc < 0) return LOOM_ERR;
-    if (!seen) return loom_set_error("no samples to evaluate");
+    if (!seen) return loom_fail(LOOM_EINVAL, "no samples to evaluate");
     *loss = lsum / (double)seen;
     *acc = (double)correct / (double)seen;
     return LOOM_OK;
@@ -74,7 +74,7 @@ int loom_evaluate(loom_trainer *t, loom_dataset *ds, int producers, const struct
     if (!l) return LOOM_ERR;
     int rc = run_eval(t, l, NULL, 0, loss, acc);
     if (rc == LOOM_ERR && !strcmp(loom_error(), "no samples to evaluate"))
-        loom_set_error("%s: no samples to evaluate", ds->path);
+        loom_fail(LOOM_EINVAL, "%s: no samples to evaluate", ds->path);
     loom_loader_free(l);
     return rc;
 }
@@ -104,7 +104,7 @@ static int train_epoch(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, 
             if (isnan(r.loss)) snprintf(v, sizeof v, "NaN");
             else if (isinf(r.loss)) snprintf(v, sizeof v, "infinite");
             else snprintf(v, sizeof v, "%.3g", r.loss);
-            rc = loom_set_error("epoch %d batch %ld: the loss is %s: training has diverged (lower the learning rate, "
+            rc = loom_fail(LOOM_EDIVERGED, "epoch %d batch %ld: the loss is %s: training has diverged (lower the learning rate, "
                                 "now %.3g, or add --clip)",
                                 ep, st->batch + 1, v, (double)lr);
             break;
@@ -140,13 +140,13 @@ int loom_fit(loom_trainer *t, loom_dataset *train, const loom_fit_opts *o, loom_
     loom_loader_opts lo = o->loader;
     if (!lo.batch) lo.batch = loom_trainer_batch(t);
     if (lo.batch > loom_trainer_batch(t))
-        return loom_set_error("loader batch %d exceeds the trainer's batch %d", lo.batch, loom_trainer_batch(t));
+        return loom_fail(LOOM_EINVAL, "loader batch %d exceeds the trainer's batch %d", lo.batch, loom_trainer_batch(t));
     lo.out_c = in->c;
     lo.out_h = in->h;
     lo.out_w = in->w;
-    if (!train->labeled) return loom_set_error("%s: the training set has no labels", train->path);
+    if (!train->labeled) return loom_fail(LOOM_EINVAL, "%s: the training set has no labels", train->path);
     if (o->early_stop > 0 && !o->val)
-        return loom_set_error("early stopping needs validation data (it watches the validation accuracy)");
+        return loom_fail(LOOM_EINVAL, "early stopping needs validation data (it watches the validation accuracy)");
     loom_fit_state own, *st = o->state;
     if (!st) {
         loom_schedule sched;
@@ -163,7 +163,7 @@ int loom_fit(loom_trainer *t, loom_dataset *train, const loom_fit_opts *o, loom_
     }
     long nb = loom_loader_batches(l);
     int ran = 0, rc = LOOM_OK;
-    if (st->batch > nb) rc = loom_set_error("the state is at batch %ld of an epoch of %ld batches", st->batch, nb);
+    if (st->batch > nb) rc = loom_fail(LOOM_EINVAL, "the state is at batch %ld of an epoch of %ld batches", st->batch, nb);
     for (int ep = st->epoch + 1; rc == LOOM_OK && ep <= o->epochs; ep++) {
         loom_epoch_metrics m = {.epoch = ep, .val_loss = -1, .val_acc = -1};
         m.lr = loom_schedule_lr(&st->sched, ep - 1, 0.0);
@@ -171,7 +171,7 @@ int loom_fit(loom_trainer *t, loom_dataset *train, const loom_fit_opts *o, loom_
         if (r == 0 && vl) {
             r = run_eval(t, vl, o, ep, &m.val_loss, &m.val_acc);
             if (r == LOOM_ERR && !strcmp(loom_error(), "no samples to evaluate"))
-                loom_set_error("%s: no samples to validate on", o->val->path);
+                loom_fail(LOOM_EINVAL, "%s: no samples to validate on", o->val->path);
         }
         if (r == 1) st->stopped = 1;
         if (r) {

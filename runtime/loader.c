@@ -21,6 +21,7 @@ typedef struct {
     loom_batch b;
     int state;
     int failed;
+    loom_error_kind_t kind;
     char err[1024];
 } slot;
 
@@ -90,6 +91,7 @@ static void fill(loom_loader *l, producer *p, slot *s, long k, int epoch) {
                 continue;
             }
             snprintf(s->err, sizeof s->err, "%s", loom_error());
+            s->kind = loom_error_kind();
             s->failed = 1;
             break;
         }
@@ -97,6 +99,7 @@ static void fill(loom_loader *l, producer *p, slot *s, long k, int epoch) {
         if (loom_augment_apply(l->o.augment, px, ds->w, ds->h, ds->c, s->b.x + (size_t)j * l->out_floats,
                                l->o.out_w, l->o.out_h, key, p->scratch)) {
             snprintf(s->err, sizeof s->err, "%s", loom_error());
+            s->kind = loom_error_kind();
             s->failed = 1;
             break;
         }
@@ -134,11 +137,11 @@ static void *producer_main(void *arg) {
 
 loom_loader *loom_loader_new(loom_dataset *ds, const loom_loader_opts *o) {
     if (o->batch <= 0) {
-        loom_set_error("loader: batch size %d must be positive", o->batch);
+        loom_fail(LOOM_EINVAL, "loader: batch size %d must be positive", o->batch);
         return NULL;
     }
     if (ds->count == 0) {
-        loom_set_error("%s: the data set is empty", ds->path);
+        loom_fail(LOOM_EINVAL, "%s: the data set is empty", ds->path);
         return NULL;
     }
     loom_loader *l = calloc(1, sizeof *l);
@@ -149,7 +152,7 @@ loom_loader *loom_loader_new(loom_dataset *ds, const loom_loader_opts *o) {
     if (!l->o.out_h) l->o.out_h = ds->h;
     if (!l->o.out_w) l->o.out_w = ds->w;
     if (l->o.out_c != ds->c) {
-        loom_set_error("%s: loader wants %d channels, the data set gives %d", ds->path, l->o.out_c, ds->c);
+        loom_fail(LOOM_EINVAL, "%s: loader wants %d channels, the data set gives %d", ds->path, l->o.out_c, ds->c);
         free(l);
         return NULL;
     }
@@ -203,14 +206,14 @@ loom_loader *loom_loader_new(loom_dataset *ds, const loom_loader_opts *o) {
     for (int i = 0; i < l->P; i++) {
         if (pthread_create(&l->th[i], NULL, producer_main, &l->prod[i]) != 0) {
             loom_loader_free(l);
-            loom_set_error("loader: cannot start producer thread %d", i);
+            loom_fail(LOOM_EIO, "loader: cannot start producer thread %d", i);
             return NULL;
         }
         l->nthreads++;
     }
     return l;
 oom:
-    loom_set_error("%s: loader: out of memory", ds->path);
+    loom_fail(LOOM_ENOMEM, "%s: loader: out of memory", ds->path);
     loom_loader_free(l);
     return NULL;
 }
@@ -258,7 +261,7 @@ int loom_loader_start(loom_loader *l, int epoch) { return loom_loader_start_at(l
 
 int loom_loader_start_at(loom_loader *l, int epoch, long first_batch) {
     if (first_batch < 0 || first_batch > epoch_batches(l))
-        return loom_set_error("%s: batch %ld of an epoch of %ld batches", l->ds->path, first_batch, epoch_batches(l));
+        return loom_fail(LOOM_EINVAL, "%s: batch %ld of an epoch of %ld batches", l->ds->path, first_batch, epoch_batches(l));
     pthread_mutex_lock(&l->mu);
     /* stop claims, let in-flight fills finish, then reset the ring */
     l->nbatches = 0;
@@ -291,8 +294,9 @@ int loom_loader_next(loom_loader *l, loom_batch **b) {
     if (s->failed) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", s->err);
+        loom_error_kind_t k = s->kind;
         pthread_mutex_unlock(&l->mu);
-        return loom_set_error("%s", msg);
+        return loom_fail(k, "%s", msg); /* the producer's error, on the consumer's thread */
     }
     l->next_take++;
     s->state = IN_USE;

@@ -26,15 +26,16 @@ const char *loom_optim_name(loom_optim_kind k) {
 }
 
 int loom_optim_parse(const char *s) {
-    for (int i = 0; i <= LOOM_NADAM; i++)
+    for (int i = 0; s && i <= LOOM_NADAM; i++)
         if (!strcmp(s, names[i])) return i;
+    loom_fail(LOOM_EINVAL, "unknown optimizer '%s' (sgd, adam, adamw, rmsprop, adagrad, nadam)", s ? s : "(null)");
     return -1;
 }
 
 loom_optim *loom_optim_new(const loom_optim_cfg *cfg, size_t n) {
     loom_optim *o = calloc(1, sizeof *o);
     if (!o) {
-        loom_set_error("optimizer: out of memory");
+        loom_fail(LOOM_ENOMEM, "optimizer: out of memory");
         return NULL;
     }
     o->c = *cfg;
@@ -53,7 +54,7 @@ loom_optim *loom_optim_new(const loom_optim_cfg *cfg, size_t n) {
         o->state[k] = calloc(n + 1, sizeof(float));
         if (!o->state[k]) {
             loom_optim_free(o);
-            loom_set_error("optimizer: out of memory for %zu state values", n);
+            loom_fail(LOOM_ENOMEM, "optimizer: out of memory for %zu state values", n);
             return NULL;
         }
     }

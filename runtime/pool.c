@@ -72,8 +72,15 @@ static void *worker(void *arg) {
 
 loom_pool *loom_pool_new(int nthreads) {
     if (nthreads <= 0) nthreads = loom_cpu_count();
+    if (nthreads > 4096) {
+        loom_fail(LOOM_EINVAL, "thread pool: %d threads (at most 4096)", nthreads);
+        return NULL;
+    }
     loom_pool *p = calloc(1, sizeof *p);
-    if (!p) return NULL;
+    if (!p) {
+        loom_fail(LOOM_ENOMEM, "thread pool: out of memory");
+        return NULL;
+    }
     p->n = nthreads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->work, NULL);
@@ -82,7 +89,7 @@ loom_pool *loom_pool_new(int nthreads) {
         p->th = calloc((size_t)nthreads, sizeof *p->th + sizeof(worker_arg));
         if (!p->th) {
             free(p);
-            loom_set_error("thread pool: out of memory");
+            loom_fail(LOOM_ENOMEM, "thread pool: out of memory");
             return NULL;
         }
         worker_arg *args = args_of(p);
@@ -92,7 +99,7 @@ loom_pool *loom_pool_new(int nthreads) {
             if (pthread_create(&p->th[i], NULL, worker, &args[i]) != 0) {
                 p->n = i; /* shut down the ones that started */
                 loom_pool_free(p);
-                loom_set_error("thread pool: cannot start thread %d of %d", i, nthreads);
+                loom_fail(LOOM_EIO, "thread pool: cannot start thread %d of %d", i, nthreads);
                 return NULL;
             }
         }

@@ -79,15 +79,15 @@ int loom_schedule_parse(const char *spec, float base_lr, int epochs, loom_schedu
         s->patience = 2;
         bad = (np > 1 && parse_int(parts[1], &s->patience)) || (np > 2 && parse_float(parts[2], &s->gamma));
     } else {
-        return loom_set_error("schedule '%s': unknown kind '%s' (const, step, multistep, exp, cosine, plateau)",
+        return loom_fail(LOOM_EINVAL, "schedule '%s': unknown kind '%s' (const, step, multistep, exp, cosine, plateau)",
                               spec, k);
     }
     for (int i = 1; !bad && i < s->n_milestones; i++) bad = s->milestones[i] <= s->milestones[i - 1];
     if (s->kind == LOOM_SCHED_COSINE && epochs > 0 && s->warmup_epochs >= epochs)
-        return loom_set_error("schedule '%s': a warm-up of %g epochs leaves nothing of a %d-epoch run", spec,
+        return loom_fail(LOOM_EINVAL, "schedule '%s': a warm-up of %g epochs leaves nothing of a %d-epoch run", spec,
                               s->warmup_epochs, epochs);
     if (bad || !(s->gamma > 0 && s->gamma <= 1.0f) || s->warmup_epochs < 0)
-        return loom_set_error("schedule '%s': bad parameters (forms: step:SIZE[:GAMMA], multistep:E1,E2[:GAMMA], "
+        return loom_fail(LOOM_EINVAL, "schedule '%s': bad parameters (forms: step:SIZE[:GAMMA], multistep:E1,E2[:GAMMA], "
                               "exp:GAMMA, cosine[:WARMUP], plateau[:PATIENCE[:FACTOR]]; GAMMA in (0,1]; milestones "
                               "increasing)",
                               spec);
@@ -135,7 +135,7 @@ void loom_schedule_epoch_end(loom_schedule *s, double val_loss) {
 
 int loom_schedule_extend(loom_schedule *s, int epochs, int from, float lr) {
     if (epochs <= from)
-        return loom_set_error("schedule: %d epochs in all leaves nothing to train after epoch %d", epochs, from);
+        return loom_fail(LOOM_EINVAL, "schedule: %d epochs in all leaves nothing to train after epoch %d", epochs, from);
     if (s->kind == LOOM_SCHED_COSINE) {
         float at = lr > 0 ? lr : loom_schedule_lr(s, from, 0.0);
         s->restart_epoch = from;

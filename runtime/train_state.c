@@ -115,10 +115,10 @@ static int read_trainer(const char *path, const json_t *j, loom_trainer_opts *o,
     int kind = -1;
     for (int k = 0; k <= LOOM_LOSS_HINGE; k++)
         if (!strcmp(loss, loom_loss_name((loom_loss_kind)k))) kind = k;
-    if (kind < 0) return loom_set_error("%s: loom.trainer: unknown loss \"%s\"", path, loss);
+    if (kind < 0) return loom_fail(LOOM_EFORMAT, "%s: loom.trainer: unknown loss \"%s\"", path, loss);
     o->loss = (loom_loss_kind)kind;
     if (o->batch <= 0 || o->shards < 0)
-        return loom_set_error("%s: loom.trainer: batch %d and shards %d are out of range", path, o->batch, o->shards);
+        return loom_fail(LOOM_EFORMAT, "%s: loom.trainer: batch %d and shards %d are out of range", path, o->batch, o->shards);
     return read_optim(oc, path, &o->optim, ostep, mu, states);
 }
 
@@ -146,7 +146,7 @@ static char *fit_text(const loom_fit_state *s, const char *path) {
     const loom_schedule *h = &s->sched;
     if ((int)h->kind < 0 || h->kind > LOOM_SCHED_PLATEAU || h->n_milestones < 0 ||
         h->n_milestones > LOOM_SCHED_MAX_MILESTONES) {
-        loom_set_error("%s: the fit state has an invalid schedule kind %d or milestone count %d", path, (int)h->kind,
+        loom_fail(LOOM_EINVAL, "%s: the fit state has an invalid schedule kind %d or milestone count %d", path, (int)h->kind,
                        h->n_milestones);
         return NULL;
     }
@@ -213,7 +213,7 @@ static int read_fit(const char *path, const json_t *j, loom_fit_state *s) {
     get_int(&r, "since_best", &s->since_best);
     const json_t *sc = jf_get(&r, "sched", JSON_OBJECT);
     if (jf_done(&r)) return -1;
-    if (s->epoch < 0) return loom_set_error("%s: loom.fit: epoch %d is negative", path, s->epoch);
+    if (s->epoch < 0) return loom_fail(LOOM_EFORMAT, "%s: loom.fit: epoch %d is negative", path, s->epoch);
     return read_sched(sc, path, &s->sched);
 }
 
@@ -230,7 +230,7 @@ static loom_ckpt_tensor *optim_views(loom_graph *g, loom_optim *opt, char (**nam
         free(v);
         free(*names);
         *names = NULL;
-        loom_set_error("out of memory describing the optimizer state");
+        loom_fail(LOOM_ENOMEM, "out of memory describing the optimizer state");
         return NULL;
     }
     for (int k = 0; k < ns; k++) {
@@ -252,7 +252,7 @@ int loom_train_save(const char *path, loom_trainer *t, const loom_fit_state *st,
     loom_ckpt_tensor *views = optim_views(g, loom_trainer_optim(t), &names, &nt);
     int rc = LOOM_ERR;
     if (!ttext || (st && !ftext) || !all || !views) {
-        if (!(st && !ftext)) loom_set_error("%s: out of memory describing the training state", path);
+        if (!(st && !ftext)) loom_fail(LOOM_ENOMEM, "%s: out of memory describing the training state", path);
         goto out;
     }
     int n = 0;
@@ -276,21 +276,21 @@ static int read_all(const loom_checkpoint *ck, loom_trainer_opts *o, loom_fit_st
     const char *path = loom_checkpoint_path(ck);
     const char *tt = loom_checkpoint_meta(ck, "loom.trainer"), *ft = loom_checkpoint_meta(ck, "loom.fit");
     if (loom_checkpoint_version(ck) < 2)
-        return loom_set_error("%s: written by an older loom (format 1): its weights load, but its training state "
+        return loom_fail(LOOM_EUNSUPPORTED, "%s: written by an older loom (format 1): its weights load, but its training state "
                               "cannot be resumed; start a new run from it with --init",
                               path);
     if (!tt || !ft)
-        return loom_set_error("%s: holds a model but no training state (loom.%s): nothing to resume", path,
+        return loom_fail(LOOM_EFORMAT, "%s: holds a model but no training state (loom.%s): nothing to resume", path,
                               !tt ? "trainer" : "fit");
     json_error_t je;
     json_t *tj = json_loads(tt, JSON_REJECT_DUPLICATES, &je), *fj = NULL;
     int rc = LOOM_ERR;
     if (!tj) {
-        loom_set_error("%s: metadata loom.trainer: JSON error at column %d: %s", path, je.column, je.text);
+        loom_fail(LOOM_EFORMAT, "%s: metadata loom.trainer: JSON error at column %d: %s", path, je.column, je.text);
         goto out;
     }
     if (!(fj = json_loads(ft, JSON_REJECT_DUPLICATES, &je))) {
-        loom_set_error("%s: metadata loom.fit: JSON error at column %d: %s", path, je.column, je.text);
+        loom_fail(LOOM_EFORMAT, "%s: metadata loom.fit: JSON error at column %d: %s", path, je.column, je.text);
         goto out;
     }
     memset(o, 0, sizeof *o);
@@ -321,10 +321,10 @@ int loom_train_restore(loom_checkpoint *ck, loom_trainer *t) {
     loom_optim *opt = loom_trainer_optim(t);
     loom_optim_kind kind = loom_optim_kind_of(opt);
     if (kind != o.optim.kind)
-        return loom_set_error("%s: the checkpoint holds %s optimizer state, the trainer's optimizer is %s", path,
+        return loom_fail(LOOM_EINVAL, "%s: the checkpoint holds %s optimizer state, the trainer's optimizer is %s", path,
                               loom_optim_name(o.optim.kind), loom_optim_name(kind));
     if (states != loom_optim_state_count(opt))
-        return loom_set_error("%s: the checkpoint holds %d optimizer state arrays, the optimizer has %d "
+        return loom_fail(LOOM_EINVAL, "%s: the checkpoint holds %d optimizer state arrays, the optimizer has %d "
                               "(a different momentum setting?)",
                               path, states, loom_optim_state_count(opt));
     loom_graph *g = loom_trainer_graph(t);

@@ -60,7 +60,7 @@ const char *loom_loss_name(loom_loss_kind k) {
 
 loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     if (o->batch <= 0) {
-        loom_set_error("trainer: batch size %d must be positive", o->batch);
+        loom_fail(LOOM_EINVAL, "trainer: batch size %d must be positive", o->batch);
         return NULL;
     }
     loom_trainer *t = calloc(1, sizeof *t);
@@ -72,7 +72,7 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     t->S = o->deterministic ? (o->shards > 0 ? o->shards : 4) : t->T;
     if (t->S > o->batch) t->S = o->batch;
     if (t->T > LOOM_EXEC_MAX_REPLICAS || t->S > LOOM_EXEC_MAX_REPLICAS) {
-        loom_set_error("trainer: %d threads and %d shards: at most %d of each", t->T, t->S, LOOM_EXEC_MAX_REPLICAS);
+        loom_fail(LOOM_EINVAL, "trainer: %d threads and %d shards: at most %d of each", t->T, t->S, LOOM_EXEC_MAX_REPLICAS);
         free(t);
         return NULL;
     }
@@ -119,7 +119,7 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     }
     return t;
 oom:
-    loom_set_error("trainer: out of memory");
+    loom_fail(LOOM_ENOMEM, "trainer: out of memory");
 fail:
     loom_trainer_free(t);
     return NULL;
@@ -244,7 +244,7 @@ static int check_labels(const loom_trainer *t, const int32_t *labels, int n) {
     int K = (int)loom_graph_layer(t->g, loom_graph_output(t->g))->size;
     for (int i = 0; i < n; i++)
         if (labels[i] < 0 || labels[i] >= K)
-            return loom_set_error("trainer: sample %d of the batch has label %d, but the model has %d classes (0..%d)",
+            return loom_fail(LOOM_EINVAL, "trainer: sample %d of the batch has label %d, but the model has %d classes (0..%d)",
                                   i, labels[i], K, K - 1);
     return LOOM_OK;
 }
@@ -252,7 +252,7 @@ static int check_labels(const loom_trainer *t, const int32_t *labels, int n) {
 int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, int n, float lr,
                       loom_step_result *r) {
     if (n <= 0 || n > t->o.batch)
-        return loom_set_error("trainer: step of %d samples (batch is %d)", n, t->o.batch);
+        return loom_fail(LOOM_EINVAL, "trainer: step of %d samples (batch is %d)", n, t->o.batch);
     if (check_labels(t, labels, n)) return LOOM_ERR;
     double t0 = loom_seconds();
     t->x = x;
@@ -309,7 +309,7 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
 int loom_trainer_eval(loom_trainer *t, const float *x, const int32_t *labels, int n,
                       double *loss_sum, int *correct, float *out) {
     if (n <= 0 || n > t->o.batch)
-        return loom_set_error("trainer: eval of %d samples (batch is %d)", n, t->o.batch);
+        return loom_fail(LOOM_EINVAL, "trainer: eval of %d samples (batch is %d)", n, t->o.batch);
     if (check_labels(t, labels, n)) return LOOM_ERR;
     t->x = x;
     t->labels = labels;

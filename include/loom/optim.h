@@ -49,7 +49,7 @@ float *loom_optim_state(loom_optim *o, int k);
 void loom_optim_get_scalars(const loom_optim *o, long *step, double *mu_product);
 void loom_optim_set_scalars(loom_optim *o, long step, double mu_product);
 const char *loom_optim_name(loom_optim_kind k);
-/* Parse "sgd", "adam", ... ; returns -1 if unknown. */
+/* Parse "sgd", "adam", ... ; -1 with the error set if unknown. */
 int loom_optim_parse(const char *s);
 
 #ifdef __cplusplus
