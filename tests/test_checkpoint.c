@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -658,27 +659,42 @@ static void test_atomic(void) {
           "unfinished graph refused: %s", loom_error());
     loom_graph_free(unfinished);
 
-    if (geteuid() != 0) {
-        /* Root ignores permissions, so this only means something for others. */
-        const char *ro = at("ro");
-        char file[300];
-        snprintf(file, sizeof file, "%s/m.safetensors", ro);
-        mkdir(ro, 0755);
-        loom_checkpoint_save(file, g, NULL);
-        size_t a, bn;
-        unsigned char *old = t_read_file(file, &a);
-        chmod(ro, 0555);
-        CHECK(loom_checkpoint_save(file, g, NULL) == LOOM_ERR, "save into a read-only directory fails");
-        unsigned char *now = t_read_file(file, &bn);
-        CHECK(old && now && a == bn && !memcmp(old, now, a), "the old file is intact");
-        chmod(ro, 0755);
-        free(old);
-        free(now);
-        unlink(file);
-        rmdir(ro);
+    /* A folder the writer may not write in: the save fails and the old file
+     * stays. Root may write anywhere, so as root the save runs in a child
+     * that has dropped to the unprivileged user "nobody" (65534). */
+    const char *ro = at("ro");
+    char file[300];
+    snprintf(file, sizeof file, "%s/m.safetensors", ro);
+    mkdir(ro, 0755);
+    CHECK(loom_checkpoint_save(file, g, NULL) == LOOM_OK, "save into ro/ while writable: %s", loom_error());
+    size_t a, bn;
+    unsigned char *old = t_read_file(file, &a);
+    chmod(ro, 0555);
+    chmod(dir, 0755); /* (mkdtemp made it 0700: nobody could not even look) */
+    int refused;
+    if (geteuid() == 0) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+            _exit(loom_checkpoint_save(file, g, NULL) == LOOM_ERR && strstr(loom_error(), "m.safetensors") ? 0 : 1);
+        }
+        int st = 0;
+        waitpid(pid, &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) != 3, "could not drop privileges to test the read-only folder");
+        refused = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+        printf("read-only folder: tested as uid 65534 in a child (running as root)\n");
     } else {
-        printf("running as root: read-only directory test skipped\n");
+        refused = loom_checkpoint_save(file, g, NULL) == LOOM_ERR;
     }
+    CHECK(refused, "save into a read-only folder fails, naming the file");
+    unsigned char *now = t_read_file(file, &bn);
+    CHECK(old && now && a == bn && !memcmp(old, now, a), "the old file is intact");
+    CHECK(t_count_entries(ro, ".tmp.") == 0, "no temporary in the read-only folder");
+    chmod(ro, 0755);
+    free(old);
+    free(now);
+    unlink(file);
+    rmdir(ro);
 
     unsigned char *after = t_read_file(p, &n1);
     CHECK(before && after && n0 == n1 && !memcmp(before, after, n0), "failed saves left model.safetensors as it was");

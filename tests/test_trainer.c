@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "check.h"
+#include "kernels/clock.h"
 #include "kernels/kernels.h"
 #include "loom/loom.h"
 
@@ -47,17 +48,29 @@ static loom_graph *small_cnn(int bn_and_dropout) {
     return g;
 }
 
-/* Train a few steps; copy out parameters and buffers. */
+/* Train a few steps; copy out parameters and buffers. Every call is checked,
+ * and so is that the weights moved: a trainer failing every step must not
+ * pass the comparisons below by leaving all runs at their initial weights. */
 static void train(int threads, int det, loom_optim_kind kind, float *params, float *bufs, size_t *np,
                   size_t *nb) {
     loom_graph *g = small_cnn(1);
+    CHECK(g != NULL, "graph: %s", loom_error());
     loom_trainer_opts o = {.batch = B, .threads = threads, .deterministic = det, .seed = 5,
                            .optim = {.kind = kind, .momentum = 0.9f}, .clip_norm = 5.0f};
     loom_trainer *t = loom_trainer_new(g, &o);
+    CHECK(t != NULL, "trainer (%d threads): %s", threads, loom_error());
+    if (!t) exit(1);
+    size_t n = loom_graph_param_count(g);
+    float *w0 = malloc(n * sizeof *w0);
+    memcpy(w0, loom_graph_params(g), n * sizeof *w0);
+    int failed = 0;
     for (int s = 0; s < 6; s++) {
         int at = (s * B) % N;
-        loom_trainer_step(t, X + (size_t)at * C * H * W, Y + at, s == 5 ? 13 : B, 0.05f, NULL);
+        failed += loom_trainer_step(t, X + (size_t)at * C * H * W, Y + at, s == 5 ? 13 : B, 0.05f, NULL) != LOOM_OK;
     }
+    CHECK(failed == 0, "%d of 6 steps failed: %s", failed, loom_error());
+    CHECK(memcmp(w0, loom_graph_params(g), n * sizeof *w0), "%d threads: 6 steps left the weights unchanged", threads);
+    free(w0);
     *np = loom_graph_param_count(g);
     *nb = loom_graph_buffer_count(g);
     memcpy(params, loom_graph_params(g), *np * sizeof(float));
@@ -113,7 +126,8 @@ static void test_shards_sum_to_batch(void) {
             loom_trainer_opts o = {.batch = B, .threads = T, .optim = {.kind = LOOM_SGD}, .clip_norm = c};
             loom_trainer *t = loom_trainer_new(g, &o);
             loom_step_result r;
-            loom_trainer_step(t, X, Y, B, 1.0f, &r);
+            CHECK(t && loom_trainer_step(t, X, Y, B, 1.0f, &r) == LOOM_OK, "step: %s", loom_error());
+            if (!t) continue;
             double worst = 0, scale = clip ? 0.1 : 1.0;
             for (size_t i = 0; i < np; i++)
                 worst = fmax(worst, fabs(loom_graph_params(g)[i] - (before[i] - scale * (before[i] - want[i]))));
@@ -133,14 +147,24 @@ static void test_no_malloc(void) {
     loom_trainer_opts o = {.batch = B, .threads = 2, .seed = 1, .optim = {.kind = LOOM_ADAM},
                            .clip_norm = 1.0f};
     loom_trainer *t = loom_trainer_new(g, &o);
+    CHECK(t != NULL, "trainer: %s", loom_error());
+    if (!t) return;
     loom_step_result r;
-    for (int s = 0; s < 2; s++) loom_trainer_step(t, X, Y, B, 1e-3f, &r);
+    int failed = 0;
+    for (int s = 0; s < 2; s++) failed += loom_trainer_step(t, X, Y, B, 1e-3f, &r) != LOOM_OK;
+    size_t n = loom_graph_param_count(g);
+    float *w0 = malloc(n * sizeof *w0);
+    memcpy(w0, loom_graph_params(g), n * sizeof *w0);
     long a0 = atomic_load(&n_alloc);
-    for (int s = 0; s < 10; s++) loom_trainer_step(t, X + (s % 3) * B * H * W, Y + (s % 3) * B, B, 1e-3f, &r);
+    for (int s = 0; s < 10; s++)
+        failed += loom_trainer_step(t, X + (s % 3) * B * H * W, Y + (s % 3) * B, B, 1e-3f, &r) != LOOM_OK;
     double l;
     int c;
-    loom_trainer_eval(t, X, Y, B, &l, &c, NULL);
+    failed += loom_trainer_eval(t, X, Y, B, &l, &c, NULL) != LOOM_OK;
     long used = atomic_load(&n_alloc) - a0;
+    CHECK(failed == 0, "%d steps failed: %s", failed, loom_error());
+    CHECK(memcmp(w0, loom_graph_params(g), n * sizeof *w0), "the steady-state steps did not train");
+    free(w0);
     CHECK(used == 0, "steady-state steps allocated %ld times", used);
     CHECK(atomic_load(&n_alloc) > 0, "the allocation counter works (counted %ld at setup)", atomic_load(&n_alloc));
     printf("allocations in 10 steady-state steps + 1 eval: %ld\n", used);
@@ -160,7 +184,9 @@ static void test_frozen(void) {
     loom_trainer_opts o = {.batch = B, .threads = 2, .seed = 1,
                            .optim = {.kind = LOOM_SGD, .momentum = 0.9f, .weight_decay = 0.01f}};
     loom_trainer *t = loom_trainer_new(g, &o);
-    for (int s = 0; s < 3; s++) loom_trainer_step(t, X, Y, B, 0.1f, NULL);
+    int failed = 0;
+    for (int s = 0; t && s < 3; s++) failed += loom_trainer_step(t, X, Y, B, 0.1f, NULL) != LOOM_OK;
+    CHECK(t && failed == 0, "frozen: steps failed: %s", loom_error());
     const float *p = loom_graph_params(g);
     CHECK(!memcmp(p + c1->param_off, before + c1->param_off, c1->param_count * sizeof(float)),
           "a frozen layer changed");
@@ -179,11 +205,7 @@ static double cpu_now(void) {
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
-static double wall_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
+static double wall_now(void) { return loom_seconds(); }
 
 static void test_blas_discipline(void) {
     const char *env = getenv("OPENBLAS_NUM_THREADS");
@@ -191,17 +213,21 @@ static void test_blas_discipline(void) {
     loom_node x = loom_input(g, 1, 32, 32);
     x = loom_relu(g, loom_dense(g, x, 1024));
     loom_dense(g, x, K);
-    loom_graph_finish(g, 1);
+    CHECK(loom_graph_finish(g, 1) == LOOM_OK, "graph: %s", loom_graph_error(g));
     static float Xw[128 * 1024];
     static int32_t Yw[128];
     t_fill(Xw, 128 * 1024, 3, 0, 1);
     loom_trainer_opts o = {.batch = 128, .threads = 1, .optim = {.kind = LOOM_SGD}};
     loom_trainer *t = loom_trainer_new(g, &o);
+    CHECK(t != NULL, "trainer: %s", loom_error());
+    if (!t) return;
     CHECK(openblas_get_num_threads() == 1, "OpenBLAS threads %d with OPENBLAS_NUM_THREADS=%s",
           openblas_get_num_threads(), env ? env : "(unset)");
     double c0 = cpu_now(), w0 = wall_now();
-    for (int s = 0; s < 20; s++) loom_trainer_step(t, Xw, Yw, 128, 1e-3f, NULL);
+    int failed = 0;
+    for (int s = 0; s < 20; s++) failed += loom_trainer_step(t, Xw, Yw, 128, 1e-3f, NULL) != LOOM_OK;
     double cpu = cpu_now() - c0, wall = wall_now() - w0;
+    CHECK(failed == 0, "blas: %d steps failed: %s", failed, loom_error());
     CHECK(cpu <= 1.25 * wall + 0.05, "1-thread trainer used %.2f s CPU in %.2f s wall (BLAS threads running?)",
           cpu, wall);
     printf("OPENBLAS_NUM_THREADS=%s: BLAS threads %d; 1-thread trainer CPU/wall = %.2f\n", env ? env : "(unset)",
