@@ -249,18 +249,25 @@ static int check_labels(const loom_trainer *t, const int32_t *labels, int n) {
     return LOOM_OK;
 }
 
-int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, int n, float lr,
-                      loom_step_result *r) {
+/* Check a batch and run phase 1 over it (training or inference). */
+static int run_batch(loom_trainer *t, const char *what, const float *x, const int32_t *labels, int n, int training,
+                     float *out) {
     if (n <= 0 || n > t->o.batch)
-        return loom_fail(LOOM_EINVAL, "trainer: step of %d samples (batch is %d)", n, t->o.batch);
+        return loom_fail(LOOM_EINVAL, "trainer: %s of %d samples (batch is %d)", what, n, t->o.batch);
     if (check_labels(t, labels, n)) return LOOM_ERR;
-    double t0 = loom_seconds();
     t->x = x;
     t->labels = labels;
     t->n = n;
-    t->training = 1;
-    t->out = NULL;
+    t->training = training;
+    t->out = out;
     loom_pool_run(t->pool, phase_compute, t);
+    return LOOM_OK;
+}
+
+int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, int n, float lr,
+                      loom_step_result *r) {
+    double t0 = loom_seconds();
+    if (run_batch(t, "step", x, labels, n, 1, NULL)) return LOOM_ERR;
     double t1 = loom_seconds();
     /* batch-norm statistics of the shards that saw data, weighted by their counts in phase 2 */
     t->nstats = 0;
@@ -308,15 +315,7 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
 
 int loom_trainer_eval(loom_trainer *t, const float *x, const int32_t *labels, int n,
                       double *loss_sum, int *correct, float *out) {
-    if (n <= 0 || n > t->o.batch)
-        return loom_fail(LOOM_EINVAL, "trainer: eval of %d samples (batch is %d)", n, t->o.batch);
-    if (check_labels(t, labels, n)) return LOOM_ERR;
-    t->x = x;
-    t->labels = labels;
-    t->n = n;
-    t->training = 0;
-    t->out = out;
-    loom_pool_run(t->pool, phase_compute, t);
+    if (run_batch(t, "eval", x, labels, n, 0, out)) return LOOM_ERR;
     double loss = 0;
     int c = 0;
     for (int s = 0; s < t->S; s++) {

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 #include "common.h"
@@ -13,6 +12,61 @@ static const cli_opt data_options[] = {
     CLI_OPT("image-size", "HxW", "image folders: resize to this (as loom train --image-size would)", NULL),
     CLI_OPT("channels", "N", "image folders: 1 (grey) or 3 (colour); default: as the first image", NULL),
     CLI_END};
+
+/* Format, splits, count, shape, labels. */
+static void describe(const loom_dataset *ds, const char *path) {
+    printf("%s\n  format: %s\n", ds->path, ds->format);
+    if (ds->split[0])
+        printf("  split: %s (the data has a train and a test split; --split %s for the other)\n", ds->split,
+               strcmp(ds->split, "train") ? "train" : "test");
+    char pred[4200];
+    snprintf(pred, sizeof pred, "%s/seg_pred", path);
+    if (ds->split[0] && !strcmp(ds->format, "folder") && loom_is_dir(pred))
+        printf("  (%s holds unlabelled images: not used for training; loom predict classifies them)\n", pred);
+    printf("  samples: %zu\n  image: %d x %d x %d (channels x height x width)", ds->count, ds->c, ds->h, ds->w);
+    if (ds->native_c != ds->c || ds->native_h != ds->h || ds->native_w != ds->w)
+        printf(", converted from %d x %d x %d (the first image)", ds->native_c, ds->native_h, ds->native_w);
+    printf("\n  labels: %s\n", ds->labeled ? "yes" : "no (a test set)");
+}
+
+/* Read every record: each bad one named, the classes counted. The exit status. */
+static int check_records(loom_dataset *ds) {
+    size_t sz = (size_t)ds->c * ds->h * ds->w;
+    uint8_t *buf = malloc(sz);
+    long *counts = calloc((size_t)ds->num_classes + 1, sizeof(long));
+    long bad = 0, out_of_range = 0;
+    double sum = 0;
+    for (size_t i = 0; buf && counts && i < ds->count; i++) {
+        int32_t lab;
+        if (loom_dataset_get(ds, i, buf, &lab)) {
+            if (bad < 50) printf("  bad record: %s\n", loom_error());
+            bad++;
+            continue;
+        }
+        for (size_t k = 0; k < sz; k++) sum += buf[k];
+        if (!ds->labeled) continue;
+        if (lab >= 0 && lab < ds->num_classes) counts[lab]++;
+        else out_of_range++;
+    }
+    if (bad > 50) printf("  ... and %ld more bad records\n", bad - 50);
+    if (ds->num_classes && counts) {
+        printf("  classes: %d\n", ds->num_classes);
+        char nb[32];
+        for (int k = 0; k < ds->num_classes; k++)
+            if (ds->labeled) printf("    %3d %-24s %8ld%s\n", k, loom_dataset_class_name(ds, k, nb, sizeof nb), counts[k],
+                                    counts[k] ? "" : "   (no samples)");
+            else printf("    %3d %s\n", k, loom_dataset_class_name(ds, k, nb, sizeof nb));
+    }
+    size_t good = ds->count - (size_t)bad;
+    printf("  mean pixel value: %.2f\n", good ? sum / ((double)good * (double)sz) : 0.0);
+    printf("  checked %zu records: %zu good, %ld bad%s\n", ds->count, good, bad,
+           out_of_range ? " (and labels out of range)" : "");
+    int ok = buf && counts;
+    free(buf);
+    free(counts);
+    if (!ok) return fprintf(stderr, "loom data: out of memory\n"), EXIT_FAILED;
+    return bad || out_of_range ? EXIT_FAILED : EXIT_DONE;
+}
 
 int cmd_data(int argc, char **argv) {
     cli_opt o[sizeof data_options / sizeof *data_options];
@@ -61,53 +115,8 @@ int cmd_data(int argc, char **argv) {
         loom_dataset_free(ds);
         return EXIT_USAGE;
     }
-    printf("%s\n  format: %s\n", ds->path, ds->format);
-    if (ds->split[0])
-        printf("  split: %s (the data has a train and a test split; --split %s for the other)\n", ds->split,
-               strcmp(ds->split, "train") ? "train" : "test");
-    if (ds->split[0] && !strcmp(ds->format, "folder")) {
-        char pred[4200];
-        struct stat st;
-        snprintf(pred, sizeof pred, "%s/seg_pred", path);
-        if (stat(pred, &st) == 0 && S_ISDIR(st.st_mode))
-            printf("  (%s holds unlabelled images: not used for training; loom predict classifies them)\n", pred);
-    }
-    printf("  samples: %zu\n  image: %d x %d x %d (channels x height x width)", ds->count, ds->c, ds->h, ds->w);
-    if (ds->native_c != ds->c || ds->native_h != ds->h || ds->native_w != ds->w)
-        printf(", converted from %d x %d x %d (the first image)", ds->native_c, ds->native_h, ds->native_w);
-    printf("\n  labels: %s\n", ds->labeled ? "yes" : "no (a test set)");
-    size_t sz = (size_t)ds->c * ds->h * ds->w;
-    uint8_t *buf = malloc(sz);
-    long *counts = calloc((size_t)ds->num_classes + 1, sizeof(long));
-    long bad = 0, out_of_range = 0;
-    double sum = 0;
-    for (size_t i = 0; buf && counts && i < ds->count; i++) {
-        int32_t lab;
-        if (loom_dataset_get(ds, i, buf, &lab)) {
-            if (bad < 50) printf("  bad record: %s\n", loom_error());
-            bad++;
-            continue;
-        }
-        for (size_t k = 0; k < sz; k++) sum += buf[k];
-        if (!ds->labeled) continue;
-        if (lab >= 0 && lab < ds->num_classes) counts[lab]++;
-        else out_of_range++;
-    }
-    if (bad > 50) printf("  ... and %ld more bad records\n", bad - 50);
-    if (ds->num_classes) {
-        printf("  classes: %d\n", ds->num_classes);
-        char nb[32];
-        for (int k = 0; k < ds->num_classes; k++)
-            if (ds->labeled) printf("    %3d %-24s %8ld%s\n", k, loom_dataset_class_name(ds, k, nb, sizeof nb), counts[k],
-                                    counts[k] ? "" : "   (no samples)");
-            else printf("    %3d %s\n", k, loom_dataset_class_name(ds, k, nb, sizeof nb));
-    }
-    size_t good = ds->count - (size_t)bad;
-    printf("  mean pixel value: %.2f\n", good ? sum / ((double)good * (double)sz) : 0.0);
-    printf("  checked %zu records: %zu good, %ld bad%s\n", ds->count, good, bad,
-           out_of_range ? " (and labels out of range)" : "");
-    free(buf);
-    free(counts);
+    describe(ds, path);
+    int rc = check_records(ds);
     loom_dataset_free(ds);
-    return bad || out_of_range ? EXIT_FAILED : EXIT_DONE;
+    return rc;
 }

@@ -63,116 +63,137 @@ static void from_grey(uint8_t *px, int S, const uint8_t *src, int sw, int sh, in
         }
 }
 
-int cmd_make_folder(int argc, char **argv) {
-    cli_opt o[] = {CLI_OPT("out", "DIR", "where to write (seg_train/seg_train/<class>/, seg_test/seg_test/<class>/)", NULL),
-                   CLI_OPT("from", "SRC", "synthetic (6 scene classes) or an IDX folder such as Fashion-MNIST", "synthetic"),
-                   CLI_OPT("train", "N", "training images per class", "100"),
-                   CLI_OPT("test", "N", "test images per class", "20"),
-                   CLI_OPT("size", "S", "image side in pixels", "150"),
-                   CLI_OPT("quality", "Q", "JPEG quality", "90"),
-                   CLI_OPT("seed", "N", "seed for synthetic images", "1"),
-                   CLI_END};
+typedef struct {
+    const char *out, *from;
+    long per[2], S, quality, seed;
+    int K;
+    const char **names;
+    loom_dataset *src[2];   /* IDX train and test splits; NULL for synthetic scenes */
+    loom_image img;
+    uint8_t *grey;          /* one source image */
+    long written, short_min;
+    int short_classes;
+} folder_job;
+
+static const cli_opt make_folder_options[] = {
+    CLI_OPT("out", "DIR", "where to write (seg_train/seg_train/<class>/, seg_test/seg_test/<class>/)", NULL),
+    CLI_OPT("from", "SRC", "synthetic (6 scene classes) or an IDX folder such as Fashion-MNIST", "synthetic"),
+    CLI_OPT("train", "N", "training images per class", "100"),
+    CLI_OPT("test", "N", "test images per class", "20"),
+    CLI_OPT("size", "S", "image side in pixels", "150"),
+    CLI_OPT("quality", "Q", "JPEG quality", "90"),
+    CLI_OPT("seed", "N", "seed for synthetic images", "1"),
+    CLI_END};
+
+/* Options, and an --out that is new or empty: images of another run (another
+ * size, another class set) must not end up mixed with these. */
+static int folder_options(folder_job *j, cli_opt *o, int argc, char **argv) {
     int pr = cli_parse("make-folder", "--out DIR [options]", o, argc, argv, NULL, 0, NULL);
-    if (pr) return pr > 0 ? 0 : 2;
-    long ntr = 100, nte = 20, S = 150, q = 90, seed = 1;
-    if (cli_int("make-folder", o, "train", 1, 1000000, &ntr) || cli_int("make-folder", o, "test", 1, 1000000, &nte) ||
-        cli_int("make-folder", o, "size", 8, 4096, &S) || cli_int("make-folder", o, "quality", 1, 100, &q) ||
-        cli_int("make-folder", o, "seed", 0, 0x7fffffffL, &seed))
-        return 2;
-    const char *out = cli_get(o, "out"), *from = cli_get(o, "from");
-    if (!out) {
+    if (pr) return pr > 0 ? -1 : EXIT_USAGE;
+    j->per[0] = 100, j->per[1] = 20, j->S = 150, j->quality = 90, j->seed = 1;
+    if (cli_int("make-folder", o, "train", 1, 1000000, &j->per[0]) ||
+        cli_int("make-folder", o, "test", 1, 1000000, &j->per[1]) || cli_int("make-folder", o, "size", 8, 4096, &j->S) ||
+        cli_int("make-folder", o, "quality", 1, 100, &j->quality) ||
+        cli_int("make-folder", o, "seed", 0, 0x7fffffffL, &j->seed))
+        return EXIT_USAGE;
+    j->out = cli_get(o, "out"), j->from = cli_get(o, "from");
+    if (!j->out) {
         fprintf(stderr, "loom make-folder: --out DIR is required\n");
-        return 2;
+        return EXIT_USAGE;
     }
-    /* images of another run (another size, another class set) must not end up mixed with these */
-    DIR *existing = opendir(out);
-    if (existing) {
-        int entries = 0;
-        for (struct dirent *e; (e = readdir(existing)) != NULL;) entries += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-        closedir(existing);
-        if (entries) {
-            fprintf(stderr, "loom make-folder: --out %s exists and is not empty: writing into it would mix these images "
-                            "with what it holds (choose a new folder, or remove it first)\n",
-                    out);
-            return EXIT_USAGE;
+    DIR *existing = opendir(j->out);
+    int entries = 0;
+    for (struct dirent *e; existing && (e = readdir(existing)) != NULL;)
+        entries += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    if (existing) closedir(existing);
+    if (entries) {
+        fprintf(stderr, "loom make-folder: --out %s exists and is not empty: writing into it would mix these images "
+                        "with what it holds (choose a new folder, or remove it first)\n",
+                j->out);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* The sources: synthetic scenes, or both splits of a grey IDX set. */
+static int folder_sources(folder_job *j) {
+    int synthetic = !strcmp(j->from, "synthetic");
+    j->K = synthetic ? 6 : 10;
+    j->names = synthetic ? intel_classes : fashion_classes;
+    j->img = (loom_image){.w = (int)j->S, .h = (int)j->S, .c = 3, .data = malloc((size_t)j->S * j->S * 3)};
+    if (!j->img.data) return fprintf(stderr, "loom make-folder: out of memory\n"), EXIT_FAILED;
+    for (int s = 0; !synthetic && s < 2; s++)
+        if (!(j->src[s] = loom_dataset_open_idx(j->from, &(loom_dataset_opts){.split = s ? "test" : "train"}))) {
+            fprintf(stderr, "loom make-folder: %s\n", loom_error());
+            return EXIT_FAILED;
         }
+    if (synthetic) return 0;
+    if (j->src[0]->c != 1 || j->src[1]->c != 1 || j->src[0]->h != j->src[1]->h || j->src[0]->w != j->src[1]->w) {
+        fprintf(stderr, "loom make-folder: --from %s: grey IDX images of one size are expected\n", j->from);
+        return EXIT_FAILED;
     }
-    int synthetic = !strcmp(from, "synthetic");
-    loom_dataset *src[2] = {NULL, NULL};
-    if (!synthetic) {
-        for (int s = 0; s < 2; s++) {
-            src[s] = loom_dataset_open_idx(from, &(loom_dataset_opts){.split = s ? "test" : "train"});
-            if (!src[s]) {
-                fprintf(stderr, "loom make-folder: %s\n", loom_error());
-                loom_dataset_free(src[0]);
-                return 1;
+    if (!(j->grey = malloc((size_t)j->src[0]->h * j->src[0]->w)))
+        return fprintf(stderr, "loom make-folder: out of memory\n"), EXIT_FAILED;
+    return 0;
+}
+
+/* The images of class k in one split. */
+static int write_class(folder_job *j, int split, int k) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s/%s", j->out, split ? "seg_test/seg_test" : "seg_train/seg_train", j->names[k]);
+    if (loom_mkdirs(dir)) {
+        fprintf(stderr, "loom make-folder: cannot create %s: %s\n", dir, strerror(errno));
+        return EXIT_FAILED;
+    }
+    loom_dataset *src = j->src[split];
+    size_t cursor = 0; /* the next IDX sample to look at */
+    for (long i = 0; i < j->per[split]; i++) {
+        if (!src) {
+            synth(j->img.data, (int)j->S, k, loom_rng_key((uint64_t)j->seed, (uint64_t)split, (uint64_t)k, (uint64_t)i));
+        } else {
+            int32_t lab = -1;
+            while (cursor < src->count) {
+                if (loom_dataset_get(src, cursor++, j->grey, &lab) == LOOM_OK && lab == k) break;
+                lab = -1;
             }
-        }
-    }
-    int K = synthetic ? 6 : 10;
-    const char **names = synthetic ? intel_classes : fashion_classes;
-    loom_image img = {.w = (int)S, .h = (int)S, .c = 3, .data = malloc((size_t)S * S * 3)};
-    uint8_t *gray = NULL;
-    if (!synthetic) {
-        if (src[0]->c != 1 || src[1]->c != 1 || src[0]->h != src[1]->h || src[0]->w != src[1]->w) {
-            fprintf(stderr, "loom make-folder: --from %s: grey IDX images of one size are expected\n", from);
-            loom_dataset_free(src[0]);
-            loom_dataset_free(src[1]);
-            free(img.data);
-            return 1;
-        }
-        gray = malloc((size_t)src[0]->h * src[0]->w);
-    }
-    int rc = 0, short_classes = 0;
-    long written = 0, short_min = LONG_MAX;
-    for (int split = 0; split < 2 && !rc; split++) {
-        const char *sp = split ? "seg_test/seg_test" : "seg_train/seg_train";
-        long per = split ? nte : ntr;
-        size_t cursor = 0; /* next IDX sample to look at */
-        for (int k = 0; k < K && !rc; k++) {
-            char dir[4096];
-            snprintf(dir, sizeof dir, "%s/%s/%s", out, sp, names[k]);
-            if (loom_mkdirs(dir)) {
-                fprintf(stderr, "loom make-folder: cannot create %s: %s\n", dir, strerror(errno));
-                rc = 1;
-                break;
+            if (lab != k) { /* this class has no more images */
+                j->short_classes++;
+                if (i < j->short_min) j->short_min = i;
+                return 0;
             }
-            cursor = 0;
-            for (long i = 0; i < per && !rc; i++) {
-                if (synthetic) {
-                    synth(img.data, (int)S, k, loom_rng_key((uint64_t)seed, (uint64_t)split, (uint64_t)k, (uint64_t)i));
-                } else {
-                    int32_t lab = -1;
-                    while (cursor < src[split]->count) {
-                        if (loom_dataset_get(src[split], cursor++, gray, &lab) == LOOM_OK && lab == k) break;
-                        lab = -1;
-                    }
-                    if (lab != k) { /* this class has no more images */
-                        short_classes++;
-                        if (i < short_min) short_min = i;
-                        break;
-                    }
-                    from_grey(img.data, (int)S, gray, src[split]->w, src[split]->h, k);
-                }
-                char path[4200];
-                snprintf(path, sizeof path, "%s/%ld.jpg", dir, i);
-                if (loom_image_save_jpeg(path, &img, (int)q)) {
-                    fprintf(stderr, "loom make-folder: %s\n", loom_error());
-                    rc = 1;
-                }
-                written++;
-            }
+            from_grey(j->img.data, (int)j->S, j->grey, src->w, src->h, k);
         }
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%ld.jpg", dir, i);
+        if (loom_image_save_jpeg(path, &j->img, (int)j->quality)) {
+            fprintf(stderr, "loom make-folder: %s\n", loom_error());
+            return EXIT_FAILED;
+        }
+        j->written++;
     }
-    if (!rc) printf("wrote %ld %ldx%ld JPEGs in %d classes to %s (seg_train, seg_test)\n", written, S, S, K, out);
-    if (!rc && short_classes)
-        printf("note: %s has fewer images than asked for: %d class folder%s got only what there was (as few as %ld)\n",
-               from, short_classes, plural(short_classes), short_min);
-    free(img.data);
-    free(gray);
-    loom_dataset_free(src[0]);
-    loom_dataset_free(src[1]);
-    return rc;
+    return 0;
+}
+
+int cmd_make_folder(int argc, char **argv) {
+    cli_opt o[sizeof make_folder_options / sizeof *make_folder_options];
+    memcpy(o, make_folder_options, sizeof o);
+    folder_job j = {.short_min = LONG_MAX};
+    int rc = folder_options(&j, o, argc, argv);
+    if (!rc) rc = folder_sources(&j);
+    for (int split = 0; !rc && split < 2; split++)
+        for (int k = 0; !rc && k < j.K; k++) rc = write_class(&j, split, k);
+    if (!rc) {
+        printf("wrote %ld %ldx%ld JPEGs in %d classes to %s (seg_train, seg_test)\n", j.written, j.S, j.S, j.K, j.out);
+        if (j.short_classes)
+            printf("note: %s has fewer images than asked for: %d class folder%s got only what there was (as few as "
+                   "%ld)\n",
+                   j.from, j.short_classes, plural(j.short_classes), j.short_min);
+    }
+    free(j.img.data);
+    free(j.grey);
+    loom_dataset_free(j.src[0]);
+    loom_dataset_free(j.src[1]);
+    return rc < 0 ? EXIT_DONE : rc;
 }
 
 typedef struct {

@@ -358,8 +358,15 @@ static int settings(train_run *r) {
             return EXIT_USAGE;
         }
     }
+    return 0;
+}
+
+/* The settings that name things (optimizer, schedule, model, augmentation,
+ * plot), and the ones that only mean something with others. */
+static int check_settings(train_run *r) {
+    cli_opt *o = r->o;
     if (loom_optim_parse(cli_get(o, "optim")) < 0) {
-        say("--optim: unknown optimizer '%s' (sgd, adam, adamw, rmsprop, adagrad, nadam)", cli_get(o, "optim"));
+        say("--optim: %s", loom_error());
         return EXIT_USAGE;
     }
     if (cli_given(o, "nesterov") && strcmp(cli_get(o, "optim"), "sgd")) {
@@ -1030,8 +1037,8 @@ int cmd_train(int argc, char **argv) {
 
     runinfo_init(&r.run);
     loom_fit_state_init(&r.st, NULL);
-    int (*const steps[])(train_run *) = {lock_folder, from_checkpoint, settings, open_data, build_model,
-                                          record_options, open_outputs, make_trainer};
+    int (*const steps[])(train_run *) = {lock_folder, from_checkpoint, settings, check_settings, open_data,
+                                          build_model, record_options, open_outputs, make_trainer};
     int rc = parse(&r, o, argc, argv);
     for (size_t i = 0; !rc && i < sizeof steps / sizeof *steps; i++) rc = steps[i](&r);
     if (!rc) {
