@@ -113,6 +113,10 @@ static int take_lock(loom_ckdir *d) {
 }
 
 loom_ckdir *loom_ckdir_open(const char *dir) {
+    if (!dir || !dir[0]) {
+        loom_fail(LOOM_EINVAL, "loom_ckdir_open: no folder");
+        return NULL;
+    }
     loom_ckdir *d = calloc(1, sizeof *d);
     if (!d || !(d->dir = strdup(dir))) {
         free(d);

@@ -35,6 +35,10 @@ loom_exec *loom_exec_new(loom_graph *g, int max_batch) {
         loom_fail(LOOM_EINVAL, "loom_exec_new: the graph is not finished (call loom_graph_finish)");
         return NULL;
     }
+    if (g->err[0]) {
+        loom_fail(LOOM_EINVAL, "loom_exec_new: %s", g->err);
+        return NULL;
+    }
     if (max_batch <= 0) {
         loom_fail(LOOM_EINVAL, "loom_exec_new: batch %d must be positive", max_batch);
         return NULL;
@@ -115,15 +119,20 @@ const float *loom_exec_batch_stats(const loom_exec *e) { return e->stats; }
 void loom_exec_probabilities(const loom_exec *e, int n, float *probs, int32_t *classes) {
     int k = (int)loom_exec_output_size(e);
     const float *out = loom_exec_output(e);
-    for (int i = 0; i < n; i++) {
+    /* a model that ends in softmax already gives probabilities: not twice */
+    int done = e->g->nodes[e->g->output].op == LOOM_OP_SOFTMAX;
+    for (int i = 0; i < n && i < e->max_batch; i++) {
         const float *o = out + (size_t)i * k;
-        if (probs) loom_k_softmax_fwd(o, probs + (size_t)i * k, 1, k);
+        if (probs && done) memcpy(probs + (size_t)i * k, o, (size_t)k * sizeof(float));
+        else if (probs) loom_k_softmax_fwd(o, probs + (size_t)i * k, 1, k);
         if (classes) classes[i] = loom_k_argmax(o, k);
     }
 }
 
-void loom_exec_forward(loom_exec *e, int n, int training, uint64_t dropout_key,
-                       uint64_t sample_base) {
+int loom_exec_forward(loom_exec *e, int n, int training, uint64_t dropout_key, uint64_t sample_base) {
+    if (!e) return loom_fail(LOOM_EINVAL, "loom_exec_forward: no exec");
+    if (n <= 0 || n > e->max_batch)
+        return loom_fail(LOOM_EINVAL, "loom_exec_forward: %d samples, the exec was planned for 1..%d", n, e->max_batch);
     loom_graph *g = e->g;
     const float *P = g->params;
     e->trained = training;
@@ -184,6 +193,7 @@ void loom_exec_forward(loom_exec *e, int n, int training, uint64_t dropout_key,
         case LOOM_OP_COUNT_: break;
         }
     }
+    return LOOM_OK;
 }
 
 void loom_exec_zero_act_grad(loom_exec *e) {

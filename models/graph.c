@@ -52,8 +52,29 @@ static loom_node fail(loom_graph *g, const char *fmt, ...) {
 
 const char *loom_graph_error(const loom_graph *g) { return g->err; }
 
+/* Whether x can feed a new layer: a graph without an error so far, not
+ * finished, and x one of its nodes (a mistake there is recorded). */
 static int valid(loom_graph *g, loom_node x) {
-    return g && !g->err[0] && x >= 0 && x < g->n;
+    if (!g || g->err[0]) return 0;
+    if (g->finished) {
+        fail(g, "%s: the graph is finished: a layer added now would not be part of it", g->name);
+        return 0;
+    }
+    if (x < 0 || x >= g->n) {
+        fail(g, "%s: layer %d: its input %d is not a node of the graph (0..%d)", g->name, g->n, x, g->n - 1);
+        return 0;
+    }
+    return 1;
+}
+
+/* Whether x names a node, for the setters (which also work on a finished graph). */
+static int node_ok(loom_graph *g, loom_node x, const char *what) {
+    if (!g) return 0;
+    if (x < 0 || x >= g->n) {
+        fail(g, "%s: %s: node %d is not a node of the graph (0..%d)", g->name, what, x, g->n - 1);
+        return 0;
+    }
+    return 1;
 }
 
 /* A layer's output is a flat vector after dense/flatten/global pooling, and
@@ -110,6 +131,7 @@ static void set_shape(loom_layer *l, int c, int h, int w) {
 
 loom_node loom_input(loom_graph *g, int c, int h, int w) {
     if (!g || g->err[0]) return -1;
+    if (g->finished) return fail(g, "%s: the graph is finished: a layer added now would not be part of it", g->name);
     if (c <= 0 || h <= 0 || w <= 0)
         return fail(g, "%s: input shape (%d, %d, %d) must be positive", g->name, c, h, w);
     loom_layer *l = add_layer(g, LOOM_OP_INPUT, 0, NULL);
@@ -141,13 +163,16 @@ loom_node loom_conv2d_ex(loom_graph *g, loom_node x, const loom_conv_shape *s, i
     cs.c = in->c;
     cs.h = in->h;
     cs.w = in->w;
-    if (cs.sh <= 0) cs.sh = 1;
-    if (cs.sw <= 0) cs.sw = 1;
-    if (cs.dh <= 0) cs.dh = 1;
-    if (cs.dw <= 0) cs.dw = 1;
-    if (cs.groups <= 0) cs.groups = 1;
     char b[64];
     const char *nm = g->name;
+    if (cs.sh < 0 || cs.sw < 0 || cs.dh < 0 || cs.dw < 0 || cs.groups < 0)
+        return fail(g, "%s: conv2d layer %d: stride %dx%d, dilation %dx%d and groups %d must not be negative (0 means 1)",
+                    nm, g->n, cs.sh, cs.sw, cs.dh, cs.dw, cs.groups);
+    if (cs.sh == 0) cs.sh = 1;
+    if (cs.sw == 0) cs.sw = 1;
+    if (cs.dh == 0) cs.dh = 1;
+    if (cs.dw == 0) cs.dw = 1;
+    if (cs.groups == 0) cs.groups = 1;
     if (cs.oc <= 0 || cs.kh <= 0 || cs.kw <= 0 || cs.ph < 0 || cs.pw < 0)
         return fail(g, "%s: conv2d layer %d: filters %d, kernel %dx%d, padding %d,%d must be positive",
                     nm, g->n, cs.oc, cs.kh, cs.kw, cs.ph, cs.pw);
@@ -245,6 +270,8 @@ loom_node loom_softmax(loom_graph *g, loom_node x) {
 }
 
 loom_node loom_leaky_relu(loom_graph *g, loom_node x, float alpha) {
+    if (valid(g, x) && !isfinite(alpha))
+        return fail(g, "%s: leaky_relu layer %d: slope %g is not a finite number", g->name, g->n, (double)alpha);
     loom_node y = unary(g, LOOM_OP_LEAKY_RELU, x);
     if (y >= 0) g->nodes[y].a.alpha = alpha;
     return y;
@@ -290,8 +317,9 @@ loom_node loom_add(loom_graph *g, loom_node a, loom_node b) {
 
 loom_node loom_concat(loom_graph *g, int n, const loom_node *xs) {
     if (!g || g->err[0]) return -1;
-    if (n < 1 || n > LOOM_MAX_INPUTS)
-        return fail(g, "%s: concat layer %d: %d inputs (1..%d allowed)", g->name, g->n, n, LOOM_MAX_INPUTS);
+    if (n < 1 || n > LOOM_MAX_INPUTS || !xs)
+        return fail(g, "%s: concat layer %d: %d inputs (1..%d allowed)%s", g->name, g->n, n, LOOM_MAX_INPUTS,
+                    xs ? "" : ", and no array of them");
     int c = 0;
     for (int i = 0; i < n; i++) {
         if (!valid(g, xs[i])) return -1;
@@ -310,19 +338,35 @@ loom_node loom_concat(loom_graph *g, int n, const loom_node *xs) {
 }
 
 void loom_graph_set_init(loom_graph *g, loom_node x, loom_init weight, loom_init bias) {
-    if (!valid(g, x)) return;
+    if (!node_ok(g, x, "loom_graph_set_init")) return;
+    if (g->finished) {
+        fail(g, "%s: loom_graph_set_init on node %d after loom_graph_finish, which applies initializers", g->name, x);
+        return;
+    }
     g->nodes[x].winit = weight;
     g->nodes[x].binit = bias;
 }
 
-void loom_graph_set_default_init(loom_graph *g, loom_init weight) { g->default_init = weight; }
+void loom_graph_set_default_init(loom_graph *g, loom_init weight) {
+    if (g && g->finished) fail(g, "%s: loom_graph_set_default_init after loom_graph_finish, which applies it", g->name);
+    else if (g) g->default_init = weight;
+}
 
 void loom_graph_set_frozen(loom_graph *g, loom_node x, int frozen) {
-    if (valid(g, x)) g->nodes[x].frozen = frozen != 0;
+    if (node_ok(g, x, "loom_graph_set_frozen")) g->nodes[x].frozen = frozen != 0;
 }
 
 void loom_graph_set_batchnorm(loom_graph *g, loom_node x, float eps, float momentum) {
-    if (!valid(g, x) || g->nodes[x].op != LOOM_OP_BATCHNORM) return;
+    if (!node_ok(g, x, "loom_graph_set_batchnorm")) return;
+    if (g->nodes[x].op != LOOM_OP_BATCHNORM) {
+        fail(g, "%s: loom_graph_set_batchnorm: node %d is a %s layer", g->name, x, op_names[g->nodes[x].op]);
+        return;
+    }
+    if (!(eps > 0 && isfinite(eps)) || !(momentum >= 0 && momentum <= 1)) {
+        fail(g, "%s: loom_graph_set_batchnorm: eps %g must be positive, momentum %g in [0, 1]", g->name, (double)eps,
+             (double)momentum);
+        return;
+    }
     g->nodes[x].a.bn.eps = eps;
     g->nodes[x].a.bn.momentum = momentum;
 }
@@ -366,6 +410,10 @@ void loom_graph_init_params(loom_graph *g, uint64_t seed) {
 
 int loom_graph_finish(loom_graph *g, uint64_t seed) {
     if (!g) return loom_fail(LOOM_EINVAL, "loom_graph_finish: no graph");
+    if (g->finished)
+        return loom_fail(LOOM_EINVAL, "%s: already finished (finishing again would re-initialise its weights; "
+                                      "loom_graph_init_params does that on purpose)",
+                         g->name);
     if (!g->err[0] && g->n == 0) fail(g, "%s: the graph has no layers", g->name);
     if (!g->err[0] && g->nodes[0].op != LOOM_OP_INPUT)
         fail(g, "%s: the first layer must be an input", g->name);
@@ -433,6 +481,7 @@ static void human(double v, char *buf, size_t cap) {
 }
 
 void loom_graph_summary(const loom_graph *g, FILE *f) {
+    if (!g || !f) return;
     char b1[64], b2[32], b3[96];
     fprintf(f, "Model: \"%s\"\n", g->name);
     fprintf(f, "%-4s %-28s %-16s %12s %10s  %s\n", "#", "Layer (type)", "Output shape", "Params", "FLOPs", "Inputs");

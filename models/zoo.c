@@ -234,7 +234,7 @@ const char *const *loom_zoo_names(void) {
 }
 
 loom_graph *loom_zoo_build(const char *name, int c, int h, int w, int classes, uint64_t seed) {
-    for (size_t i = 0; i < NZOO; i++) {
+    for (size_t i = 0; name && i < NZOO; i++) {
         if (strcmp(zoo[i].name, name)) continue;
         loom_graph *g = zoo[i].fn(c, h, w, classes);
         if (!g) {
@@ -252,6 +252,6 @@ loom_graph *loom_zoo_build(const char *name, int c, int h, int w, int classes, u
         strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
         strncat(list, zoo[i].name, sizeof list - strlen(list) - 1);
     }
-    loom_fail(LOOM_EINVAL, "unknown model '%s' (known: %s)", name, list);
+    loom_fail(LOOM_EINVAL, "unknown model '%s' (known: %s)", name ? name : "(null)", list);
     return NULL;
 }

@@ -70,6 +70,8 @@ static loom_loader *eval_loader(loom_trainer *t, loom_dataset *ds, int producers
 
 int loom_evaluate(loom_trainer *t, loom_dataset *ds, int producers, const struct loom_augment *aug, double *loss,
                   double *acc) {
+    if (!t || !ds) return loom_fail(LOOM_EINVAL, "loom_evaluate: no %s", t ? "data" : "trainer");
+    if (!ds->labeled) return loom_fail(LOOM_EINVAL, "%s: data without labels cannot be scored", ds->path);
     loom_loader *l = eval_loader(t, ds, producers, aug, 0);
     if (!l) return LOOM_ERR;
     int rc = run_eval(t, l, NULL, 0, loss, acc);
@@ -135,6 +137,8 @@ static int train_epoch(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, 
 }
 
 int loom_fit(loom_trainer *t, loom_dataset *train, const loom_fit_opts *o, loom_epoch_metrics *history) {
+    if (!t || !train || !o)
+        return loom_fail(LOOM_EINVAL, "loom_fit: no %s", !t ? "trainer" : !train ? "training data" : "options");
     loom_graph *g = loom_trainer_graph(t);
     const loom_layer *in = loom_graph_layer(g, 0);
     loom_loader_opts lo = o->loader;
@@ -147,13 +151,31 @@ int loom_fit(loom_trainer *t, loom_dataset *train, const loom_fit_opts *o, loom_
     if (!train->labeled) return loom_fail(LOOM_EINVAL, "%s: the training set has no labels", train->path);
     if (o->early_stop > 0 && !o->val)
         return loom_fail(LOOM_EINVAL, "early stopping needs validation data (it watches the validation accuracy)");
+    /* validation data that cannot be scored is refused now, not after an epoch of training */
+    size_t K = loom_graph_layer(g, loom_graph_output(g))->size;
+    if (o->val && (!o->val->labeled || (size_t)o->val->num_classes > K || o->val->c != in->c))
+        return loom_fail(LOOM_EINVAL, "%s: validation data %s", o->val->path,
+                         !o->val->labeled ? "without labels cannot be scored"
+                         : o->val->c != in->c ? "has another channel count than the model takes"
+                                              : "has more classes than the model has outputs");
+    if (train->num_classes > (int)K || train->c != in->c)
+        return loom_fail(LOOM_EINVAL, "%s: %s", train->path,
+                         train->c != in->c ? "the data has another channel count than the model takes"
+                                           : "the data has more classes than the model has outputs");
     loom_fit_state own, *st = o->state;
     if (!st) {
-        loom_schedule sched;
-        if (loom_schedule_parse(o->schedule ? o->schedule : "const", o->lr, o->epochs, &sched)) return LOOM_ERR;
-        loom_fit_state_init(&own, &sched);
+        loom_fit_state_init(&own, NULL);
         st = &own;
     }
+    /* a state without a schedule (zeroed, or made by loom_fit_state_init(st, NULL)) gets one from lr */
+    if (st->sched.base_lr == 0 && st->sched.epochs == 0 && st->epoch == 0 && st->batch == 0) {
+        if (!(o->lr > 0)) return loom_fail(LOOM_EINVAL, "loom_fit: no learning rate (set .lr, or a schedule in the state)");
+        if (loom_schedule_parse(o->schedule ? o->schedule : "const", o->lr, o->epochs, &st->sched)) return LOOM_ERR;
+    }
+    if (st->sched.kind == LOOM_SCHED_COSINE && o->epochs > st->sched.epochs)
+        return loom_fail(LOOM_EINVAL, "loom_fit: %d epochs, but the cosine schedule plans %d (its rate is 0 after "
+                                      "that): extend it first (loom_schedule_extend)",
+                         o->epochs, st->sched.epochs);
     st->stopped = st->early_stopped = 0;
     loom_loader *l = loom_loader_new(train, &lo), *vl = NULL;
     if (!l) return LOOM_ERR;

@@ -136,6 +136,10 @@ static void *producer_main(void *arg) {
 }
 
 loom_loader *loom_loader_new(loom_dataset *ds, const loom_loader_opts *o) {
+    if (!ds || !o) {
+        loom_fail(LOOM_EINVAL, "loader: no %s", ds ? "options" : "data set");
+        return NULL;
+    }
     if (o->batch <= 0) {
         loom_fail(LOOM_EINVAL, "loader: batch size %d must be positive", o->batch);
         return NULL;

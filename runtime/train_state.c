@@ -244,20 +244,23 @@ static loom_ckpt_tensor *optim_views(loom_graph *g, loom_optim *opt, char (**nam
 
 int loom_train_save(const char *path, loom_trainer *t, const loom_fit_state *st, const loom_ckpt_meta *meta,
                     int nmeta) {
+    if (!t || !st)
+        return loom_fail(LOOM_EINVAL, "%s: loom_train_save needs %s (a model alone: loom_checkpoint_save)",
+                         path ? path : "?", !t ? "a trainer" : "the fit state");
     loom_graph *g = loom_trainer_graph(t);
-    char *ttext = trainer_text(t), *ftext = st ? fit_text(st, path) : NULL;
+    char *ttext = trainer_text(t), *ftext = fit_text(st, path);
     loom_ckpt_meta *all = calloc((size_t)nmeta + 2, sizeof *all);
     char(*names)[LOOM_CKPT_NAME_MAX] = NULL;
     size_t nt = 0;
     loom_ckpt_tensor *views = optim_views(g, loom_trainer_optim(t), &names, &nt);
     int rc = LOOM_ERR;
-    if (!ttext || (st && !ftext) || !all || !views) {
-        if (!(st && !ftext)) loom_fail(LOOM_ENOMEM, "%s: out of memory describing the training state", path);
+    if (!ttext || !ftext || !all || !views) {
+        if (ftext) loom_fail(LOOM_ENOMEM, "%s: out of memory describing the training state", path);
         goto out;
     }
     int n = 0;
     all[n++] = (loom_ckpt_meta){"loom.trainer", ttext};
-    if (ftext) all[n++] = (loom_ckpt_meta){"loom.fit", ftext};
+    all[n++] = (loom_ckpt_meta){"loom.fit", ftext};
     for (int i = 0; i < nmeta; i++) all[n++] = meta[i];
     loom_ckpt_extra ex = {.meta = all, .nmeta = n, .tensors = views, .ntensors = nt};
     rc = loom_checkpoint_save(path, g, &ex);

@@ -58,11 +58,40 @@ const char *loom_loss_name(loom_loss_kind k) {
     return (k >= 0 && k <= LOOM_LOSS_HINGE) ? n[k] : "?";
 }
 
+/* Everything a trainer is given, checked once: a bad setting is refused here
+ * rather than turning into a silent loss of 0 or NaN weights later. */
+static int check_opts(loom_graph *g, const loom_trainer_opts *o) {
+    if (!g || !o) return loom_fail(LOOM_EINVAL, "trainer: no %s", g ? "options" : "graph");
+    if (!loom_graph_params(g)) return loom_fail(LOOM_EINVAL, "trainer: the graph is not finished (loom_graph_finish)");
+    if (loom_graph_error(g)[0]) return loom_fail(LOOM_EINVAL, "trainer: %s", loom_graph_error(g));
+    const loom_optim_cfg *c = &o->optim;
+    if (o->batch <= 0) return loom_fail(LOOM_EINVAL, "trainer: batch size %d must be positive", o->batch);
+    if (o->threads < 0 || o->shards < 0)
+        return loom_fail(LOOM_EINVAL, "trainer: %d threads, %d shards: 0 (automatic) or more", o->threads, o->shards);
+    if ((int)o->loss < 0 || o->loss > LOOM_LOSS_HINGE)
+        return loom_fail(LOOM_EINVAL, "trainer: loss kind %d is not one of loom_loss_kind", (int)o->loss);
+    if ((int)c->kind < 0 || c->kind > LOOM_NADAM)
+        return loom_fail(LOOM_EINVAL, "trainer: optimizer kind %d is not one of loom_optim_kind", (int)c->kind);
+    if (!(o->clip_norm >= 0 && isfinite(o->clip_norm)))
+        return loom_fail(LOOM_EINVAL, "trainer: clip norm %g must be 0 (off) or positive", (double)o->clip_norm);
+    if (!(c->momentum >= 0 && c->momentum <= 1) || !(c->weight_decay >= 0 && isfinite(c->weight_decay)) ||
+        !(c->l1 >= 0 && isfinite(c->l1)) || !(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1) ||
+        !(c->eps >= 0 && isfinite(c->eps)) || !(c->alpha >= 0 && c->alpha < 1))
+        return loom_fail(LOOM_EINVAL,
+                         "trainer: optimizer settings out of range (momentum %g in [0,1], weight decay %g and l1 %g "
+                         ">= 0, betas %g %g and alpha %g in [0,1), eps %g >= 0)",
+                         (double)c->momentum, (double)c->weight_decay, (double)c->l1, (double)c->beta1,
+                         (double)c->beta2, (double)c->alpha, (double)c->eps);
+    const loom_layer *out = loom_graph_layer(g, loom_graph_output(g));
+    if (out->op == LOOM_OP_SOFTMAX && o->loss == LOOM_LOSS_XENT)
+        return loom_fail(LOOM_EINVAL, "trainer: the model ends in a softmax layer, and the cross-entropy loss "
+                                      "applies its own: remove the final softmax (loom_exec_probabilities gives "
+                                      "probabilities)");
+    return LOOM_OK;
+}
+
 loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
-    if (o->batch <= 0) {
-        loom_fail(LOOM_EINVAL, "trainer: batch size %d must be positive", o->batch);
-        return NULL;
-    }
+    if (check_opts(g, o)) return NULL;
     loom_trainer *t = calloc(1, sizeof *t);
     if (!t) goto oom;
     t->g = g;
@@ -172,11 +201,14 @@ static void phase_compute(void *ctx, int tid, int T) {
         uint64_t key = loom_rng_key(t->o.seed, LOOM_RNG_DROPOUT, (uint64_t)t->step, 0);
         loom_exec_forward(e, cnt, t->training, key, (uint64_t)lo);
         const float *out = loom_exec_output(e);
-        const int32_t *lab = t->labels + lo;
+        /* inference may come without labels: then only the outputs count */
+        const int32_t *lab = t->labels ? t->labels + lo : NULL;
         if (t->training) loom_exec_zero_act_grad(e);
         float *dout = t->training ? loom_exec_output_grad(e) : NULL;
-        so->loss = loom_k_loss(t->o.loss, out, lab, dout, cnt, K, 1.0f / (float)t->n, t->onehot[s]);
-        for (int i = 0; i < cnt; i++) so->correct += loom_k_argmax(out + (size_t)i * K, K) == lab[i];
+        if (lab) {
+            so->loss = loom_k_loss(t->o.loss, out, lab, dout, cnt, K, 1.0f / (float)t->n, t->onehot[s]);
+            for (int i = 0; i < cnt; i++) so->correct += loom_k_argmax(out + (size_t)i * K, K) == lab[i];
+        }
         if (t->out) memcpy(t->out + (size_t)lo * K, out, (size_t)cnt * K * sizeof(float));
         double t1 = loom_seconds();
         so->t_fwd = t1 - t0;
@@ -252,9 +284,11 @@ static int check_labels(const loom_trainer *t, const int32_t *labels, int n) {
 /* Check a batch and run phase 1 over it (training or inference). */
 static int run_batch(loom_trainer *t, const char *what, const float *x, const int32_t *labels, int n, int training,
                      float *out) {
+    if (!t || !x || (training && !labels))
+        return loom_fail(LOOM_EINVAL, "trainer: %s without %s", what, !t ? "a trainer" : !x ? "inputs" : "labels");
     if (n <= 0 || n > t->o.batch)
         return loom_fail(LOOM_EINVAL, "trainer: %s of %d samples (batch is %d)", what, n, t->o.batch);
-    if (check_labels(t, labels, n)) return LOOM_ERR;
+    if (labels && check_labels(t, labels, n)) return LOOM_ERR;
     t->x = x;
     t->labels = labels;
     t->n = n;
@@ -266,8 +300,16 @@ static int run_batch(loom_trainer *t, const char *what, const float *x, const in
 
 int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, int n, float lr,
                       loom_step_result *r) {
+    if (!(lr >= 0 && isfinite(lr)))
+        return loom_fail(LOOM_EINVAL, "trainer: learning rate %g must be a finite number >= 0", (double)lr);
     double t0 = loom_seconds();
     if (run_batch(t, "step", x, labels, n, 1, NULL)) return LOOM_ERR;
+    /* a loss that is not finite would carry NaN into every weight: refuse the update */
+    for (int s = 0; s < t->S; s++)
+        if (!isfinite(t->so[s].loss))
+            return loom_fail(LOOM_EDIVERGED, "trainer: step %ld: the loss is %s; the weights were not updated (the "
+                                             "learning rate is too high, or the data holds extreme values)",
+                             t->step + 1, isnan(t->so[s].loss) ? "NaN" : "infinite");
     double t1 = loom_seconds();
     /* batch-norm statistics of the shards that saw data, weighted by their counts in phase 2 */
     t->nstats = 0;

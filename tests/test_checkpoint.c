@@ -244,7 +244,7 @@ static void test_format(void) {
     loom_graph *g = build_all();
     if (!g) return;
     const char *p = at("format.safetensors");
-    loom_trainer_opts to = {.batch = 4, .threads = 1, .optim = {.kind = LOOM_NADAM}};
+    loom_trainer_opts to = {.batch = 4, .threads = 1, .loss = LOOM_LOSS_MSE, .optim = {.kind = LOOM_NADAM}};
     loom_trainer *tr = loom_trainer_new(g, &to);
     loom_fit_state st;
     loom_schedule sc;

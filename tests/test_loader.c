@@ -147,8 +147,8 @@ static void test_fit(void) {
     int ran = loom_fit(t, ds, &fo, m);
     CHECK(ran == 2 && calls == 2, "callback stop after 2 epochs: ran %d calls %d (%s)", ran, calls, loom_error());
     CHECK(m[0].val_acc >= 0 && m[0].val_acc <= 1 && m[1].epoch == 2 && m[0].images_per_s > 0, "metrics filled");
-    /* early stopping: a zero learning rate never improves, so it stops after 1 + patience epochs */
-    loom_fit_opts fe = {.epochs = 5, .lr = 0.0f, .early_stop = 2, .val = ds, .loader = {.producers = 1}};
+    /* early stopping: a learning rate of 1e-12 never improves, so it stops after 1 + patience epochs */
+    loom_fit_opts fe = {.epochs = 5, .lr = 1e-12f, .early_stop = 2, .val = ds, .loader = {.producers = 1}};
     ran = loom_fit(t, ds, &fe, m);
     CHECK(ran == 3, "early stop after 3 epochs, ran %d", ran);
     loom_trainer_free(t);

@@ -29,19 +29,19 @@ float *loom_exec_input(loom_exec *e);
 const float *loom_exec_output(const loom_exec *e);
 size_t loom_exec_output_size(const loom_exec *e); /* per sample */
 /* After an inference forward of n samples: the softmax of the outputs into
- * probs [n, out_size] (may be NULL) and the most probable class of each into
- * classes [n] (may be NULL). */
+ * probs [n, out_size] (may be NULL; a model that ends in softmax gives its
+ * outputs as they are) and the most probable class of each into classes [n]
+ * (may be NULL). */
 void loom_exec_probabilities(const loom_exec *e, int n, float *probs, int32_t *classes);
 /* Gradient of the loss w.r.t. the output, filled (accumulated) by a loss before backward. */
 float *loom_exec_output_grad(loom_exec *e);
 /* Flat parameter gradient [param_count]; backward accumulates into it. */
 float *loom_exec_param_grad(loom_exec *e);
 
-/* Forward n samples. training: dropout on, batch norm uses batch statistics.
+/* Forward n samples (1..max_batch; LOOM_OK, or LOOM_ERR). training: dropout on, batch norm uses batch statistics.
  * dropout_key / sample_base: see loom_k_dropout_fwd (sample_base = global
  * index of this shard's first sample, so masks do not depend on sharding). */
-void loom_exec_forward(loom_exec *e, int n, int training, uint64_t dropout_key,
-                       uint64_t sample_base);
+int loom_exec_forward(loom_exec *e, int n, int training, uint64_t dropout_key, uint64_t sample_base);
 /* Zero the activation gradients (including the output gradient). Call before
  * the loss fills the output gradient. */
 void loom_exec_zero_act_grad(loom_exec *e);

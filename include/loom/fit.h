@@ -34,8 +34,9 @@ typedef struct {
     long skipped;               /* unreadable samples skipped */
 } loom_epoch_metrics;
 
-/* Where a run stands. Zero it and set sched (or let loom_fit make one) to
- * start at epoch 1; keep it to resume. */
+/* Where a run stands. loom_fit_state_init(st, &sched) starts at epoch 1 with
+ * that schedule; loom_fit_state_init(st, NULL) (or a zeroed state) lets
+ * loom_fit make one from .lr and .schedule. Keep it to resume. */
 typedef struct {
     int epoch;                  /* epochs completed */
     long batch;                 /* batches of epoch + 1 already trained (after a stop), else 0 */

@@ -83,7 +83,8 @@ void loom_graph_free(loom_graph *g);
 loom_node loom_input(loom_graph *g, int c, int h, int w);
 loom_node loom_dense(loom_graph *g, loom_node x, int units);
 loom_node loom_conv2d(loom_graph *g, loom_node x, int filters, int k, int stride, int pad);
-/* Full control: s->oc, kh, kw, sh, sw, ph, pw, dh, dw, groups (c,h,w,oh,ow ignored). */
+/* Full control: s->oc, kh, kw, sh, sw, ph, pw, dh, dw, groups (c,h,w,oh,ow
+ * ignored; a stride, dilation or group count of 0 means 1). */
 loom_node loom_conv2d_ex(loom_graph *g, loom_node x, const loom_conv_shape *s, int bias);
 loom_node loom_maxpool2d(loom_graph *g, loom_node x, int k, int stride);
 loom_node loom_maxpool2d_ex(loom_graph *g, loom_node x, int kh, int kw, int sh, int sw, int ph, int pw);
@@ -103,11 +104,15 @@ loom_node loom_batchnorm(loom_graph *g, loom_node x);
 loom_node loom_add(loom_graph *g, loom_node a, loom_node b);
 loom_node loom_concat(loom_graph *g, int n, const loom_node *xs);
 
+/* The setters below record a mistake (a node that does not exist, a setter
+ * called too late) in loom_graph_error; loom_graph_finish, loom_exec_new and
+ * loom_trainer_new refuse a graph that has one. */
 /* Set a layer's initializers (call before loom_graph_finish). */
 void loom_graph_set_init(loom_graph *g, loom_node x, loom_init weight, loom_init bias);
 /* Initializer used for the weights of every dense/conv layer without its own. */
 void loom_graph_set_default_init(loom_graph *g, loom_init weight);
-/* Exclude (frozen != 0) or include a layer's parameters in updates. */
+/* Exclude (frozen != 0) or include a layer's parameters in updates (also on
+ * a finished graph: a trainer made afterwards honours it). */
 void loom_graph_set_frozen(loom_graph *g, loom_node x, int frozen);
 /* A batch-norm layer's epsilon and running-statistics momentum (default 1e-5, 0.1). */
 void loom_graph_set_batchnorm(loom_graph *g, loom_node x, float eps, float momentum);

@@ -20,8 +20,9 @@
 extern "C" {
 #endif
 
-/* Save t's model, options and optimizer state, st, and extra metadata (may be
- * NULL / 0) to path atomically. LOOM_OK or LOOM_ERR. */
+/* Save t's model, options and optimizer state, the fit state st (required:
+ * it is what a resume starts from), and extra metadata (may be NULL / 0) to
+ * path atomically. LOOM_OK or LOOM_ERR. */
 int loom_train_save(const char *path, loom_trainer *t, const loom_fit_state *st, const loom_ckpt_meta *meta,
                     int nmeta);
 

@@ -50,11 +50,15 @@ typedef struct loom_trainer loom_trainer;
 loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o);
 void loom_trainer_free(loom_trainer *t);
 
-/* One optimisation step on x [n, C, H, W] with labels [n] (class indices; for
- * MSE/BCE, targets are one-hot of the labels). lr for this step. */
+/* One optimisation step on x [n, C, H, W] with labels [n] (class indices in
+ * [0, classes); for MSE/BCE, targets are one-hot of the labels), at learning
+ * rate lr (finite, >= 0). A step whose loss is not finite is refused before
+ * it touches the weights (LOOM_EDIVERGED). */
 int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, int n, float lr,
                       loom_step_result *r);
-/* Inference on x [n, ...]: sum of losses and correct count; probs [n, K] if not NULL. */
+/* Inference on x [n, ...]: the outputs (logits) into out [n, K] if not NULL;
+ * with labels, the sum of losses and the correct count too (labels may be
+ * NULL: then loss_sum and correct are 0). */
 int loom_trainer_eval(loom_trainer *t, const float *x, const int32_t *labels, int n,
                       double *loss_sum, int *correct, float *out);
 /* The options the trainer was made with (threads as given). */

@@ -1,5 +1,9 @@
 /* loom — the model zoo: each model is a function of the input shape and the
- * class count, returning a finished graph (parameters initialised from seed). */
+ * class count. loom_zoo_build(name, ...) returns a finished graph (parameters
+ * initialised from seed), or NULL with the reason. The per-model functions
+ * return the graph unfinished, so that initializers or frozen layers can be
+ * set first; a shape that does not fit the model is recorded in
+ * loom_graph_error and reported by loom_graph_finish. */
 #ifndef LOOM_ZOO_H
 #define LOOM_ZOO_H
 
