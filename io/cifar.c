@@ -336,7 +336,12 @@ loom_dataset *loom_dataset_open_cifar(const char *path, const loom_dataset_opts 
     ds->w = CIFAR_SIDE;
     ds->native_c = 3, ds->native_h = ds->native_w = CIFAR_SIDE;
     ds->labeled = 1;
-    if (loom_is_dir(path)) snprintf(ds->split, sizeof ds->split, "%s", split);
+    /* a folder with both splits says which this is */
+    char *tr = join(dir, "data_batch_1.bin"), *te = join(dir, "test_batch.bin");
+    if (loom_is_dir(path) && tr && te && loom_is_file(tr) && loom_is_file(te))
+        snprintf(ds->split, sizeof ds->split, "%s", split);
+    free(tr);
+    free(te);
     ds->get = cifar_get;
     ds->label_of = cifar_label;
     ds->describe = cifar_describe;

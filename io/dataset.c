@@ -409,6 +409,20 @@ static int is_image_file(const char *n) {
 }
 static int is_cifar_name(const char *n) { return has_suffix(n, ".bin") && (strstr(n, "batch") != NULL); }
 
+/* Whether dir holds a (non-hidden) folder. */
+static int has_subdir(const char *dir) {
+    DIR *d = opendir(dir);
+    int found = 0;
+    for (struct dirent *e; d && !found && (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.') continue;
+        char p[4500];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        found = loom_is_dir(p);
+    }
+    if (d) closedir(d);
+    return found;
+}
+
 /* What the first bytes of a file say it is: "idx" (plain or gzip), "image", or NULL. */
 static const char *sniff(const char *path) {
     unsigned char m[4] = {0};
@@ -467,7 +481,8 @@ static loom_dataset *open_any(const char *path, const loom_dataset_opts *o) {
     if (S_ISDIR(st.st_mode)) {
         if (dir_has(path, is_idx_name)) return loom_dataset_open_idx(path, o);
         if (dir_has(path, is_cifar_name)) return loom_dataset_open_cifar(path, o);
-        if (dir_has(path, is_image_file)) return loom_dataset_open_images(path, o);
+        /* class folders win over loose images beside them (the folder reader warns of those) */
+        if (dir_has(path, is_image_file) && !has_subdir(path)) return loom_dataset_open_images(path, o);
         char inner[4200];
         if (image_wrapper(path, inner, sizeof inner)) return loom_dataset_open_images(inner, o);
         return loom_dataset_open_folder(path, o);

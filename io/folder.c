@@ -28,6 +28,8 @@ typedef struct {
     int32_t *label;
     size_t count;
     int c, h, w;
+    int strict;       /* every image must have the first image's size (nw x nh) */
+    int nw, nh;
 } folder_impl;
 
 /* ---- listing --------------------------------------------------------------------- */
@@ -132,6 +134,13 @@ static int folder_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) 
     snprintf(path, sizeof path, "%s/%s", f->root, f->pool + f->off[i]);  /* fits: checked at open */
     loom_image img;
     if (loom_image_load(path, f->c, &img)) return LOOM_ERR;
+    if (f->strict && (img.w != f->nw || img.h != f->nh)) {
+        int w = img.w, h = img.h;
+        loom_image_free(&img);
+        return loom_fail(LOOM_EFORMAT, "%s is %dx%d, unlike the first image of the set (%dx%d): resizing them alike "
+                                       "must be asked for (loom train --image-size HxW, eval/predict --resize)",
+                         path, h, w, f->nh, f->nw);
+    }
     int rc = LOOM_OK;
     uint8_t *scratch = NULL;
     if (img.w == f->w && img.h == f->h)
@@ -322,6 +331,9 @@ loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts
         goto fail;
     }
     if (top_imgs.n == 0 && maybe_descend(f, &classes)) goto fail;
+    if (top_imgs.n)
+        loom_warn("%s: %zu image%s beside the class folders (%s%s) belong to no class and are left out", path,
+                  top_imgs.n, top_imgs.n == 1 ? "" : "s", top_imgs.v[0], top_imgs.n > 1 ? ", ..." : "");
     if (classes.n > INT32_MAX) {
         loom_fail(LOOM_EFORMAT, "%s: %zu class folders is too many", path, classes.n);
         goto fail;
@@ -349,6 +361,8 @@ loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts
     f->c = c;
     f->h = h;
     f->w = w;
+    f->strict = (o && o->same_size) || !(o && o->height);
+    f->nw = ds->native_w, f->nh = ds->native_h;
 
     if (loom_dataset_set_classes(ds, (int)classes.n, (const char *const *)classes.v)) goto fail;
     ds->count = f->count;

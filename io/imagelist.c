@@ -15,6 +15,7 @@
 typedef struct {
     char **files;
     size_t n;
+    int strict; /* every image must have the first image's size */
 } list_impl;
 
 static int is_image_name(const char *n) {
@@ -27,6 +28,13 @@ static int list_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
     loom_image img;
     *label = -1;
     if (loom_image_load(m->files[i], ds->c, &img)) return LOOM_ERR;
+    if (m->strict && (img.w != ds->native_w || img.h != ds->native_h)) {
+        int w = img.w, h = img.h;
+        loom_image_free(&img);
+        return loom_fail(LOOM_EFORMAT, "%s is %dx%d, unlike the first image (%dx%d): resizing them alike must be "
+                                       "asked for (--resize)",
+                         m->files[i], h, w, ds->native_h, ds->native_w);
+    }
     int rc = LOOM_OK;
     if (img.w == ds->w && img.h == ds->h) {
         memcpy(hwc, img.data, (size_t)ds->w * ds->h * ds->c);
@@ -101,6 +109,7 @@ loom_dataset *loom_dataset_open_images(const char *path, const loom_dataset_opts
         ds->h = ds->native_h;
         ds->w = ds->native_w;
     }
+    m->strict = o && o->same_size;
     ds->labeled = 0;
     ds->get = list_get;
     ds->describe = list_describe;

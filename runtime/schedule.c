@@ -159,8 +159,8 @@ const char *loom_schedule_describe(const loom_schedule *s, char *buf, int cap) {
                       PL(s->n_milestones));
         break;
     case LOOM_SCHED_PLATEAU:
-        n += snprintf(buf + n, (size_t)(cap - n), ": x%g after %d epoch%s without progress", s->gamma, s->patience,
-                      PL(s->patience));
+        n += snprintf(buf + n, (size_t)(cap - n), ": x%g once %d epoch%s in a row bring no progress", s->gamma,
+                      s->patience + 1, PL(s->patience + 1));
         break;
     case LOOM_SCHED_COSINE:
         n += snprintf(buf + n, (size_t)(cap - n), " to %g over %d epoch%s", s->min_lr, s->epochs, PL(s->epochs));

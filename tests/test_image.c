@@ -679,7 +679,18 @@ static void test_folder(void) {
     char root[320];
     snprintf(root, sizeof root, "%s/ds", tmpdir);
 
-    loom_dataset *ds = loom_dataset_open_folder(root, NULL);
+    /* c1.png is larger than the first image: without a size asked for, an error, not a silent resize */
+    loom_dataset *strict = loom_dataset_open_folder(root, NULL);
+    CHECK(strict != NULL, "open %s: %s", root, loom_error());
+    if (strict) {
+        static uint8_t one[W * H * 3];
+        int32_t lab;
+        CHECK(loom_dataset_get(strict, 4, one, &lab) == LOOM_ERR && strstr(loom_error(), "c1.png is") &&
+                  strstr(loom_error(), "unlike the first image of the set (6x8)"),
+              "an image of another size, no size asked for: %s", loom_error());
+        loom_dataset_free(strict);
+    }
+    loom_dataset *ds = loom_dataset_open_folder(root, &(loom_dataset_opts){.height = H, .width = W});
     CHECK(ds != NULL, "open %s: %s", root, loom_error());
     if (ds) {
         CHECK(strcmp(ds->format, "folder") == 0, "format %s", ds->format);

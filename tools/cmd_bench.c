@@ -107,6 +107,11 @@ static int parse(bench *b, int argc, char **argv) {
         (b->nth = parse_counts("threads", cli_get(o, "threads"), b->th, max_threads)) < 0 ||
         (b->nprod = parse_counts("producers", cli_get(o, "producers"), b->prod, 64)) < 0)
         return EXIT_USAGE;
+    if (b->nprod > 1 && !cli_given(o, "pipeline")) {
+        fprintf(stderr, "loom bench: --producers %s: a list is for --pipeline; training uses one producer count\n",
+                cli_get(o, "producers"));
+        return EXIT_USAGE;
+    }
     if (cli_get(o, "input")) {
         char extra;
         if (sscanf(cli_get(o, "input"), "%dx%dx%d%c", &b->c, &b->h, &b->w, &extra) != 3 || b->c < 1 || b->h < 1 ||
@@ -307,8 +312,13 @@ static int run_training(bench *b) {
                    .out = malloc((size_t)b->batch * b->classes * sizeof(float))};
     loom_graph *g0 = loom_zoo_build(cli_get(b->o, "model"), b->c, b->h, b->w, (int)b->classes, 1);
     int rc = EXIT_FAILED;
-    if (!s.x || !s.y || !s.out || !g0) {
-        fprintf(stderr, "loom bench: %s\n", g0 ? "out of memory" : loom_error());
+    if (!g0) {
+        fprintf(stderr, "loom bench: %s\n", loom_error());
+        rc = EXIT_USAGE; /* an unknown model or an input it cannot take: the command line's */
+        goto out;
+    }
+    if (!s.x || !s.y || !s.out) {
+        fprintf(stderr, "loom bench: out of memory\n");
         goto out;
     }
     for (size_t i = 0; i < (size_t)b->batch * in; i++) s.x[i] = loom_rng_uniform(7, i);

@@ -10,7 +10,7 @@
 static const cli_opt data_options[] = {
     CLI_OPT("split", "NAME", "train or test, for data that has both (default train)", NULL),
     CLI_OPT("image-size", "HxW", "image folders: resize to this (as loom train --image-size would)", NULL),
-    CLI_OPT("channels", "N", "image folders: 1 (grey) or 3 (colour); default: as the first image", NULL),
+    CLI_OPT("channels", "N", "image folders: 1 (grey) or 3 (colour; grey images are converted)", "3"),
     CLI_END};
 
 /* Format, splits, count, shape, labels. */
@@ -92,6 +92,7 @@ int cmd_data(int argc, char **argv) {
         if (ch == 2) fprintf(stderr, "loom data: --channels: 1 (grey) or 3 (colour)\n");
         return EXIT_USAGE;
     }
+    if (!cli_given(o, "channels")) ch = 0; /* the reader's default (3 for folders) */
     dop.channels = (int)ch;
     if (cli_get(o, "image-size") && parse_hw(cli_get(o, "image-size"), &dop.height, &dop.width)) {
         fprintf(stderr, "loom data: --image-size: '%s' is not HxW (e.g. 64x64)\n", cli_get(o, "image-size"));

@@ -67,8 +67,10 @@ static int session_open(const char *cmd, session *s, const char *ckpt, const cli
     loom_dataset_opts dop = {.channels = in->c, .height = in->h, .width = in->w, .split = cli_get(o, "split")};
     if (!dop.split) dop.split = "test";
     int err = 0, resize = cli_get(o, "resize") != NULL;
+    dop.same_size = !resize; /* images of another size than the first are an error unless --resize */
     if (!(s->ds = loom_dataset_open(data, &dop))) goto fail;
-    if (classes_matter ? check_fits(data, s->ds, &s->side, resize) : check_shape(data, s->ds, &s->side, resize))
+    if (classes_matter ? check_fits(data, s->ds, &s->side, resize, "--resize")
+                       : check_shape(data, s->ds, &s->side, resize, "--resize"))
         goto fail;
     if ((s->aug = eval_chain(aspec, &err)), err) goto fail;
     if (cli_given(o, "split") && !s->ds->split[0]) {
@@ -338,7 +340,15 @@ int cmd_predict(int argc, char **argv) {
     if (!out && kaggle && !cli_get(o, "out")) out = "submission.csv";
     pred_acc a = {.kaggle = kaggle, .s = &s};
     if (!out) {
-        rc = predict_all(stdout, &a);
+        /* gathered first, so that a failure half way leaves no half table on standard output */
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *mem = open_memstream(&buf, &len);
+        rc = mem ? predict_all(mem, &a) : loom_fail(LOOM_ENOMEM, "out of memory");
+        if (mem) fclose(mem);
+        if (!rc) fwrite(buf, 1, len, stdout);
+        else if (!a.run_failed) fprintf(stderr, "loom predict: %s\n", loom_error());
+        free(buf);
     } else if ((rc = loom_atomic_write(out, predict_all, &a)) != LOOM_OK) {
         if (!a.run_failed) fprintf(stderr, "loom predict: %s\n", loom_error());
     } else {

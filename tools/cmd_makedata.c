@@ -269,6 +269,9 @@ int cmd_make_csv(int argc, char **argv) {
             return 1;
         }
         size_t n = lim[s] && (size_t)lim[s] < ds->count ? (size_t)lim[s] : ds->count;
+        if (lim[s] && (size_t)lim[s] > ds->count)
+            printf("note: --%s %ld: %s has %zu rows, all written\n", s ? "test" : "train", lim[s], cli_get(o, "from"),
+                   ds->count);
         csv_job j = {.ds = ds, .n = n, .px = (size_t)ds->c * ds->h * ds->w, .labeled = !s,
                      .labels = malloc((n + 1) * sizeof(int32_t))};
         char path[4096], lpath[4096];

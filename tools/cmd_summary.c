@@ -105,7 +105,7 @@ int cmd_summary(int argc, char **argv) {
         if (cli_int("summary", o, "classes", 1, 1000000, &k)) return EXIT_USAGE;
         if (!(g = loom_zoo_build(what, c, h, w, (int)k, 1))) {
             fprintf(stderr, "loom summary: %s\n", loom_error());
-            return EXIT_FAILED;
+            return EXIT_USAGE; /* the model cannot take this --input */
         }
     }
     loom_graph_summary(g, stdout);

@@ -119,7 +119,7 @@ static const cli_opt train_options[] = {
      "cosine", 0, NULL},
     {"augment", "SPEC", "e.g. flip-h,rotate=15,brightness=0.2,contrast=0.2,crop=4,normalize=0.5/0.25", NULL, 0, NULL},
     {"image-size", "HxW", "resize images to this (default: the data's size)", NULL, 0, NULL},
-    {"channels", "N", "image folders: 1 (grey) or 3 (colour); default: as the first image", NULL, 0, NULL},
+    {"channels", "N", "image folders: 1 (grey) or 3 (colour; grey images are converted)", "3", 0, NULL},
     {"class-names", "LIST", "class names, comma-separated, or a file with one per line (default: the data's)", NULL,
      0, NULL},
     {"seed", "N", "seed for initialisation, shuffling, dropout and augmentation", "1", 0, NULL},
@@ -270,9 +270,10 @@ static int lock_folder(train_run *r) {
     loom_ckdir_file(r->ckd, "best", best, sizeof best);
     if (access(last, F_OK) == 0 || access(best, F_OK) == 0) {
         if (!cli_given(r->o, "overwrite")) {
+            char q[8500];
             say("--checkpoint %s holds a run already: continue it with --resume %s, or replace it with --overwrite, "
                 "or choose another folder",
-                dir, last);
+                dir, shell_quote(last, q, sizeof q));
             return EXIT_USAGE;
         }
         if ((unlink(last) && errno != ENOENT) || (unlink(best) && errno != ENOENT)) {
@@ -339,7 +340,8 @@ static int settings(train_run *r) {
     long ch = 0;
     if (cli_int("train", o, "channels", 1, 3, &ch) || (ch == 2 && (say("--channels: 1 (grey) or 3 (colour)"), 1)))
         return EXIT_USAGE;
-    r->channels = (int)ch;
+    /* 0: the reader's default (3 for folders); a resumed run has its own */
+    r->channels = cli_given(o, "channels") || cli_get(o, "resume") ? (int)ch : 0;
     if (cli_get(o, "image-size") && parse_hw(cli_get(o, "image-size"), &r->ih, &r->iw)) {
         say("--image-size: '%s' is not HxW (e.g. 64x64)", cli_get(o, "image-size"));
         return EXIT_USAGE;
@@ -604,11 +606,21 @@ static int open_val(train_run *r, const char *dpath, loom_dataset_opts dop, mode
     }
     char what[4200];
     snprintf(what, sizeof what, "validation data %s", vpath ? vpath : "(the test split)");
+    char *a = realpath(r->val->path, NULL), *bp = realpath(r->base->path, NULL);
+    int same = a && bp && !strcmp(a, bp) && !strcmp(r->val->split, r->base->split);
+    free(a);
+    free(bp);
+    if (same) {
+        say("--val %s is the training data itself: validation would measure what the model memorised, not how it "
+            "does on new images",
+            vpath);
+        return EXIT_USAGE;
+    }
     if (!r->val->labeled) {
         say("%s has no labels (a Kaggle test.csv?): it cannot be scored", what);
         return EXIT_FAILED;
     }
-    if (check_fits(what, r->val, side, r->ih > 0)) return failed(NULL);
+    if (check_fits(what, r->val, side, r->ih > 0, "--image-size HxW")) return failed(NULL);
     return 0;
 }
 
@@ -652,15 +664,25 @@ static int open_data(train_run *r) {
     }
     model_side side;
     if (model_side_of(&side, b, c, h, w)) return failed(NULL);
+    uint64_t digest = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < b->count; i++) {
+        int32_t y = -1;
+        loom_dataset_label(b, i, &y);
+        for (int k = 0; k < 4; k++) digest = (digest ^ ((uint32_t)y >> (8 * k) & 0xff)) * 0x100000001b3ull;
+    }
     if (r->saved.data[0]) {
         /* resuming: the data must be what the run was trained on */
         char what[4200];
         snprintf(what, sizeof what, "%s (the run was trained on %s)", dpath, r->saved.data);
-        rc = check_fits(what, b, &r->saved.side, 0);
+        rc = check_fits(what, b, &r->saved.side, 0, "--image-size HxW");
         if (!rc && b->count != r->saved.count)
             rc = loom_set_error("%s has %zu samples, the run was trained on %zu from %s: other data would change the "
                                 "run (and its validation split)",
                                 dpath, b->count, r->saved.count, r->saved.data);
+        if (!rc && digest != r->saved.labels_digest)
+            rc = loom_set_error("%s is not the data the run was trained on: its labels differ (images moved between "
+                                "classes, added or removed?), which would change the run and its validation split",
+                                dpath);
         if (rc) {
             model_side_free(&side);
             say("--data: %s", loom_error());
@@ -683,6 +705,7 @@ static int open_data(train_run *r) {
     free(abs);
     snprintf(r->run.format, sizeof r->run.format, "%s", b->format);
     r->run.count = b->count;
+    r->run.labels_digest = digest;
     r->run.side = side;
     return rc;
 }
@@ -766,6 +789,10 @@ static int open_outputs(train_run *r) {
                             resume ? resume : "", cli_get(r->o, "init") ? cli_get(r->o, "init") : "",
                             r->ckd ? f[0] : "", r->ckd ? f[1] : "", r->ckd ? f[2] : "", r->ckd ? f[3] : "",
                             r->ckd ? f[4] : "", NULL, NULL};
+    if ((r->log && !strcmp(r->log, "-")) || (r->plot && !strcmp(r->plot, "-"))) {
+        say("--%s -: it is rewritten every epoch, so it needs a file", r->log && !strcmp(r->log, "-") ? "log" : "plot");
+        return EXIT_USAGE;
+    }
     if (r->log && check_output("--log", r->log, inputs)) {
         say("%s", loom_error());
         return EXIT_USAGE;
@@ -777,6 +804,16 @@ static int open_outputs(train_run *r) {
     }
     if (r->log && check_writable(r->log)) return failed("--log");
     if (r->plot && plot_check(r->plot)) return failed("--plot");
+    /* a checkpoint holds paths and class names as JSON text: they must be UTF-8 */
+    const char *bad = !utf8_valid(r->run.data) ? r->run.data : NULL;
+    for (int k = 0; !bad && k < r->run.side.classes; k++)
+        if (r->run.side.names && !utf8_valid(r->run.side.names[k])) bad = r->run.side.names[k];
+    if (bad && r->ckd) {
+        say("%s: the data path or a class name holds bytes that are not UTF-8 text, which a checkpoint cannot "
+            "record: rename it (the first: \"%s\")",
+            cli_get(r->o, "data"), bad);
+        return EXIT_FAILED;
+    }
     /* recorded as absolute paths, so that a resume from elsewhere finds them */
     const char *set[2][2] = {{"log", cli_get(r->o, "log") || (sl && sl[0]) ? r->log : ""}, {"plot", r->plot ? r->plot : ""}};
     for (int i = 0; i < 2; i++) {
@@ -972,8 +1009,9 @@ static int report(train_run *r) {
             say("interrupted, and the checkpoint could not be saved: %s", loom_error());
             return EXIT_FAILED;
         }
+        char q[8500];
         printf("interrupted in epoch %d after batch %ld: saved %s\nresume with: loom train --resume %s\n",
-               r->st.epoch + 1, r->st.batch, last, last);
+               r->st.epoch + 1, r->st.batch, last, shell_quote(last, q, sizeof q));
         return 128 + sig;
     }
     if (r->st.early_stopped)
@@ -1006,8 +1044,9 @@ static int report(train_run *r) {
     if (r->ran && r->log) printf("metrics: %s\n", r->log);
     if (r->ran && r->plot) printf("curves: %s\n", r->plot);
     if (r->user_stop && r->st.epoch < r->epochs) {
+        char q[8500];
         if (r->ckd) printf("stopped after %d epoch%s as asked (--stop-after); resume with: loom train --resume %s\n",
-                           r->ran, plural(r->ran), last);
+                           r->ran, plural(r->ran), shell_quote(last, q, sizeof q));
         else printf("stopped after %d epoch%s as asked (--stop-after); nothing saved: no --checkpoint\n", r->ran,
                     plural(r->ran));
     }

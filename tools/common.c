@@ -163,33 +163,79 @@ const char *describe_classes(int n, char *const *names, char *buf, size_t cap) {
     return buf;
 }
 
-int check_fits(const char *what, const loom_dataset *ds, const model_side *m, int convert) {
+static int names_equal(char *const *a, char *const *b, int n, int *first) {
+    for (int k = 0; k < n; k++)
+        if (strcmp(a[k], b[k])) {
+            *first = k;
+            return 0;
+        }
+    return 1;
+}
+
+int check_fits(const char *what, const loom_dataset *ds, const model_side *m, int convert, const char *resize_opt) {
     char a[256], b[256];
     if (ds->num_classes != m->classes)
         return loom_set_error("%s has %s, the model %s: the outputs would be paired with the wrong classes", what,
                               describe_classes(ds->num_classes, ds->class_names, a, sizeof a),
-                              describe_classes(m->classes, m->names, b, sizeof b));
-    if (ds->class_names && m->names)
-        for (int k = 0; k < m->classes; k++)
-            if (strcmp(ds->class_names[k], m->names[k]))
-                return loom_set_error("%s: class %d is \"%s\", the model's class %d is \"%s\" (a different data set, "
-                                      "or classes in another order)",
-                                      what, k, ds->class_names[k], k, m->names[k]);
-    return check_shape(what, ds, m, convert);
+                              describe_classes(m->classes, m->labels ? m->labels : m->names, b, sizeof b));
+    int k = 0, k2 = 0;
+    if (ds->class_names && (m->names || m->labels) &&
+        !(m->names && names_equal(ds->class_names, m->names, m->classes, &k)) &&
+        !(m->labels && names_equal(ds->class_names, m->labels, m->classes, &k2))) {
+        char *const *mn = m->labels ? m->labels : m->names;
+        int at = m->labels ? k2 : k;
+        return loom_set_error("%s: class %d is \"%s\", the model's class %d is \"%s\" (a different data set, or classes "
+                              "in another order)",
+                              what, at, ds->class_names[at], at, mn[at]);
+    }
+    return check_shape(what, ds, m, convert, resize_opt);
 }
 
-int check_shape(const char *what, const loom_dataset *ds, const model_side *m, int convert) {
+int check_shape(const char *what, const loom_dataset *ds, const model_side *m, int convert, const char *resize_opt) {
     if (ds->c != m->c && strcmp(ds->format, "folder") && strcmp(ds->format, "images"))
         return loom_set_error("%s gives %d-channel images, the model takes %d channels (%s data cannot be converted)",
                               what, ds->c, m->c, ds->format);
     if (convert) return LOOM_OK;
     if (ds->native_c != m->native_c)
-        return loom_set_error("%s holds %s images, the model was trained on %s images (give --resize to convert them)",
-                              what, ds->native_c == 1 ? "grey" : "colour", m->native_c == 1 ? "grey" : "colour");
+        return loom_set_error("%s holds %s images, the model was trained on %s images (give %s to convert them)",
+                              what, ds->native_c == 1 ? "grey" : "colour", m->native_c == 1 ? "grey" : "colour",
+                              resize_opt);
     if (ds->native_h != m->native_h || ds->native_w != m->native_w)
-        return loom_set_error("%s holds %dx%d images, the model was trained on %dx%d images%s (give --resize to "
-                              "resize them)",
+        return loom_set_error("%s holds %dx%d images, the model was trained on %dx%d images%s (give %s to resize "
+                              "them)",
                               what, ds->native_h, ds->native_w, m->native_h, m->native_w,
-                              m->native_h != m->h || m->native_w != m->w ? " (resized for it)" : "");
+                              m->native_h != m->h || m->native_w != m->w ? " (resized for it)" : "", resize_opt);
     return LOOM_OK;
+}
+
+int utf8_valid(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        int n = *p < 0x80 ? 0 : (*p & 0xE0) == 0xC0 ? 1 : (*p & 0xF0) == 0xE0 ? 2 : (*p & 0xF8) == 0xF0 ? 3 : -1;
+        if (n < 0 || (n == 1 && *p < 0xC2)) return 0;
+        p++;
+        for (int i = 0; i < n; i++, p++)
+            if ((*p & 0xC0) != 0x80) return 0;
+    }
+    return 1;
+}
+
+const char *shell_quote(const char *path, char *buf, size_t cap) {
+    if (!strpbrk(path, " \t\n'\"\\$`!*?[](){}<>|&;#~,")) {
+        snprintf(buf, cap, "%s", path);
+        return buf;
+    }
+    size_t n = 0;
+    if (n + 1 < cap) buf[n++] = '\'';
+    for (const char *p = path; *p && n + 5 < cap; p++) {
+        if (*p == '\'') {
+            memcpy(buf + n, "'\\''", 4);
+            n += 4;
+        } else {
+            buf[n++] = *p;
+        }
+    }
+    if (n + 1 < cap) buf[n++] = '\'';
+    buf[n < cap ? n : cap - 1] = 0;
+    return buf;
 }

@@ -56,13 +56,19 @@ void model_side_free(model_side *m);
 /* The side of a data set that a model is trained on (input c, h, w). */
 int model_side_of(model_side *m, const loom_dataset *ds, int c, int h, int w);
 /* Whether ds fits m: the same class count, the same class names when both
- * have names, the same channels and image size as the training data unless
- * convert is set (resizing and colour conversion asked for). `what` names
- * the data in the message ("--val /x", "/data/test.csv"). LOOM_OK or LOOM_ERR. */
-int check_fits(const char *what, const loom_dataset *ds, const model_side *m, int convert);
+ * have names (the data's names may match the model's own or its
+ * --class-names), the same channels and image size as the training data
+ * unless convert is set (resizing and colour conversion asked for; the
+ * message names resize_opt, the option that asks). `what` names the data in
+ * the message ("--val /x", "/data/test.csv"). LOOM_OK or LOOM_ERR. */
+int check_fits(const char *what, const loom_dataset *ds, const model_side *m, int convert, const char *resize_opt);
 /* The channel and size part of check_fits alone (for prediction, where the
  * data's own classes, if any, do not matter). */
-int check_shape(const char *what, const loom_dataset *ds, const model_side *m, int convert);
+int check_shape(const char *what, const loom_dataset *ds, const model_side *m, int convert, const char *resize_opt);
+/* Whether s is valid UTF-8 (what JSON, and so a checkpoint, can hold). */
+int utf8_valid(const char *s);
+/* path quoted for a shell when it needs it ('a b' -> 'a b' in single quotes). */
+const char *shell_quote(const char *path, char *buf, size_t cap);
 /* "10 classes (T-shirt/top, Trouser, ...)" into buf. */
 const char *describe_classes(int n, char *const *names, char *buf, size_t cap);
 

@@ -2,6 +2,7 @@
 #include "runinfo.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,8 @@ static int put(json_t *o, const char *k, json_t *v) { return json_object_set_new
 static json_t *shape(int c, int h, int w) { return json_pack("[iii]", c, h, w); }
 
 char *runinfo_text(const run_info *ri) {
+    char digest[24];
+    snprintf(digest, sizeof digest, "%016llx", (unsigned long long)ri->labels_digest);
     json_t *j = json_object(), *d = json_object(), *hist = json_array();
     int bad = !j || !d || !hist;
     json_t *names = json_null(), *labels = json_null();
@@ -66,7 +69,8 @@ char *runinfo_text(const run_info *ri) {
             bad |= json_array_append_new(labels, json_string(ri->side.labels[k])) ? 1 : 0;
     }
     bad |= put(d, "path", json_string(ri->data)) | put(d, "format", json_string(ri->format)) |
-           put(d, "count", json_integer((json_int_t)ri->count)) | put(d, "classes", json_integer(ri->side.classes)) |
+           put(d, "count", json_integer((json_int_t)ri->count)) | put(d, "labels_digest", json_string(digest)) |
+           put(d, "classes", json_integer(ri->side.classes)) |
            put(d, "names", names) | put(d, "labels", labels) | put(d, "native", shape(ri->side.native_c, ri->side.native_h, ri->side.native_w)) |
            put(d, "input", shape(ri->side.c, ri->side.h, ri->side.w));
     for (int i = 0; i < ri->nhist; i++) {
@@ -123,6 +127,8 @@ static int read_data(run_info *ri, const json_t *v, const char *path) {
     jf_str(&r, "path", ri->data, sizeof ri->data);
     jf_str(&r, "format", ri->format, sizeof ri->format);
     jf_int(&r, "count", 0, LLONG_MAX, &count);
+    char digest[24] = "";
+    if (!jf_str(&r, "labels_digest", digest, sizeof digest)) ri->labels_digest = strtoull(digest, NULL, 16);
     jf_int(&r, "classes", 1, 1 << 20, &classes);
     const json_t *names = jf_get(&r, "names", -1), *labels = jf_get(&r, "labels", -1);
     model_side *s = &ri->side;

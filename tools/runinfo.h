@@ -8,6 +8,7 @@
 #define LOOM_TOOLS_RUNINFO_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 #include "common.h"
 
@@ -16,6 +17,7 @@ typedef struct {
     char data[4096];           /* training data (an absolute path) */
     char format[16];
     size_t count;              /* training samples (before any validation split) */
+    uint64_t labels_digest;    /* FNV-1a of their labels in order: a resume on other data shows */
     model_side side;
     loom_epoch_metrics *hist;
     int nhist, cap;

@@ -40,7 +40,10 @@ struct loom_dataset {
 
 typedef struct {
     int channels;         /* folder: 1 or 3 (0 = 3); others: native */
-    int height, width;    /* folder: resize every image to this (0 = size of the first image) */
+    int height, width;    /* folder, images: resize every image to this (0 = size of the first image,
+                             and then an image of another size is an error, not resized) */
+    int same_size;        /* folder, images: every image must have the first image's size even when
+                             height and width are given (they resize them all alike) */
     const char *split;    /* "train" or "test" (default "train") for sets with both splits */
 } loom_dataset_opts;
 

@@ -20,7 +20,7 @@ expect "bench: --model with --pipeline" 2 "--model does not apply to --pipeline"
 run bench --pipeline --data f --input 3x16x16 --producers 1,2 --batch 8
 expect "bench --pipeline" 0 "producers 1" "producers 2" "cached"
 run bench --model nosuch --steps 1
-expect "bench: an unknown model" 1 "nosuch"
+expect "bench: an unknown model" 2 "nosuch"
 
 run summary minivgg --input 3x64x64 --classes 6
 expect "summary of a zoo model" 0 "Total params" "minivgg"

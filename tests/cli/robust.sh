@@ -128,6 +128,49 @@ expect "help train" 0 "usage: loom train"
 run help bogus
 expect "help of no command" 2 "no command 'bogus'"
 
+# a second trial's findings
+run train --data d/train.csv --epochs 1 --checkpoint cl --quiet --class-names a,b,c,d,e,f,g,h,i,j
+mkdir -p named
+k=0
+for c in a b c d e f g h i j; do mkdir -p named/$c; cp f/seg_train/seg_train/sea/0.jpg named/$c/0.jpg; done
+run eval cl/best.safetensors --data named --resize
+expect "a folder named as --class-names said fits the model" 0 "accuracy:"
+mkdir -p "bad/caf$(printf '\xe9')" bad/ok
+cp f/seg_train/seg_train/sea/*.jpg "bad/caf$(printf '\xe9')/"
+cp f/seg_train/seg_train/forest/*.jpg bad/ok/
+run train --data bad --epochs 1 --checkpoint nb --quiet --val-split 0.5
+expect "a class name that is not UTF-8 is refused before training" 1 "not UTF-8 text"
+lacks "before any epoch" "epoch 1/1"
+mk_folder mv 16 6
+run train --data mv --epochs 2 --stop-after 1 --checkpoint mvk --quiet
+mv mv/seg_train/seg_train/forest/0.jpg mv/seg_train/seg_train/sea/99.jpg
+run train --resume mvk/last.safetensors
+expect "a resume on data whose labels changed" 2 "its labels differ"
+cp f/seg_train/seg_train/sea/0.jpg mv/seg_train/seg_train/stray.jpg
+run data mv/seg_train/seg_train
+expect "an image beside class folders is left out, with a warning" 0 "format: folder" "belong to no class"
+mk_folder mixed 16 4
+"$LOOM" make-folder --out big --size 20 --train 1 --test 1 >/dev/null
+cp big/seg_train/seg_train/sea/0.jpg mixed/seg_train/seg_train/sea/zz.jpg
+run train --data mixed --epochs 1 --quiet
+expect "an image of another size is an error, not a silent resize" 1 "zz.jpg is 20x20, unlike the first image"
+run train --data mixed --epochs 1 --quiet --image-size 16x16
+expect "--image-size resizes them alike" 0 "final test accuracy"
+run train --data d/train.csv --val d/train.csv --epochs 1
+expect "--val that is the training data" 2 "is the training data itself"
+run train --data d/train.csv --epochs 1 --log -
+expect "--log -" 2 "it is rewritten every epoch"
+run bench --data d/train.csv --producers 2,1 --steps 1
+expect "bench: a producer list without --pipeline" 2 "a list is for --pipeline"
+run summary lenet5 --input 1x4x4
+expect "summary: an input too small for the model" 2 "too small"
+run train --data d/train.csv --epochs 1 --schedule plateau:1:0.5 --quiet
+expect "plateau's patience in words" 0 "once 2 epochs in a row bring no progress"
+echo junk >f/seg_test/seg_test/sea/3.jpg
+run predict fk/best.safetensors --data f/seg_test/seg_test/sea
+expect "predict fails on a bad image" 1 "not a PNG or JPEG file"
+lacks "and prints no half table" "file,class,probability"
+
 # words
 run train --data d/train.csv --epochs 2 --schedule cosine:1 --quiet
 expect "a warm-up epoch, and the rate over the epoch" 0 "1 warm-up epoch;" "lr 0 to 0.05"
