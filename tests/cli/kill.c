@@ -205,10 +205,8 @@ int main(int argc, char **argv) {
     CHECK(rc == 0, "the uninterrupted run: exit status %d (log %s)", rc, log);
     t_mkdir(dir);
     int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (ifd < 0 || inotify_add_watch(ifd, dir, IN_CREATE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
-        perror("inotify");
-        return 2;
-    }
+    if (ifd < 0 || inotify_add_watch(ifd, dir, IN_CREATE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO) < 0)
+        TEST_SKIP("inotify is not available here (%s): no file-system events to kill at", strerror(errno));
     int kills = 0, by_kind[EV_KINDS] = {0}, finished_early = 0;
     unsigned long long r = 88172645463325252ull;
     for (int round = 0; kills < want && round < 10 * want; round++) {
