@@ -273,6 +273,21 @@ static int split_folder(const char *path, const char *want, char *out, size_t ca
     return 0;
 }
 
+/* The channels and size asked for, and path a folder. LOOM_OK or LOOM_ERR. */
+static int check_request(const char *path, int c, int h, int w) {
+    if (c != 1 && c != 3)
+        return loom_fail(LOOM_EINVAL, "%s: %d channels requested (an image folder gives 1 or 3)", path, c);
+    if (h < 0 || w < 0 || (h == 0) != (w == 0))
+        return loom_fail(LOOM_EINVAL, "%s: image size %dx%d requested: give both width and height, or neither to "
+                                      "take the first image's",
+                         path, w, h);
+    struct stat st;
+    if (stat(path, &st) != 0) return loom_fail(LOOM_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return loom_fail(LOOM_EFORMAT, "%s: not a folder (expected one sub-folder per class)", path);
+    return LOOM_OK;
+}
+
 loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts *o) {
     char inner[PATH_CAP], split[8] = "";
     int sf = split_folder(path, o ? o->split : NULL, inner, sizeof inner, split, sizeof split);
@@ -286,25 +301,7 @@ loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts
     }
     int c = o && o->channels ? o->channels : 3;
     int h = o ? o->height : 0, w = o ? o->width : 0;
-    if (c != 1 && c != 3) {
-        loom_fail(LOOM_EINVAL, "%s: %d channels requested (an image folder gives 1 or 3)", path, c);
-        return NULL;
-    }
-    if (h < 0 || w < 0 || (h == 0) != (w == 0)) {
-        loom_fail(LOOM_EINVAL, "%s: image size %dx%d requested: give both width and height, or neither "
-                       "to take the first image's",
-                       path, w, h);
-        return NULL;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        loom_fail(LOOM_EIO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        loom_fail(LOOM_EFORMAT, "%s: not a folder (expected one sub-folder per class)", path);
-        return NULL;
-    }
+    if (check_request(path, c, h, w)) return NULL;
 
     loom_dataset *ds = loom_dataset_alloc("folder", path, sizeof(folder_impl), folder_destroy);
     if (!ds) return NULL;

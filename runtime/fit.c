@@ -136,22 +136,21 @@ static int train_epoch(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, 
     return rc;
 }
 
-int loom_fit(loom_trainer *t, loom_dataset *train, const loom_fit_opts *o, loom_epoch_metrics *history) {
-    if (!t || !train || !o)
-        return loom_fail(LOOM_EINVAL, "loom_fit: no %s", !t ? "trainer" : !train ? "training data" : "options");
+/* What loom_fit is given, checked before an epoch is spent: the data against
+ * the model, and a schedule (made from .lr when the state has none). */
+static int check_inputs(loom_trainer *t, loom_dataset *train, const loom_fit_opts *o, loom_fit_state *st,
+                        loom_loader_opts *lo) {
     loom_graph *g = loom_trainer_graph(t);
     const loom_layer *in = loom_graph_layer(g, 0);
-    loom_loader_opts lo = o->loader;
-    if (!lo.batch) lo.batch = loom_trainer_batch(t);
-    if (lo.batch > loom_trainer_batch(t))
-        return loom_fail(LOOM_EINVAL, "loader batch %d exceeds the trainer's batch %d", lo.batch, loom_trainer_batch(t));
-    lo.out_c = in->c;
-    lo.out_h = in->h;
-    lo.out_w = in->w;
+    if (!lo->batch) lo->batch = loom_trainer_batch(t);
+    if (lo->batch > loom_trainer_batch(t))
+        return loom_fail(LOOM_EINVAL, "loader batch %d exceeds the trainer's batch %d", lo->batch, loom_trainer_batch(t));
+    lo->out_c = in->c;
+    lo->out_h = in->h;
+    lo->out_w = in->w;
     if (!train->labeled) return loom_fail(LOOM_EINVAL, "%s: the training set has no labels", train->path);
     if (o->early_stop > 0 && !o->val)
         return loom_fail(LOOM_EINVAL, "early stopping needs validation data (it watches the validation accuracy)");
-    /* validation data that cannot be scored is refused now, not after an epoch of training */
     size_t K = loom_graph_layer(g, loom_graph_output(g))->size;
     if (o->val && (!o->val->labeled || (size_t)o->val->num_classes > K || o->val->c != in->c))
         return loom_fail(LOOM_EINVAL, "%s: validation data %s", o->val->path,
@@ -162,11 +161,6 @@ int loom_fit(loom_trainer *t, loom_dataset *train, const loom_fit_opts *o, loom_
         return loom_fail(LOOM_EINVAL, "%s: %s", train->path,
                          train->c != in->c ? "the data has another channel count than the model takes"
                                            : "the data has more classes than the model has outputs");
-    loom_fit_state own, *st = o->state;
-    if (!st) {
-        loom_fit_state_init(&own, NULL);
-        st = &own;
-    }
     /* a state without a schedule (zeroed, or made by loom_fit_state_init(st, NULL)) gets one from lr */
     if (st->sched.base_lr == 0 && st->sched.epochs == 0 && st->epoch == 0 && st->batch == 0) {
         if (!(o->lr > 0)) return loom_fail(LOOM_EINVAL, "loom_fit: no learning rate (set .lr, or a schedule in the state)");
@@ -176,7 +170,19 @@ int loom_fit(loom_trainer *t, loom_dataset *train, const loom_fit_opts *o, loom_
         return loom_fail(LOOM_EINVAL, "loom_fit: %d epochs, but the cosine schedule plans %d (its rate is 0 after "
                                       "that): extend it first (loom_schedule_extend)",
                          o->epochs, st->sched.epochs);
-    st->stopped = st->early_stopped = 0;
+    return LOOM_OK;
+}
+
+int loom_fit(loom_trainer *t, loom_dataset *train, const loom_fit_opts *o, loom_epoch_metrics *history) {
+    if (!t || !train || !o)
+        return loom_fail(LOOM_EINVAL, "loom_fit: no %s", !t ? "trainer" : !train ? "training data" : "options");
+    loom_loader_opts lo = o->loader;
+    loom_fit_state own, *st = o->state;
+    if (!st) {
+        loom_fit_state_init(&own, NULL);
+        st = &own;
+    }
+    if (check_inputs(t, train, o, st, &lo)) return LOOM_ERR;
     loom_loader *l = loom_loader_new(train, &lo), *vl = NULL;
     if (!l) return LOOM_ERR;
     if (o->val && !(vl = eval_loader(t, o->val, lo.producers, o->eval_augment, lo.skip_bad))) {
