@@ -288,6 +288,41 @@ static int check_request(const char *path, int c, int h, int w) {
     return LOOM_OK;
 }
 
+/* The class folders under f->root (descending into Kaggle's wrapper), each
+ * class's images added to f. The class names into classes. */
+static int find_classes(folder_impl *f, const char *path, strlist *classes) {
+    strlist top_imgs = {0};
+    size_t others = 0;
+    growth g = {0};
+    int rc = LOOM_ERR;
+    if (scan(f->root, classes, &top_imgs, &others)) goto out;
+    if (classes->n == 0) {
+        if (top_imgs.n == 0 && others == 0)
+            loom_fail(LOOM_EFORMAT, "%s: empty folder (expected PNG/JPEG images, or one sub-folder per class holding "
+                           ".png/.jpg/.jpeg images)",
+                           path);
+        else
+            loom_fail(LOOM_EFORMAT, "%s: no class folders: found %zu file%s here but an image set needs "
+                           "one sub-folder per class",
+                           path, top_imgs.n + others, top_imgs.n + others == 1 ? "" : "s");
+        goto out;
+    }
+    if (top_imgs.n == 0 && maybe_descend(f, classes)) goto out;
+    if (top_imgs.n)
+        loom_warn("%s: %zu image%s beside the class folders (%s%s) belong to no class and are left out", path,
+                  top_imgs.n, top_imgs.n == 1 ? "" : "s", top_imgs.v[0], top_imgs.n > 1 ? ", ..." : "");
+    if (classes->n > INT32_MAX) {
+        loom_fail(LOOM_EFORMAT, "%s: %zu class folders is too many", path, classes->n);
+        goto out;
+    }
+    for (size_t k = 0; k < classes->n; k++)
+        if (add_class(f, &g, classes->v[k], (int)k)) goto out;
+    rc = LOOM_OK;
+out:
+    list_free(&top_imgs);
+    return rc;
+}
+
 loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts *o) {
     char inner[PATH_CAP], split[8] = "";
     int sf = split_folder(path, o ? o->split : NULL, inner, sizeof inner, split, sizeof split);
@@ -306,37 +341,14 @@ loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts
     loom_dataset *ds = loom_dataset_alloc("folder", path, sizeof(folder_impl), folder_destroy);
     if (!ds) return NULL;
     folder_impl *f = ds->impl;
-    strlist classes = {0}, top_imgs = {0};
-    size_t others = 0;
-    growth g = {0};
+    strlist classes = {0};
     if (!(f->root = strdup(path))) {
         loom_fail(LOOM_ENOMEM, "%s: out of memory", path);
         goto fail;
     }
     /* "data/" and "data" name one folder; keep describe()'s paths clean. */
     for (size_t n = strlen(f->root); n > 1 && f->root[n - 1] == '/'; n--) f->root[n - 1] = 0;
-    if (scan(f->root, &classes, &top_imgs, &others)) goto fail;
-    if (classes.n == 0) {
-        if (top_imgs.n == 0 && others == 0)
-            loom_fail(LOOM_EFORMAT, "%s: empty folder (expected PNG/JPEG images, or one sub-folder per class holding "
-                           ".png/.jpg/.jpeg images)",
-                           path);
-        else
-            loom_fail(LOOM_EFORMAT, "%s: no class folders: found %zu file%s here but an image set needs "
-                           "one sub-folder per class",
-                           path, top_imgs.n + others, top_imgs.n + others == 1 ? "" : "s");
-        goto fail;
-    }
-    if (top_imgs.n == 0 && maybe_descend(f, &classes)) goto fail;
-    if (top_imgs.n)
-        loom_warn("%s: %zu image%s beside the class folders (%s%s) belong to no class and are left out", path,
-                  top_imgs.n, top_imgs.n == 1 ? "" : "s", top_imgs.v[0], top_imgs.n > 1 ? ", ..." : "");
-    if (classes.n > INT32_MAX) {
-        loom_fail(LOOM_EFORMAT, "%s: %zu class folders is too many", path, classes.n);
-        goto fail;
-    }
-    for (size_t k = 0; k < classes.n; k++)
-        if (add_class(f, &g, classes.v[k], (int)k)) goto fail;
+    if (find_classes(f, path, &classes)) goto fail;
 
     {
         /* the first image tells what the data is: its own channels and size */
@@ -371,12 +383,10 @@ loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts
     ds->label_of = folder_label;
     ds->describe = folder_describe;
     list_free(&classes);
-    list_free(&top_imgs);
     return ds;
 
 fail:
     loom_dataset_free(ds);
     list_free(&classes);
-    list_free(&top_imgs);
     return NULL;
 }
