@@ -5,12 +5,7 @@
 
 #include <math.h>
 
-static inline uint64_t mix(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+#define mix loom_rng_mix
 
 uint64_t loom_rng_key(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
     uint64_t k = mix(seed);
@@ -18,14 +13,6 @@ uint64_t loom_rng_key(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
     k = mix(k ^ (b + 0x632BE59BD9B4E019ull));
     k = mix(k ^ (c + 0x8CB92BA72F3D8DD7ull));
     return k;
-}
-
-uint64_t loom_rng_u64(uint64_t key, uint64_t counter) {
-    return mix(key ^ mix(counter * 0xD1B54A32D192ED03ull + 1));
-}
-
-float loom_rng_uniform(uint64_t key, uint64_t counter) {
-    return (float)(loom_rng_u64(key, counter) >> 40) * (1.0f / 16777216.0f);
 }
 
 float loom_rng_normal(uint64_t key, uint64_t counter) {

@@ -25,11 +25,24 @@ enum {
 /* Derive a key from a seed and up to three further words (purpose, epoch, index...). */
 uint64_t loom_rng_key(uint64_t seed, uint64_t a, uint64_t b, uint64_t c);
 
-/* 64 random bits for (key, counter). */
-uint64_t loom_rng_u64(uint64_t key, uint64_t counter);
+/* The SplitMix64 finaliser (a bijection with good avalanche). */
+static inline uint64_t loom_rng_mix(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* 64 random bits for (key, counter). Inline: dropout draws one per element,
+ * and independent draws pipeline when the compiler sees them. */
+static inline uint64_t loom_rng_u64(uint64_t key, uint64_t counter) {
+    return loom_rng_mix(key ^ loom_rng_mix(counter * 0xD1B54A32D192ED03ull + 1));
+}
 
 /* Uniform float in [0, 1) for (key, counter), 24 bits of precision. */
-float loom_rng_uniform(uint64_t key, uint64_t counter);
+static inline float loom_rng_uniform(uint64_t key, uint64_t counter) {
+    return (float)(loom_rng_u64(key, counter) >> 40) * (1.0f / 16777216.0f);
+}
 
 /* Standard normal float for (key, counter) (Box-Muller on two derived draws). */
 float loom_rng_normal(uint64_t key, uint64_t counter);

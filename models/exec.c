@@ -1,34 +1,379 @@
 /* One replica's execution of a graph. Everything a forward/backward pass
  * writes is planned here once, from the shapes, for max_batch samples: the
  * steady-state training step allocates nothing. Parameters are read from the
- * graph and never written, which is what lets workers share them. */
-#include "loom/exec.h"
+ * graph and never written, which is what lets workers share them.
+ *
+ * The plan (DESIGN.md, "Kernels"):
+ *  - each node writes a slot (activations + gradient) in a layout: PLAIN
+ *    (NCHW) for the portable kernels, BLOCKED (oneDNN's nChw8c/16c) for the
+ *    image layers that run through oneDNN; where a consumer needs the other
+ *    layout, a conversion slot is filled after the producer;
+ *  - a ReLU right after a conv or a batch norm that feeds nothing else is
+ *    fused into it and shares its slot;
+ *  - backward runs nodes in reverse; the first writer of a gradient
+ *    overwrites it and later ones add, so gradients are zeroed only where
+ *    the first writer is a kernel that can only add;
+ *  - gradients live only from their first writer to their last reader, and
+ *    share one arena by those lifetimes.
+ * The public API sees none of this: inputs, outputs and parameter gradients
+ * are plain tensors whatever the kernels. */
+#include "exec_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "graph_impl.h"
-#include "loom/error.h"
+#include "kernels/clock.h"
 #include "kernels/kernels.h"
+#include "kernels/rng.h"
+#include "loom/error.h"
 
-struct loom_exec {
-    loom_graph *g;
-    int max_batch;
-    float **act, **grad;   /* per node: [max_batch, size]; flatten aliases its input */
-    float **mask;          /* dropout */
-    int32_t **argmax;      /* max pool */
-    float *save;           /* BN per buffer slot: mean | invstd (for backward) */
-    float *stats;          /* BN per buffer slot: mean | biased var (for running stats) */
-    float *pgrad;          /* flat parameter gradient */
-    float *scratch;        /* conv im2col */
-    float *arena;          /* one allocation for all float buffers */
-    size_t arena_len;
-    int32_t *iarena;
-    int trained;           /* last forward was a training one */
-};
+/* ---- kernel choice ------------------------------------------------------------ */
 
-static int aliases_input(const loom_layer *l) { return l->op == LOOM_OP_FLATTEN; }
+static int kernels_choice = LOOM_KERNELS_AUTO;
+
+int loom_set_kernels(loom_kernels k) {
+    if (k != LOOM_KERNELS_AUTO && k != LOOM_KERNELS_PORTABLE && k != LOOM_KERNELS_ONEDNN)
+        return loom_fail(LOOM_EINVAL, "loom_set_kernels: %d is not one of loom_kernels", (int)k);
+    if (k == LOOM_KERNELS_ONEDNN && !loom_dnn_usable())
+        return loom_fail(LOOM_EUNSUPPORTED, "oneDNN kernels: %s", loom_dnn_isa());
+    kernels_choice = k;
+    return LOOM_OK;
+}
+
+/* LOOM_KERNELS=portable|onednn|auto in the environment, when no call chose. */
+static int env_choice(int *out) {
+    const char *v = getenv("LOOM_KERNELS");
+    if (!v || !*v || !strcmp(v, "auto")) *out = LOOM_KERNELS_AUTO;
+    else if (!strcmp(v, "portable")) *out = LOOM_KERNELS_PORTABLE;
+    else if (!strcmp(v, "onednn")) *out = LOOM_KERNELS_ONEDNN;
+    else
+        return loom_fail(LOOM_EINVAL, "LOOM_KERNELS=%s: not portable, onednn or auto", v);
+    return LOOM_OK;
+}
+
+static int use_dnn(void) {
+    int k = kernels_choice;
+    if (k == LOOM_KERNELS_AUTO && env_choice(&k)) return -1;
+    if (k == LOOM_KERNELS_PORTABLE) return 0;
+    if (loom_dnn_usable()) return 1;
+    if (k == LOOM_KERNELS_ONEDNN) return loom_fail(LOOM_EUNSUPPORTED, "oneDNN kernels: %s", loom_dnn_isa());
+    return 0;
+}
+
+const char *loom_exec_kernels(const loom_exec *e) {
+    static char buf[64];
+    if (!e || !e->dnn) return "portable";
+    snprintf(buf, sizeof buf, "onednn %s", loom_dnn_isa());
+    return buf;
+}
+
+/* ---- the plan -------------------------------------------------------------------- */
+
+enum { W_ADD, W_SET, W_BOTH }; /* what a gradient writer can do: add only, overwrite only, either */
+
+typedef struct {
+    int *consumers;   /* per node: how many nodes read it */
+    int *conv_of;     /* per node: its conversion slot, -1 if none */
+} plan_ctx;
+
+static int new_slot(loom_exec *e, int node, int lay, int c, int h, int w) {
+    loom_slot *s = &e->slot[e->nslot];
+    memset(s, 0, sizeof *s);
+    s->node = node;
+    s->lay = lay;
+    s->c = c, s->h = h, s->w = w;
+    size_t hw = (size_t)h * w;
+    s->stride = lay == LAY_BLOCKED ? (size_t)((c + e->block - 1) / e->block) * e->block * hw : (size_t)c * hw;
+    s->first = s->last = -1;
+    return e->nslot++;
+}
+
+/* The slot holding node j's output in layout lay: its own, or a conversion
+ * made once and shared by every consumer that needs it. */
+static int slot_in(loom_exec *e, plan_ctx *p, int j, int lay) {
+    int s = e->step[j].out;
+    if (e->slot[s].lay == lay) return s;
+    if (p->conv_of[j] >= 0) return p->conv_of[j];
+    const loom_slot *src = &e->slot[s];
+    int t = new_slot(e, j, lay, src->c, src->h, src->w);
+    e->conv[e->nconv++] = (loom_convert){.from = s, .to = t, .after = j};
+    p->conv_of[j] = t;
+    return t;
+}
+
+/* Decide each node's layout, kernels and slot. */
+static void plan_layouts(loom_exec *e, plan_ctx *p) {
+    loom_graph *g = e->g;
+    for (int i = 0; i < g->n; i++) {
+        const loom_layer *l = &g->nodes[i];
+        loom_step *st = &e->step[i];
+        int inlay = i ? e->slot[e->step[l->in[0]].out].lay : LAY_PLAIN;
+        int lay = LAY_PLAIN, need = LAY_PLAIN;
+        switch (l->op) {
+        case LOOM_OP_INPUT: break;
+        case LOOM_OP_CONV2D:
+            if (e->dnn) {
+                /* the input layout oneDNN has real kernels for: thin inputs (the image
+                 * itself) are read as NCHW by its first-layer kernels */
+                int j = l->in[0], first = l->a.conv.c < e->block ? LAY_PLAIN : LAY_BLOCKED;
+                int grad = g->nodes[j].op != LOOM_OP_INPUT;
+                for (int t = 0; t < 2 && !st->dnn; t++) {
+                    loom_slot probe = e->slot[e->step[j].out];
+                    probe.lay = t ? !first : first;
+                    if (loom_dnn_probe(e, i, &probe, grad)) need = probe.lay, lay = LAY_BLOCKED, st->dnn = 1;
+                }
+            }
+            break;
+        case LOOM_OP_MAXPOOL: need = lay = inlay; break; /* loom's own loops on either layout */
+        case LOOM_OP_BATCHNORM: case LOOM_OP_AVGPOOL: case LOOM_OP_RELU:
+        case LOOM_OP_LEAKY_RELU: case LOOM_OP_SIGMOID: case LOOM_OP_TANH:
+            need = lay = inlay;
+            if (inlay == LAY_BLOCKED) {
+                st->dnn = loom_dnn_probe(e, i, &e->slot[e->step[l->in[0]].out], 1);
+                if (!st->dnn) need = lay = LAY_PLAIN;
+            }
+            break;
+        case LOOM_OP_DROPOUT: need = lay = inlay; break;
+        case LOOM_OP_GAVGPOOL: need = inlay; break;
+        case LOOM_OP_ADD:
+            for (int k = 0; k < l->nin; k++)
+                if (e->slot[e->step[l->in[k]].out].lay == LAY_BLOCKED) need = LAY_BLOCKED;
+            lay = need;
+            break;
+        case LOOM_OP_CONCAT:
+            need = LAY_BLOCKED;
+            for (int k = 0; k < l->nin; k++) {
+                const loom_slot *s = &e->slot[e->step[l->in[k]].out];
+                if (s->lay != LAY_BLOCKED || s->c % e->block) need = LAY_PLAIN;
+            }
+            lay = need;
+            break;
+        default: break; /* dense, flatten, softmax: plain */
+        }
+        for (int k = 0; k < l->nin; k++) st->in[k] = slot_in(e, p, l->in[k], need);
+        /* a ReLU fused into the conv or batch norm before it: same slot */
+        if (l->op == LOOM_OP_RELU && st->dnn) {
+            int j = l->in[0];
+            const loom_layer *pl = &g->nodes[j];
+            if ((pl->op == LOOM_OP_CONV2D || pl->op == LOOM_OP_BATCHNORM) && e->step[j].dnn &&
+                p->consumers[j] == 1 && j != g->output && st->in[0] == e->step[j].out) {
+                e->step[j].fused_relu = 1;
+                st->alias = 1;
+            }
+        }
+        if (l->op == LOOM_OP_FLATTEN) st->alias = 1;
+        st->out = st->alias ? st->in[0] : new_slot(e, i, lay, l->c, l->h, l->w);
+    }
+    /* the output is read by callers as a plain tensor */
+    e->output = slot_in(e, p, g->output, LAY_PLAIN);
+}
+
+/* What node i's backward can do to its inputs' gradients. */
+static int writer_kind(const loom_exec *e, int i) {
+    const loom_layer *l = &e->g->nodes[i];
+    if (e->step[i].dnn) return W_SET;
+    switch (l->op) {
+    case LOOM_OP_ADD: case LOOM_OP_CONCAT: case LOOM_OP_DROPOUT: return W_BOTH;
+    case LOOM_OP_GAVGPOOL: case LOOM_OP_MAXPOOL: return e->slot[e->step[i].in[0]].lay == LAY_BLOCKED ? W_BOTH : W_ADD;
+    default: return W_ADD;
+    }
+}
+
+/* Backward times: node k runs at 2k+1, the conversion after node j at 2j+2
+ * (after every consumer of j, before j), the loss above everything. */
+static int plan_writers(loom_exec *e, plan_ctx *p) {
+    loom_graph *g = e->g;
+    int top = 2 * g->n + 2;
+    /* a node whose output gradient nobody writes has no backward to run */
+    char *live = calloc((size_t)g->n + 1, 1);
+    int *first_kind = calloc((size_t)e->nslot + 1, sizeof *first_kind);
+    if (!live || !first_kind) {
+        free(live);
+        free(first_kind);
+        return loom_fail(LOOM_ENOMEM, "loom_exec_new: out of memory");
+    }
+    e->slot[e->output].first = top;
+    first_kind[e->output] = W_ADD; /* the loss adds */
+    e->slot[e->output].zero = 1;
+    for (int k = g->n - 1; k >= 1; k--) {
+        const loom_layer *l = &g->nodes[k];
+        loom_step *st = &e->step[k];
+        /* the conversion after k: reads its slot's gradient, writes k's */
+        if (p->conv_of[k] >= 0) {
+            for (int c = 0; c < e->nconv; c++) {
+                loom_convert *cv = &e->conv[c];
+                if (cv->after != k || e->slot[cv->to].first < 0) continue;
+                int t = 2 * k + 2;
+                e->slot[cv->to].last = t;
+                loom_slot *s = &e->slot[cv->from];
+                cv->acc = s->first >= 0;
+                if (s->first < 0) s->first = t, first_kind[cv->from] = W_BOTH;
+            }
+        }
+        if (st->alias) {
+            live[k] = e->slot[st->out].first >= 0;
+            continue;
+        }
+        if (e->slot[st->out].first < 0) continue; /* nothing flows back into k */
+        live[k] = 1;
+        int t = 2 * k + 1;
+        e->slot[st->out].last = t;
+        int kind = writer_kind(e, k);
+        for (int s = 0; s < l->nin; s++) {
+            st->grad_in[s] = g->nodes[l->in[s]].op != LOOM_OP_INPUT;
+            if (!st->grad_in[s]) continue;
+            loom_slot *in = &e->slot[st->in[s]];
+            /* two inputs of one node may be one slot (add(x, x)): the second adds */
+            int dup = 0;
+            for (int q = 0; q < s; q++) dup |= st->grad_in[q] && st->in[q] == st->in[s];
+            st->acc[s] = in->first >= 0 || dup;
+            if (!st->acc[s]) {
+                in->first = t;
+                first_kind[st->in[s]] = kind;
+            }
+        }
+    }
+    for (int s = 0; s < e->nslot; s++)
+        if (e->slot[s].first >= 0 && first_kind[s] == W_ADD) e->slot[s].zero = 1;
+    free(live);
+    free(first_kind);
+    return LOOM_OK;
+}
+
+/* Gradient offsets: slots whose lifetimes [last, first] do not meet share memory. */
+static void plan_gradients(loom_exec *e) {
+    size_t B = (size_t)e->max_batch, end = 0;
+    int *order = malloc((size_t)e->nslot * sizeof *order), n = 0;
+    int *placed = malloc((size_t)e->nslot * sizeof *placed), np = 0;
+    if (!order || !placed) {
+        free(order);
+        free(placed);
+        for (int s = 0; s < e->nslot; s++) e->slot[s].goff = end, end += B * e->slot[s].stride;
+        e->garena_len = end;
+        return;
+    }
+    for (int s = 0; s < e->nslot; s++)
+        if (e->slot[s].first >= 0) order[n++] = s;
+    /* in the order they come alive: latest first writer first */
+    for (int a = 1; a < n; a++)
+        for (int b = a; b > 0 && e->slot[order[b]].first > e->slot[order[b - 1]].first; b--) {
+            int t = order[b];
+            order[b] = order[b - 1];
+            order[b - 1] = t;
+        }
+    for (int a = 0; a < n; a++) {
+        loom_slot *s = &e->slot[order[a]];
+        size_t need = B * s->stride;
+        /* still live when s starts: their last reader is at or below s's first writer */
+        int keep = 0;
+        for (int q = 0; q < np; q++)
+            if (e->slot[placed[q]].last <= s->first) placed[keep++] = placed[q];
+        np = keep;
+        /* lowest gap that fits among the live ones (sorted by offset) */
+        for (int x = 1; x < np; x++)
+            for (int y = x; y > 0 && e->slot[placed[y]].goff < e->slot[placed[y - 1]].goff; y--) {
+                int t = placed[y];
+                placed[y] = placed[y - 1];
+                placed[y - 1] = t;
+            }
+        size_t at = 0;
+        for (int q = 0; q < np; q++) {
+            const loom_slot *o = &e->slot[placed[q]];
+            if (o->goff >= at + need) break;
+            size_t oend = o->goff + B * o->stride;
+            if (oend > at) at = oend;
+        }
+        s->goff = at;
+        if (at + need > end) end = at + need;
+        placed[np++] = order[a];
+    }
+    e->garena_len = end;
+    free(order);
+    free(placed);
+}
+
+static int plan(loom_exec *e) {
+    loom_graph *g = e->g;
+    plan_ctx p = {0};
+    p.consumers = calloc((size_t)g->n, sizeof *p.consumers);
+    p.conv_of = malloc((size_t)g->n * sizeof *p.conv_of);
+    e->step = calloc((size_t)g->n, sizeof *e->step);
+    e->slot = calloc(2 * (size_t)g->n + 1, sizeof *e->slot);
+    e->conv = calloc((size_t)g->n + 1, sizeof *e->conv);
+    int rc = LOOM_ERR;
+    if (!p.consumers || !p.conv_of || !e->step || !e->slot || !e->conv) {
+        loom_fail(LOOM_ENOMEM, "loom_exec_new: out of memory");
+        goto out;
+    }
+    for (int i = 0; i < g->n; i++) {
+        p.conv_of[i] = -1;
+        for (int k = 0; k < g->nodes[i].nin; k++) p.consumers[g->nodes[i].in[k]]++;
+    }
+    plan_layouts(e, &p);
+    if (plan_writers(e, &p)) goto out;
+    plan_gradients(e);
+    rc = LOOM_OK;
+out:
+    free(p.consumers);
+    free(p.conv_of);
+    return rc;
+}
+
+/* ---- creation ------------------------------------------------------------------------ */
+
+static int allocate(loom_exec *e) {
+    loom_graph *g = e->g;
+    size_t B = (size_t)e->max_batch, fl = 0, il = 0, bl = 0, scratch = 0, tmp = 0, ptmp = 0;
+    for (int s = 0; s < e->nslot; s++) fl += B * e->slot[s].stride;
+    for (int i = 0; i < g->n; i++) {
+        const loom_layer *l = &g->nodes[i];
+        const loom_step *st = &e->step[i];
+        if (l->op == LOOM_OP_DROPOUT) bl += B * e->slot[st->out].stride;
+        if (l->op == LOOM_OP_MAXPOOL && !st->dnn && e->slot[st->out].lay == LAY_PLAIN) il += B * l->size;
+        if (l->op == LOOM_OP_CONV2D && !st->dnn) {
+            size_t s = loom_k_conv2d_scratch(&l->a.conv);
+            if (s > scratch) scratch = s;
+        }
+        /* a oneDNN backward that must add into a gradient writes here first */
+        for (int k = 0; k < l->nin; k++)
+            if (st->dnn && st->acc[k] && B * e->slot[st->in[k]].stride > tmp) tmp = B * e->slot[st->in[k]].stride;
+        /* and its parameter gradients (batch norm's scale and shift, a conv's bias) */
+        if (st->dnn && 2 * (size_t)l->c > ptmp) ptmp = 2 * (size_t)l->c;
+    }
+    fl += 2 * g->n_buffers + g->n_params + scratch + tmp + ptmp + 1;
+    e->arena = malloc(fl * sizeof(float));
+    e->garena = malloc((e->garena_len + 1) * sizeof(float));
+    e->iarena = malloc((il + 1) * sizeof(int32_t));
+    e->barena = malloc(bl + 1);
+    e->mask = calloc((size_t)g->n, sizeof *e->mask);
+    e->argmax = calloc((size_t)g->n, sizeof *e->argmax);
+    if (!e->arena || !e->garena || !e->iarena || !e->barena || !e->mask || !e->argmax) return LOOM_ERR;
+    memset(e->arena, 0, fl * sizeof(float));
+    memset(e->garena, 0, (e->garena_len + 1) * sizeof(float));
+    e->arena_len = fl;
+    e->barena_len = bl;
+    float *p = e->arena;
+    int32_t *ip = e->iarena;
+    uint8_t *bp = e->barena;
+    for (int s = 0; s < e->nslot; s++) {
+        e->slot[s].act = p, p += B * e->slot[s].stride;
+        e->slot[s].grad = e->slot[s].first >= 0 ? e->garena + e->slot[s].goff : NULL;
+    }
+    for (int i = 0; i < g->n; i++) {
+        const loom_layer *l = &g->nodes[i];
+        if (l->op == LOOM_OP_DROPOUT) e->mask[i] = bp, bp += B * e->slot[e->step[i].out].stride;
+        if (l->op == LOOM_OP_MAXPOOL && !e->step[i].dnn && e->slot[e->step[i].out].lay == LAY_PLAIN)
+            e->argmax[i] = ip, ip += B * l->size;
+    }
+    e->save = p, p += g->n_buffers;
+    e->stats = p, p += g->n_buffers;
+    e->pgrad = p, p += g->n_params;
+    e->scratch = p, p += scratch;
+    e->tmp = p, p += tmp;
+    e->ptmp = p;
+    return LOOM_OK;
+}
 
 loom_exec *loom_exec_new(loom_graph *g, int max_batch) {
     if (!g || !g->finished) {
@@ -43,78 +388,83 @@ loom_exec *loom_exec_new(loom_graph *g, int max_batch) {
         loom_fail(LOOM_EINVAL, "loom_exec_new: batch %d must be positive", max_batch);
         return NULL;
     }
+    int dnn = use_dnn();
+    if (dnn < 0) return NULL;
     loom_exec *e = calloc(1, sizeof *e);
     if (!e) goto oom;
     e->g = g;
     e->max_batch = max_batch;
-    int n = g->n;
-    e->act = calloc((size_t)n, sizeof *e->act);
-    e->grad = calloc((size_t)n, sizeof *e->grad);
-    e->mask = calloc((size_t)n, sizeof *e->mask);
-    e->argmax = calloc((size_t)n, sizeof *e->argmax);
-    if (!e->act || !e->grad || !e->mask || !e->argmax) goto oom;
-
-    /* Count first, then carve one arena: fewer allocations, better locality. */
-    size_t B = (size_t)max_batch, fl = 0, il = 0, scratch = 0;
-    for (int i = 0; i < n; i++) {
-        const loom_layer *l = &g->nodes[i];
-        if (!aliases_input(l)) fl += 2 * B * l->size;
-        if (l->op == LOOM_OP_DROPOUT) fl += B * l->size;
-        if (l->op == LOOM_OP_MAXPOOL) il += B * l->size;
-        if (l->op == LOOM_OP_CONV2D) {
-            size_t s = loom_k_conv2d_scratch(&l->a.conv);
-            if (s > scratch) scratch = s;
-        }
-    }
-    fl += 2 * g->n_buffers + g->n_params + scratch + 1;
-    e->arena = malloc(fl * sizeof(float));
-    e->iarena = malloc((il + 1) * sizeof(int32_t));
-    if (!e->arena || !e->iarena) goto oom;
-    memset(e->arena, 0, fl * sizeof(float));
-    e->arena_len = fl;
-    float *p = e->arena;
-    int32_t *ip = e->iarena;
-    for (int i = 0; i < n; i++) {
-        const loom_layer *l = &g->nodes[i];
-        if (aliases_input(l)) {
-            e->act[i] = e->act[l->in[0]];
-            e->grad[i] = e->grad[l->in[0]];
-        } else {
-            e->act[i] = p, p += B * l->size;
-            e->grad[i] = p, p += B * l->size;
-        }
-        if (l->op == LOOM_OP_DROPOUT) e->mask[i] = p, p += B * l->size;
-        if (l->op == LOOM_OP_MAXPOOL) e->argmax[i] = ip, ip += B * l->size;
-    }
-    e->save = p, p += g->n_buffers;
-    e->stats = p, p += g->n_buffers;
-    e->pgrad = p, p += g->n_params;
-    e->scratch = p;
+    e->dnn = dnn;
+    e->block = dnn ? loom_dnn_block() : 0;
+    if (plan(e)) goto fail;
+    if (allocate(e)) goto oom;
+    if (e->dnn && loom_dnn_init(e)) goto fail;
     return e;
 oom:
-    loom_exec_free(e);
     loom_fail(LOOM_ENOMEM, "loom_exec_new: out of memory planning %s for batch %d", g->name, max_batch);
+fail:
+    loom_exec_free(e);
     return NULL;
 }
 
 void loom_exec_free(loom_exec *e) {
     if (!e) return;
-    free(e->act);
-    free(e->grad);
+    if (e->dn) loom_dnn_free(e);
+    free(e->step);
+    free(e->slot);
+    free(e->conv);
     free(e->mask);
     free(e->argmax);
     free(e->arena);
+    free(e->garena);
     free(e->iarena);
+    free(e->barena);
+    free(e->t_fwd);
+    free(e->t_bwd);
     free(e);
 }
 
+int loom_exec_set_timing(loom_exec *e, int on) {
+    if (!e) return loom_fail(LOOM_EINVAL, "loom_exec_set_timing: no exec");
+    free(e->t_fwd);
+    free(e->t_bwd);
+    e->t_fwd = e->t_bwd = NULL;
+    if (!on) return LOOM_OK;
+    e->t_fwd = calloc((size_t)e->g->n, sizeof *e->t_fwd);
+    e->t_bwd = calloc((size_t)e->g->n, sizeof *e->t_bwd);
+    if (!e->t_fwd || !e->t_bwd) return loom_fail(LOOM_ENOMEM, "loom_exec_set_timing: out of memory");
+    return LOOM_OK;
+}
+
+void loom_exec_layer_seconds(const loom_exec *e, loom_node i, double *fwd, double *bwd) {
+    int ok = e && e->t_fwd && i >= 0 && i < e->g->n;
+    if (fwd) *fwd = ok ? e->t_fwd[i] : 0;
+    if (bwd) *bwd = ok ? e->t_bwd[i] : 0;
+}
+
 int loom_exec_max_batch(const loom_exec *e) { return e->max_batch; }
-float *loom_exec_input(loom_exec *e) { return e->act[0]; }
-const float *loom_exec_output(const loom_exec *e) { return e->act[e->g->output]; }
+float *loom_exec_input(loom_exec *e) { return e->slot[e->step[0].out].act; }
+const float *loom_exec_output(const loom_exec *e) { return e->slot[e->output].act; }
 size_t loom_exec_output_size(const loom_exec *e) { return e->g->nodes[e->g->output].size; }
-float *loom_exec_output_grad(loom_exec *e) { return e->grad[e->g->output]; }
+float *loom_exec_output_grad(loom_exec *e) { return e->slot[e->output].grad; }
 float *loom_exec_param_grad(loom_exec *e) { return e->pgrad; }
 const float *loom_exec_batch_stats(const loom_exec *e) { return e->stats; }
+
+size_t loom_exec_bytes(const loom_exec *e) {
+    return (e->arena_len + e->garena_len) * sizeof(float) + e->barena_len +
+           (e->dnn ? loom_dnn_extra_bytes(e) : 0);
+}
+
+const char *loom_exec_layer_impl(const loom_exec *e, loom_node i) {
+    if (!e || i < 0 || i >= e->g->n) return NULL;
+    const loom_step *st = &e->step[i];
+    if (st->alias) return e->g->nodes[i].op == LOOM_OP_FLATTEN ? "(view)" : "(fused)";
+    if (st->dnn) {
+        const char *s = loom_dnn_impl(e, i);
+        return s ? s : "onednn";
+    }
+    return "portable";
+}
 
 void loom_exec_probabilities(const loom_exec *e, int n, float *probs, int32_t *classes) {
     int k = (int)loom_exec_output_size(e);
@@ -129,148 +479,359 @@ void loom_exec_probabilities(const loom_exec *e, int n, float *probs, int32_t *c
     }
 }
 
+/* ---- loops that know the blocked layout ----------------------------------------------- */
+
+/* Global average pool of a blocked slot into plain [n, c]. */
+static void gap_blocked_fwd(const loom_slot *x, float *y, int n, int B) {
+    size_t hw = (size_t)x->h * x->w;
+    int groups = (x->c + B - 1) / B;
+    for (int i = 0; i < n; i++) {
+        const float *xi = x->act + (size_t)i * x->stride;
+        for (int gi = 0; gi < groups; gi++) {
+            double sum[64] = {0};
+            const float *xg = xi + (size_t)gi * hw * B;
+            for (size_t p = 0; p < hw; p++)
+                for (int l = 0; l < B; l++) sum[l] += xg[p * B + l];
+            for (int l = 0; l < B && gi * B + l < x->c; l++) y[(size_t)i * x->c + gi * B + l] = (float)(sum[l] / hw);
+        }
+    }
+}
+
+static void gap_blocked_bwd(const float *dy, const loom_slot *x, float *dx, int n, int B, int acc) {
+    size_t hw = (size_t)x->h * x->w;
+    int groups = (x->c + B - 1) / B;
+    for (int i = 0; i < n; i++) {
+        float *di = dx + (size_t)i * x->stride;
+        for (int gi = 0; gi < groups; gi++) {
+            float share[64];
+            for (int l = 0; l < B; l++) {
+                int ch = gi * B + l;
+                share[l] = ch < x->c ? dy[(size_t)i * x->c + ch] / (float)hw : 0.0f;
+            }
+            float *dg = di + (size_t)gi * hw * B;
+            for (size_t p = 0; p < hw; p++)
+                for (int l = 0; l < B; l++) dg[p * B + l] = (acc ? dg[p * B + l] : 0.0f) + share[l];
+        }
+    }
+}
+
+/* Dropout, drawing each element's mask by its NCHW index (the portable
+ * kernel's draws), so that both layouts drop the same elements; the mask is
+ * kept as bytes. Padding channels stay zero. */
+static void dropout_fwd(const loom_slot *x, float *y, uint8_t *mask, int n, float p, uint64_t key, uint64_t base,
+                        int B) {
+    size_t hw = (size_t)x->h * x->w;
+    float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    for (int i = 0; i < n; i++) {
+        uint64_t k = loom_rng_key(key, base + (uint64_t)i, 0, 0);
+        uint8_t *m = mask + (size_t)i * x->stride;
+        const float *xi = x->act + (size_t)i * x->stride;
+        float *yi = y + (size_t)i * x->stride;
+        if (x->lay != LAY_BLOCKED) {
+            for (size_t q = 0; q < x->stride; q++) m[q] = loom_rng_uniform(k, q) >= p;
+        } else {
+            int groups = (x->c + B - 1) / B;
+            for (int gi = 0; gi < groups; gi++)
+                for (int l = 0; l < B; l++) {
+                    size_t ch = (size_t)gi * B + l;
+                    uint8_t *mg = m + (size_t)gi * hw * B + l;
+                    if (ch >= (size_t)x->c) {
+                        for (size_t q = 0; q < hw; q++) mg[q * B] = 0;
+                        continue;
+                    }
+                    for (size_t q = 0; q < hw; q++) mg[q * B] = loom_rng_uniform(k, ch * hw + q) >= p;
+                }
+        }
+        for (size_t q = 0; q < x->stride; q++) yi[q] = m[q] ? xi[q] * scale : 0.0f;
+    }
+}
+
+static void dropout_bwd(const float *dy, const uint8_t *mask, float *dx, size_t len, float p, int acc) {
+    float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    if (acc)
+        for (size_t q = 0; q < len; q++) dx[q] += mask[q] ? dy[q] * scale : 0.0f;
+    else
+        for (size_t q = 0; q < len; q++) dx[q] = mask[q] ? dy[q] * scale : 0.0f;
+}
+
+/* Max pool on a blocked slot, the B lanes of a channel group side by side.
+ * The same windows, the same first-of-equal-maxima and the same all-padding
+ * rule as the portable kernel; no argmax is stored: backward finds the
+ * maximum again, reading the input and output (less memory than an index
+ * per output, and the forward writes nothing more). */
+static void pool_window(const loom_pool_shape *s, int oy, int ox, int *y0, int *y1, int *x0, int *x1) {
+    *y0 = oy * s->sh - s->ph, *y1 = *y0 + s->kh;
+    *x0 = ox * s->sw - s->pw, *x1 = *x0 + s->kw;
+    if (*y0 < 0) *y0 = 0;
+    if (*x0 < 0) *x0 = 0;
+    if (*y1 > s->h) *y1 = s->h;
+    if (*x1 > s->w) *x1 = s->w;
+}
+
+static void maxpool_blocked_fwd(const loom_pool_shape *s, const loom_slot *x, float *y, size_t ystride, int n, int B) {
+    int groups = (x->c + B - 1) / B;
+    for (int i = 0; i < n; i++)
+        for (int gi = 0; gi < groups; gi++) {
+            const float *xg = x->act + (size_t)i * x->stride + (size_t)gi * s->h * s->w * B;
+            float *yg = y + (size_t)i * ystride + (size_t)gi * s->oh * s->ow * B;
+            for (int oy = 0; oy < s->oh; oy++)
+                for (int ox = 0; ox < s->ow; ox++) {
+                    int y0, y1, x0, x1;
+                    pool_window(s, oy, ox, &y0, &y1, &x0, &x1);
+                    float *out = yg + ((size_t)oy * s->ow + ox) * B;
+                    if (y0 >= y1 || x0 >= x1) {
+                        for (int l = 0; l < B; l++) out[l] = 0.0f;
+                        continue;
+                    }
+                    float best[64];
+                    const float *first = xg + ((size_t)y0 * s->w + x0) * B;
+                    for (int l = 0; l < B; l++) best[l] = first[l];
+                    for (int iy = y0; iy < y1; iy++)
+                        for (int ix = x0; ix < x1; ix++) {
+                            const float *v = xg + ((size_t)iy * s->w + ix) * B;
+                            for (int l = 0; l < B; l++) best[l] = v[l] > best[l] ? v[l] : best[l];
+                        }
+                    for (int l = 0; l < B; l++) out[l] = best[l];
+                }
+        }
+}
+
+static void maxpool_blocked_bwd(const loom_pool_shape *s, const loom_slot *x, const loom_slot *ys, float *dx, int n,
+                                int B, int acc) {
+    int groups = (x->c + B - 1) / B;
+    if (!acc) memset(dx, 0, (size_t)n * x->stride * sizeof(float));
+    for (int i = 0; i < n; i++)
+        for (int gi = 0; gi < groups; gi++) {
+            size_t goff = (size_t)gi * s->h * s->w * B, ooff = (size_t)gi * s->oh * s->ow * B;
+            const float *xg = x->act + (size_t)i * x->stride + goff;
+            float *dg = dx + (size_t)i * x->stride + goff;
+            const float *yg = ys->act + (size_t)i * ys->stride + ooff, *gg = ys->grad + (size_t)i * ys->stride + ooff;
+            for (int oy = 0; oy < s->oh; oy++)
+                for (int ox = 0; ox < s->ow; ox++) {
+                    int y0, y1, x0, x1;
+                    pool_window(s, oy, ox, &y0, &y1, &x0, &x1);
+                    if (y0 >= y1 || x0 >= x1) continue;
+                    const float *best = yg + ((size_t)oy * s->ow + ox) * B, *g = gg + ((size_t)oy * s->ow + ox) * B;
+                    float left[64]; /* the gradient still to place, per lane */
+                    for (int l = 0; l < B; l++) left[l] = g[l];
+                    for (int iy = y0; iy < y1; iy++)
+                        for (int ix = x0; ix < x1; ix++) {
+                            size_t at = ((size_t)iy * s->w + ix) * B;
+                            for (int l = 0; l < B; l++) {
+                                int hit = xg[at + l] == best[l] && left[l] != 0.0f;
+                                dg[at + l] += hit ? left[l] : 0.0f;
+                                left[l] = hit ? 0.0f : left[l];
+                            }
+                        }
+                    /* a NaN maximum matches nothing: the portable kernel routes it to the first position */
+                    size_t at = ((size_t)y0 * s->w + x0) * B;
+                    for (int l = 0; l < B; l++) dg[at + l] += left[l];
+                }
+        }
+}
+
+static void put(float *dst, const float *src, size_t len, int acc) {
+    if (acc)
+        for (size_t i = 0; i < len; i++) dst[i] += src[i];
+    else
+        memcpy(dst, src, len * sizeof *dst);
+}
+
+/* ---- forward --------------------------------------------------------------------------- */
+
+static void portable_forward(loom_exec *e, int i, int n, int training, uint64_t dropout_key,
+                             uint64_t sample_base) {
+    loom_graph *g = e->g;
+    const loom_layer *l = &g->nodes[i];
+    const loom_step *st = &e->step[i];
+    const loom_slot *xs = &e->slot[st->in[0]];
+    const float *x = xs->act;
+    float *y = e->slot[st->out].act;
+    size_t len = (size_t)n * e->slot[st->out].stride;
+    const float *W = g->params + l->param_off, *b = W + l->weight_count;
+    switch (l->op) {
+    case LOOM_OP_DENSE: loom_k_dense_fwd(x, W, l->bias ? b : NULL, y, n, l->a.dense.in, l->a.dense.out); break;
+    case LOOM_OP_CONV2D: loom_k_conv2d_fwd(&l->a.conv, x, W, l->bias ? b : NULL, y, n, e->scratch); break;
+    case LOOM_OP_MAXPOOL:
+        if (xs->lay == LAY_BLOCKED) maxpool_blocked_fwd(&l->a.pool, xs, y, e->slot[st->out].stride, n, e->block);
+        else loom_k_maxpool_fwd(&l->a.pool, x, y, e->argmax[i], n);
+        break;
+    case LOOM_OP_AVGPOOL: loom_k_avgpool_fwd(&l->a.pool, x, y, n, l->count_include_pad); break;
+    case LOOM_OP_GAVGPOOL:
+        if (xs->lay == LAY_BLOCKED) gap_blocked_fwd(xs, y, n, e->block);
+        else loom_k_gavgpool_fwd(x, y, n, xs->c, xs->h * xs->w);
+        break;
+    case LOOM_OP_RELU: loom_k_relu_fwd(x, y, len); break;
+    case LOOM_OP_LEAKY_RELU: loom_k_leaky_relu_fwd(x, y, len, l->a.alpha); break;
+    case LOOM_OP_SIGMOID: loom_k_sigmoid_fwd(x, y, len); break;
+    case LOOM_OP_TANH: loom_k_tanh_fwd(x, y, len); break;
+    case LOOM_OP_SOFTMAX: loom_k_softmax_fwd(x, y, n, (int)l->size); break;
+    case LOOM_OP_DROPOUT:
+        if (training && l->a.p > 0) {
+            uint64_t key = loom_rng_key(dropout_key, LOOM_RNG_DROPOUT, (uint64_t)i, 0);
+            dropout_fwd(xs, y, e->mask[i], n, l->a.p, key, sample_base, e->block);
+        } else {
+            memcpy(y, x, len * sizeof(float));
+        }
+        break;
+    case LOOM_OP_BATCHNORM: {
+        int c = l->c, hw = l->a.bn.hw;
+        float eps = l->a.bn.eps;
+        if (training) {
+            float *sm = e->save + l->buf_off, *si = sm + c, *sv = e->stats + l->buf_off;
+            loom_k_batchnorm_fwd_train(x, y, n, c, hw, W, b, eps, sm, si, sv + c);
+            memcpy(sv, sm, (size_t)c * sizeof(float));
+        } else {
+            const float *rm = g->buffers + l->buf_off;
+            loom_k_batchnorm_fwd_infer(x, y, n, c, hw, W, b, eps, rm, rm + c);
+        }
+        break;
+    }
+    case LOOM_OP_ADD: loom_k_add_fwd(x, e->slot[st->in[1]].act, y, len); break;
+    case LOOM_OP_CONCAT: {
+        const float *xv[LOOM_MAX_INPUTS];
+        int cs[LOOM_MAX_INPUTS];
+        int blocked = e->slot[st->out].lay == LAY_BLOCKED;
+        for (int k = 0; k < l->nin; k++) {
+            xv[k] = e->slot[st->in[k]].act;
+            cs[k] = blocked ? e->slot[st->in[k]].c / e->block : e->slot[st->in[k]].c;
+        }
+        loom_k_concat_fwd(xv, cs, l->nin, y, n, blocked ? l->h * l->w * e->block : l->h * l->w);
+        break;
+    }
+    default: break;
+    }
+}
+
 int loom_exec_forward(loom_exec *e, int n, int training, uint64_t dropout_key, uint64_t sample_base) {
     if (!e) return loom_fail(LOOM_EINVAL, "loom_exec_forward: no exec");
     if (n <= 0 || n > e->max_batch)
         return loom_fail(LOOM_EINVAL, "loom_exec_forward: %d samples, the exec was planned for 1..%d", n, e->max_batch);
     loom_graph *g = e->g;
-    const float *P = g->params;
     e->trained = training;
-    for (int i = 1; i < g->n; i++) {
-        const loom_layer *l = &g->nodes[i];
-        const float *x = e->act[l->in[0]];
-        float *y = e->act[i];
-        size_t len = (size_t)n * l->size;
-        const float *W = P + l->param_off, *b = W + l->weight_count;
-        switch (l->op) {
-        case LOOM_OP_INPUT: break;
-        case LOOM_OP_DENSE: loom_k_dense_fwd(x, W, l->bias ? b : NULL, y, n, l->a.dense.in, l->a.dense.out); break;
-        case LOOM_OP_CONV2D: loom_k_conv2d_fwd(&l->a.conv, x, W, l->bias ? b : NULL, y, n, e->scratch); break;
-        case LOOM_OP_MAXPOOL: loom_k_maxpool_fwd(&l->a.pool, x, y, e->argmax[i], n); break;
-        case LOOM_OP_AVGPOOL: loom_k_avgpool_fwd(&l->a.pool, x, y, n, l->count_include_pad); break;
-        case LOOM_OP_GAVGPOOL: {
-            const loom_layer *in = &g->nodes[l->in[0]];
-            loom_k_gavgpool_fwd(x, y, n, in->c, in->h * in->w);
-            break;
-        }
-        case LOOM_OP_FLATTEN: break;
-        case LOOM_OP_RELU: loom_k_relu_fwd(x, y, len); break;
-        case LOOM_OP_LEAKY_RELU: loom_k_leaky_relu_fwd(x, y, len, l->a.alpha); break;
-        case LOOM_OP_SIGMOID: loom_k_sigmoid_fwd(x, y, len); break;
-        case LOOM_OP_TANH: loom_k_tanh_fwd(x, y, len); break;
-        case LOOM_OP_SOFTMAX: loom_k_softmax_fwd(x, y, n, (int)l->size); break;
-        case LOOM_OP_DROPOUT:
-            if (training && l->a.p > 0)
-                loom_k_dropout_fwd(x, y, e->mask[i], n, l->size, l->a.p,
-                                   loom_rng_key(dropout_key, LOOM_RNG_DROPOUT, (uint64_t)i, 0), sample_base);
-            else
-                memcpy(y, x, len * sizeof(float));
-            break;
-        case LOOM_OP_BATCHNORM: {
-            int c = l->c, hw = l->a.bn.hw;
-            float eps = l->a.bn.eps;
-            if (training) {
-                float *sm = e->save + l->buf_off, *si = sm + c, *st = e->stats + l->buf_off;
-                loom_k_batchnorm_fwd_train(x, y, n, c, hw, W, b, eps, sm, si, st + c);
-                memcpy(st, sm, (size_t)c * sizeof(float));
+    e->fwd_n = n;
+    for (int i = 0; i < g->n; i++) {
+        const loom_step *st = &e->step[i];
+        double t0 = e->t_fwd ? loom_seconds() : 0;
+        if (i > 0 && !st->alias) {
+            if (st->dnn) {
+                if (loom_dnn_forward(e, i, n, training)) return LOOM_ERR;
             } else {
-                const float *rm = g->buffers + l->buf_off;
-                loom_k_batchnorm_fwd_infer(x, y, n, c, hw, W, b, eps, rm, rm + c);
+                portable_forward(e, i, n, training, dropout_key, sample_base);
             }
-            break;
         }
-        case LOOM_OP_ADD: loom_k_add_fwd(x, e->act[l->in[1]], y, len); break;
-        case LOOM_OP_CONCAT: {
-            const float *xs[LOOM_MAX_INPUTS];
-            int cs[LOOM_MAX_INPUTS];
-            for (int k = 0; k < l->nin; k++) {
-                xs[k] = e->act[l->in[k]];
-                cs[k] = g->nodes[l->in[k]].c;
-            }
-            loom_k_concat_fwd(xs, cs, l->nin, y, n, l->h * l->w);
-            break;
-        }
-        case LOOM_OP_COUNT_: break;
-        }
+        for (int c = 0; c < e->nconv; c++)
+            if (e->conv[c].after == i && loom_dnn_convert(e, &e->conv[c], n, 0)) return LOOM_ERR;
+        if (e->t_fwd) e->t_fwd[i] += loom_seconds() - t0;
     }
     return LOOM_OK;
 }
 
 void loom_exec_zero_act_grad(loom_exec *e) {
-    loom_graph *g = e->g;
-    for (int i = 1; i < g->n; i++) {
-        const loom_layer *l = &g->nodes[i];
-        if (!aliases_input(l)) memset(e->grad[i], 0, (size_t)e->max_batch * l->size * sizeof(float));
-    }
+    const loom_slot *o = &e->slot[e->output];
+    memset(o->grad, 0, (size_t)e->max_batch * o->stride * sizeof(float));
 }
 
 void loom_exec_zero_param_grad(loom_exec *e) {
     memset(e->pgrad, 0, e->g->n_params * sizeof(float));
 }
 
-void loom_exec_backward(loom_exec *e, int n) {
+/* ---- backward -------------------------------------------------------------------------- */
+
+static void portable_backward(loom_exec *e, int i, int n) {
     loom_graph *g = e->g;
-    const float *P = g->params;
-    for (int i = g->n - 1; i >= 1; i--) {
-        const loom_layer *l = &g->nodes[i];
-        if (aliases_input(l)) continue; /* its gradient already is its input's */
-        int from = l->in[0];
-        const float *x = e->act[from], *y = e->act[i], *dy = e->grad[i];
-        /* the input layer needs no gradient */
-        float *dx = g->nodes[from].op == LOOM_OP_INPUT ? NULL : e->grad[from];
-        size_t len = (size_t)n * l->size;
-        const float *W = P + l->param_off;
-        float *dW = l->frozen ? NULL : e->pgrad + l->param_off;
-        float *db = dW && l->bias ? dW + l->weight_count : NULL;
-        switch (l->op) {
-        case LOOM_OP_DENSE:
-            loom_k_dense_bwd(x, W, dy, dx, dW, db, n, l->a.dense.in, l->a.dense.out);
-            break;
-        case LOOM_OP_CONV2D: loom_k_conv2d_bwd(&l->a.conv, x, W, dy, dx, dW, db, n, e->scratch); break;
-        case LOOM_OP_MAXPOOL: if (dx) loom_k_maxpool_bwd(&l->a.pool, dy, e->argmax[i], dx, n); break;
-        case LOOM_OP_AVGPOOL: if (dx) loom_k_avgpool_bwd(&l->a.pool, dy, dx, n, l->count_include_pad); break;
-        case LOOM_OP_GAVGPOOL:
-            if (dx) {
-                const loom_layer *in = &g->nodes[from];
-                loom_k_gavgpool_bwd(dy, dx, n, in->c, in->h * in->w);
-            }
-            break;
-        case LOOM_OP_RELU: if (dx) loom_k_relu_bwd(x, dy, dx, len); break;
-        case LOOM_OP_LEAKY_RELU: if (dx) loom_k_leaky_relu_bwd(x, dy, dx, len, l->a.alpha); break;
-        case LOOM_OP_SIGMOID: if (dx) loom_k_sigmoid_bwd(y, dy, dx, len); break;
-        case LOOM_OP_TANH: if (dx) loom_k_tanh_bwd(y, dy, dx, len); break;
-        case LOOM_OP_SOFTMAX: if (dx) loom_k_softmax_bwd(y, dy, dx, n, (int)l->size); break;
-        case LOOM_OP_DROPOUT:
-            if (!dx) break;
-            if (e->trained && l->a.p > 0) loom_k_dropout_bwd(dy, e->mask[i], dx, len);
-            else loom_k_accumulate(dy, dx, len);
-            break;
-        case LOOM_OP_BATCHNORM: {
-            const float *sm = e->save + l->buf_off;
-            loom_k_batchnorm_bwd(x, dy, dx, dW, dW ? dW + l->c : NULL, n, l->c, l->a.bn.hw, W, sm,
-                                 sm + l->c);
-            break;
+    const loom_layer *l = &g->nodes[i];
+    const loom_step *st = &e->step[i];
+    const loom_slot *xs = &e->slot[st->in[0]], *ys = &e->slot[st->out];
+    const float *x = xs->act, *y = ys->act, *dy = ys->grad;
+    float *dx = st->grad_in[0] ? xs->grad : NULL;
+    size_t len = (size_t)n * ys->stride;
+    const float *W = g->params + l->param_off;
+    float *dW = l->frozen ? NULL : e->pgrad + l->param_off;
+    float *db = dW && l->bias ? dW + l->weight_count : NULL;
+    switch (l->op) {
+    case LOOM_OP_DENSE: loom_k_dense_bwd(x, W, dy, dx, dW, db, n, l->a.dense.in, l->a.dense.out); break;
+    case LOOM_OP_CONV2D: loom_k_conv2d_bwd(&l->a.conv, x, W, dy, dx, dW, db, n, e->scratch); break;
+    case LOOM_OP_MAXPOOL:
+        if (!dx) break;
+        if (xs->lay == LAY_BLOCKED) maxpool_blocked_bwd(&l->a.pool, xs, ys, dx, n, e->block, st->acc[0]);
+        else loom_k_maxpool_bwd(&l->a.pool, dy, e->argmax[i], dx, n);
+        break;
+    case LOOM_OP_AVGPOOL: if (dx) loom_k_avgpool_bwd(&l->a.pool, dy, dx, n, l->count_include_pad); break;
+    case LOOM_OP_GAVGPOOL:
+        if (!dx) break;
+        if (xs->lay == LAY_BLOCKED) gap_blocked_bwd(dy, xs, dx, n, e->block, st->acc[0]);
+        else loom_k_gavgpool_bwd(dy, dx, n, xs->c, xs->h * xs->w);
+        break;
+    case LOOM_OP_RELU: if (dx) loom_k_relu_bwd(x, dy, dx, len); break;
+    case LOOM_OP_LEAKY_RELU: if (dx) loom_k_leaky_relu_bwd(x, dy, dx, len, l->a.alpha); break;
+    case LOOM_OP_SIGMOID: if (dx) loom_k_sigmoid_bwd(y, dy, dx, len); break;
+    case LOOM_OP_TANH: if (dx) loom_k_tanh_bwd(y, dy, dx, len); break;
+    case LOOM_OP_SOFTMAX: if (dx) loom_k_softmax_bwd(y, dy, dx, n, (int)l->size); break;
+    case LOOM_OP_DROPOUT:
+        if (!dx) break;
+        if (e->trained && l->a.p > 0) {
+            dropout_bwd(dy, e->mask[i], dx, len, l->a.p, st->acc[0]);
+        } else {
+            put(dx, dy, len, st->acc[0]);
         }
-        case LOOM_OP_ADD: {
-            if (dx) loom_k_accumulate(dy, dx, len);
-            int b = l->in[1];
-            if (g->nodes[b].op != LOOM_OP_INPUT) loom_k_accumulate(dy, e->grad[b], len);
-            break;
-        }
-        case LOOM_OP_CONCAT: {
-            float *dxs[LOOM_MAX_INPUTS];
-            int cs[LOOM_MAX_INPUTS];
-            for (int k = 0; k < l->nin; k++) {
-                int s = l->in[k];
-                dxs[k] = g->nodes[s].op == LOOM_OP_INPUT ? NULL : e->grad[s];
-                cs[k] = g->nodes[s].c;
-            }
-            loom_k_concat_bwd(dy, dxs, cs, l->nin, n, l->h * l->w);
-            break;
-        }
-        default: break;
-        }
+        break;
+    case LOOM_OP_BATCHNORM: {
+        const float *sm = e->save + l->buf_off;
+        loom_k_batchnorm_bwd(x, dy, dx, dW, dW ? dW + l->c : NULL, n, l->c, l->a.bn.hw, W, sm, sm + l->c);
+        break;
     }
+    case LOOM_OP_ADD:
+        for (int k = 0; k < 2; k++)
+            if (st->grad_in[k]) put(e->slot[st->in[k]].grad, dy, len, st->acc[k]);
+        break;
+    case LOOM_OP_CONCAT: {
+        int blocked = ys->lay == LAY_BLOCKED;
+        size_t hw = (size_t)l->h * l->w * (blocked ? (size_t)e->block : 1), off = 0;
+        for (int k = 0; k < l->nin; k++) {
+            const loom_slot *s = &e->slot[st->in[k]];
+            size_t run = (size_t)(blocked ? s->c / e->block : s->c) * hw;
+            if (st->grad_in[k])
+                for (int b = 0; b < n; b++) put(s->grad + (size_t)b * run, dy + (size_t)b * ys->stride + off, run, st->acc[k]);
+            off += run;
+        }
+        break;
+    }
+    default: break;
+    }
+}
+
+int loom_exec_backward(loom_exec *e, int n) {
+    if (!e) return loom_fail(LOOM_EINVAL, "loom_exec_backward: no exec");
+    if (!e->trained || n != e->fwd_n)
+        return loom_fail(LOOM_EINVAL, "loom_exec_backward: %d samples, after a %s forward of %d", n,
+                         e->trained ? "training" : "inference", e->fwd_n);
+    loom_graph *g = e->g;
+    for (int i = g->n - 1; i >= 1; i--) {
+        double t0 = e->t_bwd ? loom_seconds() : 0;
+        for (int c = e->nconv - 1; c >= 0; c--) {
+            const loom_convert *cv = &e->conv[c];
+            if (cv->after != i || !e->slot[cv->to].grad) continue;
+            if (loom_dnn_convert(e, cv, n, 1)) return LOOM_ERR;
+        }
+        const loom_step *st = &e->step[i];
+        const loom_layer *l = &g->nodes[i];
+        if (!st->alias && e->slot[st->out].grad && e->slot[st->out].last == 2 * i + 1) {
+            /* the first writer of a gradient that can only add: zero it first */
+            for (int k = 0; k < l->nin; k++) {
+                loom_slot *s = &e->slot[st->in[k]];
+                if (st->grad_in[k] && !st->acc[k] && s->zero && s->first == 2 * i + 1)
+                    memset(s->grad, 0, (size_t)n * s->stride * sizeof(float));
+            }
+            if (st->dnn) {
+                if (loom_dnn_backward(e, i, n)) return LOOM_ERR;
+            } else {
+                portable_backward(e, i, n);
+            }
+        }
+        if (e->t_bwd) e->t_bwd[i] += loom_seconds() - t0;
+    }
+    return LOOM_OK;
 }
 
 void loom_exec_update_running(loom_graph *g, loom_node layer, const float *const *stats, const size_t *counts,

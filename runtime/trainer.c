@@ -4,6 +4,7 @@
 #include "loom/trainer.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,9 @@ typedef struct {
     int correct;
     int n;
     double t_fwd, t_bwd;
+    int failed;              /* forward or backward failed: the kind and message are here */
+    int kind;
+    char err[256];
 } shard_out;
 
 struct loom_trainer {
@@ -194,12 +198,18 @@ static void phase_compute(void *ctx, int tid, int T) {
         so->loss = 0;
         so->correct = 0;
         so->t_fwd = so->t_bwd = 0;
+        so->failed = 0;
         double t0 = loom_seconds();
         if (t->training) loom_exec_zero_param_grad(e);
         if (cnt == 0) continue;
         memcpy(loom_exec_input(e), t->x + (size_t)lo * in_size, (size_t)cnt * in_size * sizeof(float));
         uint64_t key = loom_rng_key(t->o.seed, LOOM_RNG_DROPOUT, (uint64_t)t->step, 0);
-        loom_exec_forward(e, cnt, t->training, key, (uint64_t)lo);
+        if (loom_exec_forward(e, cnt, t->training, key, (uint64_t)lo)) {
+            so->failed = 1;
+            so->kind = loom_error_kind();
+            snprintf(so->err, sizeof so->err, "%s", loom_error());
+            continue;
+        }
         const float *out = loom_exec_output(e);
         /* inference may come without labels: then only the outputs count */
         const int32_t *lab = t->labels ? t->labels + lo : NULL;
@@ -212,7 +222,11 @@ static void phase_compute(void *ctx, int tid, int T) {
         if (t->out) memcpy(t->out + (size_t)lo * K, out, (size_t)cnt * K * sizeof(float));
         double t1 = loom_seconds();
         so->t_fwd = t1 - t0;
-        if (t->training) loom_exec_backward(e, cnt);
+        if (t->training && loom_exec_backward(e, cnt)) {
+            so->failed = 1;
+            so->kind = loom_error_kind();
+            snprintf(so->err, sizeof so->err, "%s", loom_error());
+        }
         so->t_bwd = loom_seconds() - t1;
         busy += loom_seconds() - t0;
     }
@@ -295,6 +309,9 @@ static int run_batch(loom_trainer *t, const char *what, const float *x, const in
     t->training = training;
     t->out = out;
     loom_pool_run(t->pool, phase_compute, t);
+    /* the worker's message, in this thread (messages are thread-local) */
+    for (int s = 0; s < t->S; s++)
+        if (t->so[s].failed) return loom_fail(t->so[s].kind, "trainer: %s", t->so[s].err);
     return LOOM_OK;
 }
 

@@ -41,6 +41,8 @@ static const cli_opt bench_options[] = {
     CLI_OPT("optim", "NAME", "optimizer", "sgd"),
     CLI_OPT("deterministic", NULL, "fixed shard count (bit-identical across thread counts)", NULL),
     CLI_OPT("csv", NULL, "print CSV: a header line, then one row per thread count", NULL),
+    CLI_OPT("layers", NULL, "also time each layer's forward and backward (one worker's shard at the first thread count)",
+            NULL),
     CLI_OPT("data", "PATH", "train from this data set through the loader (default: synthetic tensors)", NULL),
     CLI_OPT("producers", "LIST", "loader threads (with --data; a list with --pipeline)", "1"),
     CLI_OPT("augment", "SPEC", "augmentation chain for the loader", NULL),
@@ -90,7 +92,7 @@ static int parse(bench *b, int argc, char **argv) {
             return EXIT_USAGE;
         }
     static const char *const model_only[] = {"model", "classes", "steps", "warmup", "optim", "deterministic",
-                                             "threads", "cache"};
+                                             "threads", "cache", "layers"};
     for (size_t i = 0; cli_given(o, "pipeline") && i < sizeof model_only / sizeof *model_only; i++)
         if (cli_given(o, model_only[i])) {
             fprintf(stderr, "loom bench: --%s does not apply to --pipeline (it measures the data pipeline alone; "
@@ -306,6 +308,68 @@ static void report(const bench *b) {
                cli_get(b->o, "cache") ? "cached" : "decoding every image");
 }
 
+/* Training FLOPs of layer i's backward: weight and input gradients of
+ * convolutions and dense layers (no input gradient for the data). */
+static double backward_flops(loom_graph *g, int i) {
+    const loom_layer *l = loom_graph_layer(g, i);
+    if (l->op != LOOM_OP_CONV2D && l->op != LOOM_OP_DENSE) return 0;
+    double f = loom_graph_layer_flops(g, i);
+    return loom_graph_layer(g, l->in[0])->op == LOOM_OP_INPUT ? f : 2 * f;
+}
+
+/* Per layer: forward and backward time of one worker's shard, GFLOP/s and
+ * share of the step. 0, or an exit code after saying why. */
+static int profile_layers(bench *b, const synthetic *s) {
+    int shard = (int)((b->batch + b->th[0] - 1) / b->th[0]);
+    loom_graph *g = loom_zoo_build(cli_get(b->o, "model"), b->c, b->h, b->w, (int)b->classes, 1);
+    loom_exec *e = g ? loom_exec_new(g, shard) : NULL;
+    int K = (int)b->classes, rc = EXIT_FAILED;
+    size_t in = (size_t)b->c * b->h * b->w;
+    if (!e) goto out;
+    for (long k = 0; k < b->warm + b->steps; k++) {
+        if (k == b->warm && loom_exec_set_timing(e, 1)) goto out;
+        memcpy(loom_exec_input(e), s->x, (size_t)shard * in * sizeof(float));
+        if (loom_exec_forward(e, shard, 1, (uint64_t)k, 0)) goto out;
+        loom_exec_zero_act_grad(e);
+        loom_exec_zero_param_grad(e);
+        loom_k_softmax_xent(loom_exec_output(e), s->y, loom_exec_output_grad(e), shard, K, 1.0f / shard);
+        if (loom_exec_backward(e, shard)) goto out;
+    }
+    double total = 0, tf = 0, tb = 0, flops = 0;
+    int n = loom_graph_count(g);
+    for (int i = 1; i < n; i++) {
+        double f, bw;
+        loom_exec_layer_seconds(e, i, &f, &bw);
+        total += f + bw;
+    }
+    printf("\nper layer, one worker's shard of %d (%s), mean of %ld steps:\n", shard, loom_exec_kernels(e), b->steps);
+    printf("%-14s %-11s %-12s %-20s %9s %9s %8s %8s %6s\n", "layer", "op", "output", "kernel", "fwd ms", "bwd ms",
+           "fwd GF/s", "bwd GF/s", "share");
+    for (int i = 1; i < n; i++) {
+        const loom_layer *l = loom_graph_layer(g, i);
+        double f, bw, ff = loom_graph_layer_flops(g, i) * shard, bf = backward_flops(g, i) * shard;
+        loom_exec_layer_seconds(e, i, &f, &bw);
+        f /= b->steps, bw /= b->steps;
+        tf += f, tb += bw, flops += ff + bf;
+        char shape[32], gf[16] = "-", gb[16] = "-";
+        snprintf(shape, sizeof shape, l->h * l->w > 1 ? "%dx%dx%d" : "%d", l->c, l->h, l->w);
+        if (ff > 0 && f > 0) snprintf(gf, sizeof gf, "%.1f", ff / f / 1e9);
+        if (bf > 0 && bw > 0) snprintf(gb, sizeof gb, "%.1f", bf / bw / 1e9);
+        printf("%-14.14s %-11s %-12s %-20.20s %9.3f %9.3f %8s %8s %5.1f%%\n", l->name, loom_op_name(l->op), shape,
+               loom_exec_layer_impl(e, i), f * 1e3, bw * 1e3, gf, gb, 100 * (f + bw) * b->steps / total);
+    }
+    printf("%-14s %-11s %-12s %-20s %9.3f %9.3f %8s %8s %5.1f%%\n", "total", "", "", "", tf * 1e3, tb * 1e3, "", "",
+           100.0);
+    printf("training FLOPs at %.1f GFLOP/s over the layers' time (%.0f MB of buffers in this exec)\n",
+           flops / (tf + tb) / 1e9, loom_exec_bytes(e) / 1e6);
+    rc = 0;
+out:
+    if (rc) fprintf(stderr, "loom bench: %s\n", loom_error());
+    loom_exec_free(e);
+    loom_graph_free(g);
+    return rc;
+}
+
 static int run_training(bench *b) {
     size_t in = (size_t)b->c * b->h * b->w;
     synthetic s = {.x = malloc((size_t)b->batch * in * sizeof(float)), .y = malloc((size_t)b->batch * sizeof(int32_t)),
@@ -332,6 +396,7 @@ static int run_training(bench *b) {
     for (int r = 0; r < b->nth; r++)
         if ((rc = measure(b, b->th[r], &s, &b->rows[r]))) goto out;
     report(b);
+    if (cli_get(b->o, "layers") && (rc = profile_layers(b, &s))) goto out;
     rc = 0;
 out:
     loom_graph_free(g0);

@@ -18,6 +18,29 @@ extern "C" {
 
 typedef struct loom_exec loom_exec;
 
+/* The kernels an exec runs on. ONEDNN: convolutions, batch norm, pooling and
+ * activations of images through oneDNN (Debian's libdnnl), in its
+ * channel-blocked layout, dispatched to the CPU's instruction set at run
+ * time (AVX-512, AVX2, SSE4.1; DNNL_MAX_CPU_ISA caps it). PORTABLE: loom's
+ * own C kernels (im2col + BLAS), the reference the other is tested
+ * against. AUTO (the default): oneDNN where loom was built with it and the
+ * CPU runs it, else portable; the environment variable
+ * LOOM_KERNELS=portable|onednn|auto chooses when no call has. */
+typedef enum { LOOM_KERNELS_AUTO, LOOM_KERNELS_PORTABLE, LOOM_KERNELS_ONEDNN } loom_kernels;
+/* For execs made from now on. LOOM_OK, or LOOM_ERR (oneDNN asked for and not available). */
+int loom_set_kernels(loom_kernels k);
+/* "portable" or "onednn avx2", "onednn avx512_core", ... */
+const char *loom_exec_kernels(const loom_exec *e);
+/* What runs layer i: "portable", oneDNN's implementation name ("jit:avx2"), "(fused)" or "(view)". */
+const char *loom_exec_layer_impl(const loom_exec *e, loom_node i);
+/* Per-layer timing (loom bench --layers): on, forward and backward add the
+ * seconds each layer takes (a layout conversion counts to the layer whose
+ * output it converts) until it is turned off; on again starts from zero. */
+int loom_exec_set_timing(loom_exec *e, int on);
+void loom_exec_layer_seconds(const loom_exec *e, loom_node i, double *fwd, double *bwd);
+/* Bytes the exec holds (activations, gradients, workspaces). */
+size_t loom_exec_bytes(const loom_exec *e);
+
 /* Plan and allocate everything for batches of up to max_batch samples. NULL on error. */
 loom_exec *loom_exec_new(loom_graph *g, int max_batch);
 void loom_exec_free(loom_exec *e);
@@ -42,13 +65,14 @@ float *loom_exec_param_grad(loom_exec *e);
  * dropout_key / sample_base: see loom_k_dropout_fwd (sample_base = global
  * index of this shard's first sample, so masks do not depend on sharding). */
 int loom_exec_forward(loom_exec *e, int n, int training, uint64_t dropout_key, uint64_t sample_base);
-/* Zero the activation gradients (including the output gradient). Call before
- * the loss fills the output gradient. */
+/* Zero the output gradient (the other activation gradients are managed by
+ * backward). Call before the loss fills the output gradient. */
 void loom_exec_zero_act_grad(loom_exec *e);
 /* Zero the parameter gradient. */
 void loom_exec_zero_param_grad(loom_exec *e);
-/* Backward n samples (after a training forward); accumulates the parameter gradient. */
-void loom_exec_backward(loom_exec *e, int n);
+/* Backward of the n samples of the last forward, a training one; accumulates
+ * the parameter gradient. LOOM_OK, or LOOM_ERR. */
+int loom_exec_backward(loom_exec *e, int n);
 
 /* Batch-norm batch statistics of the last training forward, per BN channel in
  * the same layout as the graph's buffers: mean in place of running mean,
