@@ -539,19 +539,26 @@ static void dropout_fwd(const loom_slot *x, float *y, uint8_t *mask, int n, floa
                         for (size_t q = 0; q < hw; q++) mg[q * B] = 0;
                         continue;
                     }
-                    for (size_t q = 0; q < hw; q++) mg[q * B] = loom_rng_uniform(k, ch * hw + q) >= p;
+                    /* draws in runs of consecutive counters (they vectorise), then spread out */
+                    for (size_t q0 = 0; q0 < hw; q0 += 256) {
+                        uint8_t run[256];
+                        size_t len = hw - q0 < 256 ? hw - q0 : 256;
+                        for (size_t q = 0; q < len; q++) run[q] = loom_rng_uniform(k, ch * hw + q0 + q) >= p;
+                        for (size_t q = 0; q < len; q++) mg[(q0 + q) * B] = run[q];
+                    }
                 }
         }
-        for (size_t q = 0; q < x->stride; q++) yi[q] = m[q] ? xi[q] * scale : 0.0f;
+        for (size_t q = 0; q < x->stride; q++) yi[q] = xi[q] * ((float)m[q] * scale);
     }
 }
 
 static void dropout_bwd(const float *dy, const uint8_t *mask, float *dx, size_t len, float p, int acc) {
     float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    /* a multiply by the byte (0 or 1) rather than a branch: it vectorises */
     if (acc)
-        for (size_t q = 0; q < len; q++) dx[q] += mask[q] ? dy[q] * scale : 0.0f;
+        for (size_t q = 0; q < len; q++) dx[q] += dy[q] * ((float)mask[q] * scale);
     else
-        for (size_t q = 0; q < len; q++) dx[q] = mask[q] ? dy[q] * scale : 0.0f;
+        for (size_t q = 0; q < len; q++) dx[q] = dy[q] * ((float)mask[q] * scale);
 }
 
 /* Max pool on a blocked slot, the B lanes of a channel group side by side.
@@ -599,33 +606,51 @@ static void maxpool_blocked_fwd(const loom_pool_shape *s, const loom_slot *x, fl
 static void maxpool_blocked_bwd(const loom_pool_shape *s, const loom_slot *x, const loom_slot *ys, float *dx, int n,
                                 int B, int acc) {
     int groups = (x->c + B - 1) / B;
-    if (!acc) memset(dx, 0, (size_t)n * x->stride * sizeof(float));
+    /* windows that tile the input (stride = kernel, no padding) touch each
+     * input once: they write their positions outright; others add into zeros */
+    int tiles = s->sh == s->kh && s->sw == s->kw && s->ph == 0 && s->pw == 0 && !acc;
+    int write = tiles;
+    if (!acc && !tiles) memset(dx, 0, (size_t)n * x->stride * sizeof(float));
     for (int i = 0; i < n; i++)
         for (int gi = 0; gi < groups; gi++) {
             size_t goff = (size_t)gi * s->h * s->w * B, ooff = (size_t)gi * s->oh * s->ow * B;
             const float *xg = x->act + (size_t)i * x->stride + goff;
             float *dg = dx + (size_t)i * x->stride + goff;
             const float *yg = ys->act + (size_t)i * ys->stride + ooff, *gg = ys->grad + (size_t)i * ys->stride + ooff;
+            if (tiles) {
+                /* rows and columns past the last window get no gradient */
+                for (int iy = 0; iy < s->h; iy++)
+                    for (int ix = iy < s->oh * s->kh ? s->ow * s->kw : 0; ix < s->w; ix++)
+                        memset(dg + ((size_t)iy * s->w + ix) * B, 0, (size_t)B * sizeof(float));
+            }
             for (int oy = 0; oy < s->oh; oy++)
                 for (int ox = 0; ox < s->ow; ox++) {
                     int y0, y1, x0, x1;
                     pool_window(s, oy, ox, &y0, &y1, &x0, &x1);
                     if (y0 >= y1 || x0 >= x1) continue;
                     const float *best = yg + ((size_t)oy * s->ow + ox) * B, *g = gg + ((size_t)oy * s->ow + ox) * B;
-                    float left[64]; /* the gradient still to place, per lane */
-                    for (int l = 0; l < B; l++) left[l] = g[l];
+                    int done[64] = {0}; /* lane's maximum found (the first of equals takes it) */
                     for (int iy = y0; iy < y1; iy++)
                         for (int ix = x0; ix < x1; ix++) {
                             size_t at = ((size_t)iy * s->w + ix) * B;
-                            for (int l = 0; l < B; l++) {
-                                int hit = xg[at + l] == best[l] && left[l] != 0.0f;
-                                dg[at + l] += hit ? left[l] : 0.0f;
-                                left[l] = hit ? 0.0f : left[l];
-                            }
+                            const float *xv = xg + at;
+                            float *d = dg + at;
+                            if (write)
+                                for (int l = 0; l < B; l++) {
+                                    int hit = !done[l] & (xv[l] == best[l]);
+                                    d[l] = hit ? g[l] : 0.0f;
+                                    done[l] |= hit;
+                                }
+                            else
+                                for (int l = 0; l < B; l++) {
+                                    int hit = !done[l] & (xv[l] == best[l]);
+                                    d[l] += hit ? g[l] : 0.0f;
+                                    done[l] |= hit;
+                                }
                         }
                     /* a NaN maximum matches nothing: the portable kernel routes it to the first position */
-                    size_t at = ((size_t)y0 * s->w + x0) * B;
-                    for (int l = 0; l < B; l++) dg[at + l] += left[l];
+                    float *d0 = dg + ((size_t)y0 * s->w + x0) * B;
+                    for (int l = 0; l < B; l++) d0[l] += done[l] ? 0.0f : g[l];
                 }
         }
 }
