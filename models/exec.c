@@ -71,6 +71,7 @@ const char *loom_exec_kernels(const loom_exec *e) {
 /* ---- the plan -------------------------------------------------------------------- */
 
 enum { W_ADD, W_SET, W_BOTH }; /* what a gradient writer can do: add only, overwrite only, either */
+#define LANES_MAX 1024 /* channels last with more channels is left to the portable kernels */
 
 typedef struct {
     int *consumers;   /* per node: how many nodes read it */
@@ -84,7 +85,8 @@ static int new_slot(loom_exec *e, int node, int lay, int c, int h, int w) {
     s->lay = lay;
     s->c = c, s->h = h, s->w = w;
     size_t hw = (size_t)h * w;
-    s->stride = lay == LAY_BLOCKED ? (size_t)((c + e->block - 1) / e->block) * e->block * hw : (size_t)c * hw;
+    s->lanes = lay == LAY_BLOCKED ? e->block : lay == LAY_NHWC ? c : 0;
+    s->stride = s->lanes ? (size_t)((c + s->lanes - 1) / s->lanes) * s->lanes * hw : (size_t)c * hw;
     s->first = s->last = -1;
     return e->nslot++;
 }
@@ -114,14 +116,17 @@ static void plan_layouts(loom_exec *e, plan_ctx *p) {
         case LOOM_OP_INPUT: break;
         case LOOM_OP_CONV2D:
             if (e->dnn) {
-                /* the input layout oneDNN has real kernels for: thin inputs (the image
-                 * itself) are read as NCHW by its first-layer kernels */
-                int j = l->in[0], first = l->a.conv.c < e->block ? LAY_PLAIN : LAY_BLOCKED;
-                int grad = g->nodes[j].op != LOOM_OP_INPUT;
-                for (int t = 0; t < 2 && !st->dnn; t++) {
-                    loom_slot probe = e->slot[e->step[j].out];
-                    probe.lay = t ? !first : first;
-                    if (loom_dnn_probe(e, i, &probe, grad)) need = probe.lay, lay = LAY_BLOCKED, st->dnn = 1;
+                /* the layouts oneDNN has real kernels for, best first (bench/conv_routes.c):
+                 * blocked; the image itself (thin) read as NCHW into blocked; channels last */
+                static const int tries[3][2] = {{LAY_BLOCKED, LAY_BLOCKED}, {LAY_PLAIN, LAY_BLOCKED}, {LAY_NHWC, LAY_NHWC}};
+                int j = l->in[0], grad = g->nodes[j].op != LOOM_OP_INPUT;
+                for (int t = 0; t < 3 && !st->dnn; t++) {
+                    if (tries[t][0] == LAY_PLAIN && l->a.conv.c >= e->block) continue;
+                    if (tries[t][0] == LAY_NHWC && (l->a.conv.c > LANES_MAX || l->c > LANES_MAX)) continue;
+                    const loom_slot *src = &e->slot[e->step[j].out];
+                    loom_slot probe = *src;
+                    probe.lay = tries[t][0];
+                    if (loom_dnn_probe(e, i, &probe, tries[t][1], grad)) need = tries[t][0], lay = tries[t][1], st->dnn = 1;
                 }
             }
             break;
@@ -129,23 +134,26 @@ static void plan_layouts(loom_exec *e, plan_ctx *p) {
         case LOOM_OP_BATCHNORM: case LOOM_OP_AVGPOOL: case LOOM_OP_RELU:
         case LOOM_OP_LEAKY_RELU: case LOOM_OP_SIGMOID: case LOOM_OP_TANH:
             need = lay = inlay;
-            if (inlay == LAY_BLOCKED) {
-                st->dnn = loom_dnn_probe(e, i, &e->slot[e->step[l->in[0]].out], 1);
+            if (inlay != LAY_PLAIN) {
+                st->dnn = loom_dnn_probe(e, i, &e->slot[e->step[l->in[0]].out], inlay, 1);
                 if (!st->dnn) need = lay = LAY_PLAIN;
             }
             break;
         case LOOM_OP_DROPOUT: need = lay = inlay; break;
         case LOOM_OP_GAVGPOOL: need = inlay; break;
         case LOOM_OP_ADD:
-            for (int k = 0; k < l->nin; k++)
-                if (e->slot[e->step[l->in[k]].out].lay == LAY_BLOCKED) need = LAY_BLOCKED;
+            /* both inputs in one layout: blocked if either is, else channels last if either is */
+            for (int k = 0; k < l->nin; k++) {
+                int kl = e->slot[e->step[l->in[k]].out].lay;
+                if (kl == LAY_BLOCKED || (kl == LAY_NHWC && need == LAY_PLAIN)) need = kl;
+            }
             lay = need;
             break;
         case LOOM_OP_CONCAT:
             need = LAY_BLOCKED;
             for (int k = 0; k < l->nin; k++) {
                 const loom_slot *s = &e->slot[e->step[l->in[k]].out];
-                if (s->lay != LAY_BLOCKED || s->c % e->block) need = LAY_PLAIN;
+                if (s->lay != LAY_BLOCKED || s->c % e->block) need = LAY_PLAIN; /* channel runs per group */
             }
             lay = need;
             break;
@@ -175,7 +183,7 @@ static int writer_kind(const loom_exec *e, int i) {
     if (e->step[i].dnn) return W_SET;
     switch (l->op) {
     case LOOM_OP_ADD: case LOOM_OP_CONCAT: case LOOM_OP_DROPOUT: return W_BOTH;
-    case LOOM_OP_GAVGPOOL: case LOOM_OP_MAXPOOL: return e->slot[e->step[i].in[0]].lay == LAY_BLOCKED ? W_BOTH : W_ADD;
+    case LOOM_OP_GAVGPOOL: case LOOM_OP_MAXPOOL: return e->slot[e->step[i].in[0]].lanes ? W_BOTH : W_ADD;
     default: return W_ADD;
     }
 }
@@ -488,7 +496,8 @@ static void gap_blocked_fwd(const loom_slot *x, float *y, int n, int B) {
     for (int i = 0; i < n; i++) {
         const float *xi = x->act + (size_t)i * x->stride;
         for (int gi = 0; gi < groups; gi++) {
-            double sum[64] = {0};
+            double sum[LANES_MAX];
+            for (int l = 0; l < B; l++) sum[l] = 0;
             const float *xg = xi + (size_t)gi * hw * B;
             for (size_t p = 0; p < hw; p++)
                 for (int l = 0; l < B; l++) sum[l] += xg[p * B + l];
@@ -503,7 +512,7 @@ static void gap_blocked_bwd(const float *dy, const loom_slot *x, float *dx, int 
     for (int i = 0; i < n; i++) {
         float *di = dx + (size_t)i * x->stride;
         for (int gi = 0; gi < groups; gi++) {
-            float share[64];
+            float share[LANES_MAX];
             for (int l = 0; l < B; l++) {
                 int ch = gi * B + l;
                 share[l] = ch < x->c ? dy[(size_t)i * x->c + ch] / (float)hw : 0.0f;
@@ -527,7 +536,7 @@ static void dropout_fwd(const loom_slot *x, float *y, uint8_t *mask, int n, floa
         uint8_t *m = mask + (size_t)i * x->stride;
         const float *xi = x->act + (size_t)i * x->stride;
         float *yi = y + (size_t)i * x->stride;
-        if (x->lay != LAY_BLOCKED) {
+        if (!B) {
             for (size_t q = 0; q < x->stride; q++) m[q] = loom_rng_uniform(k, q) >= p;
         } else {
             int groups = (x->c + B - 1) / B;
@@ -590,7 +599,7 @@ static void maxpool_blocked_fwd(const loom_pool_shape *s, const loom_slot *x, fl
                         for (int l = 0; l < B; l++) out[l] = 0.0f;
                         continue;
                     }
-                    float best[64];
+                    float best[LANES_MAX];
                     const float *first = xg + ((size_t)y0 * s->w + x0) * B;
                     for (int l = 0; l < B; l++) best[l] = first[l];
                     for (int iy = y0; iy < y1; iy++)
@@ -629,7 +638,8 @@ static void maxpool_blocked_bwd(const loom_pool_shape *s, const loom_slot *x, co
                     pool_window(s, oy, ox, &y0, &y1, &x0, &x1);
                     if (y0 >= y1 || x0 >= x1) continue;
                     const float *best = yg + ((size_t)oy * s->ow + ox) * B, *g = gg + ((size_t)oy * s->ow + ox) * B;
-                    int done[64] = {0}; /* lane's maximum found (the first of equals takes it) */
+                    int done[LANES_MAX]; /* lane's maximum found (the first of equals takes it) */
+                    for (int l = 0; l < B; l++) done[l] = 0;
                     for (int iy = y0; iy < y1; iy++)
                         for (int ix = x0; ix < x1; ix++) {
                             size_t at = ((size_t)iy * s->w + ix) * B;
@@ -678,12 +688,12 @@ static void portable_forward(loom_exec *e, int i, int n, int training, uint64_t 
     case LOOM_OP_DENSE: loom_k_dense_fwd(x, W, l->bias ? b : NULL, y, n, l->a.dense.in, l->a.dense.out); break;
     case LOOM_OP_CONV2D: loom_k_conv2d_fwd(&l->a.conv, x, W, l->bias ? b : NULL, y, n, e->scratch); break;
     case LOOM_OP_MAXPOOL:
-        if (xs->lay == LAY_BLOCKED) maxpool_blocked_fwd(&l->a.pool, xs, y, e->slot[st->out].stride, n, e->block);
+        if (xs->lanes) maxpool_blocked_fwd(&l->a.pool, xs, y, e->slot[st->out].stride, n, xs->lanes);
         else loom_k_maxpool_fwd(&l->a.pool, x, y, e->argmax[i], n);
         break;
     case LOOM_OP_AVGPOOL: loom_k_avgpool_fwd(&l->a.pool, x, y, n, l->count_include_pad); break;
     case LOOM_OP_GAVGPOOL:
-        if (xs->lay == LAY_BLOCKED) gap_blocked_fwd(xs, y, n, e->block);
+        if (xs->lanes) gap_blocked_fwd(xs, y, n, xs->lanes);
         else loom_k_gavgpool_fwd(x, y, n, xs->c, xs->h * xs->w);
         break;
     case LOOM_OP_RELU: loom_k_relu_fwd(x, y, len); break;
@@ -694,7 +704,7 @@ static void portable_forward(loom_exec *e, int i, int n, int training, uint64_t 
     case LOOM_OP_DROPOUT:
         if (training && l->a.p > 0) {
             uint64_t key = loom_rng_key(dropout_key, LOOM_RNG_DROPOUT, (uint64_t)i, 0);
-            dropout_fwd(xs, y, e->mask[i], n, l->a.p, key, sample_base, e->block);
+            dropout_fwd(xs, y, e->mask[i], n, l->a.p, key, sample_base, xs->lanes);
         } else {
             memcpy(y, x, len * sizeof(float));
         }
@@ -779,13 +789,13 @@ static void portable_backward(loom_exec *e, int i, int n) {
     case LOOM_OP_CONV2D: loom_k_conv2d_bwd(&l->a.conv, x, W, dy, dx, dW, db, n, e->scratch); break;
     case LOOM_OP_MAXPOOL:
         if (!dx) break;
-        if (xs->lay == LAY_BLOCKED) maxpool_blocked_bwd(&l->a.pool, xs, ys, dx, n, e->block, st->acc[0]);
+        if (xs->lanes) maxpool_blocked_bwd(&l->a.pool, xs, ys, dx, n, xs->lanes, st->acc[0]);
         else loom_k_maxpool_bwd(&l->a.pool, dy, e->argmax[i], dx, n);
         break;
     case LOOM_OP_AVGPOOL: if (dx) loom_k_avgpool_bwd(&l->a.pool, dy, dx, n, l->count_include_pad); break;
     case LOOM_OP_GAVGPOOL:
         if (!dx) break;
-        if (xs->lay == LAY_BLOCKED) gap_blocked_bwd(dy, xs, dx, n, e->block, st->acc[0]);
+        if (xs->lanes) gap_blocked_bwd(dy, xs, dx, n, xs->lanes, st->acc[0]);
         else loom_k_gavgpool_bwd(dy, dx, n, xs->c, xs->h * xs->w);
         break;
     case LOOM_OP_RELU: if (dx) loom_k_relu_bwd(x, dy, dx, len); break;

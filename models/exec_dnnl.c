@@ -32,8 +32,8 @@ int loom_dnn_convert(loom_exec *e, const loom_convert *c, int n, int backward) {
     (void)e, (void)c, (void)n, (void)backward;
     return loom_fail(LOOM_EUNSUPPORTED, "%s", loom_dnn_isa());
 }
-int loom_dnn_probe(const loom_exec *e, int i, const loom_slot *in, int need_bwd_data) {
-    (void)e, (void)i, (void)in, (void)need_bwd_data;
+int loom_dnn_probe(const loom_exec *e, int i, const loom_slot *in, int out_lay, int need_bwd_data) {
+    (void)e, (void)i, (void)in, (void)out_lay, (void)need_bwd_data;
     return 0;
 }
 size_t loom_dnn_extra_bytes(const loom_exec *e) { (void)e; return 0; }
@@ -223,7 +223,9 @@ static void *alloc_md(loom_exec *e, set *S, const dnnl_memory_desc_t *md) {
 
 static void slot_md(const loom_exec *e, const loom_slot *s, int n, dnnl_memory_desc_t *md) {
     dnnl_dims_t d = {n, s->c, s->h, s->w};
-    dnnl_format_tag_t tag = s->lay == LAY_BLOCKED ? (e->block == 16 ? dnnl_nChw16c : dnnl_nChw8c) : dnnl_nchw;
+    dnnl_format_tag_t tag = s->lay == LAY_BLOCKED ? (e->block == 16 ? dnnl_nChw16c : dnnl_nChw8c)
+                            : s->lay == LAY_NHWC  ? dnnl_nhwc
+                                                  : dnnl_nchw;
     dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, tag);
 }
 
@@ -648,10 +650,10 @@ static int fast(dnnl_status_t st, dnnl_primitive_desc_t *pdp) {
     return ok;
 }
 
-int loom_dnn_probe(const loom_exec *e, int i, const loom_slot *in, int need_bwd_data) {
+int loom_dnn_probe(const loom_exec *e, int i, const loom_slot *in, int out_lay, int need_bwd_data) {
     const loom_layer *l = &e->g->nodes[i];
     int n = e->max_batch;
-    loom_slot out = {.c = l->c, .h = l->h, .w = l->w, .lay = LAY_BLOCKED};
+    loom_slot out = {.c = l->c, .h = l->h, .w = l->w, .lay = out_lay};
     dnnl_memory_desc_t src, dst;
     slot_md(e, in, n, &src);
     slot_md(e, &out, n, &dst);

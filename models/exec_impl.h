@@ -12,8 +12,10 @@
 
 /* How a slot's samples lie in memory. PLAIN is NCHW (or [n, features]);
  * BLOCKED is oneDNN's channel-blocked nChw8c / nChw16c: per sample, groups
- * of `block` channels, each group [h][w][block], channels past c zero. */
-enum { LAY_PLAIN, LAY_BLOCKED };
+ * of `block` channels, each group [h][w][block], channels past c zero; NHWC
+ * is channels last, which is the blocked layout with one group of all c
+ * channels. Both of the last are "lanes" layouts: groups of lanes channels. */
+enum { LAY_PLAIN, LAY_BLOCKED, LAY_NHWC };
 
 /* A buffer pair one or more nodes write their output into: the activations
  * (live from forward to backward) and the gradient (live only while the
@@ -22,6 +24,7 @@ typedef struct {
     float *act, *grad;
     size_t stride;  /* floats per sample (blocked: padded to whole channel groups) */
     int lay;
+    int lanes;      /* channels per group: the block, c for NHWC, 0 for PLAIN */
     int c, h, w;    /* logical shape of one sample (features: h = w = 1) */
     int node;       /* the node whose step fills it (a conversion: the node it converts) */
     int zero;       /* its first gradient writer only adds: zero it before */
@@ -89,8 +92,8 @@ int loom_dnn_block(void);
 /* The ISA oneDNN dispatches to ("avx512_core", "avx2", ...). */
 const char *loom_dnn_isa(void);
 /* Whether oneDNN has real kernels (not its reference loops) for every pass
- * of node i reading `in` (its layout as given), writing the blocked layout. */
-int loom_dnn_probe(const loom_exec *e, int i, const loom_slot *in, int need_bwd_data);
+ * of node i reading `in` (its layout as given), writing layout out_lay. */
+int loom_dnn_probe(const loom_exec *e, int i, const loom_slot *in, int out_lay, int need_bwd_data);
 /* Set up per-exec state after the plan (stream, buffers sized for max_batch). LOOM_OK or LOOM_ERR. */
 int loom_dnn_init(loom_exec *e);
 void loom_dnn_free(loom_exec *e);
