@@ -60,6 +60,11 @@ static int isa_block;
 static char isa_name[64] = "oneDNN not initialised";
 
 static void init_engine(void) {
+    /* No process-wide primitive cache: each exec keeps its own primitives (NSETS per node),
+     * so the cache would only share objects between worker threads, which adds nothing to
+     * a replica-per-thread runtime and hands one thread's primitive to another through
+     * libstdc++ futures that ThreadSanitizer cannot see into. */
+    dnnl_set_primitive_cache_capacity(0);
     if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) {
         engine = NULL;
         snprintf(isa_name, sizeof isa_name, "oneDNN could not create a CPU engine");
