@@ -22,7 +22,7 @@ typedef struct {
 typedef struct {
     cli_opt *o;
     int c, h, w, csv;
-    long classes, batch, steps, warm, nbatches;
+    long classes, batch, steps, warm, nbatches, isteps;
     int th[MAX_COUNTS], nth, prod[MAX_COUNTS], nprod;
     loom_optim_kind optim;
     loom_dataset *ds;
@@ -38,6 +38,7 @@ static const cli_opt bench_options[] = {
     CLI_OPT("threads", "LIST", "thread counts, comma-separated", "1,2"),
     CLI_OPT("steps", "N", "timed training steps per thread count", "50"),
     CLI_OPT("warmup", "N", "untimed steps first", "5"),
+    CLI_OPT("infer-steps", "N", "timed inference batches per thread count (default: as --steps, at least 10)", NULL),
     CLI_OPT("optim", "NAME", "optimizer", "sgd"),
     CLI_OPT("deterministic", NULL, "fixed shard count (bit-identical across thread counts)", NULL),
     CLI_OPT("csv", NULL, "print CSV: a header line, then one row per thread count", NULL),
@@ -92,7 +93,7 @@ static int parse(bench *b, int argc, char **argv) {
             return EXIT_USAGE;
         }
     static const char *const model_only[] = {"model", "classes", "steps", "warmup", "optim", "deterministic",
-                                             "threads", "cache", "layers"};
+                                             "threads", "cache", "layers", "infer-steps"};
     for (size_t i = 0; cli_given(o, "pipeline") && i < sizeof model_only / sizeof *model_only; i++)
         if (cli_given(o, model_only[i])) {
             fprintf(stderr, "loom bench: --%s does not apply to --pipeline (it measures the data pipeline alone; "
@@ -102,9 +103,10 @@ static int parse(bench *b, int argc, char **argv) {
         }
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int max_threads = (int)(cores > 0 ? 4 * cores : 4);
-    b->batch = 64, b->steps = 50, b->warm = 5;
+    b->batch = 64, b->steps = 50, b->warm = 5, b->isteps = 0;
     if (cli_int("bench", o, "batch", 1, 65536, &b->batch) || cli_int("bench", o, "steps", 1, 1000000, &b->steps) ||
         cli_int("bench", o, "warmup", 0, 1000000, &b->warm) ||
+        cli_int("bench", o, "infer-steps", 1, 1000000, &b->isteps) ||
         cli_int("bench", o, "batches", 0, 100000000, &b->nbatches) ||
         (b->nth = parse_counts("threads", cli_get(o, "threads"), b->th, max_threads)) < 0 ||
         (b->nprod = parse_counts("producers", cli_get(o, "producers"), b->prod, 64)) < 0)
@@ -223,6 +225,18 @@ typedef struct {
     int32_t *y;
 } synthetic;
 
+#define CHUNKS 5
+
+static double median(double *v, int n) {
+    for (int a = 1; a < n; a++)
+        for (int b = a; b > 0 && v[b] < v[b - 1]; b--) {
+            double t = v[b];
+            v[b] = v[b - 1];
+            v[b - 1] = t;
+        }
+    return n ? (n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2) : 0;
+}
+
 /* warm-up + timed steps with `threads` threads into row. 0, or an exit code after saying why. */
 static int measure(bench *b, int threads, const synthetic *s, bench_row *row) {
     loom_graph *g = loom_zoo_build(cli_get(b->o, "model"), b->c, b->h, b->w, (int)b->classes, 1);
@@ -239,35 +253,49 @@ static int measure(bench *b, int threads, const synthetic *s, bench_row *row) {
                                .cache = cli_get(b->o, "cache") ? 1 : -1};
         if (!(l = loom_loader_new(b->ds, &lo)) || loom_loader_start(l, 0)) goto out;
     }
-    double t0 = loom_seconds();
+    double t0 = loom_seconds(), chunk_t0 = t0, chunks[CHUNKS];
+    int nchunks = 0;
+    long per = b->steps >= CHUNKS ? b->steps / CHUNKS : 1, in_chunk = 0;
     for (long k = 0; k < b->warm + b->steps; k++) {
         if (k == b->warm) {
             loom_trainer_reset_timing(t);
             if (l) loom_loader_wait_seconds(l);
-            t0 = loom_seconds();
+            t0 = chunk_t0 = loom_seconds();
         }
         if (!l) {
             if (loom_trainer_step(t, s->x, s->y, (int)b->batch, 1e-3f, NULL)) goto out;
-            continue;
+        } else {
+            loom_batch *bt;
+            int got;
+            while ((got = loom_loader_next(l, &bt)) == 0) loom_loader_start(l, ++epoch);
+            if (got < 0) goto out;
+            int st = loom_trainer_step(t, bt->x, bt->y, bt->n, 1e-3f, NULL);
+            loom_loader_release(l, bt);
+            if (st) goto out;
         }
-        loom_batch *bt;
-        int got;
-        while ((got = loom_loader_next(l, &bt)) == 0) loom_loader_start(l, ++epoch);
-        if (got < 0) goto out;
-        int st = loom_trainer_step(t, bt->x, bt->y, bt->n, 1e-3f, NULL);
-        loom_loader_release(l, bt);
-        if (st) goto out;
+        /* the images/s of every run of `per` steps; the median is reported (a noisy machine's
+         * slow moments move it least), as ../shared/bench/torch_bench.py does for PyTorch */
+        if (k >= b->warm && ++in_chunk == per && nchunks < CHUNKS) {
+            double now = loom_seconds();
+            chunks[nchunks++] = (double)per * b->batch / (now - chunk_t0);
+            chunk_t0 = now, in_chunk = 0;
+        }
     }
     double el = loom_seconds() - t0;
     const loom_step_timing *tm = loom_trainer_timing(t);
-    *row = (bench_row){.threads = threads, .train_ips = (double)b->steps * b->batch / el, .step = el / b->steps,
+    *row = (bench_row){.threads = threads, .train_ips = median(chunks, nchunks), .step = el / b->steps,
                        .fwd = tm->forward / b->steps, .bwd = tm->backward / b->steps, .reduce = tm->reduce / b->steps,
                        .idle = tm->idle / b->steps, .data = l ? loom_loader_wait_seconds(l) / b->steps : 0};
-    long isteps = b->steps > 10 ? b->steps : 10;
+    long isteps = b->isteps ? b->isteps : b->steps > 10 ? b->steps : 10;
+    long iper = isteps >= CHUNKS ? isteps / CHUNKS : 1;
     for (long k = 0; k < 2; k++) loom_trainer_eval(t, s->x, s->y, (int)b->batch, NULL, NULL, s->out);
-    t0 = loom_seconds();
-    for (long k = 0; k < isteps; k++) loom_trainer_eval(t, s->x, s->y, (int)b->batch, NULL, NULL, s->out);
-    row->infer_ips = (double)isteps * b->batch / (loom_seconds() - t0);
+    nchunks = 0;
+    for (long k = 0; k < isteps; k += iper) {
+        double c0 = loom_seconds();
+        for (long q = 0; q < iper; q++) loom_trainer_eval(t, s->x, s->y, (int)b->batch, NULL, NULL, s->out);
+        if (nchunks < CHUNKS) chunks[nchunks++] = (double)iper * b->batch / (loom_seconds() - c0);
+    }
+    row->infer_ips = median(chunks, nchunks);
     rc = 0;
 out:
     if (rc) fprintf(stderr, "loom bench: %s\n", loom_error());
@@ -300,8 +328,8 @@ static void report(const bench *b) {
                100 * sp * b->th[0] / x->threads, x->step * 1e3, x->fwd * 1e3, x->bwd * 1e3, x->reduce * 1e3,
                x->data * 1e3, x->idle * 1e3, x->infer_ips);
     }
-    printf("(speedup is relative to the first thread count; fwd/bwd are the slowest worker's, reduce includes the "
-           "optimizer)\n");
+    printf("(images/s: the median of %d runs of the timed steps; speedup is relative to the first thread count; "
+           "fwd/bwd are the slowest worker's, reduce includes the optimizer)\n", CHUNKS);
     for (int r = 0; b->ds && r < b->nth; r++)
         printf("threads %d: waiting for data %.2f%% of step time (%d producer%s, %s)\n", b->rows[r].threads,
                100 * b->rows[r].data / b->rows[r].step, b->prod[0], plural(b->prod[0]),
