@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "isa.h"
 #include "kernels/kernels.h"
 #include "loom/error.h"
 #include "loom/exec.h"
@@ -288,6 +289,7 @@ static void zoo(const char *model, int c, int h, int w) {
 }
 
 int main(void) {
+    TEST_REQUIRE_ISA();
     if (loom_set_kernels(LOOM_KERNELS_ONEDNN)) TEST_SKIP("no oneDNN kernels here: %s", loom_error());
     loom_set_kernels(LOOM_KERNELS_AUTO);
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {

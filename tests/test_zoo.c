@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "check.h"
+#include "isa.h"
 #include "util.h"
 #include "loom/error.h"
 #include "loom/exec.h"
@@ -177,6 +178,7 @@ static void test_train_steps(void) {
 }
 
 int main(void) {
+    TEST_REQUIRE_ISA();
     test_fixtures();
     test_builds();
     test_train_steps();
