@@ -6,8 +6,9 @@
  * The plan (DESIGN.md, "Kernels"):
  *  - each node writes a slot (activations + gradient) in a layout: PLAIN
  *    (NCHW) for the portable kernels, BLOCKED (oneDNN's nChw8c/16c) for the
- *    image layers that run through oneDNN; where a consumer needs the other
- *    layout, a conversion slot is filled after the producer;
+ *    image layers that run through oneDNN, NHWC (channels last) for thin
+ *    convolutions that oneDNN runs well only that way; where a consumer needs
+ *    another layout, a conversion slot is filled after the producer;
  *  - a ReLU right after a conv or a batch norm that feeds nothing else is
  *    fused into it and shares its slot;
  *  - backward runs nodes in reverse; the first writer of a gradient
@@ -244,6 +245,9 @@ static int plan_writers(loom_exec *e, plan_ctx *p) {
     }
     for (int s = 0; s < e->nslot; s++)
         if (e->slot[s].first >= 0 && first_kind[s] == W_ADD) e->slot[s].zero = 1;
+    /* a deferred dense layer's output gradient is read again after backward */
+    for (int k = 1; k < g->n; k++)
+        if (loom_exec_defers(e, k)) e->slot[e->step[k].out].kept = 1;
     free(live);
     free(first_kind);
     return LOOM_OK;
@@ -276,7 +280,7 @@ static void plan_gradients(loom_exec *e) {
         /* still live when s starts: their last reader is at or below s's first writer */
         int keep = 0;
         for (int q = 0; q < np; q++)
-            if (e->slot[placed[q]].last <= s->first) placed[keep++] = placed[q];
+            if (e->slot[placed[q]].kept || e->slot[placed[q]].last <= s->first) placed[keep++] = placed[q];
         np = keep;
         /* lowest gap that fits among the live ones (sorted by offset) */
         for (int x = 1; x < np; x++)
@@ -349,14 +353,16 @@ static int allocate(loom_exec *e) {
         /* and its parameter gradients (batch norm's scale and shift, a conv's bias) */
         if (st->dnn && 2 * (size_t)l->c > ptmp) ptmp = 2 * (size_t)l->c;
     }
-    fl += 2 * g->n_buffers + g->n_params + scratch + tmp + ptmp + 1;
+    fl += 2 * g->n_buffers + scratch + tmp + ptmp + 1;
     e->arena = malloc(fl * sizeof(float));
     e->garena = malloc((e->garena_len + 1) * sizeof(float));
     e->iarena = malloc((il + 1) * sizeof(int32_t));
     e->barena = malloc(bl + 1);
     e->mask = calloc((size_t)g->n, sizeof *e->mask);
     e->argmax = calloc((size_t)g->n, sizeof *e->argmax);
-    if (!e->arena || !e->garena || !e->iarena || !e->barena || !e->mask || !e->argmax) return LOOM_ERR;
+    /* apart, and zeroed by calloc: pages of deferred weight gradients are never touched */
+    e->pgrad = calloc(g->n_params + 1, sizeof(float));
+    if (!e->pgrad || !e->arena || !e->garena || !e->iarena || !e->barena || !e->mask || !e->argmax) return LOOM_ERR;
     memset(e->arena, 0, fl * sizeof(float));
     memset(e->garena, 0, (e->garena_len + 1) * sizeof(float));
     e->arena_len = fl;
@@ -376,14 +382,15 @@ static int allocate(loom_exec *e) {
     }
     e->save = p, p += g->n_buffers;
     e->stats = p, p += g->n_buffers;
-    e->pgrad = p, p += g->n_params;
     e->scratch = p, p += scratch;
     e->tmp = p, p += tmp;
     e->ptmp = p;
     return LOOM_OK;
 }
 
-loom_exec *loom_exec_new(loom_graph *g, int max_batch) {
+loom_exec *loom_exec_new(loom_graph *g, int max_batch) { return loom_exec_new_flags(g, max_batch, 0); }
+
+loom_exec *loom_exec_new_flags(loom_graph *g, int max_batch, unsigned flags) {
     if (!g || !g->finished) {
         loom_fail(LOOM_EINVAL, "loom_exec_new: the graph is not finished (call loom_graph_finish)");
         return NULL;
@@ -396,12 +403,17 @@ loom_exec *loom_exec_new(loom_graph *g, int max_batch) {
         loom_fail(LOOM_EINVAL, "loom_exec_new: batch %d must be positive", max_batch);
         return NULL;
     }
+    if (flags & ~(unsigned)LOOM_EXEC_DEFER_DENSE) {
+        loom_fail(LOOM_EINVAL, "loom_exec_new: unknown flags 0x%x", flags);
+        return NULL;
+    }
     int dnn = use_dnn();
     if (dnn < 0) return NULL;
     loom_exec *e = calloc(1, sizeof *e);
     if (!e) goto oom;
     e->g = g;
     e->max_batch = max_batch;
+    e->defer = (flags & LOOM_EXEC_DEFER_DENSE) != 0;
     e->dnn = dnn;
     e->block = dnn ? loom_dnn_block() : 0;
     if (plan(e)) goto fail;
@@ -427,6 +439,7 @@ void loom_exec_free(loom_exec *e) {
     free(e->garena);
     free(e->iarena);
     free(e->barena);
+    free(e->pgrad);
     free(e->t_fwd);
     free(e->t_bwd);
     free(e);
@@ -459,7 +472,7 @@ float *loom_exec_param_grad(loom_exec *e) { return e->pgrad; }
 const float *loom_exec_batch_stats(const loom_exec *e) { return e->stats; }
 
 size_t loom_exec_bytes(const loom_exec *e) {
-    return (e->arena_len + e->garena_len) * sizeof(float) + e->barena_len +
+    return (e->arena_len + e->garena_len + e->g->n_params) * sizeof(float) + e->barena_len +
            (e->dnn ? loom_dnn_extra_bytes(e) : 0);
 }
 
@@ -768,7 +781,43 @@ void loom_exec_zero_act_grad(loom_exec *e) {
 }
 
 void loom_exec_zero_param_grad(loom_exec *e) {
-    memset(e->pgrad, 0, e->g->n_params * sizeof(float));
+    if (!e->defer) {
+        memset(e->pgrad, 0, e->g->n_params * sizeof(float));
+        return;
+    }
+    /* all but the deferred weights, which backward does not touch */
+    size_t at = 0;
+    for (int i = 1; i < e->g->n; i++) {
+        if (!loom_exec_defers(e, i)) continue;
+        const loom_layer *l = &e->g->nodes[i];
+        memset(e->pgrad + at, 0, (l->param_off - at) * sizeof(float));
+        at = l->param_off + l->weight_count;
+    }
+    memset(e->pgrad + at, 0, (e->g->n_params - at) * sizeof(float));
+}
+
+int loom_exec_defers(const loom_exec *e, loom_node i) {
+    if (!e || !e->defer || i <= 0 || i >= e->g->n) return 0;
+    const loom_layer *l = &e->g->nodes[i];
+    return l->op == LOOM_OP_DENSE && !l->frozen;
+}
+
+void loom_exec_dense_weight_grad(loom_exec *const *ex, int nrep, loom_node i, int r0, int r1, int c0, int c1,
+                                 float *dW) {
+    const loom_layer *l = &ex[0]->g->nodes[i];
+    int in = l->a.dense.in, out = l->a.dense.out, started = 0;
+    (void)out;
+    for (int r = 0; r < nrep; r++) {
+        const loom_exec *e = ex[r];
+        const loom_step *st = &e->step[i];
+        if (!e->trained || e->fwd_n <= 0 || !e->slot[st->out].grad) continue;
+        const float *x = e->slot[st->in[0]].act, *dy = e->slot[st->out].grad;
+        loom_k_gemm(1, 0, r1 - r0, c1 - c0, e->fwd_n, 1.0f, dy + r0, out, x + c0, in, started ? 1.0f : 0.0f,
+                    dW + (size_t)r0 * in + c0, in);
+        started = 1;
+    }
+    if (!started)
+        for (int o = r0; o < r1; o++) memset(dW + (size_t)o * in + c0, 0, (size_t)(c1 - c0) * sizeof(float));
 }
 
 /* ---- backward -------------------------------------------------------------------------- */
@@ -785,7 +834,9 @@ static void portable_backward(loom_exec *e, int i, int n) {
     float *dW = l->frozen ? NULL : e->pgrad + l->param_off;
     float *db = dW && l->bias ? dW + l->weight_count : NULL;
     switch (l->op) {
-    case LOOM_OP_DENSE: loom_k_dense_bwd(x, W, dy, dx, dW, db, n, l->a.dense.in, l->a.dense.out); break;
+    case LOOM_OP_DENSE:
+        loom_k_dense_bwd(x, W, dy, dx, loom_exec_defers(e, i) ? NULL : dW, db, n, l->a.dense.in, l->a.dense.out);
+        break;
     case LOOM_OP_CONV2D: loom_k_conv2d_bwd(&l->a.conv, x, W, dy, dx, dW, db, n, e->scratch); break;
     case LOOM_OP_MAXPOOL:
         if (!dx) break;

@@ -30,6 +30,7 @@ typedef struct {
     int zero;       /* its first gradient writer only adds: zero it before */
     int first;      /* backward time of its first gradient writer (see plan) */
     int last;       /* backward time of its last gradient reader */
+    int kept;       /* read again after backward (a deferred dense layer's output gradient) */
     size_t goff;    /* offset of its gradient in the gradient arena */
 } loom_slot;
 
@@ -77,6 +78,7 @@ struct loom_exec {
     int32_t *iarena;
     uint8_t *barena;       /* dropout masks */
     size_t barena_len;
+    int defer;             /* LOOM_EXEC_DEFER_DENSE */
     int trained;           /* last forward was a training one */
     int fwd_n;             /* samples of the last forward */
     double *t_fwd, *t_bwd; /* per node, seconds summed while timing is on (NULL: off) */

@@ -14,9 +14,20 @@
 #include "kernels/rng.h"
 #include "kernels/clock.h"
 
-/* Gradient reduction and norms work in fixed chunks, not per-thread slices,
- * so that every sum is taken in the same order whatever the thread count. */
+/* Gradient reduction and norms work in fixed units, not per-thread slices,
+ * so that every sum is taken in the same order whatever the thread count:
+ * chunks of the flat parameters, and column blocks of the dense layers'
+ * weights, whose gradients the replicas leave to phase 2 (LOOM_EXEC_DEFER_DENSE). */
 #define CHUNK 8192
+#define DENSE_BLOCK 65536 /* floats of a dense weight gradient per unit (rows x columns) */
+
+typedef struct {
+    size_t lo, hi;  /* flat range; for a dense block, the layer's weights */
+    int layer;      /* -1: a flat chunk; else the dense layer ... */
+    int r0, r1;     /* ... its rows [r0, r1) */
+    int c0, c1;     /* ... and columns [c0, c1) */
+} unit;
+#define DENSE_ROWS 64 /* rows per block: the input's columns are read out/64 times */
 
 typedef struct {
     double loss;
@@ -36,9 +47,10 @@ struct loom_trainer {
     loom_exec **ex;          /* one per shard */
     float **onehot;          /* per shard [max_shard, K] for MSE/BCE targets */
     shard_out *so;
-    double *chunk_sq;        /* per chunk squared gradient norm */
+    double *chunk_sq;        /* per unit squared gradient norm */
     double *worker_busy;     /* per worker phase-1 busy time */
-    size_t nchunks;
+    unit *units;             /* phase 2's work */
+    size_t nchunks;          /* how many units */
     loom_optim *opt;
     size_t (*ranges)[2];     /* trainable [lo, hi) intervals of the flat parameters */
     int nranges;
@@ -94,6 +106,47 @@ static int check_opts(loom_graph *g, const loom_trainer_opts *o) {
     return LOOM_OK;
 }
 
+/* Phase 2's units, in parameter order: flat chunks, except where a dense
+ * layer's deferred weights lie, which go in blocks of whole columns. */
+static int add_flat(loom_trainer *t, size_t cap, size_t lo, size_t hi) {
+    for (; lo < hi; lo += CHUNK) {
+        if (t->nchunks == cap) return LOOM_ERR;
+        t->units[t->nchunks++] = (unit){lo, lo + CHUNK < hi ? lo + CHUNK : hi, -1, 0, 0, 0, 0};
+    }
+    return LOOM_OK;
+}
+
+static int plan_units(loom_trainer *t, size_t P) {
+    loom_graph *g = t->g;
+    size_t cap = P / CHUNK + 2 * (size_t)loom_graph_count(g) + 1;
+    for (int i = 0; i < loom_graph_count(g); i++)
+        if (loom_exec_defers(t->ex[0], i)) {
+            const loom_layer *l = loom_graph_layer(g, i);
+            cap += ((size_t)l->a.dense.out / DENSE_ROWS + 1) * ((size_t)l->a.dense.in / (DENSE_BLOCK / DENSE_ROWS) + 1);
+        }
+    t->units = calloc(cap, sizeof *t->units);
+    t->chunk_sq = calloc(cap, sizeof *t->chunk_sq);
+    if (!t->units || !t->chunk_sq) return LOOM_ERR;
+    size_t at = 0;
+    for (int i = 0; i < loom_graph_count(g); i++) {
+        if (!loom_exec_defers(t->ex[0], i)) continue;
+        const loom_layer *l = loom_graph_layer(g, i);
+        if (add_flat(t, cap, at, l->param_off)) return LOOM_ERR;
+        /* blocks of DENSE_ROWS rows x a page or more of columns: a block's pages of
+         * the weights, their gradient and the optimizer's state stay few (TLB) */
+        int in = l->a.dense.in, out = l->a.dense.out, cols = DENSE_BLOCK / DENSE_ROWS;
+        for (int c0 = 0; c0 < in; c0 += cols)
+            for (int r0 = 0; r0 < out; r0 += DENSE_ROWS) {
+                if (t->nchunks == cap) return LOOM_ERR;
+                t->units[t->nchunks++] = (unit){l->param_off, l->param_off + l->weight_count, i,
+                                                r0, r0 + DENSE_ROWS < out ? r0 + DENSE_ROWS : out,
+                                                c0, c0 + cols < in ? c0 + cols : in};
+            }
+        at = l->param_off + l->weight_count;
+    }
+    return add_flat(t, cap, at, P);
+}
+
 loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     if (check_opts(g, o)) return NULL;
     loom_trainer *t = calloc(1, sizeof *t);
@@ -121,19 +174,17 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     t->bn_layers = calloc((size_t)loom_graph_count(g) + 1, sizeof *t->bn_layers);
     t->worker_busy = calloc((size_t)t->T, sizeof *t->worker_busy);
     size_t P = loom_graph_param_count(g);
-    t->nchunks = (P + CHUNK - 1) / CHUNK;
-    t->chunk_sq = calloc(t->nchunks + 1, sizeof *t->chunk_sq);
-    if (!t->ex || !t->onehot || !t->so || !t->stats || !t->stat_counts || !t->bn_layers || !t->worker_busy ||
-        !t->chunk_sq)
+    if (!t->ex || !t->onehot || !t->so || !t->stats || !t->stat_counts || !t->bn_layers || !t->worker_busy)
         goto oom;
     for (int i = 0; i < loom_graph_count(g); i++)
         if (loom_graph_layer(g, i)->op == LOOM_OP_BATCHNORM) t->bn_layers[t->nbn++] = i;
     for (int s = 0; s < t->S; s++) {
-        t->ex[s] = loom_exec_new(g, max_shard);
+        t->ex[s] = loom_exec_new_flags(g, max_shard, LOOM_EXEC_DEFER_DENSE);
         if (!t->ex[s]) goto fail;
         t->onehot[s] = malloc((size_t)max_shard * K * sizeof(float));
         if (!t->onehot[s]) goto oom;
     }
+    if (plan_units(t, P)) goto oom;
     t->opt = loom_optim_new(&o->optim, P);
     if (!t->opt) goto fail;
     /* frozen layers are left out of the update altogether (no decay, no momentum) */
@@ -171,6 +222,7 @@ void loom_trainer_free(loom_trainer *t) {
     free(t->bn_layers);
     free(t->worker_busy);
     free(t->chunk_sq);
+    free(t->units);
     loom_optim_free(t->opt);
     free(t->ranges);
     free(t);
@@ -250,11 +302,26 @@ static void phase_reduce(void *ctx, int tid, int T) {
     loom_trainer *t = ctx;
     for (int j = tid; j < t->nbn; j += T)
         loom_exec_update_running(t->g, t->bn_layers[j], t->stats, t->stat_counts, t->nstats);
-    size_t P = loom_graph_param_count(t->g);
     float *g0 = loom_exec_param_grad(t->ex[0]);
     float *params = loom_graph_params(t->g);
     for (size_t c = (size_t)tid; c < t->nchunks; c += (size_t)T) {
-        size_t lo = c * CHUNK, hi = lo + CHUNK < P ? lo + CHUNK : P;
+        const unit *u = &t->units[c];
+        if (u->layer >= 0) {
+            /* a dense block: its gradient over the whole batch, then per row as a chunk */
+            loom_exec_dense_weight_grad(t->ex, t->S, u->layer, u->r0, u->r1, u->c0, u->c1, g0 + u->lo);
+            size_t in = (size_t)loom_graph_layer(t->g, u->layer)->a.dense.in;
+            double sq = 0;
+            for (size_t r = u->lo + u->r0 * in; r < u->lo + u->r1 * in; r += in) {
+                size_t lo = r + (size_t)u->c0, hi = r + (size_t)u->c1;
+                if (t->o.clip_norm > 0)
+                    for (size_t i = lo; i < hi; i++) sq += (double)g0[i] * g0[i];
+                else
+                    apply_trainable(t, params, g0, lo, hi);
+            }
+            t->chunk_sq[c] = sq;
+            continue;
+        }
+        size_t lo = u->lo, hi = u->hi;
         for (int s = 1; s < t->S; s++) {
             const float *gs = loom_exec_param_grad(t->ex[s]);
             for (size_t i = lo; i < hi; i++) g0[i] += gs[i];
@@ -272,15 +339,19 @@ static void phase_reduce(void *ctx, int tid, int T) {
 /* Phase 3 (clipping only): scale the summed gradient and apply the optimizer. */
 static void phase_apply(void *ctx, int tid, int T) {
     loom_trainer *t = ctx;
-    size_t P = loom_graph_param_count(t->g);
     float *g0 = loom_exec_param_grad(t->ex[0]);
     float *params = loom_graph_params(t->g);
     float sc = t->clip_scale;
     for (size_t c = (size_t)tid; c < t->nchunks; c += (size_t)T) {
-        size_t lo = c * CHUNK, hi = lo + CHUNK < P ? lo + CHUNK : P;
-        if (sc != 1.0f)
-            for (size_t i = lo; i < hi; i++) g0[i] *= sc;
-        apply_trainable(t, params, g0, lo, hi);
+        const unit *u = &t->units[c];
+        size_t step = u->layer >= 0 ? (size_t)loom_graph_layer(t->g, u->layer)->a.dense.in : u->hi - u->lo;
+        size_t first = u->layer >= 0 ? u->lo + u->r0 * step : u->lo, end = u->layer >= 0 ? u->lo + u->r1 * step : u->hi;
+        for (size_t r = first; r < end; r += step) {
+            size_t lo = u->layer >= 0 ? r + (size_t)u->c0 : r, hi = u->layer >= 0 ? r + (size_t)u->c1 : u->hi;
+            if (sc != 1.0f)
+                for (size_t i = lo; i < hi; i++) g0[i] *= sc;
+            apply_trainable(t, params, g0, lo, hi);
+        }
     }
 }
 

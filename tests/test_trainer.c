@@ -100,8 +100,21 @@ static void test_determinism(void) {
     printf("determinism: SGD and Adam, BN + dropout + clipping, 1/2/3/4 threads bit-identical\n");
 }
 
-static void test_shards_sum_to_batch(void) {
-    loom_graph *g = small_cnn(0);
+/* Dense layers whose deferred weight gradients span several of the
+ * trainer's blocks: 70 rows (64 + 6), and 1100 columns (1024 + 76). */
+static loom_graph *wide_mlp(void) {
+    loom_graph *g = loom_graph_new("wide");
+    loom_node x = loom_input(g, C, H, W);
+    x = loom_relu(g, loom_dense(g, x, 70));
+    x = loom_relu(g, loom_dense(g, x, 1100));
+    loom_dense(g, x, K);
+    if (loom_graph_finish(g, 3) != LOOM_OK) return NULL;
+    return g;
+}
+
+static void test_shards_sum_to_batch(loom_graph *g) {
+    CHECK(g != NULL, "graph: %s", loom_error());
+    if (!g) return;
     size_t np = loom_graph_param_count(g);
     float *before = malloc(np * 4), *want = malloc(np * 4);
     memcpy(before, loom_graph_params(g), np * 4);
@@ -131,8 +144,8 @@ static void test_shards_sum_to_batch(void) {
             double worst = 0, scale = clip ? 0.1 : 1.0;
             for (size_t i = 0; i < np; i++)
                 worst = fmax(worst, fabs(loom_graph_params(g)[i] - (before[i] - scale * (before[i] - want[i]))));
-            CHECK(worst < 1e-5, "%d threads, clip %d: sharded step differs from the whole-batch gradient by %g", T,
-                  clip, worst);
+            CHECK(worst < 1e-5, "%s, %d threads, clip %d: sharded step differs from the whole-batch gradient by %g",
+                  loom_graph_name(g), T, clip, worst);
             if (clip) CHECK(fabs(r.grad_norm - norm) < 1e-4 * norm, "reported norm %g vs %g", r.grad_norm, norm);
             loom_trainer_free(t);
         }
@@ -289,7 +302,8 @@ int main(void) {
     t_fill(X, sizeof X / sizeof X[0], 1, 0, 1);
     for (int i = 0; i < N; i++) Y[i] = (i * 7) % K;
     test_determinism();
-    test_shards_sum_to_batch();
+    test_shards_sum_to_batch(small_cnn(0));
+    test_shards_sum_to_batch(wide_mlp());
     test_no_malloc();
     test_frozen();
     test_blas_discipline();

@@ -43,6 +43,23 @@ size_t loom_exec_bytes(const loom_exec *e);
 
 /* Plan and allocate everything for batches of up to max_batch samples. NULL on error. */
 loom_exec *loom_exec_new(loom_graph *g, int max_batch);
+/* LOOM_EXEC_DEFER_DENSE: backward leaves the weight gradients of trainable
+ * dense layers out and keeps what they are made of (the layer's input and
+ * output gradient) until the next forward; loom_exec_dense_weight_grad then
+ * forms them for several replicas at once. A data-parallel trainer saves the
+ * per-replica copies of the largest gradients this way (memory, and the
+ * reduction's traffic) and multiplies over the whole batch in one product. */
+enum { LOOM_EXEC_DEFER_DENSE = 1 };
+loom_exec *loom_exec_new_flags(loom_graph *g, int max_batch, unsigned flags);
+/* Whether backward leaves layer i's weight gradient to loom_exec_dense_weight_grad. */
+int loom_exec_defers(const loom_exec *e, loom_node i);
+/* The block [r0, r1) x [c0, c1) of dense layer i's weight gradient summed
+ * over the replicas' last backward, in replica order, into dW (the layer's
+ * [out, in] weight gradient, row stride in): written, not added to. The
+ * replicas are execs of one graph made with LOOM_EXEC_DEFER_DENSE; one
+ * without samples adds nothing. */
+void loom_exec_dense_weight_grad(loom_exec *const *ex, int nrep, loom_node i, int r0, int r1, int c0, int c1,
+                                 float *dW);
 void loom_exec_free(loom_exec *e);
 
 int loom_exec_max_batch(const loom_exec *e);
@@ -58,7 +75,8 @@ size_t loom_exec_output_size(const loom_exec *e); /* per sample */
 void loom_exec_probabilities(const loom_exec *e, int n, float *probs, int32_t *classes);
 /* Gradient of the loss w.r.t. the output, filled (accumulated) by a loss before backward. */
 float *loom_exec_output_grad(loom_exec *e);
-/* Flat parameter gradient [param_count]; backward accumulates into it. */
+/* Flat parameter gradient [param_count]; backward accumulates into it
+ * (except deferred dense weights, see LOOM_EXEC_DEFER_DENSE). */
 float *loom_exec_param_grad(loom_exec *e);
 
 /* Forward n samples (1..max_batch; LOOM_OK, or LOOM_ERR). training: dropout on, batch norm uses batch statistics.
