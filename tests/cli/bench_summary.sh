@@ -39,4 +39,15 @@ expect "summary of a missing checkpoint" 1 "nosuch.safetensors: cannot open"
 head -c 100 ck/last.safetensors >cut.safetensors
 run summary cut.safetensors
 expect "summary of a truncated checkpoint" 1 "cut.safetensors" "exceeds"
+
+# the kernels: per-layer times name what ran each layer; LOOM_KERNELS chooses or is refused
+run bench --model lenet5 --threads 1 --steps 1 --warmup 1 --layers
+expect "bench --layers" 0 "per layer" "conv2d_1" "dense_1" "total" "GFLOP/s over the layers' time"
+LOOM_KERNELS=portable run bench --model lenet5 --threads 1 --steps 1 --warmup 1 --layers
+expect "LOOM_KERNELS=portable" 0 "(portable)"
+check "LOOM_KERNELS=portable runs conv2d_1 on the portable kernels" grep -q '^conv2d_1 .* portable ' "$T/.out"
+LOOM_KERNELS=bogus run bench --model lenet5 --threads 1 --steps 1
+expect "LOOM_KERNELS=bogus is refused" 1 "LOOM_KERNELS=bogus: not portable, onednn or auto"
+LOOM_KERNELS=bogus run train --data d/train.csv --epochs 1 --quiet
+expect "LOOM_KERNELS=bogus is refused by train too" 1 "LOOM_KERNELS=bogus"
 finish
