@@ -806,7 +806,6 @@ void loom_exec_dense_weight_grad(loom_exec *const *ex, int nrep, loom_node i, in
                                  float *dW) {
     const loom_layer *l = &ex[0]->g->nodes[i];
     int in = l->a.dense.in, out = l->a.dense.out, started = 0;
-    (void)out;
     for (int r = 0; r < nrep; r++) {
         const loom_exec *e = ex[r];
         const loom_step *st = &e->step[i];

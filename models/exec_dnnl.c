@@ -213,6 +213,15 @@ static dnnl_primitive_attr_t user_scratch(dnnl_primitive_attr_t *attr) {
     return *attr;
 }
 
+/* A primitive descriptor that uses the exec's scratchpad (hint: the forward one, for backward). */
+static dnnl_status_t pd_create(dnnl_primitive_desc_t *pd, const void *desc, const_dnnl_primitive_desc_t hint) {
+    dnnl_primitive_attr_t attr;
+    if (!user_scratch(&attr)) return dnnl_out_of_memory;
+    dnnl_status_t s = dnnl_primitive_desc_create(pd, desc, attr, engine, hint);
+    dnnl_primitive_attr_destroy(attr);
+    return s;
+}
+
 static void *alloc_md(loom_exec *e, set *S, const dnnl_memory_desc_t *md) {
     size_t b = (dnnl_memory_desc_get_size(md) + 63) / 64 * 64 + 64;
     void *p = aligned_alloc(64, b);
@@ -359,12 +368,8 @@ static int bn_fwd(loom_exec *e, int i, int n, set *S, int training, dnnl_primiti
     TRY(dnnl_batch_normalization_forward_desc_init(&bd, training ? dnnl_forward_training : dnnl_forward_inference,
                                                    &data, l->a.bn.eps, flags),
         "batch norm forward");
-    dnnl_primitive_attr_t attr;
-    if (!user_scratch(&attr)) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
     dnnl_primitive_desc_t pd;
-    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &bd, attr, engine, NULL);
-    dnnl_primitive_attr_destroy(attr);
-    TRY(s, "batch norm forward");
+    TRY(pd_create(&pd, &bd, NULL), "batch norm forward");
     if (fpd_out) TRY(dnnl_primitive_desc_clone(fpd_out, pd), "batch norm forward");
     float *W = e->g->params + l->param_off;
     float *mv = training ? e->stats + l->buf_off : e->g->buffers + l->buf_off;
@@ -412,12 +417,8 @@ static int pool_fwd(loom_exec *e, int i, int n, set *S, int training, dnnl_primi
     TRY(dnnl_pooling_forward_desc_init(&pdsc, training ? dnnl_forward_training : dnnl_forward_inference, pool_alg(l),
                                        &src, &dst, strides, kernel, pl, pr),
         "pooling forward");
-    dnnl_primitive_attr_t attr;
-    if (!user_scratch(&attr)) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
     dnnl_primitive_desc_t pd;
-    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &pdsc, attr, engine, NULL);
-    dnnl_primitive_attr_destroy(attr);
-    TRY(s, "pooling forward");
+    TRY(pd_create(&pd, &pdsc, NULL), "pooling forward");
     if (fpd_out) TRY(dnnl_primitive_desc_clone(fpd_out, pd), "pooling forward");
     call *c = training ? &S->fwd : &S->fwd_inf;
     TRY(bind(c, DNNL_ARG_SRC, &src, e->slot[st->in[0]].act), "pooling forward");
@@ -451,12 +452,8 @@ static int elt_fwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t *fp
     dnnl_alg_kind_t alg = elt_alg(l, &alpha);
     dnnl_eltwise_desc_t ed;
     TRY(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_training, alg, &data, alpha, 0.0f), "activation forward");
-    dnnl_primitive_attr_t attr;
-    if (!user_scratch(&attr)) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
     dnnl_primitive_desc_t pd;
-    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &ed, attr, engine, NULL);
-    dnnl_primitive_attr_destroy(attr);
-    TRY(s, "activation forward");
+    TRY(pd_create(&pd, &ed, NULL), "activation forward");
     TRY(dnnl_primitive_desc_clone(fpd_out, pd), "activation forward");
     call *c = &S->fwd;
     TRY(bind(c, DNNL_ARG_SRC, &data, e->slot[st->in[0]].act), "activation forward");
@@ -492,10 +489,7 @@ static int conv_bwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t fp
                                            0.0f),
             "fused ReLU backward");
         TRY(dnnl_primitive_desc_create(&hint, &fd, NULL, engine, NULL), "fused ReLU backward");
-        dnnl_primitive_attr_t attr;
-        user_scratch(&attr);
-        dnnl_status_t s = dnnl_primitive_desc_create(&pd, &ed, attr, engine, hint);
-        dnnl_primitive_attr_destroy(attr);
+        dnnl_status_t s = pd_create(&pd, &ed, hint);
         dnnl_primitive_desc_destroy(hint);
         TRY(s, "fused ReLU backward");
         TRY(bind(&S->relu_bwd, DNNL_ARG_DIFF_DST, &dst, ys->grad), "fused ReLU backward");
@@ -508,12 +502,8 @@ static int conv_bwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t fp
         TRY(dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &src, &wany, &dst, strides,
                                                              dil, pad, pad),
             "convolution backward (data)");
-        dnnl_primitive_attr_t attr;
-        user_scratch(&attr);
         dnnl_primitive_desc_t pd;
-        dnnl_status_t s = dnnl_primitive_desc_create(&pd, &cd, attr, engine, fpd);
-        dnnl_primitive_attr_destroy(attr);
-        TRY(s, "convolution backward (data)");
+        TRY(pd_create(&pd, &cd, fpd), "convolution backward (data)");
         const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
         float *wptr = W;
         if (!dnnl_memory_desc_equal(wmd, &wuser)) {
@@ -531,12 +521,8 @@ static int conv_bwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t fp
         TRY(dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &src, &wany,
                                                                 l->bias ? &bias : NULL, &dst, strides, dil, pad, pad),
             "convolution backward (weights)");
-        dnnl_primitive_attr_t attr;
-        user_scratch(&attr);
         dnnl_primitive_desc_t pd;
-        dnnl_status_t s = dnnl_primitive_desc_create(&pd, &cd, attr, engine, fpd);
-        dnnl_primitive_attr_destroy(attr);
-        TRY(s, "convolution backward (weights)");
+        TRY(pd_create(&pd, &cd, fpd), "convolution backward (weights)");
         const dnnl_memory_desc_t *gmd = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0);
         if (!(S->wgbuf = alloc_md(e, S, gmd))) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
         TRY(bind(&S->bwd_w, DNNL_ARG_SRC, &src, xs->act), "convolution backward (weights)");
@@ -563,12 +549,8 @@ static int bn_bwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t fpd)
     TRY(dnnl_batch_normalization_backward_desc_init(&bd, l->frozen ? dnnl_backward_data : dnnl_backward, &data, &data,
                                                     l->a.bn.eps, flags),
         "batch norm backward");
-    dnnl_primitive_attr_t attr;
-    user_scratch(&attr);
     dnnl_primitive_desc_t pd;
-    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &bd, attr, engine, fpd);
-    dnnl_primitive_attr_destroy(attr);
-    TRY(s, "batch norm backward");
+    TRY(pd_create(&pd, &bd, fpd), "batch norm backward");
     float *W = e->g->params + l->param_off, *mv = e->stats + l->buf_off;
     call *c = &S->bwd_d;
     TRY(bind(c, DNNL_ARG_SRC, &data, xs->act), "batch norm backward");
@@ -600,12 +582,8 @@ static int pool_bwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t fp
     pool_params(&l->a.pool, strides, kernel, pl, pr);
     dnnl_pooling_desc_t pdsc;
     TRY(dnnl_pooling_backward_desc_init(&pdsc, pool_alg(l), &src, &dst, strides, kernel, pl, pr), "pooling backward");
-    dnnl_primitive_attr_t attr;
-    user_scratch(&attr);
     dnnl_primitive_desc_t pd;
-    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &pdsc, attr, engine, fpd);
-    dnnl_primitive_attr_destroy(attr);
-    TRY(s, "pooling backward");
+    TRY(pd_create(&pd, &pdsc, fpd), "pooling backward");
     call *c = &S->bwd_d;
     TRY(bind(c, DNNL_ARG_DIFF_DST, &dst, e->slot[st->out].grad), "pooling backward");
     const dnnl_memory_desc_t *wsmd = dnnl_primitive_desc_query_md(pd, dnnl_query_workspace_md, 0);
@@ -624,12 +602,8 @@ static int elt_bwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t fpd
     dnnl_alg_kind_t alg = elt_alg(l, &alpha);
     dnnl_eltwise_desc_t ed;
     TRY(dnnl_eltwise_backward_desc_init(&ed, alg, &data, &data, alpha, 0.0f), "activation backward");
-    dnnl_primitive_attr_t attr;
-    user_scratch(&attr);
     dnnl_primitive_desc_t pd;
-    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &ed, attr, engine, fpd);
-    dnnl_primitive_attr_destroy(attr);
-    TRY(s, "activation backward");
+    TRY(pd_create(&pd, &ed, fpd), "activation backward");
     call *c = &S->bwd_d;
     int use_dst = alg != dnnl_eltwise_relu;
     TRY(bind(c, DNNL_ARG_DIFF_DST, &data, e->slot[st->out].grad), "activation backward");
