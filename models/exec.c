@@ -597,12 +597,68 @@ static void pool_window(const loom_pool_shape *s, int oy, int ox, int *y0, int *
     if (*x1 > s->w) *x1 = s->w;
 }
 
+/* The common case, 2x2 windows tiling the input: the lanes (B channels,
+ * a constant at the calls for the blocked layouts) are vector code. */
+static inline void mp2_fwd_group(const float *xg, float *yg, int w, int oh, int ow, const int B) {
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            const float *a = xg + ((size_t)(2 * oy) * w + 2 * ox) * B, *b = a + B, *c = a + (size_t)w * B, *d = c + B;
+            float *out = yg + ((size_t)oy * ow + ox) * B;
+            /* in window order, keeping the earlier on ties and NaN, as the general loop */
+            for (int l = 0; l < B; l++) {
+                float m = a[l];
+                m = b[l] > m ? b[l] : m;
+                m = c[l] > m ? c[l] : m;
+                m = d[l] > m ? d[l] : m;
+                out[l] = m;
+            }
+        }
+}
+
+static inline void mp2_bwd_group(const float *xg, float *dg, const float *yg, const float *gg, int h, int w, int oh,
+                                 int ow, const int B) {
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            size_t at = ((size_t)(2 * oy) * w + 2 * ox) * B, o = ((size_t)oy * ow + ox) * B;
+            const float *a = xg + at, *b = a + B, *c = a + (size_t)w * B, *d = c + B, *m = yg + o, *g = gg + o;
+            float *da = dg + at, *db = da + B, *dc = da + (size_t)w * B, *dd = dc + B;
+            for (int l = 0; l < B; l++) {
+                /* the first position equal to the maximum takes the gradient; none (NaN): the
+                 * first. Masks on the bits, not branches: which one it is is data, unpredictable. */
+                float ml = m[l];
+                uint32_t gl, ea = -(uint32_t)(a[l] == ml), eb = -(uint32_t)(b[l] == ml), ec = -(uint32_t)(c[l] == ml),
+                             ed = -(uint32_t)(d[l] == ml);
+                memcpy(&gl, &g[l], sizeof gl);
+                uint32_t hb = eb & ~ea, hc = ec & ~ea & ~eb, hd = ed & ~ea & ~eb & ~ec, ha = ~(hb | hc | hd);
+                uint32_t va = gl & ha, vb = gl & hb, vc = gl & hc, vd = gl & hd;
+                memcpy(&da[l], &va, sizeof va);
+                memcpy(&db[l], &vb, sizeof vb);
+                memcpy(&dc[l], &vc, sizeof vc);
+                memcpy(&dd[l], &vd, sizeof vd);
+            }
+        }
+    /* a last odd row or column gets no gradient */
+    for (int iy = 0; iy < h; iy++)
+        for (int ix = iy < 2 * oh ? 2 * ow : 0; ix < w; ix++) memset(dg + ((size_t)iy * w + ix) * B, 0, (size_t)B * sizeof(float));
+}
+
+static int mp2_tiles(const loom_pool_shape *s, int B) {
+    (void)B;
+    return s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2 && s->ph == 0 && s->pw == 0;
+}
+
 static void maxpool_blocked_fwd(const loom_pool_shape *s, const loom_slot *x, float *y, size_t ystride, int n, int B) {
     int groups = (x->c + B - 1) / B;
     for (int i = 0; i < n; i++)
         for (int gi = 0; gi < groups; gi++) {
             const float *xg = x->act + (size_t)i * x->stride + (size_t)gi * s->h * s->w * B;
             float *yg = y + (size_t)i * ystride + (size_t)gi * s->oh * s->ow * B;
+            if (mp2_tiles(s, B)) {
+                if (B == 8) mp2_fwd_group(xg, yg, s->w, s->oh, s->ow, 8);
+                else if (B == 16) mp2_fwd_group(xg, yg, s->w, s->oh, s->ow, 16);
+                else mp2_fwd_group(xg, yg, s->w, s->oh, s->ow, B);
+                continue;
+            }
             for (int oy = 0; oy < s->oh; oy++)
                 for (int ox = 0; ox < s->ow; ox++) {
                     int y0, y1, x0, x1;
@@ -639,6 +695,12 @@ static void maxpool_blocked_bwd(const loom_pool_shape *s, const loom_slot *x, co
             const float *xg = x->act + (size_t)i * x->stride + goff;
             float *dg = dx + (size_t)i * x->stride + goff;
             const float *yg = ys->act + (size_t)i * ys->stride + ooff, *gg = ys->grad + (size_t)i * ys->stride + ooff;
+            if (tiles && mp2_tiles(s, B)) {
+                if (B == 8) mp2_bwd_group(xg, dg, yg, gg, s->h, s->w, s->oh, s->ow, 8);
+                else if (B == 16) mp2_bwd_group(xg, dg, yg, gg, s->h, s->w, s->oh, s->ow, 16);
+                else mp2_bwd_group(xg, dg, yg, gg, s->h, s->w, s->oh, s->ow, B);
+                continue;
+            }
             if (tiles) {
                 /* rows and columns past the last window get no gradient */
                 for (int iy = 0; iy < s->h; iy++)
