@@ -178,6 +178,62 @@ static void plan_layouts(loom_exec *e, plan_ctx *p) {
     e->output = slot_in(e, p, g->output, LAY_PLAIN);
 }
 
+/* The node that alone reads node j's output, in the slot j writes; -1 if
+ * there are other readers, a conversion, or j is the graph's output. */
+static int sole_reader(const loom_exec *e, const plan_ctx *p, int j) {
+    const loom_graph *g = e->g;
+    if (p->consumers[j] != 1 || p->conv_of[j] >= 0 || j == g->output) return -1;
+    for (int k = j + 1; k < g->n; k++)
+        for (int q = 0; q < g->nodes[k].nin; q++)
+            if (g->nodes[k].in[q] == j) return e->step[k].in[q] == e->step[j].out ? k : -1;
+    return -1;
+}
+
+/* Inference fusions: a oneDNN convolution, the batch norm after it (folded
+ * into its weights and bias from the running statistics), an addition of
+ * another tensor after that (a binary post-op: a residual connection) and a
+ * ReLU after that, each the only reader of the one before, become one
+ * convolution. It runs where the last of them runs (the addition's other
+ * input is ready by then) and writes that node's slot; the others are
+ * skipped. Training forwards run every node, so nothing here touches
+ * backward. Memory passes saved per residual block: the batch norm's, the
+ * addition's and the ReLU's. */
+static void plan_fusions(loom_exec *e, plan_ctx *p) {
+    loom_graph *g = e->g;
+    for (int i = 0; i < g->n; i++) e->step[i].fuse_other = -1;
+    for (int i = 1; i < g->n; i++) {
+        const loom_step *st = &e->step[i];
+        if (g->nodes[i].op != LOOM_OP_CONV2D || !st->dnn || st->fused_relu) continue;
+        int at = i, bn = 0, add = 0, other = -1, relu = 0, k = sole_reader(e, p, i);
+        if (k > 0 && g->nodes[k].op == LOOM_OP_BATCHNORM && e->step[k].dnn) {
+            bn = at = k;
+            relu = e->step[k].fused_relu;
+            k = relu ? -1 : sole_reader(e, p, k);
+        }
+        /* an addition of two such chains (a projection shortcut) goes to the first */
+        if (k > 0 && g->nodes[k].op == LOOM_OP_ADD && g->nodes[k].nin == 2 && !e->step[k].skip_inf) {
+            const loom_step *ks = &e->step[k];
+            int x = ks->in[0] == e->step[at].out ? 1 : 0;
+            const loom_slot *o = &e->slot[ks->in[x]], *y = &e->slot[ks->out];
+            if (ks->in[x] != e->step[at].out && o->lay == y->lay && o->stride == y->stride && o->c == y->c) {
+                other = ks->in[x];
+                add = at = k;
+                k = sole_reader(e, p, k);
+            } else {
+                k = -1;
+            }
+        }
+        if (k > 0 && g->nodes[k].op == LOOM_OP_RELU && !e->step[k].alias) at = k, relu = 1;
+        if (at == i) continue;
+        /* every node of the chain but the last is skipped */
+        int members[3] = {i, bn, add};
+        for (int q = 0; q < 3; q++)
+            if (members[q] > 0 && members[q] != at) e->step[members[q]].skip_inf = at;
+        loom_step *as = &e->step[at];
+        as->fuse_conv = i, as->fuse_bn = bn, as->fuse_other = other, as->fuse_relu = relu;
+    }
+}
+
 /* What node i's backward can do to its inputs' gradients. */
 static int writer_kind(const loom_exec *e, int i) {
     const loom_layer *l = &e->g->nodes[i];
@@ -323,6 +379,7 @@ static int plan(loom_exec *e) {
         for (int k = 0; k < g->nodes[i].nin; k++) p.consumers[g->nodes[i].in[k]]++;
     }
     plan_layouts(e, &p);
+    if (e->dnn && !e->unfused) plan_fusions(e, &p);
     if (plan_writers(e, &p)) goto out;
     plan_gradients(e);
     rc = LOOM_OK;
@@ -403,7 +460,7 @@ loom_exec *loom_exec_new_flags(loom_graph *g, int max_batch, unsigned flags) {
         loom_fail(LOOM_EINVAL, "loom_exec_new: batch %d must be positive", max_batch);
         return NULL;
     }
-    if (flags & ~(unsigned)LOOM_EXEC_DEFER_DENSE) {
+    if (flags & ~(unsigned)(LOOM_EXEC_DEFER_DENSE | LOOM_EXEC_UNFUSED)) {
         loom_fail(LOOM_EINVAL, "loom_exec_new: unknown flags 0x%x", flags);
         return NULL;
     }
@@ -414,6 +471,7 @@ loom_exec *loom_exec_new_flags(loom_graph *g, int max_batch, unsigned flags) {
     e->g = g;
     e->max_batch = max_batch;
     e->defer = (flags & LOOM_EXEC_DEFER_DENSE) != 0;
+    e->unfused = (flags & LOOM_EXEC_UNFUSED) != 0;
     e->dnn = dnn;
     e->block = dnn ? loom_dnn_block() : 0;
     if (plan(e)) goto fail;
@@ -470,6 +528,12 @@ size_t loom_exec_output_size(const loom_exec *e) { return e->g->nodes[e->g->outp
 float *loom_exec_output_grad(loom_exec *e) { return e->slot[e->output].grad; }
 float *loom_exec_param_grad(loom_exec *e) { return e->pgrad; }
 const float *loom_exec_batch_stats(const loom_exec *e) { return e->stats; }
+
+int loom_exec_fusions(const loom_exec *e) {
+    int k = 0;
+    for (int i = 1; e && i < e->g->n; i++) k += e->step[i].fuse_conv > 0;
+    return k;
+}
 
 size_t loom_exec_bytes(const loom_exec *e) {
     return (e->arena_len + e->garena_len + e->g->n_params) * sizeof(float) + e->barena_len +
@@ -823,8 +887,10 @@ int loom_exec_forward(loom_exec *e, int n, int training, uint64_t dropout_key, u
     for (int i = 0; i < g->n; i++) {
         const loom_step *st = &e->step[i];
         double t0 = e->t_fwd ? loom_seconds() : 0;
-        if (i > 0 && !st->alias) {
-            if (st->dnn) {
+        if (i > 0 && !st->alias && !(st->skip_inf && !training)) {
+            if (st->fuse_conv && !training) {
+                if (loom_dnn_fused_forward(e, i, n)) return LOOM_ERR;
+            } else if (st->dnn) {
                 if (loom_dnn_forward(e, i, n, training)) return LOOM_ERR;
             } else {
                 portable_forward(e, i, n, training, dropout_key, sample_base);

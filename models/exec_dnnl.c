@@ -38,9 +38,14 @@ int loom_dnn_probe(const loom_exec *e, int i, const loom_slot *in, int out_lay, 
 }
 size_t loom_dnn_extra_bytes(const loom_exec *e) { (void)e; return 0; }
 const char *loom_dnn_impl(const loom_exec *e, int i) { (void)e, (void)i; return NULL; }
+int loom_dnn_fused_forward(loom_exec *e, int a, int n) {
+    (void)e, (void)a, (void)n;
+    return loom_fail(LOOM_EUNSUPPORTED, "%s", loom_dnn_isa());
+}
 
 #else
 
+#include <math.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 #include <pthread.h>
@@ -121,13 +126,16 @@ typedef struct {
     call fwd, fwd_inf, wre;       /* forward (training), forward (inference), weights reorder */
     int has_bwd;
     call relu_bwd, bwd_d, wre_d, bwd_w, wgre;
+    call fuse, wre_fuse;          /* inference with batch norm, addition, ReLU fused (a conv's set) */
     float *wbuf, *wbuf_d, *wgbuf, *ws; /* blocked weights (forward, backward), weight gradient, workspace */
+    float *wbuf_fuse;             /* blocked folded weights */
     size_t bytes;                 /* of those buffers */
     char impl[48];
 } set;
 
 typedef struct {
     set s[NSETS];
+    float *fold;                  /* a fused conv's folded weights and bias, plain (OIHW, then oc) */
 } node_state;
 
 typedef struct {
@@ -704,12 +712,14 @@ int loom_dnn_probe(const loom_exec *e, int i, const loom_slot *in, int out_lay, 
 /* ---- sets: the primitives of a layer for one batch size ---------------------------------- */
 
 static void set_free(loom_exec *e, set *S) {
-    call *calls[] = {&S->fwd, &S->fwd_inf, &S->wre, &S->relu_bwd, &S->bwd_d, &S->wre_d, &S->bwd_w, &S->wgre};
+    call *calls[] = {&S->fwd, &S->fwd_inf, &S->wre, &S->relu_bwd, &S->bwd_d, &S->wre_d, &S->bwd_w, &S->wgre,
+                     &S->fuse, &S->wre_fuse};
     for (size_t k = 0; k < sizeof calls / sizeof *calls; k++) call_free(calls[k]);
     free(S->wbuf);
     free(S->wbuf_d);
     free(S->wgbuf);
     free(S->ws);
+    free(S->wbuf_fuse);
     if (e->dn) e->dn->extra -= S->bytes;
     memset(S, 0, sizeof *S);
 }
@@ -739,6 +749,121 @@ static set *get_set(loom_exec *e, int i, int n) {
     }
     S->used = ++e->dn->clock;
     return S;
+}
+
+/* ---- inference: a convolution with what follows it folded in (exec.c, plan_fusions) ---- */
+
+/* The fused primitive of anchor a for S->n samples, in conv i's set S: the
+ * batch norm folded into the weights and bias (fold_weights), the addition a
+ * binary post-op reading the other tensor where it lies, the ReLU an
+ * eltwise post-op. */
+static int fused_build(loom_exec *e, int a, set *S) {
+    const loom_step *as = &e->step[a];
+    int i = as->fuse_conv, n = S->n;
+    const loom_layer *l = &e->g->nodes[i];
+    const loom_conv_shape *cs = &l->a.conv;
+    dnnl_memory_desc_t src, dst, wany, wuser, bias, other;
+    slot_md(e, &e->slot[e->step[i].in[0]], n, &src);
+    slot_md(e, &e->slot[as->out], n, &dst);
+    if (as->fuse_other >= 0) slot_md(e, &e->slot[as->fuse_other], n, &other);
+    weights_md(cs, dnnl_format_tag_any, &wany);
+    weights_md(cs, dnnl_oihw, &wuser);
+    vec_md(cs->oc, &bias);
+    dnnl_dims_t strides = {cs->sh, cs->sw}, dil = {cs->dh - 1, cs->dw - 1}, pad = {cs->ph, cs->pw};
+    dnnl_convolution_desc_t cd;
+    TRY(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src, &wany,
+                                                   &bias, &dst, strides, dil, pad, pad),
+        "fused convolution");
+    dnnl_primitive_attr_t attr;
+    if (!user_scratch(&attr)) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
+    dnnl_post_ops_t po;
+    dnnl_post_ops_create(&po);
+    if (as->fuse_other >= 0) dnnl_post_ops_append_binary(po, dnnl_binary_add, &other);
+    if (as->fuse_relu) dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+    dnnl_primitive_attr_set_post_ops(attr, po);
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &cd, attr, engine, NULL);
+    dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+    if (s == dnnl_success) {
+        const char *impl = NULL;
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+        if (!impl || !strncmp(impl, "ref", 3)) {
+            dnnl_primitive_desc_destroy(pd);
+            s = dnnl_unimplemented; /* the layers one by one are faster */
+        }
+    }
+    TRY(s, "fused convolution");
+    node_state *ns = &e->dn->node[i];
+    if (!ns->fold) {
+        size_t len = l->weight_count + (size_t)cs->oc;
+        if (!(ns->fold = malloc(len * sizeof(float)))) {
+            dnnl_primitive_desc_destroy(pd);
+            return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
+        }
+        e->dn->extra += len * sizeof(float);
+    }
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    float *wptr = ns->fold;
+    if (!dnnl_memory_desc_equal(wmd, &wuser)) {
+        if (!(S->wbuf_fuse = alloc_md(e, S, wmd))) {
+            dnnl_primitive_desc_destroy(pd);
+            return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
+        }
+        s = reorder(e, &S->wre_fuse, &wuser, ns->fold, wmd, S->wbuf_fuse, 0);
+        if (s != dnnl_success) dnnl_primitive_desc_destroy(pd);
+        TRY(s, "weights reorder");
+        wptr = S->wbuf_fuse;
+    }
+    call *c = &S->fuse;
+    s = bind(c, DNNL_ARG_SRC, &src, e->slot[e->step[i].in[0]].act);
+    if (s == dnnl_success) s = bind(c, DNNL_ARG_WEIGHTS, wmd, wptr);
+    if (s == dnnl_success) s = bind(c, DNNL_ARG_BIAS, &bias, ns->fold + l->weight_count);
+    if (s == dnnl_success) s = bind(c, DNNL_ARG_DST, &dst, e->slot[as->out].act);
+    if (s == dnnl_success && as->fuse_other >= 0)
+        s = bind(c, DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, &other, e->slot[as->fuse_other].act);
+    if (s != dnnl_success) dnnl_primitive_desc_destroy(pd);
+    TRY(s, "fused convolution");
+    TRY(make(e, c, pd), "fused convolution");
+    return LOOM_OK;
+}
+
+/* The conv's weights and bias with the batch norm's running statistics,
+ * scale and shift folded in: y = s (W x + b - mean) + beta, s = gamma / sqrt(var + eps). */
+static void fold_weights(loom_exec *e, int a) {
+    const loom_step *as = &e->step[a];
+    const loom_graph *g = e->g;
+    const loom_layer *l = &g->nodes[as->fuse_conv];
+    int oc = l->a.conv.oc;
+    size_t per = l->weight_count / (size_t)oc;
+    const float *W = g->params + l->param_off, *b = l->bias ? W + l->weight_count : NULL;
+    float *F = e->dn->node[as->fuse_conv].fold, *fb = F + l->weight_count;
+    const loom_layer *bn = as->fuse_bn ? &g->nodes[as->fuse_bn] : NULL;
+    for (int o = 0; o < oc; o++) {
+        float sc = 1.0f, bias = b ? b[o] : 0.0f;
+        if (bn) {
+            const float *gamma = g->params + bn->param_off, *beta = gamma + bn->weight_count;
+            const float *mean = g->buffers + bn->buf_off, *var = mean + bn->c;
+            sc = gamma[o] / sqrtf(var[o] + bn->a.bn.eps);
+            bias = (bias - mean[o]) * sc + beta[o];
+        }
+        for (size_t k = 0; k < per; k++) F[o * per + k] = W[o * per + k] * sc;
+        fb[o] = bias;
+    }
+}
+
+int loom_dnn_fused_forward(loom_exec *e, int a, int n) {
+    int prev = enter(), rc = LOOM_OK;
+    const loom_step *as = &e->step[a];
+    set *S = get_set(e, as->fuse_conv, n);
+    if (!S->fuse.p) rc = fused_build(e, a, S);
+    if (rc == LOOM_OK) {
+        fold_weights(e, a);
+        if (S->wre_fuse.p) rc = run(e, &S->wre_fuse, as->fuse_conv, "weights reorder");
+    }
+    if (rc == LOOM_OK) rc = run(e, &S->fuse, as->fuse_conv, "fused convolution");
+    leave(prev);
+    return rc;
 }
 
 static int build_forward(loom_exec *e, int i, set *S, int training) {
@@ -872,6 +997,19 @@ int loom_dnn_init(loom_exec *e) {
         rc = build_forward(e, i, S, 1);
         if (rc == LOOM_OK && e->slot[e->step[i].out].grad) rc = build_backward(e, i, S);
     }
+    /* a fusion oneDNN cannot build (or only with reference code) is undone: those layers run on their own */
+    for (int a = 1; a < e->g->n && rc == LOOM_OK; a++) {
+        loom_step *as = &e->step[a];
+        if (!as->fuse_conv) continue;
+        set *S = get_set(e, as->fuse_conv, e->max_batch);
+        if (fused_build(e, a, S) == LOOM_OK) continue;
+        call_free(&S->fuse);
+        call_free(&S->wre_fuse);
+        for (int q = 1; q < a; q++)
+            if (e->step[q].skip_inf == a) e->step[q].skip_inf = 0;
+        as->fuse_conv = as->fuse_bn = as->fuse_relu = 0;
+        as->fuse_other = -1;
+    }
     leave(prev);
     return rc;
 }
@@ -879,8 +1017,10 @@ int loom_dnn_init(loom_exec *e) {
 void loom_dnn_free(loom_exec *e) {
     struct loom_dnn *d = e->dn;
     if (!d) return;
-    for (int i = 0; d->node && i < e->g->n; i++)
+    for (int i = 0; d->node && i < e->g->n; i++) {
         for (int k = 0; k < NSETS; k++) set_free(e, &d->node[i].s[k]);
+        free(d->node[i].fold);
+    }
     for (int c = 0; d->conv && c < e->nconv; c++)
         for (int k = 0; k < NSETS; k++) {
             call_free(&d->conv[c].fwd[k]);

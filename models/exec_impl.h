@@ -52,6 +52,11 @@ typedef struct {
     int alias;                 /* shares its input's slot: nothing to run (flatten; a fused ReLU) */
     int dnn;                   /* runs through oneDNN */
     int fused_relu;            /* conv or batch norm: applies the ReLU that follows it */
+    /* inference only (see plan_fusions): */
+    int skip_inf;              /* computed inside node skip_inf's fused convolution (0: not) */
+    int fuse_conv, fuse_bn;    /* this node's output is conv fuse_conv (> 0) with batch norm fuse_bn (0: none) folded in, */
+    int fuse_other;            /* plus slot fuse_other (-1: none), */
+    int fuse_relu;             /* then a ReLU */
 } loom_step;
 
 struct loom_exec {
@@ -79,6 +84,7 @@ struct loom_exec {
     uint8_t *barena;       /* dropout masks */
     size_t barena_len;
     int defer;             /* LOOM_EXEC_DEFER_DENSE */
+    int unfused;           /* LOOM_EXEC_UNFUSED */
     int trained;           /* last forward was a training one */
     int fwd_n;             /* samples of the last forward */
     double *t_fwd, *t_bwd; /* per node, seconds summed while timing is on (NULL: off) */
@@ -103,6 +109,8 @@ void loom_dnn_free(loom_exec *e);
 int loom_dnn_forward(loom_exec *e, int i, int n, int training);
 int loom_dnn_backward(loom_exec *e, int i, int n);
 int loom_dnn_convert(loom_exec *e, const loom_convert *c, int n, int backward);
+/* Inference forward of the fused convolution whose output is node a's (step[a].fuse_conv). */
+int loom_dnn_fused_forward(loom_exec *e, int a, int n);
 /* Floats of weight, workspace and scratch memory the plan needs beyond the slots (for reports). */
 size_t loom_dnn_extra_bytes(const loom_exec *e);
 /* The implementation oneDNN chose for node i's forward ("jit:avx2", ...), or NULL. */

@@ -109,13 +109,17 @@ static loom_graph *g_twice(void) {
 typedef struct {
     const char *name;
     build_fn build;
+    int fusions;    /* convolutions an inference forward fuses with what follows (-1: not checked) */
 } case_t;
 
 static const case_t cases[] = {
-    {"conv + fused relu", g_conv_relu},   {"strided conv, bn + relu, max pool", g_conv_bn_pool},
-    {"dilated conv, tanh, avg pool", g_dilated}, {"grouped 1x1, leaky, avg pool, gap", g_groups},
-    {"ragged channels, sigmoid, bn", g_ragged}, {"residual, concat, dropout", g_residual},
-    {"add(x, x), image output", g_twice},
+    {"conv + fused relu", g_conv_relu, 0},
+    {"strided conv, bn + relu, max pool", g_conv_bn_pool, 1},
+    {"dilated conv, tanh, avg pool", g_dilated, 0},
+    {"grouped 1x1, leaky, avg pool, gap", g_groups, 0},
+    {"ragged channels, sigmoid, bn", g_ragged, 1},
+    {"residual, concat, dropout", g_residual, 4},
+    {"add(x, x), image output", g_twice, 0},
 };
 
 enum { N = 3 };
@@ -165,7 +169,7 @@ static loom_exec *exec_with(loom_graph *g, loom_kernels k) {
 }
 
 /* Portable vs oneDNN on graph g (params filled): outputs, gradients, statistics. */
-static void compare(const char *name, loom_graph *g) {
+static void compare(const char *name, loom_graph *g, int expect_fusions) {
     loom_exec *ep = exec_with(g, LOOM_KERNELS_PORTABLE), *ed = exec_with(g, LOOM_KERNELS_ONEDNN);
     CHECK(ep && ed, "%s: execs: %s", name, loom_error());
     if (!ep || !ed) {
@@ -217,8 +221,28 @@ static void compare(const char *name, loom_graph *g) {
         const char *impl = loom_exec_layer_impl(ed, i);
         on += impl && strcmp(impl, "portable") != 0;
     }
-    printf("%-36s %-18s %2d/%-2d layers oneDNN  outputs %.1e  gradients %.1e  statistics %.1e  inference %.1e\n",
-           name, loom_exec_kernels(ed), on, layers, dout, dgrad, dstat, dinf);
+    /* the fused inference against the oneDNN layers one by one, too */
+    loom_set_kernels(LOOM_KERNELS_ONEDNN);
+    loom_exec *eu = loom_exec_new_flags(g, N, LOOM_EXEC_UNFUSED);
+    loom_set_kernels(LOOM_KERNELS_AUTO);
+    CHECK(eu != NULL, "%s: unfused exec: %s", name, loom_error());
+    double dfuse = 0;
+    if (eu) {
+        memcpy(loom_exec_input(eu), x, in_len * sizeof(float));
+        memcpy(loom_exec_input(ed), x, in_len * sizeof(float));
+        CHECK(loom_exec_forward(eu, N, 0, 0, 0) == LOOM_OK && loom_exec_forward(ed, N, 0, 0, 0) == LOOM_OK,
+              "%s: inference: %s", name, loom_error());
+        dfuse = worst_rel(loom_exec_output(ed), loom_exec_output(eu), out_len);
+        CHECK(dfuse < 2e-5, "%s: fused inference differs from unfused by %g", name, dfuse);
+        CHECK(loom_exec_fusions(eu) == 0, "%s: LOOM_EXEC_UNFUSED fused %d", name, loom_exec_fusions(eu));
+        loom_exec_free(eu);
+    }
+    if (expect_fusions >= 0)
+        CHECK(loom_exec_fusions(ed) == expect_fusions, "%s: %d fused convolutions, expected %d", name,
+              loom_exec_fusions(ed), expect_fusions);
+    printf("%-36s %-18s %2d/%-2d layers oneDNN  outputs %.1e  gradients %.1e  statistics %.1e  inference %.1e"
+           "  %d fused (%.1e)\n",
+           name, loom_exec_kernels(ed), on, layers, dout, dgrad, dstat, dinf, loom_exec_fusions(ed), dfuse);
     free(x), free(r), free(gp), free(gd);
     loom_exec_free(ep);
     loom_exec_free(ed);
@@ -278,13 +302,13 @@ static void gradcheck(const char *name, loom_graph *g) {
 }
 
 /* Models of the zoo, compared on small inputs. */
-static void zoo(const char *model, int c, int h, int w) {
+static void zoo(const char *model, int c, int h, int w, int fusions) {
     loom_graph *g = loom_zoo_build(model, c, h, w, 5, 3);
     CHECK(g != NULL, "%s: %s", model, loom_error());
     if (!g) return;
     char name[64];
     snprintf(name, sizeof name, "zoo %s %dx%dx%d", model, c, h, w);
-    compare(name, g);
+    compare(name, g, fusions);
     loom_graph_free(g);
 }
 
@@ -297,17 +321,17 @@ int main(void) {
         CHECK(loom_graph_finish(g, 7) == LOOM_OK, "%s: %s", cases[k].name, loom_graph_error(g));
         /* biases, BN scales and shifts away from their defaults */
         t_fill(loom_graph_params(g), loom_graph_param_count(g), (unsigned)k + 20, -0.5f, 0.5f);
-        compare(cases[k].name, g);
+        compare(cases[k].name, g, cases[k].fusions);
         loom_graph_init_params(g, 7);
         t_fill(loom_graph_params(g), loom_graph_param_count(g), (unsigned)k + 40, -0.5f, 0.5f);
         gradcheck(cases[k].name, g);
         loom_graph_free(g);
     }
-    zoo("lenet5", 1, 28, 28);
-    zoo("minivgg", 3, 16, 16);
-    zoo("resnet", 3, 16, 16);
-    zoo("inception", 3, 32, 32);
-    zoo("alexnet", 3, 64, 64);
-    zoo("vgg11", 3, 32, 32);
+    zoo("lenet5", 1, 28, 28, 0);
+    zoo("minivgg", 3, 16, 16, 4);
+    zoo("resnet", 3, 16, 16, 15);
+    zoo("inception", 3, 32, 32, 19);
+    zoo("alexnet", 3, 64, 64, 0);
+    zoo("vgg11", 3, 32, 32, 8);
     TEST_END();
 }

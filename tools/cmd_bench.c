@@ -390,6 +390,16 @@ static int profile_layers(bench *b, const synthetic *s) {
            100.0);
     printf("training FLOPs at %.1f GFLOP/s over the layers' time (%.0f MB of buffers in this exec)\n",
            flops / (tf + tb) / 1e9, loom_exec_bytes(e) / 1e6);
+    /* inference: the same shard, running statistics, layers fused where they can be */
+    double t0 = 0, tinf = 0;
+    for (long k = 0; k < b->warm + b->steps; k++) {
+        if (k == b->warm) t0 = loom_seconds();
+        if (loom_exec_forward(e, shard, 0, 0, 0)) goto out;
+    }
+    tinf = (loom_seconds() - t0) / b->steps;
+    printf("inference forward of the shard: %.3f ms (training forward %.3f ms); %d convolution%s run with the batch "
+           "norm, addition and ReLU after them fused in\n",
+           tinf * 1e3, tf * 1e3, loom_exec_fusions(e), plural(loom_exec_fusions(e)));
     rc = 0;
 out:
     if (rc) fprintf(stderr, "loom bench: %s\n", loom_error());

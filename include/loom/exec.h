@@ -49,8 +49,15 @@ loom_exec *loom_exec_new(loom_graph *g, int max_batch);
  * forms them for several replicas at once. A data-parallel trainer saves the
  * per-replica copies of the largest gradients this way (memory, and the
  * reduction's traffic) and multiplies over the whole batch in one product. */
-enum { LOOM_EXEC_DEFER_DENSE = 1 };
+enum { LOOM_EXEC_DEFER_DENSE = 1, LOOM_EXEC_UNFUSED = 2 };
+/* LOOM_EXEC_UNFUSED: inference runs every layer on its own. By default an
+ * inference forward (training = 0) on the oneDNN kernels folds a batch norm
+ * into the convolution before it and applies a following addition and ReLU
+ * in the same pass; the outputs agree to rounding, but the activations of
+ * the folded layers are then not computed (the exec's output is). */
 loom_exec *loom_exec_new_flags(loom_graph *g, int max_batch, unsigned flags);
+/* How many convolutions an inference forward runs with what follows them fused in. */
+int loom_exec_fusions(const loom_exec *e);
 /* Whether backward leaves layer i's weight gradient to loom_exec_dense_weight_grad. */
 int loom_exec_defers(const loom_exec *e, loom_node i);
 /* The block [r0, r1) x [c0, c1) of dense layer i's weight gradient summed
