@@ -171,6 +171,15 @@ static void plan_layouts(loom_exec *e, plan_ctx *p) {
                 st->alias = 1;
             }
         }
+        /* and after an addition (loom's own loop, any layout): a residual block's end */
+        if (l->op == LOOM_OP_RELU && !st->alias) {
+            int j = l->in[0];
+            if (g->nodes[j].op == LOOM_OP_ADD && !e->step[j].dnn && g->nodes[j].nin == 2 && p->consumers[j] == 1 &&
+                j != g->output && st->in[0] == e->step[j].out) {
+                e->step[j].fused_relu = 1;
+                st->alias = 1;
+            }
+        }
         if (l->op == LOOM_OP_FLATTEN) st->alias = 1;
         st->out = st->alias ? st->in[0] : new_slot(e, i, lay, l->c, l->h, l->w);
     }
@@ -211,14 +220,16 @@ static void plan_fusions(loom_exec *e, plan_ctx *p) {
             k = relu ? -1 : sole_reader(e, p, k);
         }
         /* an addition of two such chains (a projection shortcut) goes to the first */
-        if (k > 0 && g->nodes[k].op == LOOM_OP_ADD && g->nodes[k].nin == 2 && !e->step[k].skip_inf) {
+        if (k > 0 && g->nodes[k].op == LOOM_OP_ADD && g->nodes[k].nin == 2 && !e->step[k].skip_inf &&
+            !e->step[k].fuse_conv) {
             const loom_step *ks = &e->step[k];
             int x = ks->in[0] == e->step[at].out ? 1 : 0;
             const loom_slot *o = &e->slot[ks->in[x]], *y = &e->slot[ks->out];
             if (ks->in[x] != e->step[at].out && o->lay == y->lay && o->stride == y->stride && o->c == y->c) {
                 other = ks->in[x];
                 add = at = k;
-                k = sole_reader(e, p, k);
+                relu = ks->fused_relu;
+                k = relu ? -1 : sole_reader(e, p, k);
             } else {
                 k = -1;
             }
@@ -804,6 +815,39 @@ static void maxpool_blocked_bwd(const loom_pool_shape *s, const loom_slot *x, co
         }
 }
 
+/* An addition with the ReLU after it fused in: y = max(a + b, 0) (NaN to 0,
+ * as loom_k_relu_fwd); backward passes dy where y > 0 (where a + b > 0) to
+ * both inputs, written or added (acc), in one pass. a and b may be one slot. */
+static void add_relu_fwd(const float *a, const float *b, float *y, size_t len) {
+    for (size_t q = 0; q < len; q++) {
+        float v = a[q] + b[q];
+        y[q] = v > 0.0f ? v : 0.0f;
+    }
+}
+
+static void add_relu_bwd(const float *y, const float *dy, float *da, int acc_a, float *db, int acc_b, size_t len) {
+    if (da == db && da) { /* add(x, x): the second adds */
+        for (size_t q = 0; q < len; q++) {
+            float g = y[q] > 0.0f ? dy[q] : 0.0f;
+            da[q] = (acc_a ? da[q] : 0.0f) + 2.0f * g;
+        }
+        return;
+    }
+    if (da && db && !acc_a && !acc_b) {
+        for (size_t q = 0; q < len; q++) {
+            float g = y[q] > 0.0f ? dy[q] : 0.0f;
+            da[q] = g;
+            db[q] = g;
+        }
+        return;
+    }
+    for (size_t q = 0; q < len; q++) {
+        float g = y[q] > 0.0f ? dy[q] : 0.0f;
+        if (da) da[q] = (acc_a ? da[q] : 0.0f) + g;
+        if (db) db[q] = (acc_b ? db[q] : 0.0f) + g;
+    }
+}
+
 static void put(float *dst, const float *src, size_t len, int acc) {
     if (acc)
         for (size_t i = 0; i < len; i++) dst[i] += src[i];
@@ -861,7 +905,10 @@ static void portable_forward(loom_exec *e, int i, int n, int training, uint64_t 
         }
         break;
     }
-    case LOOM_OP_ADD: loom_k_add_fwd(x, e->slot[st->in[1]].act, y, len); break;
+    case LOOM_OP_ADD:
+        if (st->fused_relu) add_relu_fwd(x, e->slot[st->in[1]].act, y, len);
+        else loom_k_add_fwd(x, e->slot[st->in[1]].act, y, len);
+        break;
     case LOOM_OP_CONCAT: {
         const float *xv[LOOM_MAX_INPUTS];
         int cs[LOOM_MAX_INPUTS];
@@ -995,6 +1042,11 @@ static void portable_backward(loom_exec *e, int i, int n) {
         break;
     }
     case LOOM_OP_ADD:
+        if (st->fused_relu) {
+            add_relu_bwd(y, dy, st->grad_in[0] ? xs->grad : NULL, st->acc[0],
+                         st->grad_in[1] ? e->slot[st->in[1]].grad : NULL, st->acc[1], len);
+            break;
+        }
         for (int k = 0; k < 2; k++)
             if (st->grad_in[k]) put(e->slot[st->in[k]].grad, dy, len, st->acc[k]);
         break;

@@ -96,12 +96,12 @@ static loom_graph *g_residual(void) {
     return g;
 }
 
-/* one tensor feeding a node twice, and an output that is an image */
+/* one tensor feeding a node twice (with the ReLU fused into the addition), and an output that is an image */
 static loom_graph *g_twice(void) {
     loom_graph *g = loom_graph_new("twice");
     loom_node x = loom_input(g, 8, 5, 5);
     x = conv(g, x, 8, 3, 1, 1, 1, 1, 1);
-    x = loom_add(g, x, x);
+    x = loom_relu(g, loom_add(g, x, x));
     conv(g, x, 2, 3, 1, 0, 1, 1, 1);
     return g;
 }
@@ -119,7 +119,7 @@ static const case_t cases[] = {
     {"grouped 1x1, leaky, avg pool, gap", g_groups, 0},
     {"ragged channels, sigmoid, bn", g_ragged, 1},
     {"residual, concat, dropout", g_residual, 4},
-    {"add(x, x), image output", g_twice, 0},
+    {"relu(add(x, x)), image output", g_twice, 0},
 };
 
 enum { N = 3 };
