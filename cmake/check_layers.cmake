@@ -18,7 +18,7 @@ set(allowed_runtime kernels models augment io runtime)
 set(public_kernels error types)
 set(public_models graph exec zoo)
 set(public_augment augment)
-set(public_io dataset checkpoint ckdir)
+set(public_io dataset checkpoint ckdir onnx)
 set(public_runtime loader trainer optim schedule fit train_state)
 
 function(layer_of_header hdr out)

@@ -4,6 +4,7 @@
 
 #include "loom/augment.h"
 #include "loom/checkpoint.h"
+#include "loom/onnx.h"
 #include "loom/ckdir.h"
 #include "loom/dataset.h"
 #include "loom/error.h"

@@ -1,0 +1,971 @@
+/* ONNX import (include/loom/onnx.h): protobuf-c parses the ModelProto (code
+ * generated from Debian's onnx.proto at build time), this file maps its
+ * nodes onto loom layers one by one, in the file's order (ONNX requires a
+ * topological order; a node reading a tensor no earlier node made is
+ * refused, which is also how a cycle shows).
+ *
+ * Each tensor name maps to a loom node (an activation, with its ONNX rank:
+ * 4 for [N, C, H, W], 2 for [N, F]) or to a constant (an initializer or a
+ * Constant node's value). Weights are gathered while the graph is built and
+ * copied in after loom_graph_finish has laid out the flat arrays. */
+#include "loom/onnx.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loom/error.h"
+
+#ifndef LOOM_HAVE_ONNX
+
+int loom_onnx_available(void) { return 0; }
+loom_graph *loom_onnx_import_with(const char *path, int nconst, const char *const *files) {
+    (void)nconst, (void)files;
+    return loom_onnx_import(path);
+}
+loom_graph *loom_onnx_import(const char *path) {
+    loom_fail(LOOM_EUNSUPPORTED, "%s: loom was built without ONNX support (cmake -DLOOM_ONNX=ON; libonnx-dev, "
+                                 "protobuf-c-compiler, libprotobuf-c-dev)", path);
+    return NULL;
+}
+int loom_onnx_sniff(const char *path) {
+    (void)path;
+    return 0;
+}
+float *loom_onnx_read_tensor(const char *path, int64_t dims[8], int *rank, size_t *count) {
+    (void)dims, (void)rank, (void)count;
+    loom_fail(LOOM_EUNSUPPORTED, "%s: loom was built without ONNX support", path);
+    return NULL;
+}
+
+#else
+
+#include "onnx.pb-c.h"
+
+int loom_onnx_available(void) { return 1; }
+
+enum { OPSET_MIN = 6, OPSET_MAX = 17, MAX_RANK = 8 };
+/* TensorProto.DataType */
+enum { DT_FLOAT = 1, DT_INT64 = 7 };
+
+typedef struct {
+    const char *name;                /* borrowed from the model */
+    int node;                        /* loom node, or -1 for a constant */
+    int rank;                        /* activation: 2 or 4 */
+    const Onnx__TensorProto *t;      /* constant */
+} value;
+
+/* Weights to copy once the graph is finished. */
+typedef struct {
+    int node;
+    float *w, *b;                    /* conv/dense: weights [out, ...], bias (NULL: zeros); BN: gamma, beta */
+    float *mean, *var;               /* BN */
+} pending;
+
+typedef struct {
+    const char *path;
+    char dir[4096];                  /* the model's folder, for external data */
+    Onnx__ModelProto *m;
+    int opset;
+    loom_graph *g;
+    value *v;
+    int nv, capv;
+    pending *p;
+    int np, capp;
+    const Onnx__NodeProto *node;     /* the node being mapped, for messages */
+    int node_index;
+    int any_value;                   /* tensors may hold NaN and infinities (test data, not weights) */
+    Onnx__TensorProto **bound;       /* graph inputs given as constants (loom_onnx_import_with) */
+    int nbound;
+} importer;
+
+/* ---- messages --------------------------------------------------------------- */
+
+/* An error about the current node: "file: node 12 (conv1, Conv): reason". */
+__attribute__((format(printf, 3, 4))) static int node_fail(importer *im, loom_error_kind_t kind, const char *fmt, ...) {
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    const Onnx__NodeProto *n = im->node;
+    if (!n) return loom_fail(kind, "%s: %s", im->path, why);
+    return loom_fail(kind, "%s: node %d (%s%s%s): %s", im->path, im->node_index,
+                     n && n->name && *n->name ? n->name : "", n && n->name && *n->name ? ", " : "",
+                     n && n->op_type ? n->op_type : "?", why);
+}
+
+#define UNSUPPORTED(...) node_fail(im, LOOM_EUNSUPPORTED, __VA_ARGS__)
+#define BAD(...) node_fail(im, LOOM_EFORMAT, __VA_ARGS__)
+
+/* ---- values ----------------------------------------------------------------- */
+
+static value *find(importer *im, const char *name) {
+    for (int k = im->nv - 1; k >= 0; k--)
+        if (!strcmp(im->v[k].name, name)) return &im->v[k];
+    return NULL;
+}
+
+static int define(importer *im, const char *name, int node, int rank, const Onnx__TensorProto *t) {
+    if (!name || !*name) return LOOM_OK; /* an optional output left out */
+    if (im->nv == im->capv) {
+        int cap = im->capv ? 2 * im->capv : 64;
+        value *nv = realloc(im->v, (size_t)cap * sizeof *nv);
+        if (!nv) return loom_fail(LOOM_ENOMEM, "%s: out of memory", im->path);
+        im->v = nv, im->capv = cap;
+    }
+    im->v[im->nv++] = (value){.name = name, .node = node, .rank = rank, .t = t};
+    return LOOM_OK;
+}
+
+static pending *add_pending(importer *im, int node) {
+    if (im->np == im->capp) {
+        int cap = im->capp ? 2 * im->capp : 32;
+        pending *np = realloc(im->p, (size_t)cap * sizeof *np);
+        if (!np) {
+            loom_fail(LOOM_ENOMEM, "%s: out of memory", im->path);
+            return NULL;
+        }
+        im->p = np, im->capp = cap;
+    }
+    pending *p = &im->p[im->np++];
+    memset(p, 0, sizeof *p);
+    p->node = node;
+    return p;
+}
+
+/* Input k of the current node: an activation (want_node) or a constant. */
+static value *input(importer *im, int k, int want_node, const char *what) {
+    const Onnx__NodeProto *n = im->node;
+    if ((size_t)k >= n->n_input || !n->input[k] || !*n->input[k]) {
+        BAD("input %d (%s) is missing", k, what);
+        return NULL;
+    }
+    value *v = find(im, n->input[k]);
+    if (!v) {
+        const Onnx__GraphProto *gp = im->m->graph;
+        for (size_t q = (size_t)im->node_index + 1; q < gp->n_node; q++)
+            for (size_t o = 0; o < gp->node[q]->n_output; o++)
+                if (gp->node[q]->output[o] && !strcmp(gp->node[q]->output[o], n->input[k])) {
+                    BAD("input %d (%s) reads \"%s\", which node %zu (%s) makes later: the graph has a cycle or its "
+                        "nodes are not in topological order",
+                        k, what, n->input[k], q, gp->node[q]->name ? gp->node[q]->name : "");
+                    return NULL;
+                }
+        BAD("input %d (%s) reads \"%s\", which no node makes and no initializer holds (a missing initializer?)", k,
+            what, n->input[k]);
+        return NULL;
+    }
+    if (want_node == 1 && v->node < 0) {
+        UNSUPPORTED("input %d (%s) \"%s\" is a constant: loom computes this operator on activations only", k, what,
+                    v->name);
+        return NULL;
+    }
+    if (want_node == 0 && v->node >= 0) {
+        UNSUPPORTED("input %d (%s) \"%s\" is computed by the graph: loom needs it as an initializer (a constant)", k,
+                    what, v->name);
+        return NULL;
+    }
+    return v;
+}
+
+static int has_input(const importer *im, int k) {
+    return (size_t)k < im->node->n_input && im->node->input[k] && *im->node->input[k];
+}
+
+/* ---- attributes ---------------------------------------------------------------- */
+
+static const Onnx__AttributeProto *attr(const importer *im, const char *name) {
+    for (size_t k = 0; k < im->node->n_attribute; k++)
+        if (im->node->attribute[k]->name && !strcmp(im->node->attribute[k]->name, name)) return im->node->attribute[k];
+    return NULL;
+}
+
+static int64_t attr_int(const importer *im, const char *name, int64_t def) {
+    const Onnx__AttributeProto *a = attr(im, name);
+    return a && a->has_i ? a->i : def;
+}
+
+static float attr_float(const importer *im, const char *name, float def) {
+    const Onnx__AttributeProto *a = attr(im, name);
+    return a && a->has_f ? a->f : def;
+}
+
+/* An ints attribute of exactly n values into out (def where absent). LOOM_OK or an error. */
+static int attr_ints(importer *im, const char *name, int n, int64_t *out, int64_t def) {
+    const Onnx__AttributeProto *a = attr(im, name);
+    for (int k = 0; k < n; k++) out[k] = def;
+    if (!a) return LOOM_OK;
+    if ((int)a->n_ints != n) return UNSUPPORTED("attribute %s has %zu values, loom expects %d (2-d images)", name, a->n_ints, n);
+    for (int k = 0; k < n; k++) out[k] = a->ints[k];
+    return LOOM_OK;
+}
+
+static const char *attr_string(const importer *im, const char *name, const char *def, char *buf, size_t cap) {
+    const Onnx__AttributeProto *a = attr(im, name);
+    if (!a || !a->has_s) return def;
+    size_t len = a->s.len < cap - 1 ? a->s.len : cap - 1;
+    memcpy(buf, a->s.data, len);
+    buf[len] = 0;
+    return buf;
+}
+
+/* ---- tensors --------------------------------------------------------------------- */
+
+static int64_t tensor_count(const Onnx__TensorProto *t) {
+    int64_t n = 1;
+    for (size_t k = 0; k < t->n_dims; k++) {
+        if (t->dims[k] < 0 || (t->dims[k] > 0 && n > INT64_MAX / t->dims[k])) return -1;
+        n *= t->dims[k];
+    }
+    return n;
+}
+
+/* A path inside the model's folder for external data: relative, no "..". */
+static int external_path(importer *im, const char *loc, char *out, size_t cap) {
+    if (!loc || !*loc || loc[0] == '/' || strstr(loc, "..") || strlen(im->dir) + strlen(loc) + 2 > cap)
+        return BAD("external data location \"%s\" is not a file name inside the model's folder", loc ? loc : "");
+    int n = snprintf(out, cap, "%s/%s", im->dir, loc);
+    return n > 0 && (size_t)n < cap ? LOOM_OK : BAD("external data location \"%s\" is too long", loc);
+}
+
+/* Bytes [off, off + len) of a tensor's data: raw_data, or its external file. Into buf (len bytes). */
+static int tensor_bytes(importer *im, const Onnx__TensorProto *t, const char *tname, void *buf, size_t len) {
+    if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+        const char *loc = NULL;
+        int64_t off = 0, elen = -1;
+        for (size_t k = 0; k < t->n_external_data; k++) {
+            const Onnx__StringStringEntryProto *e = t->external_data[k];
+            if (!e->key || !e->value) continue;
+            if (!strcmp(e->key, "location")) loc = e->value;
+            else if (!strcmp(e->key, "offset")) off = strtoll(e->value, NULL, 10);
+            else if (!strcmp(e->key, "length")) elen = strtoll(e->value, NULL, 10);
+        }
+        char path[4096];
+        if (external_path(im, loc, path, sizeof path)) return LOOM_ERR;
+        if (off < 0 || (elen >= 0 && (uint64_t)elen != len))
+            return BAD("tensor %s: external data of %lld bytes at offset %lld, the shape needs %zu", tname,
+                       (long long)elen, (long long)off, len);
+        FILE *f = fopen(path, "rb");
+        if (!f) return node_fail(im, LOOM_EIO, "tensor %s: external data %s: %s", tname, path, strerror(errno));
+        int ok = fseeko(f, (off_t)off, SEEK_SET) == 0 && fread(buf, 1, len, f) == len;
+        fclose(f);
+        if (!ok) return BAD("tensor %s: external data %s holds fewer than %lld + %zu bytes", tname, path, (long long)off, len);
+        return LOOM_OK;
+    }
+    if (!t->has_raw_data) return BAD("tensor %s has no data", tname);
+    if (t->raw_data.len != len)
+        return BAD("tensor %s: %zu bytes of raw data, its shape needs %zu", tname, t->raw_data.len, len);
+    memcpy(buf, t->raw_data.data, len);
+    return LOOM_OK;
+}
+
+/* A float tensor's values (malloc'd, *count of them), or NULL after an error. */
+static float *tensor_floats(importer *im, const Onnx__TensorProto *t, const char *tname, size_t *count) {
+    if (t->data_type != DT_FLOAT) {
+        UNSUPPORTED("tensor %s has data type %d: loom reads float32 weights", tname, (int)t->data_type);
+        return NULL;
+    }
+    int64_t n = tensor_count(t);
+    if (n < 0 || (uint64_t)n > SIZE_MAX / sizeof(float) / 2) {
+        BAD("tensor %s: its dimensions are negative or too large", tname);
+        return NULL;
+    }
+    float *out = malloc((size_t)(n ? n : 1) * sizeof(float));
+    if (!out) {
+        loom_fail(LOOM_ENOMEM, "%s: out of memory reading tensor %s", im->path, tname);
+        return NULL;
+    }
+    if (t->n_float_data) {
+        if ((int64_t)t->n_float_data != n) {
+            BAD("tensor %s: %zu values, its shape needs %lld", tname, t->n_float_data, (long long)n);
+            free(out);
+            return NULL;
+        }
+        memcpy(out, t->float_data, (size_t)n * sizeof(float));
+    } else if (tensor_bytes(im, t, tname, out, (size_t)n * sizeof(float))) { /* little-endian, as this machine */
+        free(out);
+        return NULL;
+    }
+    for (int64_t k = 0; k < n && !im->any_value; k++)
+        if (!isfinite(out[k])) {
+            BAD("tensor %s: value %lld is %g: loom does not load non-finite weights", tname, (long long)k, (double)out[k]);
+            free(out);
+            return NULL;
+        }
+    *count = (size_t)n;
+    return out;
+}
+
+/* An int64 tensor's values (at most cap), for shapes. Count, or -1 after an error. */
+static int tensor_ints(importer *im, const Onnx__TensorProto *t, const char *tname, int64_t *out, int cap) {
+    if (t->data_type != DT_INT64) return UNSUPPORTED("tensor %s has data type %d, expected int64", tname, (int)t->data_type), -1;
+    int64_t n = tensor_count(t);
+    if (n < 0 || n > cap) return UNSUPPORTED("tensor %s has %lld values, loom reads at most %d here", tname, (long long)n, cap), -1;
+    if (t->n_int64_data) {
+        if ((int64_t)t->n_int64_data != n) return BAD("tensor %s: %zu values, its shape needs %lld", tname, t->n_int64_data, (long long)n), -1;
+        memcpy(out, t->int64_data, (size_t)n * sizeof *out);
+    } else if (tensor_bytes(im, t, tname, out, (size_t)n * sizeof *out)) {
+        return -1;
+    }
+    return (int)n;
+}
+
+static const char *dims_str(const Onnx__TensorProto *t, char *buf, size_t cap) {
+    size_t at = 0;
+    buf[at++] = '[';
+    buf[at] = 0;
+    for (size_t k = 0; k < t->n_dims && at + 24 < cap; k++)
+        at += (size_t)snprintf(buf + at, cap - at, "%s%lld", k ? ", " : "", (long long)t->dims[k]);
+    snprintf(buf + at, cap - at, "]");
+    return buf;
+}
+
+/* ---- the operators ------------------------------------------------------------------ */
+
+static int out_node(importer *im, loom_node x, int rank) {
+    if (x < 0) return node_fail(im, LOOM_EUNSUPPORTED, "%s", loom_graph_error(im->g));
+    return define(im, im->node->output[0], x, rank, NULL);
+}
+
+static const loom_layer *layer(importer *im, const value *v) { return loom_graph_layer(im->g, v->node); }
+
+/* Symmetric padding from ONNX pads [top, left, bottom, right] or auto_pad. */
+static int pads2d(importer *im, int h, int w, int kh, int kw, int sh, int sw, int dh, int dw, int *ph, int *pw) {
+    char buf[32];
+    const char *ap = attr_string(im, "auto_pad", "NOTSET", buf, sizeof buf);
+    int64_t p[4];
+    if (!strcmp(ap, "NOTSET")) {
+        if (attr_ints(im, "pads", 4, p, 0)) return LOOM_ERR;
+    } else if (!strcmp(ap, "VALID")) {
+        p[0] = p[1] = p[2] = p[3] = 0;
+    } else if (!strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
+        int in[2] = {h, w}, k[2] = {kh, kw}, s[2] = {sh, sw}, d[2] = {dh, dw};
+        for (int a = 0; a < 2; a++) {
+            int o = (in[a] + s[a] - 1) / s[a];
+            int total = (o - 1) * s[a] + (k[a] - 1) * d[a] + 1 - in[a];
+            if (total < 0) total = 0;
+            int small = total / 2, big = total - small;
+            int upper = !strcmp(ap, "SAME_UPPER");
+            p[a] = upper ? small : big, p[a + 2] = upper ? big : small;
+        }
+    } else {
+        return BAD("auto_pad \"%s\" is not NOTSET, VALID, SAME_UPPER or SAME_LOWER", ap);
+    }
+    if (p[0] != p[2] || p[1] != p[3])
+        return UNSUPPORTED("padding top %lld, left %lld, bottom %lld, right %lld: loom pads both sides alike", (long long)p[0],
+                           (long long)p[1], (long long)p[2], (long long)p[3]);
+    if (p[0] < 0 || p[1] < 0 || p[0] > 1 << 16 || p[1] > 1 << 16) return BAD("padding %lld, %lld", (long long)p[0], (long long)p[1]);
+    *ph = (int)p[0], *pw = (int)p[1];
+    return LOOM_OK;
+}
+
+static int op_conv(importer *im) {
+    value *x = input(im, 0, 1, "X"), *W = x ? input(im, 1, 0, "W") : NULL, *B = NULL;
+    if (!W) return LOOM_ERR;
+    if (has_input(im, 2) && !(B = input(im, 2, 0, "B"))) return LOOM_ERR;
+    if (x->rank != 4) return UNSUPPORTED("a %d-d input: loom convolves images [N, C, H, W]", x->rank);
+    const Onnx__TensorProto *wt = W->t;
+    char d[96];
+    if (wt->n_dims != 4) return UNSUPPORTED("weights %s %s: loom has 2-d convolutions", W->name, dims_str(wt, d, sizeof d));
+    const loom_layer *xl = layer(im, x);
+    int64_t group = attr_int(im, "group", 1), ks[2], st[2], dl[2];
+    if (attr_ints(im, "kernel_shape", 2, ks, -1) || attr_ints(im, "strides", 2, st, 1) ||
+        attr_ints(im, "dilations", 2, dl, 1))
+        return LOOM_ERR;
+    if (ks[0] < 0) ks[0] = wt->dims[2], ks[1] = wt->dims[3];
+    if (ks[0] != wt->dims[2] || ks[1] != wt->dims[3])
+        return BAD("kernel_shape %lldx%lld, weights %s", (long long)ks[0], (long long)ks[1], dims_str(wt, d, sizeof d));
+    if (group < 1 || xl->c % group || wt->dims[0] % group || wt->dims[1] * group != xl->c)
+        return BAD("weights %s with group %lld on %d input channels", dims_str(wt, d, sizeof d), (long long)group, xl->c);
+    for (int a = 0; a < 2; a++)
+        if (st[a] < 1 || dl[a] < 1 || st[a] > 1 << 16 || dl[a] > 1 << 16 || ks[a] < 1 || ks[a] > 1 << 16)
+            return BAD("stride %lld, dilation %lld, kernel %lld", (long long)st[a], (long long)dl[a], (long long)ks[a]);
+    loom_conv_shape sh = {.oc = (int)wt->dims[0], .kh = (int)ks[0], .kw = (int)ks[1], .sh = (int)st[0], .sw = (int)st[1],
+                          .dh = (int)dl[0], .dw = (int)dl[1], .groups = (int)group};
+    if (pads2d(im, xl->h, xl->w, sh.kh, sh.kw, sh.sh, sh.sw, sh.dh, sh.dw, &sh.ph, &sh.pw)) return LOOM_ERR;
+    if (B && (B->t->n_dims != 1 || B->t->dims[0] != sh.oc))
+        return BAD("bias %s for %d output channels", dims_str(B->t, d, sizeof d), sh.oc);
+    loom_node y = loom_conv2d_ex(im->g, x->node, &sh, B != NULL);
+    if (y < 0) return out_node(im, y, 4);
+    pending *p = add_pending(im, y);
+    size_t n;
+    if (!p || !(p->w = tensor_floats(im, wt, W->name, &n))) return LOOM_ERR;
+    if (B && !(p->b = tensor_floats(im, B->t, B->name, &n))) return LOOM_ERR;
+    return out_node(im, y, 4);
+}
+
+/* Gemm: Y = alpha A B + beta C with A an activation [N, in], B [in, out] (or [out, in] with transB). */
+static int op_gemm(importer *im, int matmul) {
+    value *a = input(im, 0, 1, "A"), *B = a ? input(im, 1, 0, "B") : NULL, *C = NULL;
+    if (!B) return LOOM_ERR;
+    if (!matmul && has_input(im, 2) && !(C = input(im, 2, 0, "C"))) return LOOM_ERR;
+    if (a->rank != 2) return UNSUPPORTED("a %d-d input: loom's dense layer takes [N, features] (Flatten first)", a->rank);
+    if (!matmul && attr_int(im, "transA", 0)) return UNSUPPORTED("transA = 1: the activations would be transposed");
+    int transB = matmul ? 0 : (int)attr_int(im, "transB", 0);
+    float alpha = matmul ? 1.0f : attr_float(im, "alpha", 1.0f), beta = matmul ? 1.0f : attr_float(im, "beta", 1.0f);
+    const Onnx__TensorProto *bt = B->t;
+    char d[96];
+    if (bt->n_dims != 2) return UNSUPPORTED("B %s: loom's dense layer has a 2-d weight", dims_str(bt, d, sizeof d));
+    int64_t in = transB ? bt->dims[1] : bt->dims[0], out = transB ? bt->dims[0] : bt->dims[1];
+    const loom_layer *al = layer(im, a);
+    if ((int64_t)al->size != in) return BAD("B %s%s takes %lld features, the input has %zu", dims_str(bt, d, sizeof d),
+                                            transB ? " (transposed)" : "", (long long)in, al->size);
+    if (out < 1 || out > INT_MAX) return BAD("B %s", dims_str(bt, d, sizeof d));
+    size_t cn = 0;
+    float *cv = NULL;
+    if (C) {
+        if (!(cv = tensor_floats(im, C->t, C->name, &cn))) return LOOM_ERR;
+        if (cn != 1 && (int64_t)cn != out) {
+            free(cv);
+            return UNSUPPORTED("C %s: loom's dense bias is one value per output (%lld) or one for all",
+                               dims_str(C->t, d, sizeof d), (long long)out);
+        }
+    }
+    loom_node y = loom_dense(im->g, a->node, (int)out);
+    pending *p = y >= 0 ? add_pending(im, y) : NULL;
+    size_t n;
+    float *w = p ? tensor_floats(im, bt, B->name, &n) : NULL;
+    if (!w) {
+        free(cv);
+        return y < 0 ? out_node(im, y, 2) : LOOM_ERR;
+    }
+    /* loom's dense weight is [out, in] */
+    if (transB) {
+        p->w = w;
+    } else {
+        p->w = malloc(n * sizeof(float));
+        if (!p->w) {
+            free(w), free(cv);
+            return loom_fail(LOOM_ENOMEM, "%s: out of memory", im->path);
+        }
+        for (int64_t i = 0; i < in; i++)
+            for (int64_t o = 0; o < out; o++) p->w[o * in + i] = w[i * out + o];
+        free(w);
+    }
+    for (size_t k = 0; k < n; k++) p->w[k] *= alpha;
+    p->b = calloc((size_t)out, sizeof(float));
+    if (!p->b) {
+        free(cv);
+        return loom_fail(LOOM_ENOMEM, "%s: out of memory", im->path);
+    }
+    for (int64_t o = 0; cv && o < out; o++) p->b[o] = beta * cv[cn == 1 ? 0 : o];
+    free(cv);
+    return out_node(im, y, 2);
+}
+
+/* Add: two activations of one shape, or a MatMul's output plus a constant bias (folded into it). */
+static int op_add(importer *im) {
+    value *a = input(im, 0, -1, "A"), *b = a ? input(im, 1, -1, "B") : NULL;
+    if (!b) return LOOM_ERR;
+    if (a->node >= 0 && b->node >= 0) {
+        const loom_layer *la = layer(im, a), *lb = layer(im, b);
+        if (la->c != lb->c || la->h != lb->h || la->w != lb->w || a->rank != b->rank)
+            return UNSUPPORTED("operands of shapes %dx%dx%d and %dx%dx%d: loom adds tensors of one shape (no broadcasting "
+                               "between activations)", la->c, la->h, la->w, lb->c, lb->h, lb->w);
+        return out_node(im, loom_add(im->g, a->node, b->node), a->rank);
+    }
+    if (a->node < 0 && b->node < 0) return UNSUPPORTED("both operands are constants (fold them before export)");
+    value *x = a->node >= 0 ? a : b, *c = a->node >= 0 ? b : a;
+    if (im->opset < 7 && attr(im, "axis") && attr_int(im, "axis", 1) != x->rank - (int64_t)c->t->n_dims)
+        return UNSUPPORTED("legacy broadcasting from axis %lld", (long long)attr_int(im, "axis", 0));
+    /* a dense layer's output read only here: the constant is its bias */
+    const loom_layer *xl = layer(im, x);
+    pending *p = NULL;
+    for (int k = 0; k < im->np; k++)
+        if (im->p[k].node == x->node) p = &im->p[k];
+    int x_uses = 0;
+    for (size_t k = 0; k < im->m->graph->n_node; k++)
+        for (size_t q = 0; q < im->m->graph->node[k]->n_input; q++)
+            x_uses += !strcmp(im->m->graph->node[k]->input[q], x->name);
+    if (xl->op != LOOM_OP_DENSE || !p || x_uses != 1 || x->node != loom_graph_count(im->g) - 1)
+        return UNSUPPORTED("adding a constant to an activation: loom folds only a bias after MatMul or Gemm");
+    size_t n;
+    float *cv = tensor_floats(im, c->t, c->name, &n);
+    if (!cv) return LOOM_ERR;
+    if (n != 1 && n != (size_t)xl->c) {
+        char d[96];
+        free(cv);
+        return UNSUPPORTED("a constant %s added to %d features", dims_str(c->t, d, sizeof d), xl->c);
+    }
+    for (int o = 0; o < xl->c; o++) p->b[o] += cv[n == 1 ? 0 : o];
+    free(cv);
+    return define(im, im->node->output[0], x->node, x->rank, NULL);
+}
+
+static int op_pool(importer *im, int max) {
+    value *x = input(im, 0, 1, "X");
+    if (!x) return LOOM_ERR;
+    if (x->rank != 4) return UNSUPPORTED("a %d-d input: loom pools images [N, C, H, W]", x->rank);
+    if (im->node->n_output > 1 && im->node->output[1] && *im->node->output[1])
+        return UNSUPPORTED("the Indices output: loom's max pool does not give indices");
+    const loom_layer *xl = layer(im, x);
+    int64_t ks[2], st[2], dl[2];
+    if (attr_ints(im, "kernel_shape", 2, ks, -1) || attr_ints(im, "strides", 2, st, 1) ||
+        attr_ints(im, "dilations", 2, dl, 1))
+        return LOOM_ERR;
+    if (ks[0] < 1 || ks[1] < 1 || ks[0] > xl->h + 65536 || ks[1] > xl->w + 65536) return BAD("kernel_shape missing or out of range");
+    if (dl[0] != 1 || dl[1] != 1) return UNSUPPORTED("dilations %lld, %lld: loom pools without dilation", (long long)dl[0], (long long)dl[1]);
+    if (st[0] < 1 || st[1] < 1 || st[0] > 65536 || st[1] > 65536) return BAD("strides %lld, %lld", (long long)st[0], (long long)st[1]);
+    int ph, pw;
+    if (pads2d(im, xl->h, xl->w, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1], 1, 1, &ph, &pw)) return LOOM_ERR;
+    if (attr_int(im, "ceil_mode", 0)) {
+        /* the same as floor mode when the windows fit exactly; loom has only floor */
+        int64_t rh = (xl->h + 2 * ph - ks[0]) % st[0], rw = (xl->w + 2 * pw - ks[1]) % st[1];
+        if (rh || rw) return UNSUPPORTED("ceil_mode = 1 with a window past the edge: loom's pooling rounds the output size down");
+    }
+    loom_node y;
+    if (max) {
+        y = loom_maxpool2d_ex(im->g, x->node, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1], ph, pw);
+    } else {
+        int cip = (int)attr_int(im, "count_include_pad", 0);
+        y = loom_avgpool2d_ex(im->g, x->node, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1], ph, pw, cip);
+    }
+    return out_node(im, y, 4);
+}
+
+static int op_batchnorm(importer *im) {
+    value *x = input(im, 0, 1, "X");
+    value *s = x ? input(im, 1, 0, "scale") : NULL, *b = s ? input(im, 2, 0, "B") : NULL;
+    value *mean = b ? input(im, 3, 0, "mean") : NULL, *var = mean ? input(im, 4, 0, "var") : NULL;
+    if (!var) return LOOM_ERR;
+    if (attr_int(im, "training_mode", 0) || (im->node->n_output > 1 && im->node->output[1] && *im->node->output[1]))
+        return UNSUPPORTED("training mode (running statistics as outputs): import the inference graph");
+    if (x->rank != 4 && x->rank != 2) return UNSUPPORTED("a %d-d input: loom normalizes channels of [N, C, H, W] or features of [N, F]", x->rank);
+    if (im->opset < 9 && attr_int(im, "spatial", 1) != 1) return UNSUPPORTED("spatial = 0 (statistics per position)");
+    const loom_layer *xl = layer(im, x);
+    loom_node y = loom_batchnorm(im->g, x->node);
+    if (y < 0) return out_node(im, y, x->rank);
+    float eps = attr_float(im, "epsilon", 1e-5f), mom = attr_float(im, "momentum", 0.9f);
+    if (!(eps > 0) || !(mom >= 0 && mom <= 1)) return BAD("epsilon %g, momentum %g", (double)eps, (double)mom);
+    loom_graph_set_batchnorm(im->g, y, eps, 1.0f - mom); /* ONNX keeps momentum of the old value; loom, PyTorch, of the new */
+    pending *p = add_pending(im, y);
+    if (!p) return LOOM_ERR;
+    value *vs[4] = {s, b, mean, var};
+    float **dst[4] = {&p->w, &p->b, &p->mean, &p->var};
+    for (int k = 0; k < 4; k++) {
+        size_t n;
+        if (!(*dst[k] = tensor_floats(im, vs[k]->t, vs[k]->name, &n))) return LOOM_ERR;
+        if (n != (size_t)xl->c) return BAD("%s has %zu values for %d channels", vs[k]->name, n, xl->c);
+    }
+    for (int c = 0; c < xl->c; c++)
+        if (p->var[c] < 0) return BAD("%s: channel %d has variance %g", var->name, c, (double)p->var[c]);
+    return out_node(im, y, x->rank);
+}
+
+/* Flatten(axis 1), and Reshape to [N, -1] with a constant shape. */
+static int op_flatten(importer *im, int reshape) {
+    value *x = input(im, 0, 1, "data");
+    if (!x) return LOOM_ERR;
+    const loom_layer *xl = layer(im, x);
+    if (reshape) {
+        value *sv = input(im, 1, 0, "shape");
+        if (!sv) return LOOM_ERR;
+        int64_t s[MAX_RANK];
+        int n = tensor_ints(im, sv->t, sv->name, s, MAX_RANK);
+        if (n < 0) return LOOM_ERR;
+        int ok = n == 2 && (s[0] == 0 || s[0] == -1 || s[0] >= 1) && (s[1] == -1 || s[1] == (int64_t)xl->size) &&
+                 !(s[0] == -1 && s[1] == -1);
+        if (s[0] >= 1 && s[1] == -1) ok = 0; /* a fixed batch: the same only for that batch size */
+        if (!ok) {
+            char txt[160];
+            size_t at = 0;
+            for (int k = 0; k < n && at < sizeof txt - 24; k++) at += (size_t)snprintf(txt + at, sizeof txt - at, "%s%lld", k ? ", " : "", (long long)s[k]);
+            txt[at] = 0;
+            return UNSUPPORTED("Reshape to [%s]: loom keeps [N, C, H, W] or [N, features]; it reshapes only to [N, -1]", txt);
+        }
+    } else if (attr_int(im, "axis", 1) != 1) {
+        return UNSUPPORTED("axis %lld: loom flattens everything but the batch (axis 1)", (long long)attr_int(im, "axis", 1));
+    }
+    if (x->rank != 4) return define(im, im->node->output[0], x->node, 2, NULL); /* already [N, F] in loom */
+    return out_node(im, loom_flatten(im->g, x->node), 2);
+}
+
+static int op_softmax(importer *im) {
+    value *x = input(im, 0, 1, "input");
+    if (!x) return LOOM_ERR;
+    int64_t axis = attr_int(im, "axis", im->opset >= 13 ? -1 : 1);
+    /* before opset 13 the input is taken as 2-d [N, everything after axis]: axis 1 is over all features */
+    int whole = x->rank == 2 ? (axis == 1 || axis == -1) : (im->opset < 13 && axis == 1);
+    if (!whole)
+        return UNSUPPORTED("softmax over axis %lld of a %d-d tensor: loom's softmax runs over the features of [N, F]",
+                           (long long)axis, x->rank);
+    return out_node(im, loom_softmax(im->g, x->node), x->rank);
+}
+
+static int op_dropout(importer *im) {
+    value *x = input(im, 0, 1, "data");
+    if (!x) return LOOM_ERR;
+    float p = attr_float(im, "ratio", 0.5f);
+    if (im->opset >= 12 && has_input(im, 1)) {
+        value *r = input(im, 1, 0, "ratio");
+        size_t n;
+        float *v = r ? tensor_floats(im, r->t, r->name, &n) : NULL;
+        if (!v) return LOOM_ERR;
+        p = n == 1 ? v[0] : -1;
+        free(v);
+    }
+    if (has_input(im, 2)) return UNSUPPORTED("a training_mode input: loom drops out in training only, by itself");
+    if (!(p >= 0 && p < 1)) return BAD("ratio %g is not in [0, 1)", (double)p);
+    if (im->node->n_output > 1 && im->node->output[1] && *im->node->output[1])
+        return UNSUPPORTED("the mask output is read: loom's dropout does not give it");
+    return out_node(im, loom_dropout(im->g, x->node, p), x->rank);
+}
+
+static int op_concat(importer *im) {
+    int64_t axis = attr_int(im, "axis", 1);
+    loom_node xs[LOOM_MAX_INPUTS];
+    int n = (int)im->node->n_input, rank = 0;
+    if (n < 1 || n > LOOM_MAX_INPUTS) return UNSUPPORTED("%d inputs: loom concatenates 1 to %d", n, LOOM_MAX_INPUTS);
+    for (int k = 0; k < n; k++) {
+        value *v = input(im, k, 1, "input");
+        if (!v) return LOOM_ERR;
+        xs[k] = v->node, rank = v->rank;
+    }
+    if (axis != 1 && !(rank == 4 && axis == -3) && !(rank == 2 && axis == -1))
+        return UNSUPPORTED("axis %lld: loom concatenates channels or features (axis 1)", (long long)axis);
+    if (n == 1) return define(im, im->node->output[0], xs[0], rank, NULL);
+    return out_node(im, loom_concat(im->g, n, xs), rank);
+}
+
+/* Clip to [0, +inf) is a ReLU; other bounds loom has no layer for. */
+static int op_clip(importer *im) {
+    value *x = input(im, 0, 1, "input");
+    if (!x) return LOOM_ERR;
+    float lo = attr_float(im, "min", -INFINITY), hi = attr_float(im, "max", INFINITY);
+    for (int k = 1; k <= 2 && im->opset >= 11; k++) {
+        if (!has_input(im, k)) continue;
+        value *c = input(im, k, 0, k == 1 ? "min" : "max");
+        size_t n;
+        float *v = c ? tensor_floats(im, c->t, c->name, &n) : NULL;
+        if (!v) return LOOM_ERR;
+        if (n != 1) {
+            free(v);
+            return UNSUPPORTED("a %s bound of %zu values", k == 1 ? "min" : "max", n);
+        }
+        *(k == 1 ? &lo : &hi) = v[0];
+        free(v);
+    }
+    if (lo != 0.0f || !isinf(hi) || hi < 0)
+        return UNSUPPORTED("Clip to [%g, %g]: loom has a layer only for [0, inf) (a ReLU)", (double)lo, (double)hi);
+    return out_node(im, loom_relu(im->g, x->node), x->rank);
+}
+
+static int op_constant(importer *im) {
+    const Onnx__AttributeProto *a = attr(im, "value");
+    if (!a || !a->t) return UNSUPPORTED("a Constant without a tensor \"value\" (value_float, value_ints, ...)");
+    return define(im, im->node->output[0], -1, 0, a->t);
+}
+
+static int op_unary(importer *im, loom_op op) {
+    value *x = input(im, 0, 1, "X");
+    if (!x) return LOOM_ERR;
+    loom_node y;
+    switch (op) {
+    case LOOM_OP_RELU: y = loom_relu(im->g, x->node); break;
+    case LOOM_OP_SIGMOID: y = loom_sigmoid(im->g, x->node); break;
+    case LOOM_OP_TANH: y = loom_tanh(im->g, x->node); break;
+    default: y = loom_leaky_relu(im->g, x->node, attr_float(im, "alpha", 0.01f)); break;
+    }
+    return out_node(im, y, x->rank);
+}
+
+static int op_global_avgpool(importer *im) {
+    value *x = input(im, 0, 1, "X");
+    if (!x) return LOOM_ERR;
+    if (x->rank != 4) return UNSUPPORTED("a %d-d input", x->rank);
+    /* loom's layer gives C features; ONNX's [N, C, 1, 1] holds the same values in the same order */
+    return out_node(im, loom_global_avgpool(im->g, x->node), 4);
+}
+
+static int map_node(importer *im) {
+    const char *op = im->node->op_type ? im->node->op_type : "";
+    if (im->node->domain && *im->node->domain && strcmp(im->node->domain, "ai.onnx"))
+        return UNSUPPORTED("operator domain \"%s\": loom reads the default ONNX domain", im->node->domain);
+    if (!strcmp(op, "Conv")) return op_conv(im);
+    if (!strcmp(op, "Gemm")) return op_gemm(im, 0);
+    if (!strcmp(op, "MatMul")) return op_gemm(im, 1);
+    if (!strcmp(op, "Add")) return op_add(im);
+    if (!strcmp(op, "Relu")) return op_unary(im, LOOM_OP_RELU);
+    if (!strcmp(op, "LeakyRelu")) return op_unary(im, LOOM_OP_LEAKY_RELU);
+    if (!strcmp(op, "Sigmoid")) return op_unary(im, LOOM_OP_SIGMOID);
+    if (!strcmp(op, "Tanh")) return op_unary(im, LOOM_OP_TANH);
+    if (!strcmp(op, "Softmax")) return op_softmax(im);
+    if (!strcmp(op, "MaxPool")) return op_pool(im, 1);
+    if (!strcmp(op, "AveragePool")) return op_pool(im, 0);
+    if (!strcmp(op, "GlobalAveragePool")) return op_global_avgpool(im);
+    if (!strcmp(op, "BatchNormalization")) return op_batchnorm(im);
+    if (!strcmp(op, "Dropout")) return op_dropout(im);
+    if (!strcmp(op, "Flatten")) return op_flatten(im, 0);
+    if (!strcmp(op, "Reshape")) return op_flatten(im, 1);
+    if (!strcmp(op, "Concat")) return op_concat(im);
+    if (!strcmp(op, "Clip")) return op_clip(im);
+    if (!strcmp(op, "Constant")) return op_constant(im);
+    if (!strcmp(op, "Identity")) {
+        value *x = input(im, 0, -1, "input");
+        return x ? define(im, im->node->output[0], x->node, x->rank, x->t) : LOOM_ERR;
+    }
+    return UNSUPPORTED("loom has no layer for this operator");
+}
+
+/* ---- the model ------------------------------------------------------------------------ */
+
+static int read_file(const char *path, uint8_t **buf, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return loom_fail(LOOM_EIO, "%s: %s", path, strerror(errno));
+    if (fseeko(f, 0, SEEK_END) || ftello(f) < 0) {
+        fclose(f);
+        return loom_fail(LOOM_EIO, "%s: not a regular file", path);
+    }
+    off_t size = ftello(f);
+    rewind(f);
+    if (size == 0) {
+        fclose(f);
+        return loom_fail(LOOM_EFORMAT, "%s: empty file", path);
+    }
+    if ((uint64_t)size > (uint64_t)1 << 31) {
+        fclose(f);
+        return loom_fail(LOOM_EUNSUPPORTED, "%s: %lld bytes: protobuf limits a model to 2 GB (store large weights as "
+                         "external data)", path, (long long)size);
+    }
+    *buf = malloc((size_t)size);
+    if (!*buf) {
+        fclose(f);
+        return loom_fail(LOOM_ENOMEM, "%s: out of memory for %lld bytes", path, (long long)size);
+    }
+    int ok = fread(*buf, 1, (size_t)size, f) == (size_t)size;
+    fclose(f);
+    if (!ok) {
+        free(*buf);
+        return loom_fail(LOOM_EIO, "%s: read failed", path);
+    }
+    *len = (size_t)size;
+    return LOOM_OK;
+}
+
+int loom_onnx_sniff(const char *path) {
+    /* field 1 (ir_version), varint: tag byte 0x08 */
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    int c = fgetc(f);
+    fclose(f);
+    return c == 0x08;
+}
+
+/* The graph's one data input: [N, C, H, W] or [N, F], the batch free. */
+static int graph_input(importer *im) {
+    const Onnx__GraphProto *gp = im->m->graph;
+    const Onnx__ValueInfoProto *in = NULL;
+    for (size_t k = 0; k < gp->n_input; k++) {
+        int init = 0;
+        for (size_t q = 0; q < gp->n_initializer; q++) init |= gp->initializer[q]->name && !strcmp(gp->initializer[q]->name, gp->input[k]->name);
+        const value *bound = gp->input[k]->name ? find(im, gp->input[k]->name) : NULL;
+        if (init || bound) continue;
+        if (in) return loom_fail(LOOM_EUNSUPPORTED, "%s: inputs \"%s\" and \"%s\": loom models have one input", im->path, in->name, gp->input[k]->name);
+        in = gp->input[k];
+    }
+    if (!in) return loom_fail(LOOM_EUNSUPPORTED, "%s: the graph has no input (it computes a constant)", im->path);
+    const Onnx__TypeProto *t = in->type;
+    if (!t || t->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !t->tensor_type->shape)
+        return loom_fail(LOOM_EUNSUPPORTED, "%s: input \"%s\" is not a tensor of known rank", im->path, in->name);
+    if (t->tensor_type->has_elem_type && t->tensor_type->elem_type != DT_FLOAT)
+        return loom_fail(LOOM_EUNSUPPORTED, "%s: input \"%s\" has element type %d: loom reads float32", im->path, in->name, (int)t->tensor_type->elem_type);
+    const Onnx__TensorShapeProto *s = t->tensor_type->shape;
+    int rank = (int)s->n_dim;
+    int64_t d[MAX_RANK] = {0, 1, 1, 1}, feat = 1;
+    if (rank < 1 || rank > MAX_RANK)
+        return loom_fail(LOOM_EUNSUPPORTED, "%s: input \"%s\" is %d-d: loom takes images [N, C, H, W] or features [N, ...]", im->path, in->name, rank);
+    for (int k = 1; k < rank; k++) {
+        const Onnx__TensorShapeProto__Dimension *dim = s->dim[k];
+        if (dim->value_case != ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE || dim->dim_value < 1 || dim->dim_value > 1 << 20)
+            return loom_fail(LOOM_EUNSUPPORTED, "%s: input \"%s\": dimension %d is %s%s: loom needs every size but the batch fixed", im->path, in->name, k,
+                             dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM ? "symbolic " : "unknown",
+                             dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM ? dim->dim_param : "");
+        d[k] = dim->dim_value;
+        feat *= d[k];
+        if (feat > 1 << 30) return loom_fail(LOOM_EUNSUPPORTED, "%s: input \"%s\" is too large per sample", im->path, in->name);
+    }
+    /* other ranks than 4 are features [N, F] (F the product of the sizes after the batch): the
+     * element-wise operators work on them as on ONNX's tensor, the others check the rank */
+    loom_node x = rank == 4 ? loom_input(im->g, (int)d[1], (int)d[2], (int)d[3]) : loom_input(im->g, (int)feat, 1, 1);
+    if (x < 0) return loom_fail(LOOM_EUNSUPPORTED, "%s: input \"%s\": %s", im->path, in->name, loom_graph_error(im->g));
+    return define(im, in->name, x, rank, NULL);
+}
+
+static int check_opset(importer *im) {
+    im->opset = -1;
+    for (size_t k = 0; k < im->m->n_opset_import; k++) {
+        const Onnx__OperatorSetIdProto *o = im->m->opset_import[k];
+        if (!o->domain || !*o->domain || !strcmp(o->domain, "ai.onnx")) im->opset = o->has_version ? (int)o->version : -1;
+    }
+    if (im->opset < 0 && im->m->n_opset_import)
+        return loom_fail(LOOM_EUNSUPPORTED, "%s: operator domain \"%s\" only: loom reads the default ONNX domain", im->path,
+                         im->m->opset_import[0]->domain ? im->m->opset_import[0]->domain : "");
+    if (im->opset < 0) return loom_fail(LOOM_EFORMAT, "%s: no opset of the default ONNX domain is declared", im->path);
+    if (im->opset < OPSET_MIN || im->opset > OPSET_MAX)
+        return loom_fail(LOOM_EUNSUPPORTED, "%s: opset %d: loom reads opsets %d to %d (re-export with opset_version=%d)",
+                         im->path, im->opset, OPSET_MIN, OPSET_MAX, im->opset > OPSET_MAX ? OPSET_MAX : OPSET_MIN);
+    return LOOM_OK;
+}
+
+/* Copy the gathered weights into the finished graph. */
+static void install(importer *im) {
+    float *P = loom_graph_params(im->g), *Bf = loom_graph_buffers(im->g);
+    for (int k = 0; k < im->np; k++) {
+        const pending *p = &im->p[k];
+        const loom_layer *l = loom_graph_layer(im->g, p->node);
+        float *w = P + l->param_off;
+        if (l->op == LOOM_OP_BATCHNORM) {
+            memcpy(w, p->w, (size_t)l->c * sizeof(float));
+            memcpy(w + l->weight_count, p->b, (size_t)l->c * sizeof(float));
+            memcpy(Bf + l->buf_off, p->mean, (size_t)l->c * sizeof(float));
+            memcpy(Bf + l->buf_off + l->c, p->var, (size_t)l->c * sizeof(float));
+            continue;
+        }
+        memcpy(w, p->w, l->weight_count * sizeof(float));
+        size_t nb = l->param_count - l->weight_count;
+        if (nb) {
+            if (p->b) memcpy(w + l->weight_count, p->b, nb * sizeof(float));
+            else memset(w + l->weight_count, 0, nb * sizeof(float));
+        }
+    }
+}
+
+float *loom_onnx_read_tensor(const char *path, int64_t dims[8], int *rank, size_t *count) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (read_file(path, &buf, &len)) return NULL;
+    Onnx__TensorProto *t = onnx__tensor_proto__unpack(NULL, len, buf);
+    free(buf);
+    if (!t) {
+        loom_fail(LOOM_EFORMAT, "%s: not a serialized ONNX TensorProto", path);
+        return NULL;
+    }
+    float *v = NULL;
+    if (t->n_dims > MAX_RANK) {
+        loom_fail(LOOM_EUNSUPPORTED, "%s: %zu dimensions, loom reads at most %d", path, t->n_dims, MAX_RANK);
+    } else {
+        importer im;
+        memset(&im, 0, sizeof im);
+        im.path = path;
+        im.any_value = 1;
+        snprintf(im.dir, sizeof im.dir, ".");
+        v = tensor_floats(&im, t, t->name && *t->name ? t->name : "(unnamed)", count);
+        *rank = (int)t->n_dims;
+        for (size_t k = 0; k < t->n_dims; k++) dims[k] = t->dims[k];
+    }
+    onnx__tensor_proto__free_unpacked(t, NULL);
+    return v;
+}
+
+static void importer_free(importer *im) {
+    for (int k = 0; k < im->nbound; k++) onnx__tensor_proto__free_unpacked(im->bound[k], NULL);
+    free(im->bound);
+    for (int k = 0; k < im->np; k++) free(im->p[k].w), free(im->p[k].b), free(im->p[k].mean), free(im->p[k].var);
+    free(im->p);
+    free(im->v);
+    if (im->m) onnx__model_proto__free_unpacked(im->m, NULL);
+}
+
+loom_graph *loom_onnx_import(const char *path) { return loom_onnx_import_with(path, 0, NULL); }
+
+/* Graph inputs after the data input, bound to the tensors in files[]. */
+static int bind_inputs(importer *im, int nconst, const char *const *files) {
+    const Onnx__GraphProto *gp = im->m->graph;
+    if (!(im->bound = calloc((size_t)nconst + 1, sizeof *im->bound))) return loom_fail(LOOM_ENOMEM, "%s: out of memory", im->path);
+    int seen = 0;
+    for (size_t k = 0; k < gp->n_input && im->nbound < nconst; k++) {
+        const char *name = gp->input[k]->name ? gp->input[k]->name : "";
+        int init = 0;
+        for (size_t q = 0; q < gp->n_initializer; q++) init |= gp->initializer[q]->name && !strcmp(gp->initializer[q]->name, name);
+        if (init || !seen++) continue; /* the first is the data */
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        if (read_file(files[im->nbound], &buf, &len)) return LOOM_ERR;
+        Onnx__TensorProto *t = onnx__tensor_proto__unpack(NULL, len, buf);
+        free(buf);
+        if (!t) return loom_fail(LOOM_EFORMAT, "%s: not a serialized ONNX TensorProto", files[im->nbound]);
+        im->bound[im->nbound++] = t;
+        if (define(im, name, -1, 0, t)) return LOOM_ERR;
+    }
+    if (im->nbound < nconst)
+        return loom_fail(LOOM_EINVAL, "%s: %d constant inputs given, the graph has %d inputs after the data", im->path, nconst, im->nbound);
+    return LOOM_OK;
+}
+
+loom_graph *loom_onnx_import_with(const char *path, int nconst, const char *const *files) {
+    importer im;
+    memset(&im, 0, sizeof im);
+    im.path = path;
+    im.node_index = -1;
+    const char *slash = strrchr(path, '/');
+    if (slash) snprintf(im.dir, sizeof im.dir, "%.*s", (int)(slash - path), path);
+    else snprintf(im.dir, sizeof im.dir, ".");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (read_file(path, &buf, &len)) return NULL;
+    im.m = onnx__model_proto__unpack(NULL, len, buf);
+    free(buf);
+    loom_graph *g = NULL;
+    if (!im.m) {
+        loom_fail(LOOM_EFORMAT, "%s: not an ONNX model: the protobuf does not parse (truncated or another format)", path);
+        goto fail;
+    }
+    if (!im.m->graph) {
+        loom_fail(LOOM_EFORMAT, "%s: the model has no graph", path);
+        goto fail;
+    }
+    if (check_opset(&im)) goto fail;
+    const Onnx__GraphProto *gp = im.m->graph;
+    const char *base = slash ? slash + 1 : path;
+    char name[64];
+    snprintf(name, sizeof name, "%s", gp->name && *gp->name ? gp->name : base);
+    if (!(g = im.g = loom_graph_new(name))) goto fail;
+    for (size_t k = 0; k < gp->n_initializer; k++)
+        if (define(&im, gp->initializer[k]->name ? gp->initializer[k]->name : "", -1, 0, gp->initializer[k])) goto fail;
+    if (nconst > 0 && bind_inputs(&im, nconst, files)) goto fail;
+    if (graph_input(&im)) goto fail;
+    for (size_t k = 0; k < gp->n_node; k++) {
+        im.node = gp->node[k];
+        im.node_index = (int)k;
+        if (!im.node->n_output || !im.node->output[0]) {
+            node_fail(&im, LOOM_EFORMAT, "no output");
+            goto fail;
+        }
+        if (map_node(&im)) goto fail;
+    }
+    im.node = NULL;
+    if (gp->n_output != 1)
+        {
+            loom_fail(LOOM_EUNSUPPORTED, "%s: %zu graph outputs: loom models have one", path, gp->n_output);
+            goto fail;
+        }
+    value *out = find(&im, gp->output[0]->name ? gp->output[0]->name : "");
+    if (!out || out->node < 0) {
+        loom_fail(LOOM_EFORMAT, "%s: the graph output \"%s\" is %s", path, gp->output[0]->name ? gp->output[0]->name : "",
+                  out ? "a constant" : "made by no node");
+        goto fail;
+    }
+    if (out->node != loom_graph_count(g) - 1) {
+        loom_fail(LOOM_EUNSUPPORTED, "%s: the graph output \"%s\" is not the last layer computed (nodes after it feed nothing "
+                  "loom can keep)", path, out->name);
+        goto fail;
+    }
+    if (loom_graph_finish(g, 0)) {
+        loom_fail(LOOM_EUNSUPPORTED, "%s: %s", path, loom_graph_error(g));
+        goto fail;
+    }
+    install(&im);
+    importer_free(&im);
+    return g;
+fail:
+    importer_free(&im);
+    loom_graph_free(g);
+    return NULL;
+}
+
+#endif
