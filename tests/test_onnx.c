@@ -1,0 +1,164 @@
+/* ONNX import of models PyTorch exported (tests/data/onnx, made once by
+ * tools/export_torch_onnx.py): the outputs match PyTorch's within 1e-4, and
+ * an imported model is a normal loom graph: it checkpoints and loads back
+ * with the same outputs, and trains data-parallel (its batch norms too),
+ * bit-identically across thread counts in deterministic mode. With
+ * LOOM_ONNX_LARGE=DIR (the test_onnx_large variant) it checks torchvision's
+ * resnet18 at 150x150 and 224x224 instead, exported to DIR beforehand, and
+ * reports itself skipped when they are not there. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "loom/loom.h"
+
+static float *read_f32(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    rewind(f);
+    float *v = malloc((size_t)len);
+    *n = (size_t)len / sizeof(float);
+    if (!v || fread(v, 1, (size_t)len, f) != (size_t)len) {
+        free(v);
+        v = NULL;
+    }
+    fclose(f);
+    return v;
+}
+
+/* max |loom - reference| of the model's outputs on the stored inputs; -1 on error */
+static double vs_reference(loom_graph *g, const char *dir, const char *name) {
+    char ip[1024], op[1024];
+    snprintf(ip, sizeof ip, "%s/%s.in.f32", dir, name);
+    snprintf(op, sizeof op, "%s/%s.out.f32", dir, name);
+    size_t ni, no;
+    float *x = read_f32(ip, &ni), *want = read_f32(op, &no);
+    const loom_layer *in = loom_graph_layer(g, 0);
+    size_t osz = loom_graph_layer(g, loom_graph_output(g))->size;
+    int n = x ? (int)(ni / in->size) : 0;
+    double worst = -1;
+    loom_exec *e = n > 0 ? loom_exec_new(g, n) : NULL;
+    if (e && want && no == (size_t)n * osz) {
+        memcpy(loom_exec_input(e), x, ni * sizeof(float));
+        if (loom_exec_forward(e, n, 0, 0, 0) == LOOM_OK) {
+            worst = 0;
+            for (size_t q = 0; q < no; q++) worst = fmax(worst, fabs((double)loom_exec_output(e)[q] - want[q]));
+        }
+    }
+    loom_exec_free(e);
+    free(x), free(want);
+    return worst;
+}
+
+static void pytorch_model(const char *dir, const char *name) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.onnx", dir, name);
+    loom_graph *g = loom_onnx_import(path);
+    CHECK(g != NULL, "%s: %s", name, loom_error());
+    if (!g) return;
+    double d = vs_reference(g, dir, name);
+    CHECK(d >= 0 && d <= 1e-4, "%s: max abs difference from PyTorch %g", name, d);
+    printf("%-14s %3d layers, %8zu parameters: max abs difference from PyTorch %.2g\n", name, loom_graph_count(g),
+           loom_graph_param_count(g), d);
+    loom_graph_free(g);
+}
+
+/* Save, load: the same outputs. */
+static void checkpoint_roundtrip(const char *dir) {
+    char path[1024], ck[] = "/tmp/loom_onnx_ck_XXXXXX";
+    snprintf(path, sizeof path, "%s/cnn_bn.onnx", dir);
+    loom_graph *g = loom_onnx_import(path);
+    int fd = mkstemp(ck);
+    CHECK(g && fd >= 0, "import: %s", loom_error());
+    if (!g || fd < 0) return;
+    close(fd);
+    CHECK(loom_checkpoint_save(ck, g, NULL) == LOOM_OK, "save: %s", loom_error());
+    loom_graph *h = loom_checkpoint_load(ck);
+    CHECK(h != NULL, "load: %s", loom_error());
+    if (h) {
+        double d = vs_reference(h, dir, "cnn_bn");
+        CHECK(d >= 0 && d <= 1e-4, "cnn_bn through a checkpoint: max abs difference %g", d);
+        printf("cnn_bn saved as a loom checkpoint and loaded: max abs difference from PyTorch %.2g\n", d);
+    }
+    unlink(ck);
+    loom_graph_free(g);
+    loom_graph_free(h);
+}
+
+/* Train the imported cnn_bn (batch norms included) a few steps, deterministic, at 1 and 3 threads. */
+static void training(const char *dir) {
+    enum { B = 16, K = 6 };
+    char path[1024];
+    snprintf(path, sizeof path, "%s/cnn_bn.onnx", dir);
+    float *x = malloc((size_t)B * 3 * 32 * 32 * sizeof(float));
+    int32_t y[B];
+    for (int i = 0; i < B * 3 * 32 * 32; i++) x[i] = (float)((i * 7919) % 1000) / 1000.0f;
+    for (int i = 0; i < B; i++) y[i] = i % K;
+    float *first = NULL;
+    size_t np = 0;
+    for (int threads = 1; threads <= 3; threads += 2) {
+        loom_graph *g = loom_onnx_import(path);
+        CHECK(g != NULL, "import: %s", loom_error());
+        if (!g) break;
+        np = loom_graph_param_count(g);
+        float *w0 = malloc(np * sizeof(float));
+        memcpy(w0, loom_graph_params(g), np * sizeof(float));
+        loom_trainer_opts o = {.batch = B, .threads = threads, .deterministic = 1, .seed = 3,
+                               .optim = {.kind = LOOM_SGD, .momentum = 0.9f}};
+        loom_trainer *t = loom_trainer_new(g, &o);
+        CHECK(t != NULL, "trainer: %s", loom_error());
+        double loss0 = 0, loss = 0;
+        for (int s = 0; t && s < 8; s++) {
+            loom_step_result r;
+            CHECK(loom_trainer_step(t, x, y, B, 0.05f, &r) == LOOM_OK, "step: %s", loom_error());
+            if (s == 0) loss0 = r.loss;
+            loss = r.loss;
+        }
+        double moved = 0;
+        for (size_t q = 0; q < np; q++) moved = fmax(moved, fabs(loom_graph_params(g)[q] - w0[q]));
+        CHECK(loss < loss0, "%d threads: loss %g after 8 steps, %g at the first", threads, loss, loss0);
+        CHECK(moved > 0, "%d threads: the weights did not move", threads);
+        printf("imported cnn_bn trained, %d thread%s: loss %.4f -> %.4f over 8 steps\n", threads, threads > 1 ? "s" : "",
+               loss0, loss);
+        if (!first) {
+            first = malloc(np * sizeof(float));
+            memcpy(first, loom_graph_params(g), np * sizeof(float));
+        } else {
+            CHECK(memcmp(first, loom_graph_params(g), np * sizeof(float)) == 0,
+                  "deterministic training of the imported model differs between 1 and 3 threads");
+        }
+        free(w0);
+        loom_trainer_free(t);
+        loom_graph_free(g);
+    }
+    free(first);
+    free(x);
+}
+
+int main(void) {
+    if (!loom_onnx_available()) TEST_SKIP("loom was built without ONNX import (LOOM_ONNX=OFF)");
+    const char *data = getenv("LOOM_TEST_DATA") ? getenv("LOOM_TEST_DATA") : "data";
+    const char *large = getenv("LOOM_ONNX_LARGE");
+    if (large) { /* the test_onnx_large variant: torchvision's resnet18, exported beforehand */
+        char probe[1024];
+        snprintf(probe, sizeof probe, "%s/resnet18_150.onnx", large);
+        if (access(probe, R_OK) != 0)
+            TEST_SKIP("torchvision resnet18 is not exported to %s (45 MB each, not committed; needs python3-torch and "
+                      "python3-torchvision): /usr/bin/python3 tools/export_torch_onnx.py %s --large", large, large);
+        pytorch_model(large, "resnet18_150");
+        pytorch_model(large, "resnet18_224");
+        TEST_END();
+    }
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/onnx", data);
+    pytorch_model(dir, "lenet5");
+    pytorch_model(dir, "cnn_bn");
+    checkpoint_roundtrip(dir);
+    training(dir);
+    TEST_END();
+}

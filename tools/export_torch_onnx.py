@@ -1,0 +1,102 @@
+#!/usr/bin/python3
+"""PyTorch models exported to ONNX with reference inputs and outputs, for
+loom's ONNX import tests (tests/test_onnx.c, tests/cli/onnx.sh). Needs Debian's
+python3-torch, python3-torchvision and python3-onnx:
+
+    /usr/bin/python3 tools/export_torch_onnx.py OUTDIR [--large]
+
+For each model NAME it writes OUTDIR/NAME.onnx (opset 13, batch dimension
+dynamic), OUTDIR/NAME.in.f32 (a batch of 2 inputs) and OUTDIR/NAME.out.f32
+(PyTorch's eval-mode outputs for them), raw little-endian float32.
+
+    lenet5       loom's zoo LeNet-5 written in torch.nn, 1x28x28, 10 classes
+    cnn_bn       conv-BN-ReLU x 2 with max and average pools, dropout, 3x32x32
+    resnet18_150 torchvision resnet18 at 3x150x150, 1000 classes   (--large)
+    resnet18_224 torchvision resnet18 at 3x224x224, 1000 classes   (--large)
+
+Weights are PyTorch's initialisation from a fixed seed (this machine has no
+internet for pretrained downloads); batch-norm running statistics are set
+away from 0 and 1 so that folding them is tested. The small ones are
+committed in tests/data/onnx; the large ones (45 MB each) are not, and the
+tests that need them say so when they are absent.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+def lenet5(classes=10):
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, 1, 2), nn.ReLU(), nn.MaxPool2d(2, 2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2, 2),
+        nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, classes))
+
+
+def cnn_bn(classes=6):
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2, 2),
+        nn.Conv2d(16, 32, 3, 2, 1), nn.BatchNorm2d(32), nn.ReLU(), nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+        nn.Dropout(0.3), nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.BatchNorm1d(64), nn.LeakyReLU(0.1),
+        nn.Linear(64, classes))
+
+
+def resnet18():
+    import torchvision
+    return torchvision.models.resnet18(weights=None)
+
+
+MODELS = {
+    "lenet5": (lenet5, (1, 28, 28), False),
+    "cnn_bn": (cnn_bn, (3, 32, 32), False),
+    "resnet18_150": (resnet18, (3, 150, 150), True),
+    "resnet18_224": (resnet18, (3, 224, 224), True),
+}
+
+
+def export(name, outdir):
+    build, shape, _ = MODELS[name]
+    torch.manual_seed(1234)
+    model = build()
+    g = torch.Generator().manual_seed(99)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) * 0.2 - 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.5 + 0.75)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) * 0.5 + 0.75)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=g) * 0.2 - 0.1)
+    model.eval()
+    x = torch.rand((2,) + shape, generator=g)
+    with torch.no_grad():
+        y = model(x)
+    path = os.path.join(outdir, name + ".onnx")
+    torch.onnx.export(model, x, path, opset_version=13, input_names=["input"], output_names=["output"],
+                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, do_constant_folding=True)
+    x.numpy().astype("<f4").tofile(os.path.join(outdir, name + ".in.f32"))
+    y.numpy().astype("<f4").tofile(os.path.join(outdir, name + ".out.f32"))
+    import onnx
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    print(f"{path}: input {list(x.shape)}, output {list(y.shape)}, {os.path.getsize(path)} bytes", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("outdir")
+    ap.add_argument("--large", action="store_true", help="also the resnet18 models (45 MB each)")
+    ap.add_argument("--only", nargs="*", help="these models only")
+    a = ap.parse_args()
+    os.makedirs(a.outdir, exist_ok=True)
+    for name, (_, _, large) in MODELS.items():
+        if a.only and name not in a.only:
+            continue
+        if large and not a.large and not a.only:
+            continue
+        export(name, a.outdir)
+
+
+if __name__ == "__main__":
+    np.random.seed(0)
+    main()
