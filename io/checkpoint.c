@@ -52,6 +52,10 @@ static void shape_of(const loom_layer *l, int part, int *ndim, int64_t *shape, s
         shape[1] = c->c / c->groups;
         shape[2] = c->kh;
         shape[3] = c->kw;
+    } else if (l->op == LOOM_OP_SCALE && l->h * l->w > 1) { /* per element of a sample */
+        *ndim = 3;
+        shape[1] = l->h;
+        shape[2] = l->w;
     }
     *count = 1;
     for (int d = 0; d < *ndim; d++) *count *= (size_t)shape[d];

@@ -47,6 +47,7 @@ static int put_attrs(json_t *o, const loom_layer *l) {
     }
     case LOOM_OP_LEAKY_RELU: bad |= put(o, "alpha", jf_number(l->a.alpha)); break;
     case LOOM_OP_DROPOUT: bad |= put(o, "p", jf_number(l->a.p)); break;
+    case LOOM_OP_CLIP: bad |= put(o, "lo", jf_number(l->a.clip.lo)) | put(o, "hi", jf_number(l->a.clip.hi)); break;
     case LOOM_OP_BATCHNORM:
         bad |= put(o, "eps", jf_number(l->a.bn.eps)) | put(o, "momentum", jf_number(l->a.bn.momentum));
         break;
@@ -129,6 +130,10 @@ static void read_attrs(jf_obj *r, loom_op op, attrs *a) {
             jf_fail(r, "field \"alpha\" must be finite");
         break;
     case LOOM_OP_DROPOUT: jf_float(r, "p", &a->f[0]); break;
+    case LOOM_OP_CLIP:
+        jf_float(r, "lo", &a->f[0]);
+        jf_float(r, "hi", &a->f[1]);
+        break;
     case LOOM_OP_BATCHNORM:
         jf_float(r, "eps", &a->f[0]);
         jf_float(r, "momentum", &a->f[1]);
@@ -169,6 +174,9 @@ static loom_node build(loom_graph *g, loom_op op, const loom_node *in, int nin, 
     case LOOM_OP_BATCHNORM: return loom_batchnorm(g, in[0]);
     case LOOM_OP_ADD: return loom_add(g, in[0], in[1]);
     case LOOM_OP_CONCAT: return loom_concat(g, nin, in);
+    case LOOM_OP_CLIP: return loom_clip(g, in[0], a->f[0], a->f[1]);
+    case LOOM_OP_LOG_SOFTMAX: return loom_log_softmax(g, in[0]);
+    case LOOM_OP_SCALE: return loom_scale(g, in[0]);
     default: return -1;
     }
 }

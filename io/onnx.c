@@ -11,6 +11,7 @@
 #include "loom/onnx.h"
 
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -57,6 +58,7 @@ typedef struct {
     int node;                        /* loom node, or -1 for a constant */
     int rank;                        /* activation: 2 or 4 */
     const Onnx__TensorProto *t;      /* constant */
+    int pad[4];                      /* a zero Pad's top, left, bottom, right, left to the Conv that reads it */
 } value;
 
 /* Weights to copy once the graph is finished. */
@@ -118,7 +120,7 @@ static int define(importer *im, const char *name, int node, int rank, const Onnx
         if (!nv) return loom_fail(LOOM_ENOMEM, "%s: out of memory", im->path);
         im->v = nv, im->capv = cap;
     }
-    im->v[im->nv++] = (value){.name = name, .node = node, .rank = rank, .t = t};
+    im->v[im->nv++] = (value){.name = name, .node = node, .rank = rank, .t = t, .pad = {0, 0, 0, 0}};
     return LOOM_OK;
 }
 
@@ -163,6 +165,11 @@ static value *input(importer *im, int k, int want_node, const char *what) {
     if (want_node == 1 && v->node < 0) {
         UNSUPPORTED("input %d (%s) \"%s\" is a constant: loom computes this operator on activations only", k, what,
                     v->name);
+        return NULL;
+    }
+    if ((v->pad[0] | v->pad[1] | v->pad[2] | v->pad[3]) && strcmp(n->op_type ? n->op_type : "", "Conv")) {
+        UNSUPPORTED("input %d (%s) \"%s\" is the output of a Pad: loom folds a zero Pad only into the convolution "
+                    "that reads it", k, what, v->name);
         return NULL;
     }
     if (want_node == 0 && v->node >= 0) {
@@ -335,7 +342,8 @@ static int out_node(importer *im, loom_node x, int rank) {
 static const loom_layer *layer(importer *im, const value *v) { return loom_graph_layer(im->g, v->node); }
 
 /* Symmetric padding from ONNX pads [top, left, bottom, right] or auto_pad. */
-static int pads2d(importer *im, int h, int w, int kh, int kw, int sh, int sw, int dh, int dw, int *ph, int *pw) {
+static int pads2d(importer *im, int h, int w, int kh, int kw, int sh, int sw, int dh, int dw, const int *extra, int *ph,
+                  int *pw) {
     char buf[32];
     const char *ap = attr_string(im, "auto_pad", "NOTSET", buf, sizeof buf);
     int64_t p[4];
@@ -356,6 +364,7 @@ static int pads2d(importer *im, int h, int w, int kh, int kw, int sh, int sw, in
     } else {
         return BAD("auto_pad \"%s\" is not NOTSET, VALID, SAME_UPPER or SAME_LOWER", ap);
     }
+    for (int k = 0; extra && k < 4; k++) p[k] += extra[k]; /* a Pad before */
     if (p[0] != p[2] || p[1] != p[3])
         return UNSUPPORTED("padding top %lld, left %lld, bottom %lld, right %lld: loom pads both sides alike", (long long)p[0],
                            (long long)p[1], (long long)p[2], (long long)p[3]);
@@ -387,7 +396,7 @@ static int op_conv(importer *im) {
             return BAD("stride %lld, dilation %lld, kernel %lld", (long long)st[a], (long long)dl[a], (long long)ks[a]);
     loom_conv_shape sh = {.oc = (int)wt->dims[0], .kh = (int)ks[0], .kw = (int)ks[1], .sh = (int)st[0], .sw = (int)st[1],
                           .dh = (int)dl[0], .dw = (int)dl[1], .groups = (int)group};
-    if (pads2d(im, xl->h, xl->w, sh.kh, sh.kw, sh.sh, sh.sw, sh.dh, sh.dw, &sh.ph, &sh.pw)) return LOOM_ERR;
+    if (pads2d(im, xl->h, xl->w, sh.kh, sh.kw, sh.sh, sh.sw, sh.dh, sh.dw, x->pad, &sh.ph, &sh.pw)) return LOOM_ERR;
     if (B && (B->t->n_dims != 1 || B->t->dims[0] != sh.oc))
         return BAD("bias %s for %d output channels", dims_str(B->t, d, sizeof d), sh.oc);
     loom_node y = loom_conv2d_ex(im->g, x->node, &sh, B != NULL);
@@ -458,11 +467,97 @@ static int op_gemm(importer *im, int matmul) {
     return out_node(im, y, 2);
 }
 
-/* Add: two activations of one shape, or a MatMul's output plus a constant bias (folded into it). */
-static int op_add(importer *im) {
+/* How many node inputs read the tensor name (a graph output counts too). */
+static int uses_of(const importer *im, const char *name) {
+    const Onnx__GraphProto *gp = im->m->graph;
+    int n = 0;
+    for (size_t k = 0; k < gp->n_node; k++)
+        for (size_t q = 0; q < gp->node[k]->n_input; q++) n += gp->node[k]->input[q] && !strcmp(gp->node[k]->input[q], name);
+    for (size_t k = 0; k < gp->n_output; k++) n += gp->output[k]->name && !strcmp(gp->output[k]->name, name);
+    return n;
+}
+
+/* The weights pending for loom node x, when x is the last layer so far and
+ * only one node reads it: a layer the current node can fold into. */
+static pending *foldable(importer *im, const value *x) {
+    if (x->node != loom_graph_count(im->g) - 1 || uses_of(im, x->name) != 1) return NULL;
+    for (int k = 0; k < im->np; k++)
+        if (im->p[k].node == x->node) return &im->p[k];
+    return NULL;
+}
+
+/* Constant c broadcast to one sample of activation x ([C, H, W] or [F]):
+ * malloc'd, x's size, or NULL after an error. Numpy broadcasting (opset 7
+ * on), or the legacy broadcast/axis attributes before. */
+static float *broadcast(importer *im, const value *x, const value *c) {
+    const loom_layer *xl = layer(im, x);
+    char d[96];
+    int r = x->rank, kd = (int)c->t->n_dims;
+    int64_t S[4] = {1, xl->c, xl->h, xl->w}, A[4] = {1, 1, 1, 1};
+    if (r == 2) S[1] = (int64_t)xl->size;
+    if (r != 2 && r != 4) {
+        UNSUPPORTED("a constant broadcast over a %d-d tensor: loom broadcasts over [N, C, H, W] or [N, F]", r);
+        return NULL;
+    }
+    int start = r - kd;
+    if (im->opset < 7) {
+        if (!attr_int(im, "broadcast", 0) && kd != 0) {
+            UNSUPPORTED("a constant %s without broadcast = 1 (legacy): it would need the batch size", dims_str(c->t, d, sizeof d));
+            return NULL;
+        }
+        if (attr(im, "axis")) start = (int)attr_int(im, "axis", 0);
+    }
+    if (start < 0 || start + kd > r) {
+        UNSUPPORTED("a constant %s does not broadcast to a %d-d tensor", dims_str(c->t, d, sizeof d), r);
+        return NULL;
+    }
+    for (int k = 0; k < kd; k++) A[start + k] = c->t->dims[k];
+    for (int k = 0; k < r; k++)
+        if (A[k] != 1 && (k == 0 || A[k] != S[k])) {
+            UNSUPPORTED("a constant %s does not broadcast to one sample of %s", dims_str(c->t, d, sizeof d),
+                        r == 4 ? "[N, C, H, W]" : "[N, F]");
+            return NULL;
+        }
+    size_t n;
+    float *cv = tensor_floats(im, c->t, c->name, &n);
+    if (!cv) return NULL;
+    float *out = malloc(xl->size * sizeof(float));
+    if (!out) {
+        free(cv);
+        loom_fail(LOOM_ENOMEM, "%s: out of memory", im->path);
+        return NULL;
+    }
+    /* strides of the constant over the sample's axes, 0 where it is broadcast */
+    int64_t st[4] = {0, 0, 0, 0}, acc = 1;
+    for (int k = r - 1; k >= 1; k--) {
+        st[k] = A[k] == 1 ? 0 : acc;
+        acc *= A[k];
+    }
+    if (r == 2) {
+        for (int64_t i = 0; i < S[1]; i++) out[i] = cv[i * st[1]];
+    } else {
+        size_t q = 0;
+        for (int64_t ch = 0; ch < S[1]; ch++)
+            for (int64_t y = 0; y < S[2]; y++)
+                for (int64_t xx = 0; xx < S[3]; xx++) out[q++] = cv[ch * st[1] + y * st[2] + xx * st[3]];
+    }
+    free(cv);
+    return out;
+}
+
+enum { AR_ADD, AR_SUB, AR_MUL, AR_DIV };
+
+/* Add/Sub/Mul/Div. Two activations: Add of one shape. An activation and a
+ * constant: a dense layer's bias (after MatMul or Gemm), else a frozen
+ * element-wise scale layer y = x w + b, folded into the scale layer before
+ * it where there is one (an input normalisation (x - mean) / std is one layer). */
+static int op_arith(importer *im, int kind) {
+    static const char *const names[] = {"adding", "subtracting", "multiplying", "dividing"};
     value *a = input(im, 0, -1, "A"), *b = a ? input(im, 1, -1, "B") : NULL;
     if (!b) return LOOM_ERR;
     if (a->node >= 0 && b->node >= 0) {
+        if (kind != AR_ADD)
+            return UNSUPPORTED("%s two activations: loom has an element-wise layer only for their sum", names[kind]);
         const loom_layer *la = layer(im, a), *lb = layer(im, b);
         if (la->c != lb->c || la->h != lb->h || la->w != lb->w || a->rank != b->rank)
             return UNSUPPORTED("operands of shapes %dx%dx%d and %dx%dx%d: loom adds tensors of one shape (no broadcasting "
@@ -470,31 +565,58 @@ static int op_add(importer *im) {
         return out_node(im, loom_add(im->g, a->node, b->node), a->rank);
     }
     if (a->node < 0 && b->node < 0) return UNSUPPORTED("both operands are constants (fold them before export)");
-    value *x = a->node >= 0 ? a : b, *c = a->node >= 0 ? b : a;
-    if (im->opset < 7 && attr(im, "axis") && attr_int(im, "axis", 1) != x->rank - (int64_t)c->t->n_dims)
-        return UNSUPPORTED("legacy broadcasting from axis %lld", (long long)attr_int(im, "axis", 0));
-    /* a dense layer's output read only here: the constant is its bias */
+    int xfirst = a->node >= 0;
+    value *x = xfirst ? a : b, *c = xfirst ? b : a;
+    if (kind == AR_DIV && !xfirst) return UNSUPPORTED("a constant divided by an activation: loom has no reciprocal layer");
     const loom_layer *xl = layer(im, x);
-    pending *p = NULL;
-    for (int k = 0; k < im->np; k++)
-        if (im->p[k].node == x->node) p = &im->p[k];
-    int x_uses = 0;
-    for (size_t k = 0; k < im->m->graph->n_node; k++)
-        for (size_t q = 0; q < im->m->graph->node[k]->n_input; q++)
-            x_uses += !strcmp(im->m->graph->node[k]->input[q], x->name);
-    if (xl->op != LOOM_OP_DENSE || !p || x_uses != 1 || x->node != loom_graph_count(im->g) - 1)
-        return UNSUPPORTED("adding a constant to an activation: loom folds only a bias after MatMul or Gemm");
-    size_t n;
-    float *cv = tensor_floats(im, c->t, c->name, &n);
-    if (!cv) return LOOM_ERR;
-    if (n != 1 && n != (size_t)xl->c) {
-        char d[96];
+    pending *p = foldable(im, x);
+    /* a bias after MatMul or Gemm */
+    if (p && xl->op == LOOM_OP_DENSE && x->rank == 2 && (kind == AR_ADD || (kind == AR_SUB && xfirst))) {
+        float *cv = broadcast(im, x, c);
+        if (!cv) return LOOM_ERR;
+        for (int o = 0; o < xl->c; o++) p->b[o] += kind == AR_ADD ? cv[o] : -cv[o];
         free(cv);
-        return UNSUPPORTED("a constant %s added to %d features", dims_str(c->t, d, sizeof d), xl->c);
+        return define(im, im->node->output[0], x->node, x->rank, NULL);
     }
-    for (int o = 0; o < xl->c; o++) p->b[o] += cv[n == 1 ? 0 : o];
+    float *cv = broadcast(im, x, c);
+    if (!cv) return LOOM_ERR;
+    size_t n = xl->size;
+    float *w = malloc(n * sizeof(float)), *bb = malloc(n * sizeof(float));
+    if (!w || !bb) {
+        free(cv), free(w), free(bb);
+        return loom_fail(LOOM_ENOMEM, "%s: out of memory", im->path);
+    }
+    for (size_t i = 0; i < n; i++) {
+        switch (kind) {
+        case AR_ADD: w[i] = 1, bb[i] = cv[i]; break;
+        case AR_SUB: w[i] = xfirst ? 1.0f : -1.0f, bb[i] = xfirst ? -cv[i] : cv[i]; break;
+        case AR_MUL: w[i] = cv[i], bb[i] = 0; break;
+        default: w[i] = 1.0f / cv[i], bb[i] = 0; break;
+        }
+    }
     free(cv);
-    return define(im, im->node->output[0], x->node, x->rank, NULL);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(w[i])) {
+            free(w), free(bb);
+            return BAD("dividing by a constant that is 0 at element %zu", i);
+        }
+    if (p && xl->op == LOOM_OP_SCALE) { /* y = (x w1 + b1) w + b */
+        for (size_t i = 0; i < n; i++) {
+            p->b[i] = p->b[i] * w[i] + bb[i];
+            p->w[i] *= w[i];
+        }
+        free(w), free(bb);
+        return define(im, im->node->output[0], x->node, x->rank, NULL);
+    }
+    loom_node y = loom_scale(im->g, x->node);
+    pending *q = y >= 0 ? add_pending(im, y) : NULL;
+    if (!q) {
+        free(w), free(bb);
+        return y < 0 ? out_node(im, y, x->rank) : LOOM_ERR;
+    }
+    loom_graph_set_frozen(im->g, y, 1); /* constants of the model, not weights to learn */
+    q->w = w, q->b = bb;
+    return out_node(im, y, x->rank);
 }
 
 static int op_pool(importer *im, int max) {
@@ -512,7 +634,7 @@ static int op_pool(importer *im, int max) {
     if (dl[0] != 1 || dl[1] != 1) return UNSUPPORTED("dilations %lld, %lld: loom pools without dilation", (long long)dl[0], (long long)dl[1]);
     if (st[0] < 1 || st[1] < 1 || st[0] > 65536 || st[1] > 65536) return BAD("strides %lld, %lld", (long long)st[0], (long long)st[1]);
     int ph, pw;
-    if (pads2d(im, xl->h, xl->w, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1], 1, 1, &ph, &pw)) return LOOM_ERR;
+    if (pads2d(im, xl->h, xl->w, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1], 1, 1, NULL, &ph, &pw)) return LOOM_ERR;
     if (attr_int(im, "ceil_mode", 0)) {
         /* the same as floor mode when the windows fit exactly; loom has only floor */
         int64_t rh = (xl->h + 2 * ph - ks[0]) % st[0], rw = (xl->w + 2 * pw - ks[1]) % st[1];
@@ -585,7 +707,7 @@ static int op_flatten(importer *im, int reshape) {
     return out_node(im, loom_flatten(im->g, x->node), 2);
 }
 
-static int op_softmax(importer *im) {
+static int op_softmax(importer *im, int log) {
     value *x = input(im, 0, 1, "input");
     if (!x) return LOOM_ERR;
     int64_t axis = attr_int(im, "axis", im->opset >= 13 ? -1 : 1);
@@ -594,7 +716,7 @@ static int op_softmax(importer *im) {
     if (!whole)
         return UNSUPPORTED("softmax over axis %lld of a %d-d tensor: loom's softmax runs over the features of [N, F]",
                            (long long)axis, x->rank);
-    return out_node(im, loom_softmax(im->g, x->node), x->rank);
+    return out_node(im, log ? loom_log_softmax(im->g, x->node) : loom_softmax(im->g, x->node), x->rank);
 }
 
 static int op_dropout(importer *im) {
@@ -632,7 +754,7 @@ static int op_concat(importer *im) {
     return out_node(im, loom_concat(im->g, n, xs), rank);
 }
 
-/* Clip to [0, +inf) is a ReLU; other bounds loom has no layer for. */
+/* Clip: a ReLU for [0, +inf), else loom's clip layer. */
 static int op_clip(importer *im) {
     value *x = input(im, 0, 1, "input");
     if (!x) return LOOM_ERR;
@@ -650,9 +772,51 @@ static int op_clip(importer *im) {
         *(k == 1 ? &lo : &hi) = v[0];
         free(v);
     }
-    if (lo != 0.0f || !isinf(hi) || hi < 0)
-        return UNSUPPORTED("Clip to [%g, %g]: loom has a layer only for [0, inf) (a ReLU)", (double)lo, (double)hi);
-    return out_node(im, loom_relu(im->g, x->node), x->rank);
+    if (!(lo <= hi)) return BAD("min %g above max %g", (double)lo, (double)hi);
+    if (lo == 0.0f && isinf(hi)) return out_node(im, loom_relu(im->g, x->node), x->rank);
+    /* an open side is the largest float (loom keeps finite bounds) */
+    return out_node(im, loom_clip(im->g, x->node, isinf(lo) ? -FLT_MAX : lo, isinf(hi) ? FLT_MAX : hi), x->rank);
+}
+
+/* Pad with zeros on the image's sides: carried to the Conv that reads it. */
+static int op_pad(importer *im) {
+    value *x = input(im, 0, 1, "data");
+    if (!x) return LOOM_ERR;
+    char buf[32];
+    const char *mode = attr_string(im, "mode", "constant", buf, sizeof buf);
+    if (strcmp(mode, "constant")) return UNSUPPORTED("mode \"%s\": loom folds only zero padding into a convolution", mode);
+    if (x->rank != 4) return UNSUPPORTED("padding a %d-d tensor", x->rank);
+    int64_t p[8];
+    float fill = attr_float(im, "value", 0.0f);
+    if (im->opset < 11) {
+        const Onnx__AttributeProto *a = attr(im, "pads");
+        if (!a || a->n_ints != 8) return BAD("attribute pads must have 8 values for a 4-d input");
+        for (int k = 0; k < 8; k++) p[k] = a->ints[k];
+    } else {
+        value *pv = input(im, 1, 0, "pads");
+        if (!pv) return LOOM_ERR;
+        int n = tensor_ints(im, pv->t, pv->name, p, 8);
+        if (n < 0) return LOOM_ERR;
+        if (n != 8) return BAD("pads has %d values, a 4-d input needs 8", n);
+        if (has_input(im, 2)) {
+            value *cv = input(im, 2, 0, "constant_value");
+            size_t cn;
+            float *v = cv ? tensor_floats(im, cv->t, cv->name, &cn) : NULL;
+            if (!v) return LOOM_ERR;
+            fill = cn == 1 ? v[0] : NAN;
+            free(v);
+        }
+        if (has_input(im, 3)) return UNSUPPORTED("an axes input");
+    }
+    if (fill != 0.0f) return UNSUPPORTED("padding with %g: loom folds only zero padding into a convolution", (double)fill);
+    if (p[0] || p[1] || p[4] || p[5]) return UNSUPPORTED("padding the batch or the channels");
+    for (int k = 0; k < 8; k++)
+        if (p[k] < 0 || p[k] > 1 << 16) return UNSUPPORTED("a pad of %lld (cropping)", (long long)p[k]);
+    if (define(im, im->node->output[0], x->node, 4, NULL)) return LOOM_ERR;
+    value *y = &im->v[im->nv - 1];
+    int add[4] = {(int)p[2], (int)p[3], (int)p[6], (int)p[7]};
+    for (int k = 0; k < 4; k++) y->pad[k] = x->pad[k] + add[k];
+    return LOOM_OK;
 }
 
 static int op_constant(importer *im) {
@@ -689,12 +853,16 @@ static int map_node(importer *im) {
     if (!strcmp(op, "Conv")) return op_conv(im);
     if (!strcmp(op, "Gemm")) return op_gemm(im, 0);
     if (!strcmp(op, "MatMul")) return op_gemm(im, 1);
-    if (!strcmp(op, "Add")) return op_add(im);
+    if (!strcmp(op, "Add")) return op_arith(im, AR_ADD);
+    if (!strcmp(op, "Sub")) return op_arith(im, AR_SUB);
+    if (!strcmp(op, "Mul")) return op_arith(im, AR_MUL);
+    if (!strcmp(op, "Div")) return op_arith(im, AR_DIV);
+    if (!strcmp(op, "LogSoftmax")) return op_softmax(im, 1);
     if (!strcmp(op, "Relu")) return op_unary(im, LOOM_OP_RELU);
     if (!strcmp(op, "LeakyRelu")) return op_unary(im, LOOM_OP_LEAKY_RELU);
     if (!strcmp(op, "Sigmoid")) return op_unary(im, LOOM_OP_SIGMOID);
     if (!strcmp(op, "Tanh")) return op_unary(im, LOOM_OP_TANH);
-    if (!strcmp(op, "Softmax")) return op_softmax(im);
+    if (!strcmp(op, "Softmax")) return op_softmax(im, 0);
     if (!strcmp(op, "MaxPool")) return op_pool(im, 1);
     if (!strcmp(op, "AveragePool")) return op_pool(im, 0);
     if (!strcmp(op, "GlobalAveragePool")) return op_global_avgpool(im);
@@ -705,6 +873,7 @@ static int map_node(importer *im) {
     if (!strcmp(op, "Concat")) return op_concat(im);
     if (!strcmp(op, "Clip")) return op_clip(im);
     if (!strcmp(op, "Constant")) return op_constant(im);
+    if (!strcmp(op, "Pad")) return op_pad(im);
     if (!strcmp(op, "Identity")) {
         value *x = input(im, 0, -1, "input");
         return x ? define(im, im->node->output[0], x->node, x->rank, x->t) : LOOM_ERR;
@@ -945,6 +1114,11 @@ loom_graph *loom_onnx_import_with(const char *path, int nconst, const char *cons
             goto fail;
         }
     value *out = find(&im, gp->output[0]->name ? gp->output[0]->name : "");
+    if (out && (out->pad[0] | out->pad[1] | out->pad[2] | out->pad[3])) {
+        loom_fail(LOOM_EUNSUPPORTED, "%s: the graph output \"%s\" is a Pad's output: loom folds a zero Pad only into a "
+                  "convolution", path, out->name);
+        goto fail;
+    }
     if (!out || out->node < 0) {
         loom_fail(LOOM_EFORMAT, "%s: the graph output \"%s\" is %s", path, gp->output[0]->name ? gp->output[0]->name : "",
                   out ? "a constant" : "made by no node");

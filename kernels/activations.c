@@ -86,3 +86,36 @@ void loom_k_softmax_bwd(const float *y, const float *dy, float *dx, int rows, in
         for (int j = 0; j < k; j++) dr[j] += yr[j] * (gr[j] - d);
     }
 }
+
+void loom_k_clip_fwd(const float *x, float *y, size_t len, float lo, float hi) {
+    for (size_t i = 0; i < len; i++) {
+        float v = x[i] > lo ? x[i] : lo;
+        y[i] = v < hi ? v : hi;
+    }
+}
+
+void loom_k_clip_bwd(const float *x, const float *dy, float *dx, size_t len, float lo, float hi) {
+    for (size_t i = 0; i < len; i++) dx[i] += x[i] > lo && x[i] < hi ? dy[i] : 0.0f;
+}
+
+void loom_k_log_softmax_fwd(const float *x, float *y, int rows, int k) {
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * k;
+        float *yr = y + (size_t)r * k;
+        float m = row_max(xr, k);
+        double sum = 0.0;
+        for (int j = 0; j < k; j++) sum += exp((double)xr[j] - m);
+        float lse = m + (float)log(sum);
+        for (int j = 0; j < k; j++) yr[j] = xr[j] - lse;
+    }
+}
+
+void loom_k_log_softmax_bwd(const float *y, const float *dy, float *dx, int rows, int k) {
+    for (int r = 0; r < rows; r++) {
+        const float *yr = y + (size_t)r * k, *gr = dy + (size_t)r * k;
+        float *dr = dx + (size_t)r * k;
+        double sum = 0.0;
+        for (int j = 0; j < k; j++) sum += gr[j];
+        for (int j = 0; j < k; j++) dr[j] += gr[j] - expf(yr[j]) * (float)sum;
+    }
+}

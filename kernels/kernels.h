@@ -82,6 +82,17 @@ void loom_k_gavgpool_bwd(const float *dy, float *dx, int n, int c, int hw);
 void loom_k_relu_fwd(const float *x, float *y, size_t len);
 void loom_k_relu_bwd(const float *x, const float *dy, float *dx, size_t len);
 void loom_k_leaky_relu_fwd(const float *x, float *y, size_t len, float alpha);
+/* y = min(max(x, lo), hi) (NaN to lo); backward dx += dy where lo < x < hi. */
+void loom_k_clip_fwd(const float *x, float *y, size_t len, float lo, float hi);
+void loom_k_clip_bwd(const float *x, const float *dy, float *dx, size_t len, float lo, float hi);
+/* Row log-softmax of [rows, k]; backward dx += dy - exp(y) sum(dy). */
+void loom_k_log_softmax_fwd(const float *x, float *y, int rows, int k);
+void loom_k_log_softmax_bwd(const float *y, const float *dy, float *dx, int rows, int k);
+/* y = x * w + b per element of each of n samples of len values; backward
+ * dx += dy * w, dw += sum dy * x, db += sum dy (dw/db/dx may be NULL). */
+void loom_k_scale_fwd(const float *x, const float *w, const float *b, float *y, int n, size_t len);
+void loom_k_scale_bwd(const float *x, const float *w, const float *dy, float *dx, float *dw, float *db, int n,
+                      size_t len);
 void loom_k_leaky_relu_bwd(const float *x, const float *dy, float *dx, size_t len, float alpha);
 void loom_k_sigmoid_fwd(const float *x, float *y, size_t len);
 void loom_k_sigmoid_bwd(const float *y, const float *dy, float *dx, size_t len);

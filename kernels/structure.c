@@ -52,3 +52,21 @@ int loom_k_argmax(const float *x, int k) {
         if (x[j] > x[best]) best = j;
     return best;
 }
+
+void loom_k_scale_fwd(const float *x, const float *w, const float *b, float *y, int n, size_t len) {
+    for (int s = 0; s < n; s++)
+        for (size_t i = 0; i < len; i++) y[(size_t)s * len + i] = x[(size_t)s * len + i] * w[i] + b[i];
+}
+
+void loom_k_scale_bwd(const float *x, const float *w, const float *dy, float *dx, float *dw, float *db, int n,
+                      size_t len) {
+    for (int s = 0; s < n; s++) {
+        const float *xs = x + (size_t)s * len, *gs = dy + (size_t)s * len;
+        if (dx)
+            for (size_t i = 0; i < len; i++) dx[(size_t)s * len + i] += gs[i] * w[i];
+        if (dw)
+            for (size_t i = 0; i < len; i++) dw[i] += gs[i] * xs[i];
+        if (db)
+            for (size_t i = 0; i < len; i++) db[i] += gs[i];
+    }
+}

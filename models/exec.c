@@ -884,6 +884,9 @@ static void portable_forward(loom_exec *e, int i, int n, int training, uint64_t 
     case LOOM_OP_SIGMOID: loom_k_sigmoid_fwd(x, y, len); break;
     case LOOM_OP_TANH: loom_k_tanh_fwd(x, y, len); break;
     case LOOM_OP_SOFTMAX: loom_k_softmax_fwd(x, y, n, (int)l->size); break;
+    case LOOM_OP_LOG_SOFTMAX: loom_k_log_softmax_fwd(x, y, n, (int)l->size); break;
+    case LOOM_OP_CLIP: loom_k_clip_fwd(x, y, len, l->a.clip.lo, l->a.clip.hi); break;
+    case LOOM_OP_SCALE: loom_k_scale_fwd(x, W, b, y, n, l->size); break;
     case LOOM_OP_DROPOUT:
         if (training && l->a.p > 0) {
             uint64_t key = loom_rng_key(dropout_key, LOOM_RNG_DROPOUT, (uint64_t)i, 0);
@@ -1028,6 +1031,9 @@ static void portable_backward(loom_exec *e, int i, int n) {
     case LOOM_OP_SIGMOID: if (dx) loom_k_sigmoid_bwd(y, dy, dx, len); break;
     case LOOM_OP_TANH: if (dx) loom_k_tanh_bwd(y, dy, dx, len); break;
     case LOOM_OP_SOFTMAX: if (dx) loom_k_softmax_bwd(y, dy, dx, n, (int)l->size); break;
+    case LOOM_OP_LOG_SOFTMAX: if (dx) loom_k_log_softmax_bwd(y, dy, dx, n, (int)l->size); break;
+    case LOOM_OP_CLIP: if (dx) loom_k_clip_bwd(x, dy, dx, len, l->a.clip.lo, l->a.clip.hi); break;
+    case LOOM_OP_SCALE: loom_k_scale_bwd(x, W, dy, dx, dW, db, n, l->size); break;
     case LOOM_OP_DROPOUT:
         if (!dx) break;
         if (e->trained && l->a.p > 0) {

@@ -15,7 +15,7 @@
 static const char *op_names[LOOM_OP_COUNT_] = {
     "input", "dense", "conv2d", "maxpool2d", "avgpool2d", "global_avgpool", "flatten",
     "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "dropout", "batchnorm", "add",
-    "concat"};
+    "concat", "clip", "log_softmax", "scale"};
 
 const char *loom_op_name(loom_op op) {
     return (op >= 0 && op < LOOM_OP_COUNT_) ? op_names[op] : "?";
@@ -85,6 +85,7 @@ static int is_flat(const loom_graph *g, const loom_layer *l) {
         case LOOM_OP_DENSE: case LOOM_OP_FLATTEN: case LOOM_OP_GAVGPOOL: return 1;
         case LOOM_OP_RELU: case LOOM_OP_LEAKY_RELU: case LOOM_OP_SIGMOID: case LOOM_OP_TANH:
         case LOOM_OP_SOFTMAX: case LOOM_OP_DROPOUT: case LOOM_OP_BATCHNORM: case LOOM_OP_ADD:
+        case LOOM_OP_CLIP: case LOOM_OP_LOG_SOFTMAX: case LOOM_OP_SCALE:
             l = &g->nodes[l->in[0]];
             break;
         default: return 0;
@@ -269,6 +270,29 @@ loom_node loom_softmax(loom_graph *g, loom_node x) {
     return y;
 }
 
+loom_node loom_log_softmax(loom_graph *g, loom_node x) { return unary(g, LOOM_OP_LOG_SOFTMAX, x); }
+
+loom_node loom_clip(loom_graph *g, loom_node x, float lo, float hi) {
+    if (valid(g, x) && !(isfinite(lo) && isfinite(hi) && lo <= hi))
+        return fail(g, "%s: clip layer %d: bounds [%g, %g] must be finite, the lower not above the upper", g->name, g->n,
+                    (double)lo, (double)hi);
+    loom_node y = unary(g, LOOM_OP_CLIP, x);
+    if (y >= 0) g->nodes[y].a.clip.lo = lo, g->nodes[y].a.clip.hi = hi;
+    return y;
+}
+
+loom_node loom_scale(loom_graph *g, loom_node x) {
+    loom_node y = unary(g, LOOM_OP_SCALE, x);
+    if (y < 0) return y;
+    loom_layer *l = &g->nodes[y];
+    l->weight_count = l->size;
+    l->param_count = 2 * l->size;
+    l->bias = 1;
+    l->winit.kind = LOOM_INIT_ONES;
+    l->binit.kind = LOOM_INIT_ZEROS;
+    return y;
+}
+
 loom_node loom_leaky_relu(loom_graph *g, loom_node x, float alpha) {
     if (valid(g, x) && !isfinite(alpha))
         return fail(g, "%s: leaky_relu layer %d: slope %g is not a finite number", g->name, g->n, (double)alpha);
@@ -391,14 +415,14 @@ void loom_graph_init_params(loom_graph *g, uint64_t seed) {
         double fi, fo;
         fans(l, &fi, &fo);
         loom_init wi = l->winit;
-        if (wi.kind == LOOM_INIT_DEFAULT && l->op != LOOM_OP_BATCHNORM) wi = g->default_init;
+        if (wi.kind == LOOM_INIT_DEFAULT && l->op != LOOM_OP_BATCHNORM && l->op != LOOM_OP_SCALE) wi = g->default_init;
         /* Each tensor draws from its own key, so adding a layer does not
          * change the initial weights of the others. */
         float *p = g->params + l->param_off;
         loom_init_fill(p, l->weight_count, wi, fi, fo, loom_rng_key(seed, LOOM_RNG_INIT, (uint64_t)i, 0));
         loom_init_fill(p + l->weight_count, l->param_count - l->weight_count, l->binit, fi, fo,
                        loom_rng_key(seed, LOOM_RNG_INIT, (uint64_t)i, 1));
-        if (l->buf_count) {
+        if (l->buf_count) { /* batch norm: running mean 0, variance 1 */
             float *b = g->buffers + l->buf_off;
             for (int c = 0; c < l->c; c++) {
                 b[c] = 0.0f;
@@ -468,7 +492,8 @@ double loom_graph_layer_flops(const loom_graph *g, loom_node i) {
     case LOOM_OP_GAVGPOOL: return (double)g->nodes[l->in[0]].size;
     case LOOM_OP_INPUT: case LOOM_OP_FLATTEN: case LOOM_OP_CONCAT: return 0;
     case LOOM_OP_BATCHNORM: return 2.0 * l->size;
-    case LOOM_OP_SOFTMAX: case LOOM_OP_SIGMOID: case LOOM_OP_TANH: return 4.0 * l->size;
+    case LOOM_OP_SOFTMAX: case LOOM_OP_LOG_SOFTMAX: case LOOM_OP_SIGMOID: case LOOM_OP_TANH: return 4.0 * l->size;
+    case LOOM_OP_SCALE: return 2.0 * l->size;
     default: return (double)l->size;
     }
 }

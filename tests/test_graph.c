@@ -176,6 +176,41 @@ static void test_dag_gradcheck(void) {
     loom_graph_free(g);
 }
 
+/* The layers ONNX import adds (scale, clip, log_softmax), through their
+ * parameters and the gradients they pass back. */
+static void test_import_ops_gradcheck(void) {
+    loom_graph *g = loom_graph_new("import_ops");
+    loom_node x = loom_input(g, 2, 5, 5);
+    loom_node y = loom_scale(g, x);
+    y = loom_clip(g, loom_conv2d(g, y, 3, 3, 1, 1), -0.4f, 0.5f);
+    y = loom_dense(g, y, 3);
+    loom_log_softmax(g, y);
+    CHECK(loom_graph_finish(g, 5) == LOOM_OK, "import ops finish: %s", loom_graph_error(g));
+    ctx_t c = {.g = g, .n = 3, .labels = {2, 0, 1}};
+    c.e = loom_exec_new(g, 3);
+    t_fill(loom_exec_input(c.e), 3 * 50, 21, -1, 1);
+    float *P = loom_graph_params(g);
+    size_t np = loom_graph_param_count(g);
+    t_fill(P, np, 22, -0.5f, 0.5f);
+    loom_exec_forward(c.e, 3, 1, 42, 0);
+    /* log_softmax outputs: each row's exponentials sum to 1 */
+    for (int r = 0; r < 3; r++) {
+        double sum = 0;
+        for (int k = 0; k < 3; k++) sum += exp(loom_exec_output(c.e)[r * 3 + k]);
+        CHECK(fabs(sum - 1) < 1e-5, "log_softmax row %d: exponentials sum to %g", r, sum);
+    }
+    loom_exec_zero_act_grad(c.e);
+    loom_exec_zero_param_grad(c.e);
+    loom_k_softmax_xent(loom_exec_output(c.e), c.labels, loom_exec_output_grad(c.e), 3, 3, 1.0f);
+    loom_exec_backward(c.e, 3);
+    float *G = malloc(np * sizeof(float));
+    memcpy(G, loom_exec_param_grad(c.e), np * sizeof(float));
+    t_gradcheck("scale, clip, log_softmax parameters", model_loss, &c, P, G, np, 1e-3f, 2e-3, 2e-2);
+    free(G);
+    loom_exec_free(c.e);
+    loom_graph_free(g);
+}
+
 /* Inference of a batch equals inference sample by sample: no cross-sample leaks. */
 static void test_batch_independence(void) {
     loom_graph *g = loom_zoo_build("minivgg", 3, 16, 16, 6, 3);
@@ -203,6 +238,7 @@ int main(void) {
     test_lenet_counts();
     test_initializers();
     test_dag_gradcheck();
+    test_import_ops_gradcheck();
     test_batch_independence();
     TEST_END();
 }

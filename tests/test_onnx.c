@@ -1,5 +1,7 @@
 /* ONNX import of models PyTorch exported (tests/data/onnx, made once by
- * tools/export_torch_onnx.py): the outputs match PyTorch's within 1e-4, and
+ * tools/export_torch_onnx.py: LeNet-5, a CNN with batch norm, one with an
+ * input normalisation, ReLU6, Hardtanh and LogSoftmax, and a zero Pad folded
+ * into a Conv): the outputs match PyTorch's within 1e-4, and
  * an imported model is a normal loom graph: it checkpoints and loads back
  * with the same outputs, and trains data-parallel (its batch norms too),
  * bit-identically across thread counts in deterministic mode. With
@@ -69,9 +71,9 @@ static void pytorch_model(const char *dir, const char *name) {
 }
 
 /* Save, load: the same outputs. */
-static void checkpoint_roundtrip(const char *dir) {
+static void checkpoint_roundtrip(const char *dir, const char *name) {
     char path[1024], ck[] = "/tmp/loom_onnx_ck_XXXXXX";
-    snprintf(path, sizeof path, "%s/cnn_bn.onnx", dir);
+    snprintf(path, sizeof path, "%s/%s.onnx", dir, name);
     loom_graph *g = loom_onnx_import(path);
     int fd = mkstemp(ck);
     CHECK(g && fd >= 0, "import: %s", loom_error());
@@ -81,9 +83,12 @@ static void checkpoint_roundtrip(const char *dir) {
     loom_graph *h = loom_checkpoint_load(ck);
     CHECK(h != NULL, "load: %s", loom_error());
     if (h) {
-        double d = vs_reference(h, dir, "cnn_bn");
-        CHECK(d >= 0 && d <= 1e-4, "cnn_bn through a checkpoint: max abs difference %g", d);
-        printf("cnn_bn saved as a loom checkpoint and loaded: max abs difference from PyTorch %.2g\n", d);
+        double d = vs_reference(h, dir, name);
+        CHECK(d >= 0 && d <= 1e-4, "%s through a checkpoint: max abs difference %g", name, d);
+        printf("%s saved as a loom checkpoint and loaded: max abs difference from PyTorch %.2g\n", name, d);
+        for (int i = 0; i < loom_graph_count(g); i++)
+            CHECK(loom_graph_layer(h, i)->frozen == loom_graph_layer(g, i)->frozen, "%s: layer %d frozen %d, was %d",
+                  name, i, loom_graph_layer(h, i)->frozen, loom_graph_layer(g, i)->frozen);
     }
     unlink(ck);
     loom_graph_free(g);
@@ -158,7 +163,10 @@ int main(void) {
     snprintf(dir, sizeof dir, "%s/onnx", data);
     pytorch_model(dir, "lenet5");
     pytorch_model(dir, "cnn_bn");
-    checkpoint_roundtrip(dir);
+    pytorch_model(dir, "cnn_ops");
+    pytorch_model(dir, "pad_conv");
+    checkpoint_roundtrip(dir, "cnn_bn");
+    checkpoint_roundtrip(dir, "cnn_ops");
     training(dir);
     TEST_END();
 }

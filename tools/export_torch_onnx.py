@@ -11,6 +11,11 @@ dynamic), OUTDIR/NAME.in.f32 (a batch of 2 inputs) and OUTDIR/NAME.out.f32
 
     lenet5       loom's zoo LeNet-5 written in torch.nn, 1x28x28, 10 classes
     cnn_bn       conv-BN-ReLU x 2 with max and average pools, dropout, 3x32x32
+    cnn_ops      input normalisation (Sub, Div), ReLU6 and Hardtanh (Clip), LogSoftmax,
+                 3x16x16
+    pad_conv     a zero Pad (pads an initializer, opset 13) before a Conv, written with
+                 onnx.helper (PyTorch exports ZeroPad2d as a shape computation), its
+                 reference from torch.nn.functional.pad + conv2d, 2x7x7
     resnet18_150 torchvision resnet18 at 3x150x150, 1000 classes   (--large)
     resnet18_224 torchvision resnet18 at 3x224x224, 1000 classes   (--large)
 
@@ -44,6 +49,25 @@ def cnn_bn(classes=6):
         nn.Linear(64, classes))
 
 
+class Normalize(nn.Module):
+    """(x - mean) / std per channel, as torchvision's transforms do, inside the model."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+def cnn_ops(classes=5):
+    return nn.Sequential(
+        Normalize(), nn.Conv2d(3, 8, 3, padding=1), nn.ReLU6(), nn.MaxPool2d(2, 2),
+        nn.Conv2d(8, 8, 3, padding=1), nn.Hardtanh(-0.5, 0.5), nn.Flatten(), nn.Linear(8 * 8 * 8, classes),
+        nn.LogSoftmax(dim=1))
+
+
 def resnet18():
     import torchvision
     return torchvision.models.resnet18(weights=None)
@@ -52,9 +76,36 @@ def resnet18():
 MODELS = {
     "lenet5": (lenet5, (1, 28, 28), False),
     "cnn_bn": (cnn_bn, (3, 32, 32), False),
+    "cnn_ops": (cnn_ops, (3, 16, 16), False),
     "resnet18_150": (resnet18, (3, 150, 150), True),
     "resnet18_224": (resnet18, (3, 224, 224), True),
 }
+
+
+def pad_conv(outdir):
+    """Pad (top 1, left 2, bottom 1, right 0) -> Conv 3@3x3 with pads (0, 0, 0, 2): symmetric together."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    g = torch.Generator().manual_seed(5)
+    w = torch.rand((3, 2, 3, 3), generator=g) - 0.5
+    b = torch.rand(3, generator=g) - 0.5
+    x = torch.rand((2, 2, 7, 7), generator=g)
+    y = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (2, 2, 1, 1)), w, b)  # the Pad, and the Conv's right 2
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["p"], name="pad", mode="constant"),
+             helper.make_node("Conv", ["p", "w", "b"], ["c"], name="conv", pads=[0, 0, 0, 2]),
+             helper.make_node("Flatten", ["c"], ["y"], name="flatten")]
+    inits = [numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 1, 0], np.int64), "pads"),
+             numpy_helper.from_array(w.numpy(), "w"), numpy_helper.from_array(b.numpy(), "b")]
+    graph = helper.make_graph(nodes, "pad_conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 7, 7])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", int(y[0].numel())])], inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="loom tests")
+    m.ir_version = 8
+    onnx.checker.check_model(m, full_check=True)
+    path = os.path.join(outdir, "pad_conv.onnx")
+    onnx.save(m, path)
+    x.numpy().astype("<f4").tofile(os.path.join(outdir, "pad_conv.in.f32"))
+    y.reshape(2, -1).numpy().astype("<f4").tofile(os.path.join(outdir, "pad_conv.out.f32"))
+    print(f"{path}: input {list(x.shape)}, output {list(y.shape)}", file=sys.stderr)
 
 
 def export(name, outdir):
@@ -89,6 +140,8 @@ def main():
     ap.add_argument("--only", nargs="*", help="these models only")
     a = ap.parse_args()
     os.makedirs(a.outdir, exist_ok=True)
+    if not a.only or "pad_conv" in a.only:
+        pad_conv(a.outdir)
     for name, (_, _, large) in MODELS.items():
         if a.only and name not in a.only:
             continue

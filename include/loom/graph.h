@@ -29,7 +29,8 @@ typedef enum {
     LOOM_OP_INPUT, LOOM_OP_DENSE, LOOM_OP_CONV2D, LOOM_OP_MAXPOOL, LOOM_OP_AVGPOOL,
     LOOM_OP_GAVGPOOL, LOOM_OP_FLATTEN, LOOM_OP_RELU, LOOM_OP_LEAKY_RELU,
     LOOM_OP_SIGMOID, LOOM_OP_TANH, LOOM_OP_SOFTMAX, LOOM_OP_DROPOUT,
-    LOOM_OP_BATCHNORM, LOOM_OP_ADD, LOOM_OP_CONCAT, LOOM_OP_COUNT_
+    LOOM_OP_BATCHNORM, LOOM_OP_ADD, LOOM_OP_CONCAT, LOOM_OP_CLIP, LOOM_OP_LOG_SOFTMAX,
+    LOOM_OP_SCALE, LOOM_OP_COUNT_
 } loom_op;
 
 /* Initializers. fan_in/fan_out come from the layer (dense: in/out; conv:
@@ -69,6 +70,7 @@ typedef struct {
         struct { int in, out; } dense;
         float alpha;          /* leaky relu slope */
         float p;              /* dropout probability */
+        struct { float lo, hi; } clip;
         struct { float eps, momentum; int hw; } bn;
     } a;
 } loom_layer;
@@ -102,6 +104,14 @@ loom_node loom_dropout(loom_graph *g, loom_node x, float p);
 /* Batch norm over channels (4-d input) or features (dense output). */
 loom_node loom_batchnorm(loom_graph *g, loom_node x);
 loom_node loom_add(loom_graph *g, loom_node a, loom_node b);
+/* min(max(x, lo), hi), finite bounds lo <= hi (ReLU6: 0, 6). */
+loom_node loom_clip(loom_graph *g, loom_node x, float lo, float hi);
+/* log(softmax(x)) over each sample's values. */
+loom_node loom_log_softmax(loom_graph *g, loom_node x);
+/* x * weight + bias, element by element of a sample (weight and bias have
+ * the sample's shape; initialised to ones and zeros): constants such as an
+ * input normalisation when frozen, a learnable affine otherwise. */
+loom_node loom_scale(loom_graph *g, loom_node x);
 loom_node loom_concat(loom_graph *g, int n, const loom_node *xs);
 
 /* The setters below record a mistake (a node that does not exist, a setter
