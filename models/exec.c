@@ -269,6 +269,18 @@ static int plan_writers(loom_exec *e, plan_ctx *p) {
         free(first_kind);
         return loom_fail(LOOM_ENOMEM, "loom_exec_new: out of memory");
     }
+    /* a gradient is wanted only below a trainable layer: backward stops above a frozen body */
+    char *want = calloc((size_t)g->n + 1, 1);
+    if (!want) {
+        free(live);
+        free(first_kind);
+        return loom_fail(LOOM_ENOMEM, "loom_exec_new: out of memory");
+    }
+    for (int k = 1; k < g->n; k++) {
+        const loom_layer *l = &g->nodes[k];
+        want[k] = l->param_count > 0 && !l->frozen;
+        for (int s = 0; s < l->nin; s++) want[k] |= want[l->in[s]];
+    }
     e->slot[e->output].first = top;
     first_kind[e->output] = W_ADD; /* the loss adds */
     e->slot[e->output].zero = 1;
@@ -297,7 +309,7 @@ static int plan_writers(loom_exec *e, plan_ctx *p) {
         e->slot[st->out].last = t;
         int kind = writer_kind(e, k);
         for (int s = 0; s < l->nin; s++) {
-            st->grad_in[s] = g->nodes[l->in[s]].op != LOOM_OP_INPUT;
+            st->grad_in[s] = g->nodes[l->in[s]].op != LOOM_OP_INPUT && want[l->in[s]];
             if (!st->grad_in[s]) continue;
             loom_slot *in = &e->slot[st->in[s]];
             /* two inputs of one node may be one slot (add(x, x)): the second adds */
@@ -317,6 +329,7 @@ static int plan_writers(loom_exec *e, plan_ctx *p) {
         if (loom_exec_defers(e, k)) e->slot[e->step[k].out].kept = 1;
     free(live);
     free(first_kind);
+    free(want);
     return LOOM_OK;
 }
 
@@ -415,9 +428,11 @@ static int allocate(loom_exec *e) {
             size_t s = loom_k_conv2d_scratch(&l->a.conv);
             if (s > scratch) scratch = s;
         }
-        /* a oneDNN backward that must add into a gradient writes here first */
+        /* a oneDNN backward that must add into a gradient writes here first, and one whose
+         * input gradient nobody wants (a batch norm above a frozen body) writes it here */
         for (int k = 0; k < l->nin; k++)
-            if (st->dnn && st->acc[k] && B * e->slot[st->in[k]].stride > tmp) tmp = B * e->slot[st->in[k]].stride;
+            if (st->dnn && (st->acc[k] || !st->grad_in[k]) && B * e->slot[st->in[k]].stride > tmp)
+                tmp = B * e->slot[st->in[k]].stride;
         /* and its parameter gradients (batch norm's scale and shift, a conv's bias) */
         if (st->dnn && 2 * (size_t)l->c > ptmp) ptmp = 2 * (size_t)l->c;
     }
@@ -1080,10 +1095,12 @@ int loom_exec_backward(loom_exec *e, int n) {
     loom_graph *g = e->g;
     for (int i = g->n - 1; i >= 1; i--) {
         double t0 = e->t_bwd ? loom_seconds() : 0;
+        int did = 0; /* timed only when something ran: a frozen body shows no backward time */
         for (int c = e->nconv - 1; c >= 0; c--) {
             const loom_convert *cv = &e->conv[c];
             if (cv->after != i || !e->slot[cv->to].grad) continue;
             if (loom_dnn_convert(e, cv, n, 1)) return LOOM_ERR;
+            did = 1;
         }
         const loom_step *st = &e->step[i];
         const loom_layer *l = &g->nodes[i];
@@ -1099,8 +1116,9 @@ int loom_exec_backward(loom_exec *e, int n) {
             } else {
                 portable_backward(e, i, n);
             }
+            did = 1;
         }
-        if (e->t_bwd) e->t_bwd[i] += loom_seconds() - t0;
+        if (e->t_bwd && did) e->t_bwd[i] += loom_seconds() - t0;
     }
     return LOOM_OK;
 }

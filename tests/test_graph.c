@@ -211,6 +211,40 @@ static void test_import_ops_gradcheck(void) {
     loom_graph_free(g);
 }
 
+/* A frozen body costs only its forward: backward stops at the first trainable layer. */
+static void test_frozen_body_backward(void) {
+    loom_graph *g = loom_zoo_build("minivgg", 3, 16, 16, 4, 3);
+    CHECK(g != NULL, "minivgg: %s", loom_error());
+    if (!g) return;
+    int n = loom_graph_count(g), last_frozen = 0;
+    for (int i = 1; i < n && loom_graph_layer(g, i)->op != LOOM_OP_DENSE; i++) loom_graph_set_frozen(g, i, 1), last_frozen = i;
+    loom_exec *e = loom_exec_new(g, 2);
+    CHECK(e && loom_exec_set_timing(e, 1) == LOOM_OK, "exec: %s", loom_error());
+    if (!e) return;
+    t_fill(loom_exec_input(e), 2 * 768, 3, 0, 1);
+    int32_t y[2] = {1, 3};
+    CHECK(loom_exec_forward(e, 2, 1, 1, 0) == LOOM_OK, "forward: %s", loom_error());
+    loom_exec_zero_act_grad(e);
+    loom_exec_zero_param_grad(e);
+    loom_k_softmax_xent(loom_exec_output(e), y, loom_exec_output_grad(e), 2, 4, 0.5f);
+    CHECK(loom_exec_backward(e, 2) == LOOM_OK, "backward: %s", loom_error());
+    int ran = 0, head = 0;
+    for (int i = 1; i < n; i++) {
+        double f, b;
+        loom_exec_layer_seconds(e, i, &f, &b);
+        if (i <= last_frozen) ran += b > 0;
+        else head += b > 0;
+    }
+    CHECK(ran == 0, "%d layers of the frozen body ran a backward", ran);
+    CHECK(head > 0, "no layer of the head ran a backward");
+    double gsum = 0;
+    for (size_t q = 0; q < loom_graph_param_count(g); q++) gsum += fabs(loom_exec_param_grad(e)[q]);
+    CHECK(gsum > 0, "the head got no gradient");
+    printf("frozen body of %d layers: %d ran a backward, %d of the head did\n", last_frozen, ran, head);
+    loom_exec_free(e);
+    loom_graph_free(g);
+}
+
 /* Inference of a batch equals inference sample by sample: no cross-sample leaks. */
 static void test_batch_independence(void) {
     loom_graph *g = loom_zoo_build("minivgg", 3, 16, 16, 6, 3);
@@ -239,6 +273,7 @@ int main(void) {
     test_initializers();
     test_dag_gradcheck();
     test_import_ops_gradcheck();
+    test_frozen_body_backward();
     test_batch_independence();
     TEST_END();
 }
