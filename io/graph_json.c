@@ -183,7 +183,7 @@ static loom_node build(loom_graph *g, loom_op op, const loom_node *in, int nin, 
 
 static int decode_layer(loom_graph *g, const json_t *v, int i, const char *path) {
     jf_obj r;
-    char opname[32], name[32];
+    char opname[32], name[64];
     if (jf_open(&r, v, path, "loom.graph layer %d", i)) return -1;
     jf_str(&r, "op", opname, sizeof opname);
     if (jf_str(&r, "name", name, sizeof name)) return -1;
@@ -239,8 +239,9 @@ static int decode_layer(loom_graph *g, const json_t *v, int i, const char *path)
     if (y != i)
         return jf_fail(&r, "cannot be rebuilt: %s", loom_graph_error(g)[0] ? loom_graph_error(g) : "invalid input");
     const loom_layer *l = loom_graph_layer(g, y);
-    if (strcmp(l->name, name))
-        return jf_fail(&r, "rebuilds as \"%s\" (names follow the order of layers)", l->name);
+    /* a name of its own (an imported model's): kept when it is a valid one */
+    if (strcmp(l->name, name) && loom_graph_set_name(g, y, name))
+        return jf_fail(&r, "its name: %s", loom_error());
     if (l->c != shape[0] || l->h != shape[1] || l->w != shape[2])
         return jf_fail(&r, "shape [%lld,%lld,%lld] in the file, but the layer rebuilds as [%d,%d,%d]",
                        shape[0], shape[1], shape[2], l->c, l->h, l->w);

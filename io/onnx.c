@@ -336,6 +336,18 @@ static const char *dims_str(const Onnx__TensorProto *t, char *buf, size_t cap) {
 
 static int out_node(importer *im, loom_node x, int rank) {
     if (x < 0) return node_fail(im, LOOM_EUNSUPPORTED, "%s", loom_graph_error(im->g));
+    /* the layer takes the node's name (PyTorch's "/layer1/layer1.0/conv1/Conv" as
+     * "layer1/layer1.0/conv1"), where it fits and is unique; else loom's own */
+    const char *nm = im->node->name;
+    if (nm && *nm) {
+        char buf[128];
+        while (*nm == '/') nm++;
+        snprintf(buf, sizeof buf, "%s", nm);
+        char *slash = strrchr(buf, '/');
+        if (slash && im->node->op_type && !strcmp(slash + 1, im->node->op_type) && buf[strspn(buf, "0123456789")] != '/')
+            *slash = 0; /* but "0/Conv" stays: a bare number would read as a layer index */
+        if (*buf && loom_graph_set_name(im->g, x, buf)) loom_clear_error();
+    }
     return define(im, im->node->output[0], x, rank, NULL);
 }
 

@@ -519,7 +519,7 @@ void loom_graph_summary(const loom_graph *g, FILE *f) {
         tf += fl;
         tp += l->param_count;
         if (l->frozen) frozen += l->param_count;
-        char nm[64];
+        char nm[96];
         snprintf(nm, sizeof nm, "%s (%s)", l->name, op_names[l->op]);
         human(fl, b2, sizeof b2);
         b3[0] = 0;
@@ -535,4 +535,77 @@ void loom_graph_summary(const loom_graph *g, FILE *f) {
     fprintf(f, "Total params: %zu (%.2f MB)\nTrainable params: %zu\nNon-trainable params: %zu (+ %zu buffer values)\n",
             tp, tp * 4.0 / 1048576.0, tp - frozen, frozen, g->n_buffers);
     fprintf(f, "Forward FLOPs per sample: %s\n", b2);
+}
+
+int loom_graph_set_name(loom_graph *g, loom_node x, const char *name) {
+    if (!g || x < 0 || x >= g->n) return loom_fail(LOOM_EINVAL, "loom_graph_set_name: no layer %d", x);
+    size_t len = name ? strlen(name) : 0;
+    if (len == 0 || len >= sizeof g->nodes[x].name)
+        return loom_fail(LOOM_EINVAL, "loom_graph_set_name: \"%s\" has %zu characters (1 to %zu)", name ? name : "", len,
+                         sizeof g->nodes[x].name - 1);
+    if (!name[strspn(name, "0123456789")])
+        return loom_fail(LOOM_EINVAL, "loom_graph_set_name: \"%s\" is a number, which names a layer by its index", name);
+    for (int i = 0; i < g->n; i++)
+        if (i != x && !strcmp(g->nodes[i].name, name))
+            return loom_fail(LOOM_EINVAL, "loom_graph_set_name: layer %d is already named \"%s\"", i, name);
+    snprintf(g->nodes[x].name, sizeof g->nodes[x].name, "%s", name);
+    return LOOM_OK;
+}
+
+loom_node loom_graph_find(const loom_graph *g, const char *name) {
+    if (!g || !name || !*name) return -1;
+    for (int i = 0; i < g->n; i++)
+        if (!strcmp(g->nodes[i].name, name)) return i;
+    char *end;
+    long v = strtol(name, &end, 10);
+    return *end == 0 && v >= 0 && v < g->n ? (loom_node)v : -1;
+}
+
+loom_graph *loom_graph_new_head(const loom_graph *g, int classes, uint64_t seed) {
+    if (!g || !g->finished) {
+        loom_fail(LOOM_EINVAL, "loom_graph_new_head: the graph is not finished");
+        return NULL;
+    }
+    if (classes < 1) {
+        loom_fail(LOOM_EINVAL, "loom_graph_new_head: %d classes", classes);
+        return NULL;
+    }
+    int d = -1;
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].op == LOOM_OP_DENSE) d = i;
+    if (d < 0) {
+        loom_fail(LOOM_EUNSUPPORTED, "%s has no dense layer to replace by a new head", g->name);
+        return NULL;
+    }
+    for (int i = d + 1; i < g->n; i++) {
+        const loom_layer *l = &g->nodes[i];
+        if ((l->op != LOOM_OP_SOFTMAX && l->op != LOOM_OP_LOG_SOFTMAX) || l->in[0] != i - 1) {
+            loom_fail(LOOM_EUNSUPPORTED, "%s: after its last dense layer %s comes %s (%s): only a softmax may follow the "
+                      "head that is replaced", g->name, g->nodes[d].name, l->name, op_names[l->op]);
+            return NULL;
+        }
+    }
+    loom_graph *h = loom_graph_new(g->name);
+    if (!h) return NULL;
+    h->default_init = g->default_init;
+    for (int i = 0; i < d; i++) {
+        loom_layer *l = add_layer(h, g->nodes[i].op, g->nodes[i].nin, g->nodes[i].in);
+        if (!l) break;
+        *l = g->nodes[i];
+    }
+    loom_node x = h->err[0] ? -1 : loom_dense(h, g->nodes[d].in[0], classes);
+    if (x >= 0) snprintf(h->nodes[x].name, sizeof h->nodes[x].name, "%s", g->nodes[d].name);
+    for (int i = d + 1; i < g->n && x >= 0; i++)
+        x = g->nodes[i].op == LOOM_OP_SOFTMAX ? loom_softmax(h, x) : loom_log_softmax(h, x);
+    if (x < 0 || loom_graph_finish(h, seed)) {
+        loom_fail(LOOM_EINVAL, "%s: a new head: %s", g->name, h->err);
+        loom_graph_free(h);
+        return NULL;
+    }
+    for (int i = 0; i < d; i++) {
+        const loom_layer *a = &g->nodes[i], *b = &h->nodes[i];
+        memcpy(h->params + b->param_off, g->params + a->param_off, a->param_count * sizeof(float));
+        memcpy(h->buffers + b->buf_off, g->buffers + a->buf_off, a->buf_count * sizeof(float));
+    }
+    return h;
 }

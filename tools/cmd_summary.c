@@ -1,5 +1,5 @@
-/* loom summary: the layer table of a zoo model or of a checkpoint (with where
- * its training stands). */
+/* loom summary: the layer table of a zoo model, an ONNX model or a checkpoint
+ * (with where its training stands). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +10,7 @@
 #include "runinfo.h"
 
 static const cli_opt summary_options[] = {
-    CLI_OPT("model", "NAME", "zoo model (or give NAME or a checkpoint FILE as the argument)", "lenet5"),
+    CLI_OPT("model", "NAME", "zoo model (or give NAME, a checkpoint FILE or an .onnx FILE as the argument)", "lenet5"),
     CLI_OPT("input", "CxHxW", "input shape for a zoo model", "1x28x28"),
     CLI_OPT("classes", "N", "number of classes for a zoo model", "10"),
     CLI_OPT("list", NULL, "list the zoo models", NULL),
@@ -68,7 +68,17 @@ int cmd_summary(int argc, char **argv) {
     }
     if (!what) what = cli_get(o, "model");
     loom_graph *g = NULL;
-    if (strchr(what, '/') || strstr(what, ".safetensors")) {
+    if (loom_onnx_sniff(what)) {
+        if (cli_given(o, "input") || cli_given(o, "classes")) {
+            fprintf(stderr, "loom summary: --input and --classes describe a zoo model; %s has its own\n", what);
+            return EXIT_USAGE;
+        }
+        if (!(g = loom_onnx_import(what))) {
+            fprintf(stderr, "loom summary: %s\n", loom_error());
+            return EXIT_FAILED;
+        }
+        printf("ONNX model %s: the layer names are what --freeze-until and loom features take\n", what);
+    } else if (strchr(what, '/') || strstr(what, ".safetensors")) {
         if (cli_given(o, "input") || cli_given(o, "classes")) {
             fprintf(stderr, "loom summary: --input and --classes describe a zoo model; %s has its own\n", what);
             return EXIT_USAGE;

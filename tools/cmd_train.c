@@ -98,7 +98,12 @@ static const cli_opt train_options[] = {
     {"data", "PATH", "training data: IDX folder/file, .csv, a folder of class folders (or of seg_train/seg_test), "
                      "CIFAR batches", DEFAULT_DATA, 0, NULL},
     {"model", "NAME", "zoo model (loom summary --list); default lenet5 up to 32 px, else minivgg", NULL, 0, NULL},
-    {"init", "FILE", "start from this checkpoint's architecture and weights (fine-tuning)", NULL, 0, NULL},
+    {"init", "FILE", "start from this checkpoint's or ONNX model's architecture and weights (fine-tuning)", NULL, 0,
+     NULL},
+    {"classes", "N", "with --init: replace the model's last dense layer by a new one for the data's N classes "
+                     "(transfer learning)", NULL, 0, NULL},
+    {"freeze-until", "LAYER", "with --init: freeze the layers up to and including LAYER (a name loom summary shows, "
+                              "or an index): no updates, and no backward pass through them", NULL, 0, NULL},
     {"resume", "FILE", "continue the run saved in this checkpoint (its settings come with it)", NULL, 0, NULL},
     {"val", "PATH", "validation data (default: the data's test split if it has one, else --val-split 0.1)", NULL, 0,
      NULL},
@@ -146,6 +151,11 @@ static int parse(train_run *r, cli_opt *o, int argc, char **argv) {
         cli_exclude("train", o, "resume", "overwrite", "a resumed run continues in its own folder") ||
         cli_exclude("train", o, "val", "val-split", "validation data comes from one place"))
         return EXIT_USAGE;
+    if (!cli_given(o, "init") && (cli_given(o, "classes") || cli_given(o, "freeze-until"))) {
+        say("--%s applies to a model given with --init (a zoo model is built for the data's classes and trains "
+            "whole)", cli_given(o, "classes") ? "classes" : "freeze-until");
+        return EXIT_USAGE;
+    }
     if (cli_given(o, "overwrite") && !cli_given(o, "checkpoint")) {
         say("--overwrite needs --checkpoint DIR (the folder whose run it replaces)");
         return EXIT_USAGE;
@@ -287,6 +297,11 @@ static int lock_folder(train_run *r) {
 static int from_checkpoint(train_run *r) {
     const char *resume = cli_get(r->o, "resume"), *init = cli_get(r->o, "init");
     if (init) {
+        if (loom_onnx_sniff(init)) {
+            if (!(r->g = loom_onnx_import(init))) return failed("--init");
+            model_side_of_graph(&r->init_side, r->g);
+            return 0;
+        }
         if (!(r->ck = loom_checkpoint_open(init)) || !(r->g = loom_checkpoint_graph(r->ck)) ||
             model_side_of_checkpoint(&r->init_side, r->ck, r->g))
             return failed("--init");
@@ -624,6 +639,55 @@ static int open_val(train_run *r, const char *dpath, loom_dataset_opts dop, mode
     return 0;
 }
 
+/* --classes N: the model's last dense layer replaced by a new one for the data's classes. */
+static int new_head(train_run *r, int data_classes, const char *dpath) {
+    long k;
+    if (cli_int("train", r->o, "classes", 1, 1000000, &k)) return EXIT_USAGE;
+    if (k != data_classes) {
+        say("--classes %ld: %s has %d classes, and the new head is trained on them", k, dpath, data_classes);
+        return EXIT_USAGE;
+    }
+    loom_graph *h = loom_graph_new_head(r->g, (int)k, (uint64_t)r->seed);
+    if (!h) return failed("--classes");
+    loom_graph_free(r->g);
+    r->g = h;
+    model_side_free(&r->init_side);
+    model_side_of_graph(&r->init_side, r->g);
+    return 0;
+}
+
+/* --freeze-until LAYER: layers 1 to LAYER keep their weights. */
+static int freeze(train_run *r) {
+    const char *name = cli_get(r->o, "freeze-until");
+    /* --init: the whole model trains, whatever the checkpoint had frozen, but for scale layers (an ONNX
+     * model's constants, such as its input normalisation) */
+    for (int i = 1; i < loom_graph_count(r->g); i++)
+        if (loom_graph_layer(r->g, i)->op != LOOM_OP_SCALE) loom_graph_set_frozen(r->g, i, 0);
+    if (!name) return 0;
+    loom_node x = loom_graph_find(r->g, name);
+    int n = loom_graph_count(r->g), head = -1;
+    for (int i = 0; i < n; i++)
+        if (loom_graph_layer(r->g, i)->op == LOOM_OP_DENSE) head = i;
+    if (x < 1) {
+        say("--freeze-until %s: the model has no layer of that name (loom summary %s lists them)", name,
+            cli_get(r->o, "init"));
+        return EXIT_USAGE;
+    }
+    if (x >= head) {
+        say("--freeze-until %s: that is layer %d, at or after the last dense layer (%d, %s): nothing would train", name,
+            x, head, loom_graph_layer(r->g, head)->name);
+        return EXIT_USAGE;
+    }
+    size_t frozen = 0;
+    for (int i = 1; i <= x; i++) {
+        loom_graph_set_frozen(r->g, i, 1);
+        frozen += loom_graph_layer(r->g, i)->param_count;
+    }
+    printf("frozen: layers 1 to %d (up to %s), %zu of %zu parameters; backward stops above them\n", x,
+           loom_graph_layer(r->g, x)->name, frozen, loom_graph_param_count(r->g));
+    return 0;
+}
+
 static int open_data(train_run *r) {
     const char *dpath = cli_get(r->o, "data");
     loom_dataset_opts dop = {.channels = r->channels, .height = r->ih, .width = r->iw, .split = "train"};
@@ -643,13 +707,14 @@ static int open_data(train_run *r) {
     if (rc) return rc;
     /* the input: what the model takes (its own, when it comes from a file) */
     int c = b->c, h = r->ih ? r->ih : b->h, w = r->iw ? r->iw : b->w;
-    if (r->ck && cli_get(r->o, "init")) {
-        const model_side *m = &r->init_side;
+    if (r->g && cli_get(r->o, "init")) {
+        model_side *m = &r->init_side;
+        if (cli_given(r->o, "classes") && (rc = new_head(r, b->num_classes, dpath))) return rc;
         if (b->num_classes != m->classes) {
             char a[256], e[256];
-            say("--init %s: its model has %s, %s has %s", cli_get(r->o, "init"),
-                describe_classes(m->classes, m->names, a, sizeof a), dpath,
-                describe_classes(b->num_classes, b->class_names, e, sizeof e));
+            say("--init %s: its model has %s, %s has %s (--classes %d replaces its last dense layer for them)",
+                cli_get(r->o, "init"), describe_classes(m->classes, m->names, a, sizeof a), dpath,
+                describe_classes(b->num_classes, b->class_names, e, sizeof e), b->num_classes);
             return EXIT_FAILED;
         }
         if (c != m->c || (r->ih ? r->ih != m->h || r->iw != m->w : b->h != m->h || b->w != m->w)) {
@@ -721,6 +786,10 @@ static int build_model(train_run *r) {
             say("%s%s", loom_error(), cli_get(r->o, "image-size") ? " (a larger --image-size?)" : "");
             return EXIT_USAGE; /* the model cannot take this input: a choice of the command line */
         }
+    }
+    if (cli_get(r->o, "init")) {
+        int rc = freeze(r);
+        if (rc) return rc;
     }
     snprintf(r->epochs_buf, sizeof r->epochs_buf, "%ld", r->epochs);
     const loom_layer *in = loom_graph_layer(r->g, 0);

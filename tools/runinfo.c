@@ -207,10 +207,15 @@ int model_side_of_checkpoint(model_side *m, const loom_checkpoint *ck, const loo
         runinfo_free(&ri);
         return LOOM_OK;
     }
+    model_side_of_graph(m, g);
+    return LOOM_OK;
+}
+
+void model_side_of_graph(model_side *m, const loom_graph *g) {
+    memset(m, 0, sizeof *m);
     const loom_layer *in = loom_graph_layer(g, 0);
     m->classes = (int)loom_graph_layer(g, loom_graph_output(g))->size;
     m->c = m->native_c = in->c;
     m->h = m->native_h = in->h;
     m->w = m->native_w = in->w;
-    return LOOM_OK;
 }

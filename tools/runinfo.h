@@ -38,5 +38,7 @@ void runinfo_truncate(run_info *ri, int epoch);
 /* What a checkpoint's model was trained on: from its loom.run when it has
  * one, else from the graph alone (input shape, output count, no names). */
 int model_side_of_checkpoint(model_side *m, const loom_checkpoint *ck, const loom_graph *g);
+/* What a model itself takes: its input shape and output count (no class names). */
+void model_side_of_graph(model_side *m, const loom_graph *g);
 
 #endif

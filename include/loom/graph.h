@@ -52,7 +52,7 @@ typedef struct {
 /* One layer. Fields are read-only for users; offsets index the graph's flat arrays. */
 typedef struct {
     loom_op op;
-    char name[32];
+    char name[64];
     int nin;
     loom_node in[LOOM_MAX_INPUTS];
     int c, h, w;              /* output shape of one sample (dense: c = features) */
@@ -126,6 +126,18 @@ void loom_graph_set_default_init(loom_graph *g, loom_init weight);
 void loom_graph_set_frozen(loom_graph *g, loom_node x, int frozen);
 /* A batch-norm layer's epsilon and running-statistics momentum (default 1e-5, 0.1). */
 void loom_graph_set_batchnorm(loom_graph *g, loom_node x, float eps, float momentum);
+
+/* Rename layer x (a graph being built or finished): 1 to 63 characters,
+ * unique in the graph. LOOM_OK, or LOOM_ERR (loom_error says why; the
+ * graph itself is not marked as broken). */
+int loom_graph_set_name(loom_graph *g, loom_node x, const char *name);
+/* The layer of that name, or of that index when name is a number; -1 if none. */
+loom_node loom_graph_find(const loom_graph *g, const char *name);
+/* Transfer learning: a finished copy of g whose last dense layer is replaced
+ * by a new one of `classes` outputs (initialised from seed), keeping every
+ * layer before it with its weights, names and frozen flags, and a softmax or
+ * log-softmax after it. NULL on error (no dense layer; other layers after it). */
+loom_graph *loom_graph_new_head(const loom_graph *g, int classes, uint64_t seed);
 
 /* Check the graph, lay out the flat arrays and initialise them from seed.
  * The last node added is the output. LOOM_OK or LOOM_ERR (see loom_graph_error). */
