@@ -21,6 +21,16 @@
 
 #include "loom/error.h"
 
+/* In every build: so that a build without ONNX says so for an ONNX file. */
+int loom_onnx_sniff(const char *path) {
+    /* field 1 (ir_version), varint: tag byte 0x08 */
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    int c = fgetc(f);
+    fclose(f);
+    return c == 0x08;
+}
+
 #ifndef LOOM_HAVE_ONNX
 
 int loom_onnx_available(void) { return 0; }
@@ -32,10 +42,6 @@ loom_graph *loom_onnx_import(const char *path) {
     loom_fail(LOOM_EUNSUPPORTED, "%s: loom was built without ONNX support (cmake -DLOOM_ONNX=ON; libonnx-dev, "
                                  "protobuf-c-compiler, libprotobuf-c-dev)", path);
     return NULL;
-}
-int loom_onnx_sniff(const char *path) {
-    (void)path;
-    return 0;
 }
 float *loom_onnx_read_tensor(const char *path, int64_t dims[8], int *rank, size_t *count) {
     (void)dims, (void)rank, (void)count;
@@ -928,14 +934,6 @@ static int read_file(const char *path, uint8_t **buf, size_t *len) {
     return LOOM_OK;
 }
 
-int loom_onnx_sniff(const char *path) {
-    /* field 1 (ir_version), varint: tag byte 0x08 */
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    int c = fgetc(f);
-    fclose(f);
-    return c == 0x08;
-}
 
 /* The graph's one data input: [N, C, H, W] or [N, F], the batch free. */
 static int graph_input(importer *im) {
