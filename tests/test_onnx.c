@@ -145,6 +145,55 @@ static void training(const char *dir) {
     free(x);
 }
 
+/* Export, import back: the same outputs (the zoo's layers, with batch-norm
+ * statistics away from 0 and 1). */
+static void export_roundtrip(const char *model, int c, int h, int w) {
+    loom_graph *g = loom_zoo_build(model, c, h, w, 6, 4);
+    CHECK(g != NULL, "%s: %s", model, loom_error());
+    if (!g) return;
+    float *B = loom_graph_buffers(g);
+    for (int i = 0; i < loom_graph_count(g); i++) {
+        const loom_layer *l = loom_graph_layer(g, i);
+        for (int k = 0; k < (int)l->buf_count / 2; k++) {
+            B[l->buf_off + k] = 0.1f * (float)((k * 37 + i) % 11 - 5) / 5;
+            B[l->buf_off + l->buf_count / 2 + k] = 0.5f + (float)((k * 13 + i) % 7) / 7;
+        }
+    }
+    char path[] = "/tmp/loom_export_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd >= 0) close(fd);
+    CHECK(fd >= 0 && loom_onnx_export(g, path) == LOOM_OK, "%s: export: %s", model, loom_error());
+    loom_graph *h2 = loom_onnx_import(path);
+    CHECK(h2 != NULL, "%s: import of the export: %s", model, loom_error());
+    if (h2) {
+        int n = 3;
+        size_t isz = loom_graph_layer(g, 0)->size, osz = 6;
+        loom_exec *a = loom_exec_new(g, n), *b = loom_exec_new(h2, n);
+        CHECK(a && b, "%s: execs: %s", model, loom_error());
+        if (a && b) {
+            for (size_t q = 0; q < n * isz; q++) loom_exec_input(a)[q] = (float)((q * 7919) % 1000) / 1000.0f;
+            memcpy(loom_exec_input(b), loom_exec_input(a), n * isz * sizeof(float));
+            CHECK(loom_exec_forward(a, n, 0, 0, 0) == LOOM_OK && loom_exec_forward(b, n, 0, 0, 0) == LOOM_OK,
+                  "%s: forward: %s", model, loom_error());
+            double worst = 0, scale = 0;
+            for (size_t q = 0; q < n * osz; q++) {
+                worst = fmax(worst, fabs((double)loom_exec_output(a)[q] - loom_exec_output(b)[q]));
+                scale = fmax(scale, fabs((double)loom_exec_output(a)[q]));
+            }
+            CHECK(worst <= 1e-5 * fmax(scale, 1), "%s: exported and imported back, the outputs differ by %g", model, worst);
+            CHECK(loom_graph_param_count(h2) == loom_graph_param_count(g), "%s: %zu parameters back, %zu out", model,
+                  loom_graph_param_count(h2), loom_graph_param_count(g));
+            printf("%-10s exported (%d layers) and imported back (%d): outputs differ by %.2g (of %.2g)\n", model,
+                   loom_graph_count(g), loom_graph_count(h2), worst, scale);
+        }
+        loom_exec_free(a);
+        loom_exec_free(b);
+    }
+    unlink(path);
+    loom_graph_free(h2);
+    loom_graph_free(g);
+}
+
 int main(void) {
     if (!loom_onnx_available()) TEST_SKIP("loom was built without ONNX import (LOOM_ONNX=OFF)");
     const char *data = getenv("LOOM_TEST_DATA") ? getenv("LOOM_TEST_DATA") : "data";
@@ -165,6 +214,9 @@ int main(void) {
     pytorch_model(dir, "cnn_bn");
     pytorch_model(dir, "cnn_ops");
     pytorch_model(dir, "pad_conv");
+    const struct { const char *m; int c, h, w; } zoo[] = {{"lenet5", 1, 28, 28}, {"mlp", 1, 8, 8}, {"minivgg", 3, 16, 16},
+        {"resnet", 3, 16, 16}, {"inception", 3, 32, 32}, {"alexnet", 3, 64, 64}, {"vgg11", 3, 32, 32}};
+    for (size_t k = 0; k < sizeof zoo / sizeof *zoo; k++) export_roundtrip(zoo[k].m, zoo[k].c, zoo[k].h, zoo[k].w);
     checkpoint_roundtrip(dir, "cnn_bn");
     checkpoint_roundtrip(dir, "cnn_ops");
     training(dir);

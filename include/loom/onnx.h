@@ -36,6 +36,12 @@ loom_graph *loom_onnx_import_with(const char *path, int nconst, const char *cons
  * ir_version), without parsing it: for telling it from a checkpoint. */
 int loom_onnx_sniff(const char *path);
 
+/* Write g as an ONNX model (opset 13, IR 8) at path, atomically: each layer
+ * as the node(s) that compute it in inference, weights as initializers named
+ * as in loom's checkpoints, the batch dimension symbolic ("N"). LOOM_OK or
+ * LOOM_ERR. */
+int loom_onnx_export(const loom_graph *g, const char *path);
+
 /* A float32 tensor stored as a serialized TensorProto (the .pb files of
  * ONNX's backend test data): its values (malloc'd; *count of them) and its
  * shape (rank into *rank, at most 8 dimensions into dims). NULL on error. */
