@@ -76,6 +76,8 @@ pid=$!
 for _ in $(seq 600); do [ -s busy/.lock ] && break; sleep 0.05; done
 run train --data d/train.csv --epochs 1 --checkpoint busy --overwrite
 expect "a second run on a busy folder is refused" 1 "busy is in use by another loom process (pid $pid)"
+# SIGTERM once it trains (the lock comes before the data is read; a slow sanitizer build may still be reading it)
+for _ in $(seq 1200); do [ -s busy/last.safetensors ] && break; sleep 0.05; done
 kill -TERM $pid
 wait $pid
 rc=$?
