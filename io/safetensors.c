@@ -67,8 +67,14 @@ static int parse_entry(sft_file *s, const char *key, const json_t *v, sft_tensor
     const json_t *shape = jf_get(&r, "shape", JSON_ARRAY);
     const json_t *offs = jf_get(&r, "data_offsets", JSON_ARRAY);
     if (jf_done(&r)) return -1;
-    if (strcmp(json_string_value(dt), "F32"))
-        return jf_fail(&r, "dtype %.32s, loom reads only F32", json_string_value(dt));
+    /* other element types are listed (a PyTorch state_dict has I64 counters), read only as F32 */
+    static const char *const types[] = {"F32", "F64", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL",
+                                        "U16", "U32", "U64"};
+    static const int sizes[] = {4, 8, 2, 2, 8, 4, 2, 1, 1, 1, 2, 4, 8};
+    int es = 0;
+    for (size_t k = 0; k < sizeof types / sizeof *types; k++)
+        if (!strcmp(json_string_value(dt), types[k])) es = sizes[k], snprintf(t->dtype, sizeof t->dtype, "%s", types[k]);
+    if (!es) return jf_fail(&r, "dtype %.32s is not one of safetensors' types", json_string_value(dt));
     t->name = key;
     size_t nd = json_array_size(shape);
     if (nd > SFT_MAX_DIMS) return jf_fail(&r, "%zu dimensions (at most %d)", nd, SFT_MAX_DIMS);
@@ -90,7 +96,7 @@ static int parse_entry(sft_file *s, const char *key, const json_t *v, sft_tensor
                            "-byte data section", t->begin, t->end, s->data_len);
     /* The element count is bounded by the data section before it is
      * multiplied out, so it cannot overflow. */
-    uint64_t elems = 1, limit = s->data_len / 4;
+    uint64_t elems = 1, limit = s->data_len / (uint64_t)es;
     int zero = 0, big = 0;
     for (int i = 0; i < t->ndim; i++) zero |= t->shape[i] == 0;
     for (int i = 0; i < t->ndim && !zero && !big; i++) {
@@ -102,10 +108,10 @@ static int parse_entry(sft_file *s, const char *key, const json_t *v, sft_tensor
     if (big)
         return jf_fail(&r, "shape %s needs more than the %" PRIu64 "-byte data section", sh, s->data_len);
     if (zero) elems = 0;
-    if (t->end - t->begin != elems * 4)
+    if (t->end - t->begin != elems * (uint64_t)es)
         return jf_fail(&r, "data_offsets [%" PRIu64 ",%" PRIu64 "] hold %" PRIu64
-                           " bytes but shape %s of F32 needs %" PRIu64,
-                       t->begin, t->end, t->end - t->begin, sh, elems * 4);
+                           " bytes but shape %s of %s needs %" PRIu64,
+                       t->begin, t->end, t->end - t->begin, sh, t->dtype, elems * (uint64_t)es);
     return 0;
 }
 
@@ -233,6 +239,9 @@ const char *sft_meta(const sft_file *s, const char *key) {
 size_t sft_count(const sft_tensor *t) { return (size_t)((t->end - t->begin) / 4); }
 
 int sft_read(sft_file *s, const sft_tensor *t, float *dst) {
+    if (strcmp(t->dtype, "F32"))
+        return loom_fail(LOOM_EUNSUPPORTED, "%s: tensor %s is %s: loom reads F32 (in PyTorch, .float() before saving)",
+                         s->path, t->name, t->dtype);
     size_t n = sft_count(t);
     if (fseeko(s->f, (off_t)(s->data_start + t->begin), SEEK_SET) != 0)
         return loom_fail(LOOM_EIO, "%s: tensor %s: cannot seek: %s", s->path, t->name, strerror(errno));

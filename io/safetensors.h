@@ -20,6 +20,7 @@ typedef struct {
     int ndim;
     int64_t shape[SFT_MAX_DIMS];
     uint64_t begin, end;    /* bytes, relative to the data start */
+    char dtype[8];          /* "F32" (all loom reads), or another the format has (F16, I64, ...) */
 } sft_tensor;
 
 typedef struct {

@@ -194,6 +194,32 @@ static void export_roundtrip(const char *model, int c, int h, int w) {
     loom_graph_free(g);
 }
 
+/* A PyTorch state_dict (safetensors, tools/export_torch_state.py) into the zoo model it was made for. */
+static void torch_state(const char *data, const char *model, int c, int h, int w, int k) {
+    char path[1024], dir[512];
+    snprintf(dir, sizeof dir, "%s/torch", data);
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, model);
+    loom_graph *g = loom_zoo_build(model, c, h, w, k, 99);
+    CHECK(g != NULL, "%s: %s", model, loom_error());
+    if (!g) return;
+    CHECK(loom_load_torch_state(g, path) == LOOM_OK, "%s: %s", model, loom_error());
+    double d = vs_reference(g, dir, model);
+    CHECK(d >= 0 && d <= 1e-4, "%s with PyTorch's weights: max abs difference %g", model, d);
+    printf("%-10s PyTorch state_dict loaded: max abs difference from PyTorch's output %.2g\n", model, d);
+    loom_graph_free(g);
+    /* the wrong model: refused, naming the tensor, and nothing written */
+    loom_graph *o = loom_zoo_build(strcmp(model, "lenet5") ? "lenet5" : "mlp", 1, 28, 28, 10, 99);
+    size_t np = o ? loom_graph_param_count(o) : 0;
+    float *before = o ? malloc(np * sizeof(float)) : NULL;
+    if (before) memcpy(before, loom_graph_params(o), np * sizeof(float));
+    CHECK(o && loom_load_torch_state(o, path) == LOOM_ERR && strstr(loom_error(), path), "%s into another model: %s",
+          model, loom_error());
+    printf("  into another model: %s\n", loom_error());
+    CHECK(before && !memcmp(before, loom_graph_params(o), np * sizeof(float)), "a refused load changed the weights");
+    free(before);
+    loom_graph_free(o);
+}
+
 int main(void) {
     if (!loom_onnx_available()) TEST_SKIP("loom was built without ONNX import (LOOM_ONNX=OFF)");
     const char *data = getenv("LOOM_TEST_DATA") ? getenv("LOOM_TEST_DATA") : "data";
@@ -217,6 +243,8 @@ int main(void) {
     const struct { const char *m; int c, h, w; } zoo[] = {{"lenet5", 1, 28, 28}, {"mlp", 1, 8, 8}, {"minivgg", 3, 16, 16},
         {"resnet", 3, 16, 16}, {"inception", 3, 32, 32}, {"alexnet", 3, 64, 64}, {"vgg11", 3, 32, 32}};
     for (size_t k = 0; k < sizeof zoo / sizeof *zoo; k++) export_roundtrip(zoo[k].m, zoo[k].c, zoo[k].h, zoo[k].w);
+    torch_state(data, "lenet5", 1, 28, 28, 10);
+    torch_state(data, "resnet", 3, 16, 16, 6);
     checkpoint_roundtrip(dir, "cnn_bn");
     checkpoint_roundtrip(dir, "cnn_ops");
     training(dir);

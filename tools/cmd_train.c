@@ -104,6 +104,8 @@ static const cli_opt train_options[] = {
                      "(transfer learning)", NULL, 0, NULL},
     {"freeze-until", "LAYER", "with --init: freeze the layers up to and including LAYER (a name loom summary shows, "
                               "or an index): no updates, and no backward pass through them", NULL, 0, NULL},
+    {"weights", "FILE", "initial weights for --model from a PyTorch state_dict saved as safetensors (layers paired "
+                        "by order and shape)", NULL, 0, NULL},
     {"resume", "FILE", "continue the run saved in this checkpoint (its settings come with it)", NULL, 0, NULL},
     {"val", "PATH", "validation data (default: the data's test split if it has one, else --val-split 0.1)", NULL, 0,
      NULL},
@@ -148,6 +150,8 @@ static int parse(train_run *r, cli_opt *o, int argc, char **argv) {
     if (pr) return pr > 0 ? DONE : EXIT_USAGE;
     if (cli_exclude("train", o, "resume", "init", "a resumed run has its weights already") ||
         cli_exclude("train", o, "init", "model", "--init takes the architecture from its checkpoint") ||
+        cli_exclude("train", o, "init", "weights", "--init brings its own weights") ||
+        cli_exclude("train", o, "resume", "weights", "a resumed run has its weights already") ||
         cli_exclude("train", o, "resume", "overwrite", "a resumed run continues in its own folder") ||
         cli_exclude("train", o, "val", "val-split", "validation data comes from one place"))
         return EXIT_USAGE;
@@ -790,6 +794,14 @@ static int build_model(train_run *r) {
     if (cli_get(r->o, "init")) {
         int rc = freeze(r);
         if (rc) return rc;
+    }
+    const char *wpath = cli_get(r->o, "weights");
+    if (wpath) {
+        if (loom_load_torch_state(r->g, wpath)) {
+            say("--weights: %s", loom_error());
+            return EXIT_FAILED;
+        }
+        printf("weights: %s (PyTorch state_dict) into %s\n", wpath, loom_graph_name(r->g));
     }
     snprintf(r->epochs_buf, sizeof r->epochs_buf, "%ld", r->epochs);
     const loom_layer *in = loom_graph_layer(r->g, 0);

@@ -81,6 +81,14 @@ int loom_checkpoint_read(loom_checkpoint *ck, const loom_ckpt_tensor *t);
 /* open + graph + close: the model of a checkpoint. NULL on error. */
 loom_graph *loom_checkpoint_load(const char *path);
 
+/* PyTorch weights: a state_dict saved as safetensors (F32) into g, a loom
+ * model of the same architecture. Modules are paired with loom's layers that
+ * have parameters by order (module paths in natural order) and checked by
+ * shape: Conv2d, Linear, BatchNorm (running statistics too);
+ * num_batches_tracked is ignored. On any mismatch nothing is written and the
+ * error names the tensor, both shapes and the layer. LOOM_OK or LOOM_ERR. */
+int loom_load_torch_state(loom_graph *g, const char *path);
+
 /* The tensors of a flat array laid out like g's parameters (base: one float
  * per parameter), named "<prefix><layer>.weight" / ".bias" with the shapes of
  * the model's own tensors, pointing into base: how optimizer state and

@@ -28,6 +28,15 @@ run train --init t/last.safetensors --data f --image-size 28x28 --channels 1 --e
 expect "the second phase: the whole model from the first phase's checkpoint" 0 "final "
 lacks "nothing frozen in the second phase" "frozen:"
 
+# PyTorch weights (a state_dict as safetensors) into a zoo model
+W=$(cd "$D/../torch" && pwd)
+run train --model lenet5 --weights "$W/lenet5.safetensors" --data d/train.csv --epochs 1 --quiet
+expect "a PyTorch state_dict starts a zoo model" 0 "weights: $W/lenet5.safetensors (PyTorch state_dict) into lenet5"
+run train --model minivgg --weights "$W/lenet5.safetensors" --data d/train.csv --epochs 1
+expect "a state_dict of another architecture" 1 "0.weight has shape [6,1,5,5], loom's layer conv2d_1 (conv2d) needs"
+run train --init "$D/lenet5.onnx" --weights "$W/lenet5.safetensors" --data d/train.csv --epochs 1
+expect "--weights with --init" 2 "--init brings its own weights"
+
 # wrong uses
 run train --classes 6 --data f --epochs 1
 expect "--classes without --init" 2 "--classes applies to a model given with --init"
