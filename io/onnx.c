@@ -677,7 +677,7 @@ static int op_batchnorm(importer *im) {
         return UNSUPPORTED("training mode (running statistics as outputs): import the inference graph");
     if (x->rank != 4 && x->rank != 2) return UNSUPPORTED("a %d-d input: loom normalizes channels of [N, C, H, W] or features of [N, F]", x->rank);
     if (im->opset < 9 && attr_int(im, "spatial", 1) != 1) return UNSUPPORTED("spatial = 0 (statistics per position)");
-    const loom_layer *xl = layer(im, x);
+    const int C = layer(im, x)->c; /* not a pointer: adding a layer moves the layers */
     loom_node y = loom_batchnorm(im->g, x->node);
     if (y < 0) return out_node(im, y, x->rank);
     float eps = attr_float(im, "epsilon", 1e-5f), mom = attr_float(im, "momentum", 0.9f);
@@ -690,9 +690,9 @@ static int op_batchnorm(importer *im) {
     for (int k = 0; k < 4; k++) {
         size_t n;
         if (!(*dst[k] = tensor_floats(im, vs[k]->t, vs[k]->name, &n))) return LOOM_ERR;
-        if (n != (size_t)xl->c) return BAD("%s has %zu values for %d channels", vs[k]->name, n, xl->c);
+        if (n != (size_t)C) return BAD("%s has %zu values for %d channels", vs[k]->name, n, C);
     }
-    for (int c = 0; c < xl->c; c++)
+    for (int c = 0; c < C; c++)
         if (p->var[c] < 0) return BAD("%s: channel %d has variance %g", var->name, c, (double)p->var[c]);
     return out_node(im, y, x->rank);
 }
@@ -830,10 +830,9 @@ static int op_pad(importer *im) {
     if (p[0] || p[1] || p[4] || p[5]) return UNSUPPORTED("padding the batch or the channels");
     for (int k = 0; k < 8; k++)
         if (p[k] < 0 || p[k] > 1 << 16) return UNSUPPORTED("a pad of %lld (cropping)", (long long)p[k]);
-    if (define(im, im->node->output[0], x->node, 4, NULL)) return LOOM_ERR;
-    value *y = &im->v[im->nv - 1];
-    int add[4] = {(int)p[2], (int)p[3], (int)p[6], (int)p[7]};
-    for (int k = 0; k < 4; k++) y->pad[k] = x->pad[k] + add[k];
+    int pad[4] = {x->pad[0] + (int)p[2], x->pad[1] + (int)p[3], x->pad[2] + (int)p[6], x->pad[3] + (int)p[7]};
+    if (define(im, im->node->output[0], x->node, 4, NULL)) return LOOM_ERR; /* x may move */
+    memcpy(im->v[im->nv - 1].pad, pad, sizeof pad);
     return LOOM_OK;
 }
 
