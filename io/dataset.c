@@ -57,7 +57,17 @@ void loom_dataset_free(loom_dataset *ds) {
 int loom_dataset_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
     if (i >= ds->count)
         return loom_fail(LOOM_EINVAL, "%s: sample %zu requested, the set has %zu", ds->path, i, ds->count);
+    if (!ds->get)
+        return loom_fail(LOOM_EINVAL, "%s: a set of float features, not images (nothing to decode, resize or augment)",
+                         ds->path);
     return ds->get(ds, i, hwc, label);
+}
+
+int loom_dataset_get_f32(loom_dataset *ds, size_t i, float *x, int32_t *label) {
+    if (i >= ds->count)
+        return loom_fail(LOOM_EINVAL, "%s: sample %zu requested, the set has %zu", ds->path, i, ds->count);
+    if (!ds->get_f32) return loom_fail(LOOM_EINVAL, "%s: a set of images, not of float features", ds->path);
+    return ds->get_f32(ds, i, x, label);
 }
 
 int loom_dataset_label(loom_dataset *ds, size_t i, int32_t *label) {
@@ -94,6 +104,11 @@ typedef struct {
 static int subset_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label) {
     subset_impl *s = ds->impl;
     return loom_dataset_get(s->base, s->index[i], hwc, label);
+}
+
+static int subset_get_f32(loom_dataset *ds, size_t i, float *x, int32_t *label) {
+    subset_impl *s = ds->impl;
+    return loom_dataset_get_f32(s->base, s->index[i], x, label);
 }
 
 static int32_t subset_label(const loom_dataset *ds, size_t i) {
@@ -139,7 +154,8 @@ loom_dataset *loom_dataset_subset(loom_dataset *base, const uint32_t *index, siz
     ds->native_w = base->native_w;
     memcpy(ds->split, base->split, sizeof ds->split);
     ds->labeled = base->labeled;
-    ds->get = subset_get;
+    ds->get = base->get ? subset_get : NULL;
+    ds->get_f32 = base->get_f32 ? subset_get_f32 : NULL;
     if (base->label_of) ds->label_of = subset_label;
     ds->describe = subset_describe;
     if (base->num_classes) {
@@ -488,6 +504,7 @@ static loom_dataset *open_any(const char *path, const loom_dataset_opts *o) {
         return loom_dataset_open_folder(path, o);
     }
     if (has_suffix(path, ".csv")) return loom_dataset_open_csv(path, o);
+    if (has_suffix(path, ".safetensors")) return loom_dataset_open_features(path, o);
     if (has_suffix(path, ".bin")) return loom_dataset_open_cifar(path, o);
     if (is_image_file(path)) return loom_dataset_open_images(path, o);
     const char *kind = sniff(path);

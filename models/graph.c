@@ -609,3 +609,29 @@ loom_graph *loom_graph_new_head(const loom_graph *g, int classes, uint64_t seed)
     }
     return h;
 }
+
+loom_graph *loom_graph_new_prefix(const loom_graph *g, loom_node x) {
+    if (!g || !g->finished || x < 1 || x >= g->n) {
+        loom_fail(LOOM_EINVAL, "loom_graph_new_prefix: %s", !g || !g->finished ? "the graph is not finished" : "no such layer");
+        return NULL;
+    }
+    loom_graph *h = loom_graph_new(g->name);
+    if (!h) return NULL;
+    h->default_init = g->default_init;
+    for (int i = 0; i <= x; i++) {
+        loom_layer *l = add_layer(h, g->nodes[i].op, g->nodes[i].nin, g->nodes[i].in);
+        if (!l) break;
+        *l = g->nodes[i];
+    }
+    if (h->err[0] || loom_graph_finish(h, 0)) {
+        loom_fail(LOOM_EINVAL, "%s up to %s: %s", g->name, g->nodes[x].name, h->err);
+        loom_graph_free(h);
+        return NULL;
+    }
+    for (int i = 0; i <= x; i++) {
+        const loom_layer *a = &g->nodes[i], *b = &h->nodes[i];
+        memcpy(h->params + b->param_off, g->params + a->param_off, a->param_count * sizeof(float));
+        memcpy(h->buffers + b->buf_off, g->buffers + a->buf_off, a->buf_count * sizeof(float));
+    }
+    return h;
+}

@@ -19,6 +19,14 @@ loom_graph *loom_zoo_lenet5(int c, int h, int w, int classes) {
     return g;
 }
 
+/* Logistic regression: one dense layer (for features, from loom features). */
+loom_graph *loom_zoo_logreg(int c, int h, int w, int classes) {
+    loom_graph *g = loom_graph_new("logreg");
+    loom_node x = loom_input(g, c, h, w);
+    loom_dense(g, x, classes);
+    return g;
+}
+
 /* A two-hidden-layer perceptron. */
 loom_graph *loom_zoo_mlp(int c, int h, int w, int classes) {
     loom_graph *g = loom_graph_new("mlp");
@@ -207,6 +215,7 @@ static const struct {
     const char *about;
 } zoo[] = {
     {"mlp", loom_zoo_mlp, "a perceptron with two hidden layers"},
+    {"logreg", loom_zoo_logreg, "logistic regression: one dense layer (e.g. on features from loom features)"},
     {"lenet5", loom_zoo_lenet5, "LeNet-5 (LeCun et al. 1998), as in the paper's table"},
     {"minivgg", loom_zoo_minivgg, "two VGG blocks of conv3x3+BN+ReLU (32, 64), dense 512"},
     {"shallownet", loom_zoo_shallownet, "one conv layer: the smallest useful CNN, a baseline"},

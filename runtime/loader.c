@@ -81,9 +81,11 @@ static void fill(loom_loader *l, producer *p, slot *s, long k, int epoch) {
     s->failed = 0;
     for (long i = 0; i < n; i++) {
         uint32_t idx = l->perm[lo + i];
-        const uint8_t *px;
+        const uint8_t *px = NULL;
         int32_t label;
-        if (load_sample(l, p, idx, &px, &label)) {
+        int bad = ds->get_f32 ? loom_dataset_get_f32((loom_dataset *)ds, idx, s->b.x + (size_t)j * l->out_floats, &label)
+                              : load_sample(l, p, idx, &px, &label);
+        if (bad) {
             if (l->o.skip_bad) {
                 loom_warn("skipping unreadable sample: %s", loom_error());
                 if (l->o.bad) l->o.bad[idx] = 1;
@@ -96,7 +98,7 @@ static void fill(loom_loader *l, producer *p, slot *s, long k, int epoch) {
             break;
         }
         uint64_t key = loom_rng_key(l->o.seed, LOOM_RNG_AUGMENT, (uint64_t)epoch, idx);
-        if (loom_augment_apply(l->o.augment, px, ds->w, ds->h, ds->c, s->b.x + (size_t)j * l->out_floats,
+        if (!ds->get_f32 && loom_augment_apply(l->o.augment, px, ds->w, ds->h, ds->c, s->b.x + (size_t)j * l->out_floats,
                                l->o.out_w, l->o.out_h, key, p->scratch)) {
             snprintf(s->err, sizeof s->err, "%s", loom_error());
             s->kind = loom_error_kind();
@@ -160,6 +162,12 @@ loom_loader *loom_loader_new(loom_dataset *ds, const loom_loader_opts *o) {
         free(l);
         return NULL;
     }
+    if (ds->get_f32 && (o->augment || l->o.out_h != ds->h || l->o.out_w != ds->w)) {
+        loom_fail(LOOM_EINVAL, "%s: a set of float features is used as it is: no augmentation, resizing or scaling",
+                  ds->path);
+        free(l);
+        return NULL;
+    }
     l->P = o->producers > 0 ? o->producers : 1;
     l->K = o->slots > 0 ? o->slots : 2 * l->P + 1;
     l->src_bytes = (size_t)ds->c * ds->h * ds->w;
@@ -184,7 +192,7 @@ loom_loader *loom_loader_new(loom_dataset *ds, const loom_loader_opts *o) {
         if (!b->x || !b->y || !b->index) goto oom;
     }
     size_t budget = o->cache_budget ? o->cache_budget : (size_t)4 << 30;
-    int want_cache = o->cache > 0 || (o->cache == 0 && ds->count * l->src_bytes <= budget);
+    int want_cache = !ds->get_f32 && (o->cache > 0 || (o->cache == 0 && ds->count * l->src_bytes <= budget));
     if (want_cache) {
         l->cache = malloc(ds->count * l->src_bytes);
         l->cache_label = malloc(ds->count * sizeof(int32_t));

@@ -163,7 +163,7 @@ static void test_train_steps(void) {
     /* Small inputs keep the heavy models quick under sanitizers; the 150 px
      * inception run covers a stride-2 stem. */
     static const struct { const char *name; int c, h, w; } runs[] = {
-        {"mlp", 1, 28, 28},        {"lenet5", 1, 28, 28},   {"minivgg", 3, 32, 32},
+        {"mlp", 1, 28, 28},        {"logreg", 84, 1, 1},    {"lenet5", 1, 28, 28},   {"minivgg", 3, 32, 32},
         {"shallownet", 3, 32, 32}, {"alexnet", 3, 64, 64},  {"vgg", 3, 32, 32},
         {"vgg11", 3, 32, 32},      {"vgg13", 3, 32, 32},    {"vgg16", 1, 28, 28},
         {"resnet", 3, 32, 32},     {"resnet20", 3, 32, 32}, {"inception", 3, 150, 150},

@@ -23,7 +23,8 @@ static void describe(const loom_dataset *ds, const char *path) {
     snprintf(pred, sizeof pred, "%s/seg_pred", path);
     if (ds->split[0] && !strcmp(ds->format, "folder") && loom_is_dir(pred))
         printf("  (%s holds unlabelled images: not used for training; loom predict classifies them)\n", pred);
-    printf("  samples: %zu\n  image: %d x %d x %d (channels x height x width)", ds->count, ds->c, ds->h, ds->w);
+    if (ds->get_f32) printf("  samples: %zu\n  features: %d floats per sample", ds->count, ds->c);
+    else printf("  samples: %zu\n  image: %d x %d x %d (channels x height x width)", ds->count, ds->c, ds->h, ds->w);
     if (ds->native_c != ds->c || ds->native_h != ds->h || ds->native_w != ds->w)
         printf(", converted from %d x %d x %d (the first image)", ds->native_c, ds->native_h, ds->native_w);
     printf("\n  labels: %s\n", ds->labeled ? "yes" : "no (a test set)");
@@ -32,18 +33,19 @@ static void describe(const loom_dataset *ds, const char *path) {
 /* Read every record: each bad one named, the classes counted. The exit status. */
 static int check_records(loom_dataset *ds) {
     size_t sz = (size_t)ds->c * ds->h * ds->w;
-    uint8_t *buf = malloc(sz);
+    uint8_t *buf = malloc(sz * sizeof(float));
+    float *fbuf = (float *)(void *)buf;
     long *counts = calloc((size_t)ds->num_classes + 1, sizeof(long));
     long bad = 0, out_of_range = 0;
     double sum = 0;
     for (size_t i = 0; buf && counts && i < ds->count; i++) {
         int32_t lab;
-        if (loom_dataset_get(ds, i, buf, &lab)) {
+        if (ds->get_f32 ? loom_dataset_get_f32(ds, i, fbuf, &lab) : loom_dataset_get(ds, i, buf, &lab)) {
             if (bad < 50) printf("  bad record: %s\n", loom_error());
             bad++;
             continue;
         }
-        for (size_t k = 0; k < sz; k++) sum += buf[k];
+        for (size_t k = 0; k < sz; k++) sum += ds->get_f32 ? fbuf[k] : buf[k];
         if (!ds->labeled) continue;
         if (lab >= 0 && lab < ds->num_classes) counts[lab]++;
         else out_of_range++;
@@ -58,7 +60,7 @@ static int check_records(loom_dataset *ds) {
             else printf("    %3d %s\n", k, loom_dataset_class_name(ds, k, nb, sizeof nb));
     }
     size_t good = ds->count - (size_t)bad;
-    printf("  mean pixel value: %.2f\n", good ? sum / ((double)good * (double)sz) : 0.0);
+    printf("  mean %s value: %.2f\n", ds->get_f32 ? "feature" : "pixel", good ? sum / ((double)good * (double)sz) : 0.0);
     printf("  checked %zu records: %zu good, %ld bad%s\n", ds->count, good, bad,
            out_of_range ? " (and labels out of range)" : "");
     int ok = buf && counts;

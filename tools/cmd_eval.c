@@ -13,6 +13,8 @@
 #include "cli.h"
 #include "common.h"
 #include "runinfo.h"
+#include "io/safetensors.h"
+#include "loom/onnx.h"
 
 /* A checkpoint with a trainer sized for batch, and the data opened to match it. */
 typedef struct {
@@ -22,6 +24,8 @@ typedef struct {
     loom_dataset *ds;
     loom_augment *aug;
     int K, skip_bad;
+    int raw;          /* the outputs as they are (features), not probabilities */
+    const char *cut;  /* the layer whose outputs are wanted (NULL: the model's) */
 } session;
 
 static void session_free(session *s) {
@@ -33,7 +37,10 @@ static void session_free(session *s) {
 }
 
 /* Open ckpt and data for cmd. Returns 0, or an exit code after saying why. */
-static int session_open(const char *cmd, session *s, const char *ckpt, const cli_opt *o, int classes_matter) {
+/* cut: the layer whose outputs are wanted (NULL: the model's); raw: those
+ * outputs as they are, not probabilities. */
+static int session_open(const char *cmd, session *s, const char *ckpt, const cli_opt *o, int classes_matter,
+                        const char *cut, int raw) {
     memset(s, 0, sizeof *s);
     const char *data = cli_get(o, "data");
     long batch = 256, threads = 0;
@@ -45,15 +52,23 @@ static int session_open(const char *cmd, session *s, const char *ckpt, const cli
         fprintf(stderr, "loom %s: --split: '%s' is not a split (train or test)\n", cmd, split);
         return EXIT_USAGE;
     }
-    loom_checkpoint *ck = loom_checkpoint_open(ckpt);
-    if (!ck || !(s->g = loom_checkpoint_graph(ck)) || model_side_of_checkpoint(&s->side, ck, s->g)) {
+    s->cut = cut, s->raw = raw;
+    loom_checkpoint *ck = NULL;
+    char aspec[512] = "";
+    if (loom_onnx_sniff(ckpt)) { /* an ONNX model: its input as it is, pixels scaled to [0, 1] */
+        if (!(s->g = loom_onnx_import(ckpt))) {
+            fprintf(stderr, "loom %s: %s\n", cmd, loom_error());
+            return EXIT_FAILED;
+        }
+        model_side_of_graph(&s->side, s->g);
+    } else if (!(ck = loom_checkpoint_open(ckpt)) || !(s->g = loom_checkpoint_graph(ck)) ||
+               model_side_of_checkpoint(&s->side, ck, s->g)) {
         loom_checkpoint_close(ck);
         fprintf(stderr, "loom %s: %s\n", cmd, loom_error());
         return EXIT_FAILED;
     }
     /* normalization as in training */
-    char aspec[512] = "";
-    if (loom_checkpoint_meta(ck, "loom.run")) {
+    if (ck && loom_checkpoint_meta(ck, "loom.run")) {
         run_info ri;
         if (runinfo_read(&ri, ck) == LOOM_OK) {
             const char *a = runinfo_opt(&ri, "augment");
@@ -62,6 +77,23 @@ static int session_open(const char *cmd, session *s, const char *ckpt, const cli
         }
     }
     loom_checkpoint_close(ck);
+    if (s->cut) {
+        loom_node x = loom_graph_find(s->g, s->cut);
+        if (x < 1) {
+            fprintf(stderr, "loom %s: --layer %s: the model has no layer of that name (loom summary %s lists them)\n", cmd,
+                    s->cut, ckpt);
+            session_free(s);
+            return EXIT_USAGE;
+        }
+        loom_graph *p = loom_graph_new_prefix(s->g, x);
+        if (!p) {
+            fprintf(stderr, "loom %s: %s\n", cmd, loom_error());
+            session_free(s);
+            return EXIT_FAILED;
+        }
+        loom_graph_free(s->g);
+        s->g = p;
+    }
     const loom_layer *in = loom_graph_layer(s->g, 0);
     s->K = (int)loom_graph_layer(s->g, loom_graph_output(s->g))->size;
     loom_dataset_opts dop = {.channels = in->c, .height = in->h, .width = in->w, .split = cli_get(o, "split")};
@@ -72,6 +104,7 @@ static int session_open(const char *cmd, session *s, const char *ckpt, const cli
     if (classes_matter ? check_fits(data, s->ds, &s->side, resize, "--resize")
                        : check_shape(data, s->ds, &s->side, resize, "--resize"))
         goto fail;
+    if (s->ds->get_f32 && aspec[0]) aspec[0] = 0; /* features are taken as they are */
     if ((s->aug = eval_chain(aspec, &err)), err) goto fail;
     if (cli_given(o, "split") && !s->ds->split[0]) {
         fprintf(stderr, "loom %s: --split: %s has no train/test splits (it is a %s data set)\n", cmd, data,
@@ -118,7 +151,8 @@ static int run_all(const char *cmd, session *s, per_sample fn, void *user) {
         for (int j = 0; j < b->n; j++)
             if (b->y[j] < 0 || b->y[j] >= K) y = none;
         loom_trainer_eval(s->t, b->x, y, b->n, NULL, NULL, out);
-        for (int j = 0; j < b->n; j++) {
+        for (int j = 0; j < b->n && s->raw; j++) fn(user, at++, b, j, out + (size_t)j * K, K);
+        for (int j = 0; j < b->n && !s->raw; j++) {
             float *p = out + (size_t)j * K, mx = p[0], sum = 0;
             for (int k = 1; k < K; k++) mx = p[k] > mx ? p[k] : mx;
             for (int k = 0; k < K; k++) sum += p[k] = expf(p[k] - mx);
@@ -219,7 +253,7 @@ int cmd_eval(int argc, char **argv) {
         return EXIT_USAGE;
     }
     session s;
-    int rc = session_open("eval", &s, ckpt, o, 1);
+    int rc = session_open("eval", &s, ckpt, o, 1, NULL, 0);
     if (rc) return rc;
     if (!s.ds->labeled) {
         fprintf(stderr, "loom eval: %s has no labels: nothing to score against (loom predict gives the classes)\n",
@@ -334,7 +368,7 @@ int cmd_predict(int argc, char **argv) {
         return EXIT_FAILED;
     }
     session s;
-    int rc = session_open("predict", &s, ckpt, o, 0);
+    int rc = session_open("predict", &s, ckpt, o, 0, NULL, 0);
     if (rc) return rc;
     int kaggle = !strcmp(s.ds->format, "csv");
     if (!out && kaggle && !cli_get(o, "out")) out = "submission.csv";
@@ -356,4 +390,103 @@ int cmd_predict(int argc, char **argv) {
     }
     session_free(&s);
     return rc ? EXIT_FAILED : EXIT_DONE;
+}
+
+/* ---- features ------------------------------------------------------------------------------- */
+
+typedef struct {
+    float *x, *y;
+    size_t n, f, cap;
+} feat_acc;
+
+static void feature_one(void *user, size_t i, const loom_batch *b, int j, const float *p, int K) {
+    feat_acc *a = user;
+    if (i >= a->cap) return;
+    memcpy(a->x + i * a->f, p, (size_t)K * sizeof(float));
+    a->y[i] = (float)b->y[j];
+    a->n = i + 1;
+}
+
+static const cli_opt features_options[] = {
+    CLI_OPT("layer", "NAME", "the layer whose outputs are the features (a name loom summary shows, or an index)", NULL),
+    CLI_OPT("data", "PATH", "the data to run (required); for data with splits, the train split unless --split", NULL),
+    CLI_OPT("split", "NAME", "train or test, for data that has both", NULL),
+    CLI_OPT("out", "FILE", "where to write them: a .safetensors file (features [N, F], labels [N])", NULL),
+    CLI_OPT("resize", NULL, "resize and convert images that differ from the model's input", NULL),
+    CLI_OPT("batch", "N", "batch size", "256"),
+    CLI_OPT("threads", "N", "threads (0 = one per core)", "0"),
+    CLI_OPT("skip-bad", NULL, "leave out unreadable images (each named) instead of stopping", NULL),
+    CLI_END};
+
+int cmd_features(int argc, char **argv) {
+    cli_opt o[sizeof features_options / sizeof *features_options];
+    memcpy(o, features_options, sizeof o);
+    const char *model = NULL;
+    int npos = 0, pr = cli_parse("features", "MODEL --layer NAME --data PATH --out feats.safetensors [options]\n\n"
+                                             "A layer's outputs for every sample, with the labels: features for "
+                                             "loom train --model logreg --data feats.safetensors.",
+                                 o, argc, argv, &model, 1, &npos);
+    if (pr) return pr > 0 ? EXIT_DONE : EXIT_USAGE;
+    if (need_checkpoint("features", npos)) return EXIT_USAGE;
+    const char *out = cli_get(o, "out");
+    if (!cli_get(o, "layer") || !cli_get(o, "data") || !out) {
+        fprintf(stderr, "loom features: --layer NAME, --data PATH and --out FILE are required\n");
+        return EXIT_USAGE;
+    }
+    size_t ol = strlen(out);
+    if (ol < 12 || strcmp(out + ol - 12, ".safetensors")) {
+        fprintf(stderr, "loom features: --out %s: the features are written as a .safetensors file\n", out);
+        return EXIT_USAGE;
+    }
+    const char *inputs[] = {model, cli_get(o, "data"), NULL};
+    if (check_output("--out", out, inputs)) {
+        fprintf(stderr, "loom features: %s\n", loom_error());
+        return EXIT_USAGE;
+    }
+    if (check_writable(out)) {
+        fprintf(stderr, "loom features: --out: %s\n", loom_error());
+        return EXIT_FAILED;
+    }
+    cli_opt *sp = cli_find(o, "split");
+    if (!sp->given) sp->value = "train"; /* features of the training data by default (eval and predict: test) */
+    session s;
+    int rc = session_open("features", &s, model, o, 0, cli_get(o, "layer"), 1);
+    if (rc) return rc;
+    feat_acc a = {.f = (size_t)s.K, .cap = s.ds->count};
+    a.x = malloc(a.cap * a.f * sizeof(float) + 1);
+    a.y = malloc(a.cap * sizeof(float) + 1);
+    if (!a.x || !a.y) {
+        fprintf(stderr, "loom features: out of memory for %zu x %zu features (%.0f MB)\n", a.cap, a.f,
+                a.cap * a.f * 4.0 / 1e6);
+        rc = EXIT_FAILED;
+    } else if (run_all("features", &s, feature_one, &a)) {
+        rc = EXIT_FAILED;
+    } else {
+        json_t *meta = json_object(), *names = json_array();
+        char buf[32];
+        for (int k = 0; k < s.ds->num_classes; k++)
+            json_array_append_new(names, json_string(loom_dataset_class_name(s.ds, k, buf, sizeof buf)));
+        char *cls = json_dumps(names, JSON_COMPACT);
+        char from[1200];
+        const char *lname = loom_graph_layer(s.g, loom_graph_output(s.g))->name;
+        snprintf(from, sizeof from, "%s, layer %s", model, lname);
+        json_object_set_new(meta, "loom.classes", json_string(cls ? cls : "[]"));
+        json_object_set_new(meta, "loom.features", json_string(from));
+        sft_out t[2] = {{"features", 2, {(int64_t)a.n, (int64_t)a.f}, a.x, a.n * a.f},
+                        {"labels", 1, {(int64_t)a.n}, a.y, a.n}};
+        if (sft_write(out, meta, t, 2)) {
+            fprintf(stderr, "loom features: %s\n", loom_error());
+            rc = EXIT_FAILED;
+        } else {
+            printf("%s: %zu samples x %zu features of %s (layer %s), %d classes\n", out, a.n, a.f, model, lname,
+                   s.ds->num_classes);
+        }
+        free(cls);
+        json_decref(names);
+        json_decref(meta);
+    }
+    free(a.x);
+    free(a.y);
+    session_free(&s);
+    return rc;
 }

@@ -701,6 +701,13 @@ static int open_data(train_run *r) {
         say("%s has no labels (a Kaggle test.csv?): train on the labelled train.csv", dpath);
         return EXIT_FAILED;
     }
+    if (b->get_f32 && (cli_given(r->o, "augment") || cli_given(r->o, "image-size") || cli_given(r->o, "channels"))) {
+        say("--%s: %s holds float features, which are used as they are", cli_given(r->o, "augment") ? "augment"
+                                                                          : cli_given(r->o, "image-size") ? "image-size"
+                                                                                                          : "channels",
+            dpath);
+        return EXIT_USAGE;
+    }
     if (r->channels && strcmp(b->format, "folder") && r->channels != b->c) {
         say("--channels %d: %s data is %d-channel and cannot be converted (--channels applies to image folders)",
             r->channels, b->format, b->c);
@@ -785,7 +792,7 @@ static int build_model(train_run *r) {
     const model_side *s = &r->run.side;
     const char *zoo = cli_get(r->o, "model");
     if (!r->g) {
-        if (!zoo) zoo = s->h <= 32 && s->w <= 32 ? "lenet5" : "minivgg";
+        if (!zoo) zoo = r->base->get_f32 ? "logreg" : s->h <= 32 && s->w <= 32 ? "lenet5" : "minivgg";
         if (!(r->g = loom_zoo_build(zoo, s->c, s->h, s->w, s->classes, (uint64_t)r->seed))) {
             say("%s%s", loom_error(), cli_get(r->o, "image-size") ? " (a larger --image-size?)" : "");
             return EXIT_USAGE; /* the model cannot take this input: a choice of the command line */

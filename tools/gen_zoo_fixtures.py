@@ -58,6 +58,10 @@ def mlp(c, h, w, k):
                          nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, k))
 
 
+def logreg(c, h, w, k):
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, k))
+
+
 def minivgg(c, h, w, k):
     def two(cin, cout):
         return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
@@ -167,13 +171,13 @@ def inception(c, h, w, k):
 
 
 MODELS = {
-    "lenet5": lenet5, "mlp": mlp, "minivgg": minivgg, "shallownet": shallownet,
+    "lenet5": lenet5, "mlp": mlp, "logreg": logreg, "minivgg": minivgg, "shallownet": shallownet,
     "alexnet": alexnet, "vgg": vgg("vgg"), "vgg11": vgg("vgg11"), "vgg13": vgg("vgg13"),
     "vgg16": vgg("vgg16"), "resnet": resnet(2), "resnet20": resnet(3), "inception": inception,
 }
 
 CASES = [
-    ("lenet5", (1, 28, 28), 10), ("mlp", (1, 28, 28), 10),
+    ("lenet5", (1, 28, 28), 10), ("mlp", (1, 28, 28), 10), ("logreg", (84, 1, 1), 5), ("logreg", (1, 28, 28), 10),
     ("minivgg", (3, 64, 64), 6), ("minivgg", (1, 28, 28), 10), ("minivgg", (3, 150, 150), 6),
     ("shallownet", (3, 32, 32), 10), ("shallownet", (1, 28, 28), 10),
     ("alexnet", (3, 150, 150), 6), ("alexnet", (3, 64, 64), 10), ("alexnet", (1, 28, 28), 10),

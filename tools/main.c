@@ -25,6 +25,7 @@ static void usage(FILE *f) {
             "  summary      print a model's layers, output shapes, parameters and FLOPs\n"
             "  run          run an ONNX model or a checkpoint on raw float32 input, writing raw float32 output\n"
             "  export       write a checkpoint (or a zoo model) as an ONNX model\n"
+            "  features     write a layer's outputs for a data set (for loom train --model logreg)\n"
             "  bench        measure training and inference speed per thread count, or the data pipeline\n"
             "  data         describe a data set and check every record\n"
             "  make-folder  write an Intel-style folder of JPEGs (synthetic or from Fashion-MNIST)\n"
@@ -59,10 +60,11 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "make-csv")) return cmd_make_csv(argc - 2, argv + 2);
     if (!strcmp(c, "run")) return cmd_run(argc - 2, argv + 2);
     if (!strcmp(c, "export")) return cmd_export(argc - 2, argv + 2);
+    if (!strcmp(c, "features")) return cmd_features(argc - 2, argv + 2);
     if (!strcmp(c, "help") || !strcmp(c, "--help") || !strcmp(c, "-h")) {
         if (argc > 2) { /* loom help train: the command's own help */
             static const char *const cmds[] = {"train", "eval", "predict", "summary", "bench", "data", "make-folder",
-                                               "make-csv", "run", "export"};
+                                               "make-csv", "run", "export", "features"};
             for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
                 if (!strcmp(argv[2], cmds[i])) {
                     char *args[] = {argv[0], argv[2], "--help", NULL};

@@ -30,6 +30,9 @@ struct loom_dataset {
     /* Read sample i into hwc (h*w*c bytes) and *label. Must be safe to call
      * from several threads at once with different buffers. LOOM_OK/LOOM_ERR. */
     int (*get)(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label);
+    /* A set of float features instead of pixels (c features, h = w = 1): sample i
+     * into x (c floats), as they are (no augmentation, no scaling); get is NULL. */
+    int (*get_f32)(loom_dataset *ds, size_t i, float *x, int32_t *label);
     /* Where sample i comes from, for messages ("seg_train/forest/123.jpg", "train.csv line 17"). */
     void (*describe)(const loom_dataset *ds, size_t i, char *buf, size_t cap);
     /* Optional: the label of sample i without decoding it (splits, class counts). */
@@ -62,11 +65,17 @@ loom_dataset *loom_dataset_open_folder(const char *path, const loom_dataset_opts
 loom_dataset *loom_dataset_open_cifar(const char *path, const loom_dataset_opts *o);
 /* Unlabelled images (one file, or a flat folder of PNG/JPEG) for prediction. */
 loom_dataset *loom_dataset_open_images(const char *path, const loom_dataset_opts *o);
+/* Features written by `loom features` (or anyone): a safetensors file with
+ * "features" [N, F] and "labels" [N] (F32 holding class indices, -1 for none),
+ * class names in the metadata "loom.classes" (a JSON list). */
+loom_dataset *loom_dataset_open_features(const char *path, const loom_dataset_opts *o);
 
 /* Free a data set made by any loom_dataset_open*; NULL-safe. */
 void loom_dataset_free(loom_dataset *ds);
 /* Sample i (bounds-checked) -> LOOM_OK / LOOM_ERR. */
 int loom_dataset_get(loom_dataset *ds, size_t i, uint8_t *hwc, int32_t *label);
+/* Sample i of a features set (get_f32) -> LOOM_OK / LOOM_ERR. */
+int loom_dataset_get_f32(loom_dataset *ds, size_t i, float *x, int32_t *label);
 /* The label of sample i: cheap where the reader knows it, else by reading the sample. */
 int loom_dataset_label(loom_dataset *ds, size_t i, int32_t *label);
 /* Describe sample i into buf. */

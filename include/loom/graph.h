@@ -138,6 +138,9 @@ loom_node loom_graph_find(const loom_graph *g, const char *name);
  * layer before it with its weights, names and frozen flags, and a softmax or
  * log-softmax after it. NULL on error (no dense layer; other layers after it). */
 loom_graph *loom_graph_new_head(const loom_graph *g, int classes, uint64_t seed);
+/* Feature extraction: a finished copy of layers 0 to x of g (x its output),
+ * with their weights, buffers, names and frozen flags. NULL on error. */
+loom_graph *loom_graph_new_prefix(const loom_graph *g, loom_node x);
 
 /* Check the graph, lay out the flat arrays and initialise them from seed.
  * The last node added is the output. LOOM_OK or LOOM_ERR (see loom_graph_error). */

@@ -16,6 +16,7 @@ extern "C" {
 #endif
 
 loom_graph *loom_zoo_mlp(int c, int h, int w, int classes);
+loom_graph *loom_zoo_logreg(int c, int h, int w, int classes);
 loom_graph *loom_zoo_lenet5(int c, int h, int w, int classes);
 loom_graph *loom_zoo_minivgg(int c, int h, int w, int classes);
 /* conv 3x3 32 + ReLU, dense (pyimagesearch's ShallowNet) */
