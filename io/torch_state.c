@@ -63,6 +63,11 @@ static int want_shape(const loom_layer *l, int p, int64_t *d) {
 int loom_load_torch_state(loom_graph *g, const char *path) {
     sft_file f;
     if (sft_open(&f, path)) return LOOM_ERR;
+    if (sft_meta(&f, "loom.graph")) {
+        sft_close(&f);
+        return loom_fail(LOOM_EINVAL, "%s is a loom checkpoint, not a PyTorch state_dict: start from it with --init "
+                         "(it brings its architecture)", path);
+    }
     module *m = calloc(f.n + 1, sizeof *m);
     size_t nm = 0;
     float **vals = NULL;

@@ -595,8 +595,10 @@ loom_graph *loom_graph_new_head(const loom_graph *g, int classes, uint64_t seed)
     }
     loom_node x = h->err[0] ? -1 : loom_dense(h, g->nodes[d].in[0], classes);
     if (x >= 0) snprintf(h->nodes[x].name, sizeof h->nodes[x].name, "%s", g->nodes[d].name);
-    for (int i = d + 1; i < g->n && x >= 0; i++)
+    for (int i = d + 1; i < g->n && x >= 0; i++) {
         x = g->nodes[i].op == LOOM_OP_SOFTMAX ? loom_softmax(h, x) : loom_log_softmax(h, x);
+        if (x >= 0) snprintf(h->nodes[x].name, sizeof h->nodes[x].name, "%s", g->nodes[i].name);
+    }
     if (x < 0 || loom_graph_finish(h, seed)) {
         loom_fail(LOOM_EINVAL, "%s: a new head: %s", g->name, h->err);
         loom_graph_free(h);

@@ -300,8 +300,9 @@ static void apply_trainable(loom_trainer *t, float *params, const float *g, size
  * per worker in turn (each layer's result does not depend on who computes it). */
 static void phase_reduce(void *ctx, int tid, int T) {
     loom_trainer *t = ctx;
-    for (int j = tid; j < t->nbn; j += T)
-        loom_exec_update_running(t->g, t->bn_layers[j], t->stats, t->stat_counts, t->nstats);
+    for (int j = tid; j < t->nbn; j += T) /* a frozen batch norm keeps its running statistics too */
+        if (!loom_graph_layer(t->g, t->bn_layers[j])->frozen)
+            loom_exec_update_running(t->g, t->bn_layers[j], t->stats, t->stat_counts, t->nstats);
     float *g0 = loom_exec_param_grad(t->ex[0]);
     float *params = loom_graph_params(t->g);
     for (size_t c = (size_t)tid; c < t->nchunks; c += (size_t)T) {

@@ -206,6 +206,26 @@ static void test_frozen(void) {
     CHECK(memcmp(p + c1->param_off + c1->param_count, before + c1->param_off + c1->param_count,
                  (np - c1->param_off - c1->param_count) * sizeof(float)),
           "the unfrozen layers did not train");
+    /* a frozen batch norm keeps its running statistics as well */
+    loom_graph *h = small_cnn(1);
+    int bn = -1;
+    for (int i = 0; i < loom_graph_count(h) && bn < 0; i++)
+        if (loom_graph_layer(h, i)->op == LOOM_OP_BATCHNORM) bn = i;
+    CHECK(bn > 0, "small_cnn has a batch norm");
+    if (bn > 0) {
+        for (int i = 1; i <= bn; i++) loom_graph_set_frozen(h, i, 1);
+        const loom_layer *bl = loom_graph_layer(h, bn);
+        float *stats = malloc(bl->buf_count * sizeof(float));
+        memcpy(stats, loom_graph_buffers(h) + bl->buf_off, bl->buf_count * sizeof(float));
+        loom_trainer *th = loom_trainer_new(h, &o);
+        for (int s = 0; th && s < 3; s++) failed += loom_trainer_step(th, X, Y, B, 0.1f, NULL) != LOOM_OK;
+        CHECK(th && failed == 0, "frozen batch norm: steps failed: %s", loom_error());
+        CHECK(!memcmp(stats, loom_graph_buffers(h) + bl->buf_off, bl->buf_count * sizeof(float)),
+              "a frozen batch norm's running statistics changed");
+        free(stats);
+        loom_trainer_free(th);
+    }
+    loom_graph_free(h);
     free(before);
     loom_trainer_free(t);
     loom_graph_free(g);

@@ -77,11 +77,17 @@ static int session_open(const char *cmd, session *s, const char *ckpt, const cli
         }
     }
     loom_checkpoint_close(ck);
+    if (!s->cut && drop_final_softmax(&s->g) < 0) { /* probabilities are computed below */
+        fprintf(stderr, "loom %s: %s\n", cmd, loom_error());
+        session_free(s);
+        return EXIT_FAILED;
+    }
     if (s->cut) {
         loom_node x = loom_graph_find(s->g, s->cut);
         if (x < 1) {
-            fprintf(stderr, "loom %s: --layer %s: the model has no layer of that name (loom summary %s lists them)\n", cmd,
-                    s->cut, ckpt);
+            fprintf(stderr, "loom %s: --layer %s: the model has no layer of that name%s (loom summary %s lists them)\n",
+                    cmd, s->cut, s->cut[strspn(s->cut, "0123456789")] ? "" : " or index past its input (1 and up)",
+                    ckpt);
             session_free(s);
             return EXIT_USAGE;
         }
@@ -113,7 +119,8 @@ static int session_open(const char *cmd, session *s, const char *ckpt, const cli
         return EXIT_USAGE;
     }
     s->skip_bad = cli_get(o, "skip-bad") != NULL;
-    loom_trainer_opts to = {.batch = (int)batch, .threads = (int)threads, .optim = {.kind = LOOM_SGD}};
+    loom_trainer_opts to = {.batch = (int)batch, .threads = (int)threads, .optim = {.kind = LOOM_SGD},
+                            .loss = s->raw ? LOOM_LOSS_MSE : LOOM_LOSS_XENT}; /* features: any layer, softmax too */
     if (!(s->t = loom_trainer_new(s->g, &to))) goto fail;
     return 0;
 fail:

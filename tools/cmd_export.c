@@ -30,6 +30,11 @@ int cmd_export(int argc, char **argv) {
         fprintf(stderr, "loom export: --out FILE is required\n");
         return EXIT_USAGE;
     }
+    if (!strcmp(out, "-")) {
+        fprintf(stderr, "loom export: --out -: an ONNX model is written to a file (it is binary), not to standard "
+                        "output\n");
+        return EXIT_USAGE;
+    }
     if (!loom_onnx_available()) {
         fprintf(stderr, "loom export: loom was built without ONNX support (cmake -DLOOM_ONNX=ON)\n");
         return EXIT_FAILED;

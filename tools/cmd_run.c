@@ -56,6 +56,11 @@ int cmd_run(int argc, char **argv) {
     if (cli_int("run", o, "batch", 1, 4096, &batch)) return EXIT_USAGE;
     const char *in_path = cli_get(o, "input"), *out_path = cli_get(o, "output");
     int to_stdout = !strcmp(out_path, "-");
+    const char *inputs[] = {model, in_path, NULL};
+    if (!to_stdout && check_output("--output", out_path, inputs)) {
+        fprintf(stderr, "loom run: %s\n", loom_error());
+        return EXIT_USAGE;
+    }
     if (!to_stdout && check_writable(out_path)) {
         fprintf(stderr, "loom run: --output: %s\n", loom_error());
         return EXIT_FAILED;
@@ -75,6 +80,11 @@ int cmd_run(int argc, char **argv) {
     struct stat st;
     if (!f || fstat(fileno(f), &st)) {
         fprintf(stderr, "loom run: %s: %s\n", in_path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fprintf(stderr, "loom run: --input %s: %s, not a file of float32 values\n", in_path,
+                S_ISDIR(st.st_mode) ? "a folder" : "a device or pipe");
         goto out;
     }
     size_t bytes = (size_t)st.st_size, per = isz * sizeof(float);

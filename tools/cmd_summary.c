@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "common.h"
@@ -52,6 +53,12 @@ static void training_state(const char *path, loom_checkpoint *ck) {
     }
 }
 
+static int zoo_name(const char *what) {
+    for (const char *const *n = loom_zoo_names(); *n; n++)
+        if (!strcmp(*n, what)) return 1;
+    return 0;
+}
+
 int cmd_summary(int argc, char **argv) {
     cli_opt o[sizeof summary_options / sizeof *summary_options];
     memcpy(o, summary_options, sizeof o);
@@ -78,7 +85,7 @@ int cmd_summary(int argc, char **argv) {
             return EXIT_FAILED;
         }
         printf("ONNX model %s: the layer names are what --freeze-until and loom features take\n", what);
-    } else if (strchr(what, '/') || strstr(what, ".safetensors")) {
+    } else if (strchr(what, '/') || strstr(what, ".safetensors") || (access(what, F_OK) == 0 && !zoo_name(what))) {
         if (cli_given(o, "input") || cli_given(o, "classes")) {
             fprintf(stderr, "loom summary: --input and --classes describe a zoo model; %s has its own\n", what);
             return EXIT_USAGE;

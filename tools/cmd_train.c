@@ -156,8 +156,12 @@ static int parse(train_run *r, cli_opt *o, int argc, char **argv) {
         cli_exclude("train", o, "val", "val-split", "validation data comes from one place"))
         return EXIT_USAGE;
     if (!cli_given(o, "init") && (cli_given(o, "classes") || cli_given(o, "freeze-until"))) {
-        say("--%s applies to a model given with --init (a zoo model is built for the data's classes and trains "
-            "whole)", cli_given(o, "classes") ? "classes" : "freeze-until");
+        if (cli_given(o, "resume"))
+            say("--%s: a resumed run keeps the model it started with, head and frozen layers included",
+                cli_given(o, "classes") ? "classes" : "freeze-until");
+        else
+            say("--%s applies to a model given with --init (a zoo model is built for the data's classes and trains "
+                "whole)", cli_given(o, "classes") ? "classes" : "freeze-until");
         return EXIT_USAGE;
     }
     if (cli_given(o, "overwrite") && !cli_given(o, "checkpoint")) {
@@ -303,6 +307,9 @@ static int from_checkpoint(train_run *r) {
     if (init) {
         if (loom_onnx_sniff(init)) {
             if (!(r->g = loom_onnx_import(init))) return failed("--init");
+            int d = drop_final_softmax(&r->g);
+            if (d < 0) return failed("--init");
+            if (d) printf("--init %s: its final Softmax is left out: the cross-entropy loss applies its own\n", init);
             model_side_of_graph(&r->init_side, r->g);
             return 0;
         }
@@ -312,6 +319,10 @@ static int from_checkpoint(train_run *r) {
         return 0;
     }
     if (!resume) return 0;
+    if (loom_onnx_sniff(resume)) {
+        say("--resume %s: an ONNX model has no run to resume: start one from it with --init", resume);
+        return EXIT_USAGE;
+    }
     if (!(r->ck = loom_checkpoint_open(resume)) || loom_train_read(r->ck, &r->saved_to, &r->st) ||
         runinfo_read(&r->saved, r->ck) || !(r->g = loom_checkpoint_graph(r->ck)))
         return failed("--resume");
@@ -673,8 +684,8 @@ static int freeze(train_run *r) {
     for (int i = 0; i < n; i++)
         if (loom_graph_layer(r->g, i)->op == LOOM_OP_DENSE) head = i;
     if (x < 1) {
-        say("--freeze-until %s: the model has no layer of that name (loom summary %s lists them)", name,
-            cli_get(r->o, "init"));
+        say("--freeze-until %s: the model has no layer of that name%s (loom summary %s lists them)", name,
+            name[strspn(name, "0123456789")] ? "" : " or index past its input (1 and up)", cli_get(r->o, "init"));
         return EXIT_USAGE;
     }
     if (x >= head) {
@@ -804,6 +815,10 @@ static int build_model(train_run *r) {
     }
     const char *wpath = cli_get(r->o, "weights");
     if (wpath) {
+        if (loom_onnx_sniff(wpath)) {
+            say("--weights %s: an ONNX model (architecture and weights): start from it with --init", wpath);
+            return EXIT_USAGE;
+        }
         if (loom_load_torch_state(r->g, wpath)) {
             say("--weights: %s", loom_error());
             return EXIT_FAILED;
@@ -1118,7 +1133,7 @@ static int report(train_run *r) {
         const loom_epoch_metrics *m = &r->run.hist[r->run.nhist - 1];
         double acc = r->val ? m->val_acc : m->train_acc, chance = 1.0 / r->run.side.classes;
         if (acc <= 1.5 * chance)
-            printf("warning: %.2f%% is chance level for %d classes (%.2f%%): the model has learned nothing yet (a "
+            printf("warning: %.2f%% is near chance level for %d classes (%.2f%%): the model has learned nothing yet (a "
                    "learning rate too high or too low? too few epochs?)\n",
                    100 * acc, r->run.side.classes, 100 * chance);
     }

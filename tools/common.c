@@ -239,3 +239,14 @@ const char *shell_quote(const char *path, char *buf, size_t cap) {
     buf[n < cap ? n : cap - 1] = 0;
     return buf;
 }
+
+int drop_final_softmax(loom_graph **g) {
+    loom_node o = loom_graph_output(*g);
+    const loom_layer *l = loom_graph_layer(*g, o);
+    if (l->op != LOOM_OP_SOFTMAX) return 0;
+    loom_graph *p = loom_graph_new_prefix(*g, l->in[0]);
+    if (!p) return -1;
+    loom_graph_free(*g);
+    *g = p;
+    return 1;
+}

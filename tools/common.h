@@ -30,6 +30,11 @@ int check_threads(const char *cmd, long threads);
  * exists and is writable, and path is not a folder. LOOM_OK or LOOM_ERR. */
 int check_writable(const char *path);
 
+/* A model that ends in a softmax (an ONNX classifier) without it: the
+ * cross-entropy loss and loom's probabilities apply their own. 1 dropped, 0
+ * none, -1 on error. */
+int drop_final_softmax(loom_graph **g);
+
 /* An absolute form of path (which need not exist; its folder should):
  * malloc'd, or NULL. */
 char *absolute_path(const char *path);

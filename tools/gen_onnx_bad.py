@@ -15,6 +15,7 @@ in one way:
     cycle.onnx         two nodes that read each other's output
     asym_pad.onnx      the Conv pads top/left by 1 but bottom/right by 0
     dyn_input.onnx     the input's height is symbolic
+    softmax.onnx       nothing wrong, but it ends in a Softmax (as many exported classifiers do)
 The truncated file the tests also need they make themselves (head -c).
 """
 import os
@@ -64,6 +65,10 @@ def main(outdir):
     out["asym_pad"] = model("asym_pad", nodes=[helper.make_node("Conv", ["x", "conv_w", "conv_b"], ["c"], name="conv",
                                                                   pads=[1, 1, 0, 0])] + n[1:])[0]
     out["dyn_input"] = model("dyn_input", in_shape=("N", 1, "H", 4))[0]
+    sm = model("softmax", nodes=[n[0], n[1], n[2], helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["z"], name="fc", transB=1),
+                                 helper.make_node("Softmax", ["z"], ["y"], name="softmax", axis=-1)])[0]
+    onnx.checker.check_model(sm, full_check=True)
+    out["softmax"] = sm
     for k, v in out.items():
         path = os.path.join(outdir, k + ".onnx")
         with open(path, "wb") as f:

@@ -77,4 +77,27 @@ expect "--input is required" 2 "--input FILE and --output FILE are required"
 run run --input zeros.f32 --output t.f32
 expect "the model is required" 2 "give the model"
 check "still no output file" [ ! -e t.f32 ]
+cp "$D/bad/ok.onnx" m.onnx
+run run m.onnx --input "$D/lenet5.in.f32" --output m.onnx
+expect "the output may not be the model" 2 "--output"
+check "and the model is untouched" cmp -s m.onnx "$D/bad/ok.onnx"
+cp "$D/lenet5.in.f32" in.f32
+run run m.onnx --input in.f32 --output ./in.f32
+expect "nor the input" 2 "--output"
+check "and the input is untouched" cmp -s in.f32 "$D/lenet5.in.f32"
+mkdir -p dd
+run run m.onnx --input dd --output t.f32
+expect "a folder as input" 1 "--input dd: a folder, not a file of float32 values"
+printf 'abc' >x16.f32
+run summary x16.f32
+expect "summary of a file that is no model says what is wrong with it" 1 "x16.f32"
+lacks "and not that it does not exist" "no model 'x16.f32'"
+# a classifier that ends in a Softmax: eval, predict and train --init take it
+mk_folder f 16 4
+run predict "$D/bad/softmax.onnx" --data f/seg_test/seg_test --resize --out p.csv
+expect "predict with a model ending in Softmax" 0
+run train --init "$D/bad/softmax.onnx" --classes 6 --data f --image-size 4x4 --channels 1 --epochs 1 --quiet
+expect "train --init of it" 0 "its final Softmax is left out: the cross-entropy loss applies its own"
+run export "$D/bad/ok.onnx" --out -
+expect "export to standard output is refused" 2 "written to a file"
 finish

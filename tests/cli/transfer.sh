@@ -36,6 +36,14 @@ run train --model minivgg --weights "$W/lenet5.safetensors" --data d/train.csv -
 expect "a state_dict of another architecture" 1 "0.weight has shape [6,1,5,5], loom's layer conv2d_1 (conv2d) needs"
 run train --init "$D/lenet5.onnx" --weights "$W/lenet5.safetensors" --data d/train.csv --epochs 1
 expect "--weights with --init" 2 "--init brings its own weights"
+run train --model lenet5 --weights a/last.safetensors --data d/train.csv --epochs 1
+expect "--weights given a loom checkpoint" 1 "is a loom checkpoint, not a PyTorch state_dict: start from it with --init"
+run train --model lenet5 --weights "$D/lenet5.onnx" --data d/train.csv --epochs 1
+expect "--weights given an ONNX model" 2 "an ONNX model (architecture and weights): start from it with --init"
+run train --resume "$D/lenet5.onnx" --data d/train.csv
+expect "--resume of an ONNX model" 2 "an ONNX model has no run to resume"
+run train --resume t/last.safetensors --freeze-until 3
+expect "--freeze-until when resuming" 2 "a resumed run keeps the model it started with"
 
 # wrong uses
 run train --classes 6 --data f --epochs 1
