@@ -36,12 +36,13 @@
  * refuses one given that disagrees ("epochs" and "lr" have rules of their own). */
 static const char *const run_options[] = {"model", "val", "val-split", "batch", "optim", "lr", "momentum", "nesterov",
                                           "weight-decay", "clip", "schedule", "augment", "image-size", "channels",
-                                          "seed", "deterministic", "class-names", NULL};
+                                          "seed", "deterministic", "class-names", "unfreeze-at", NULL};
 
 typedef struct {
     cli_opt *o;
     /* settings (a resumed run's from its checkpoint) */
     long epochs, stop_after, batch, threads, lthreads, early;
+    long unfreeze;             /* --unfreeze-at: the epoch from which every layer trains (0: none) */
     long seed;
     double lr, momentum, wd, clip, vsplit, skip_limit, progress_every;
     int ih, iw, channels;
@@ -104,6 +105,8 @@ static const cli_opt train_options[] = {
                      "(transfer learning)", NULL, 0, NULL},
     {"freeze-until", "LAYER", "with --init: freeze the layers up to and including LAYER (a name loom summary shows, "
                               "or an index): no updates, and no backward pass through them", NULL, 0, NULL},
+    {"unfreeze-at", "EPOCH", "with --freeze-until: from this epoch on every layer trains (the second phase of "
+                             "fine-tuning; the optimizer starts afresh there)", NULL, 0, NULL},
     {"weights", "FILE", "initial weights for --model from a PyTorch state_dict saved as safetensors (layers paired "
                         "by order and shape)", NULL, 0, NULL},
     {"resume", "FILE", "continue the run saved in this checkpoint (its settings come with it)", NULL, 0, NULL},
@@ -162,6 +165,10 @@ static int parse(train_run *r, cli_opt *o, int argc, char **argv) {
         else
             say("--%s applies to a model given with --init (a zoo model is built for the data's classes and trains "
                 "whole)", cli_given(o, "classes") ? "classes" : "freeze-until");
+        return EXIT_USAGE;
+    }
+    if (cli_given(o, "unfreeze-at") && !cli_given(o, "freeze-until") && !cli_given(o, "resume")) {
+        say("--unfreeze-at needs --freeze-until (nothing is frozen to unfreeze)");
         return EXIT_USAGE;
     }
     if (cli_given(o, "overwrite") && !cli_given(o, "checkpoint")) {
@@ -353,7 +360,7 @@ static int from_checkpoint(train_run *r) {
 
 static int settings(train_run *r) {
     cli_opt *o = r->o;
-    r->stop_after = r->early = 0;
+    r->stop_after = r->early = r->unfreeze = 0;
     r->threads = 0, r->lthreads = 1, r->seed = 1;
     r->vsplit = -1, r->skip_limit = -1, r->progress_every = 10;
     if (cli_int("train", o, "epochs", 1, MAX_EPOCHS, &r->epochs) ||
@@ -362,6 +369,7 @@ static int settings(train_run *r) {
         cli_int("train", o, "loader-threads", 1, 64, &r->lthreads) ||
         cli_int("train", o, "seed", 0, 0x7fffffffL, &r->seed) ||
         cli_int("train", o, "early-stop", 0, MAX_EPOCHS, &r->early) ||
+        cli_int("train", o, "unfreeze-at", 2, MAX_EPOCHS, &r->unfreeze) ||
         cli_float("train", o, "lr", 1e-9, 100, &r->lr) || cli_float("train", o, "momentum", 0, 1, &r->momentum) ||
         cli_float("train", o, "weight-decay", 0, 10, &r->wd) || cli_float("train", o, "clip", 0, 1e9, &r->clip) ||
         cli_float("train", o, "val-split", 0, 0.9, &r->vsplit) ||
@@ -1087,7 +1095,37 @@ static int run_fit(train_run *r) {
     sigaction(SIGTERM, &sa, &old_term);
     r->t0 = loom_seconds();
     r->first_epoch = r->st.epoch + 1;
-    int ran = loom_fit(r->t, r->train, &fo, NULL);
+    int ran = 0;
+    long U = r->unfreeze;
+    if (U > 1 && r->st.epoch < U - 1 && U - 1 < r->epochs) { /* the first phase: the body frozen */
+        fo.epochs = (int)(U - 1);
+        ran = loom_fit(r->t, r->train, &fo, NULL);
+        fo.epochs = (int)r->epochs;
+    }
+    /* --stop-after (user_stop) or a signal at the end of the first phase ends the run there */
+    int halt = r->user_stop || atomic_load(&stop_flag);
+    if (halt && !r->user_stop) r->st.stopped = 1;
+    if (ran >= 0 && !r->failed && !halt && !r->st.stopped && !r->st.early_stopped && r->st.epoch < r->epochs) {
+        if (U > 1 && r->st.epoch >= U - 1) { /* the second: every layer (the same at a resume past U - 1) */
+            int frozen = 0;
+            for (int i = 1; i < loom_graph_count(r->g); i++) {
+                const loom_layer *l = loom_graph_layer(r->g, i);
+                if (l->frozen && l->op != LOOM_OP_SCALE) frozen = 1, loom_graph_set_frozen(r->g, i, 0);
+            }
+            if (frozen) {
+                loom_trainer_opts to = *loom_trainer_options(r->t);
+                loom_trainer_free(r->t);
+                if (!(r->t = loom_trainer_new(r->g, &to))) {
+                    ran = -1;
+                } else {
+                    progress_clear(&r->prog);
+                    printf("from epoch %ld every layer trains (--unfreeze-at %ld); the optimizer starts afresh\n", U,
+                           U);
+                }
+            }
+        }
+        if (ran >= 0) ran = loom_fit(r->t, r->train, &fo, NULL);
+    }
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     progress_clear(&r->prog);

@@ -28,6 +28,27 @@ run train --init t/last.safetensors --data f --image-size 28x28 --channels 1 --e
 expect "the second phase: the whole model from the first phase's checkpoint" 0 "final "
 lacks "nothing frozen in the second phase" "frozen:"
 
+# both phases in one run: --unfreeze-at; a resume at the boundary or after it ends where the whole run does
+T6=(--init "$D/lenet5.onnx" --classes 6 --freeze-until 6/Flatten --unfreeze-at 2 --data f --image-size 28x28 --channels 1
+    --epochs 3 --deterministic --quiet)
+run train "${T6[@]}" --checkpoint u1
+expect "frozen, then every layer from epoch 2" 0 "frozen: layers 1 to 7" "from epoch 2 every layer trains (--unfreeze-at 2)"
+run train "${T6[@]}" --checkpoint u2 --stop-after 1
+expect "stopped after the frozen phase" 0 "stopped after 1 epoch as asked"
+lacks "before the second phase" "every layer trains"
+run train --resume u2/last.safetensors --unfreeze-at 3
+expect "another --unfreeze-at when resuming" 2 "--unfreeze-at 3 contradicts the checkpoint"
+run train --resume u2/last.safetensors --quiet
+expect "resumed at the boundary: unfreezes" 0 "from epoch 2 every layer trains"
+check "and ends with the uninterrupted run's weights" [ "$(digest u1/last.safetensors)" = "$(digest u2/last.safetensors)" ]
+run train "${T6[@]}" --checkpoint u3 --stop-after 2
+run train --resume u3/last.safetensors --quiet
+expect "resumed in the second phase" 0
+lacks "nothing left to unfreeze" "every layer trains"
+check "also the uninterrupted run's weights" [ "$(digest u1/last.safetensors)" = "$(digest u3/last.safetensors)" ]
+run train --init "$D/lenet5.onnx" --classes 6 --unfreeze-at 2 --data f --image-size 28x28 --channels 1 --epochs 2
+expect "--unfreeze-at without --freeze-until" 2 "--unfreeze-at needs --freeze-until"
+
 # PyTorch weights (a state_dict as safetensors) into a zoo model
 W=$(cd "$D/../torch" && pwd)
 run train --model lenet5 --weights "$W/lenet5.safetensors" --data d/train.csv --epochs 1 --quiet
