@@ -158,6 +158,11 @@ static int parse(train_run *r, cli_opt *o, int argc, char **argv) {
         cli_exclude("train", o, "resume", "overwrite", "a resumed run continues in its own folder") ||
         cli_exclude("train", o, "val", "val-split", "validation data comes from one place"))
         return EXIT_USAGE;
+    /* before the checkpoint folder (the model's own folder) is locked */
+    if (cli_given(o, "resume") && loom_onnx_sniff(cli_get(o, "resume"))) {
+        say("--resume %s: an ONNX model has no run to resume: start one from it with --init", cli_get(o, "resume"));
+        return EXIT_USAGE;
+    }
     if (!cli_given(o, "init") && (cli_given(o, "classes") || cli_given(o, "freeze-until"))) {
         if (cli_given(o, "resume"))
             say("--%s: a resumed run keeps the model it started with, head and frozen layers included",
@@ -326,10 +331,6 @@ static int from_checkpoint(train_run *r) {
         return 0;
     }
     if (!resume) return 0;
-    if (loom_onnx_sniff(resume)) {
-        say("--resume %s: an ONNX model has no run to resume: start one from it with --init", resume);
-        return EXIT_USAGE;
-    }
     if (!(r->ck = loom_checkpoint_open(resume)) || loom_train_read(r->ck, &r->saved_to, &r->st) ||
         runinfo_read(&r->saved, r->ck) || !(r->g = loom_checkpoint_graph(r->ck)))
         return failed("--resume");

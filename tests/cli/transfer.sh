@@ -61,8 +61,10 @@ run train --model lenet5 --weights a/last.safetensors --data d/train.csv --epoch
 expect "--weights given a loom checkpoint" 1 "is a loom checkpoint, not a PyTorch state_dict: start from it with --init"
 run train --model lenet5 --weights "$D/lenet5.onnx" --data d/train.csv --epochs 1
 expect "--weights given an ONNX model" 2 "an ONNX model (architecture and weights): start from it with --init"
-run train --resume "$D/lenet5.onnx" --data d/train.csv
+cp "$D/lenet5.onnx" m.onnx
+run train --resume m.onnx --data d/train.csv
 expect "--resume of an ONNX model" 2 "an ONNX model has no run to resume"
+check "and no lock is left beside it" [ ! -e .lock ]
 run train --resume t/last.safetensors --freeze-until 3
 expect "--freeze-until when resuming" 2 "a resumed run keeps the model it started with"
 
