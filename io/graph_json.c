@@ -43,6 +43,7 @@ static int put_attrs(json_t *o, const loom_layer *l) {
         bad |= put_i(o, "kh", s->kh) | put_i(o, "kw", s->kw) | put_i(o, "sh", s->sh) |
                put_i(o, "sw", s->sw) | put_i(o, "ph", s->ph) | put_i(o, "pw", s->pw);
         if (l->op == LOOM_OP_AVGPOOL) bad |= put(o, "count_include_pad", json_boolean(l->count_include_pad));
+        if (s->ceil) bad |= put(o, "ceil", json_true()); /* only when set: older files stay as they were */
         break;
     }
     case LOOM_OP_LEAKY_RELU: bad |= put(o, "alpha", jf_number(l->a.alpha)); break;
@@ -97,6 +98,7 @@ json_t *gj_encode(const loom_graph *g, const char *path) {
 typedef struct {
     long long v[10];  /* the integer fields, in the order of their key list */
     int flag;      /* conv bias, avgpool count_include_pad */
+    int ceil;      /* pools: ceil_mode (the key is optional) */
     float f[2];    /* alpha | p | eps, momentum */
 } attrs;
 
@@ -124,6 +126,7 @@ static void read_attrs(jf_obj *r, loom_op op, attrs *a) {
     case LOOM_OP_MAXPOOL: case LOOM_OP_AVGPOOL:
         read_ints(r, pool_keys, 6, pool_lo, pool_hi, a);
         if (op == LOOM_OP_AVGPOOL) jf_bool(r, "count_include_pad", &a->flag);
+        if (json_object_get(r->obj, "ceil")) jf_bool(r, "ceil", &a->ceil);
         break;
     case LOOM_OP_LEAKY_RELU:
         if (!jf_float(r, "alpha", &a->f[0]) && !isfinite(a->f[0]))
@@ -238,6 +241,8 @@ static int decode_layer(loom_graph *g, const json_t *v, int i, const char *path)
     loom_node y = build(g, (loom_op)op, in, (int)nin, shape, &a);
     if (y != i)
         return jf_fail(&r, "cannot be rebuilt: %s", loom_graph_error(g)[0] ? loom_graph_error(g) : "invalid input");
+    /* a ceil_mode pool (the key appears only when set) */
+    if (a.ceil && loom_graph_set_pool_ceil(g, y)) return jf_fail(&r, "ceil: %s", loom_error());
     const loom_layer *l = loom_graph_layer(g, y);
     /* a name of its own (an imported model's): kept when it is a valid one */
     if (strcmp(l->name, name) && loom_graph_set_name(g, y, name))

@@ -653,11 +653,7 @@ static int op_pool(importer *im, int max) {
     if (st[0] < 1 || st[1] < 1 || st[0] > 65536 || st[1] > 65536) return BAD("strides %lld, %lld", (long long)st[0], (long long)st[1]);
     int ph, pw;
     if (pads2d(im, xl->h, xl->w, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1], 1, 1, NULL, &ph, &pw)) return LOOM_ERR;
-    if (attr_int(im, "ceil_mode", 0)) {
-        /* the same as floor mode when the windows fit exactly; loom has only floor */
-        int64_t rh = (xl->h + 2 * ph - ks[0]) % st[0], rw = (xl->w + 2 * pw - ks[1]) % st[1];
-        if (rh || rw) return UNSUPPORTED("ceil_mode = 1 with a window past the edge: loom's pooling rounds the output size down");
-    }
+    int ceil_mode = (int)attr_int(im, "ceil_mode", 0);
     loom_node y;
     if (max) {
         y = loom_maxpool2d_ex(im->g, x->node, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1], ph, pw);
@@ -665,6 +661,7 @@ static int op_pool(importer *im, int max) {
         int cip = (int)attr_int(im, "count_include_pad", 0);
         y = loom_avgpool2d_ex(im->g, x->node, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1], ph, pw, cip);
     }
+    if (y >= 0 && ceil_mode && loom_graph_set_pool_ceil(im->g, y)) return UNSUPPORTED("%s", loom_error());
     return out_node(im, y, 4);
 }
 

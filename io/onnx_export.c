@@ -245,6 +245,7 @@ static int layer(exporter *x, int i) {
         int avg = l->op == LOOM_OP_AVGPOOL;
         Onnx__AttributeProto *at[] = {attr_ints(x, "kernel_shape", 2, k), attr_ints(x, "strides", 2, st),
                                       attr_ints(x, "pads", 4, pd),
+                                      attr_int(x, "ceil_mode", s->ceil),
                                       avg ? attr_int(x, "count_include_pad", l->count_include_pad) : NULL, NULL};
         res = node(x, avg ? "AveragePool" : "MaxPool", nm, out, 1, &in0, at);
         break;

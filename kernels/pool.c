@@ -16,6 +16,12 @@ int loom_k_pool_out(loom_pool_shape *s) {
     if (span_h < 0 || span_w < 0) return -1;
     s->oh = span_h / s->sh + 1;
     s->ow = span_w / s->sw + 1;
+    if (s->ceil) { /* rounded up, but the last window must start inside the image or its left padding */
+        s->oh = (span_h + s->sh - 1) / s->sh + 1;
+        s->ow = (span_w + s->sw - 1) / s->sw + 1;
+        if ((s->oh - 1) * s->sh >= s->h + s->ph) s->oh--;
+        if ((s->ow - 1) * s->sw >= s->w + s->pw) s->ow--;
+    }
     return 0;
 }
 

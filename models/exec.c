@@ -135,7 +135,10 @@ static void plan_layouts(loom_exec *e, plan_ctx *p) {
         case LOOM_OP_BATCHNORM: case LOOM_OP_AVGPOOL: case LOOM_OP_RELU:
         case LOOM_OP_LEAKY_RELU: case LOOM_OP_SIGMOID: case LOOM_OP_TANH:
             need = lay = inlay;
-            if (inlay != LAY_PLAIN) {
+            /* a ceil_mode average pool (right padding past the left) stays on loom's loops: oneDNN's
+             * SSE4.1 pooling read out of bounds on it */
+            if (l->op == LOOM_OP_AVGPOOL && l->a.pool.ceil) need = lay = LAY_PLAIN;
+            if (need != LAY_PLAIN) {
                 st->dnn = loom_dnn_probe(e, i, &e->slot[e->step[l->in[0]].out], inlay, 1);
                 if (!st->dnn) need = lay = LAY_PLAIN;
             }
@@ -733,8 +736,9 @@ static inline void mp2_bwd_group(const float *xg, float *dg, const float *yg, co
 }
 
 static int mp2_tiles(const loom_pool_shape *s, int B) {
-    (void)B;
-    return s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2 && s->ph == 0 && s->pw == 0;
+    (void)B; /* and every window inside the image (not the last one of a ceil_mode pool past the edge) */
+    return s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2 && s->ph == 0 && s->pw == 0 && 2 * s->oh <= s->h &&
+           2 * s->ow <= s->w;
 }
 
 static void maxpool_blocked_fwd(const loom_pool_shape *s, const loom_slot *x, float *y, size_t ystride, int n, int B) {

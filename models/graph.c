@@ -637,3 +637,21 @@ loom_graph *loom_graph_new_prefix(const loom_graph *g, loom_node x) {
     }
     return h;
 }
+
+int loom_graph_set_pool_ceil(loom_graph *g, loom_node x) {
+    if (!g || g->finished || x != g->n - 1 || x < 1)
+        return loom_fail(LOOM_EINVAL, "loom_graph_set_pool_ceil: node %d is not the last layer of an unfinished graph", x);
+    loom_layer *l = &g->nodes[x];
+    if (l->op != LOOM_OP_MAXPOOL && l->op != LOOM_OP_AVGPOOL)
+        return loom_fail(LOOM_EINVAL, "loom_graph_set_pool_ceil: layer %s is a %s layer", l->name, op_names[l->op]);
+    loom_pool_shape ps = l->a.pool;
+    ps.ceil = 1;
+    if (loom_k_pool_out(&ps)) return loom_fail(LOOM_EINVAL, "loom_graph_set_pool_ceil: layer %s", l->name);
+    int over = (ps.oh - 1) * ps.sh + ps.kh > ps.h + 2 * ps.ph || (ps.ow - 1) * ps.sw + ps.kw > ps.w + 2 * ps.pw;
+    if (over && l->op == LOOM_OP_AVGPOOL && l->count_include_pad)
+        return loom_fail(LOOM_EUNSUPPORTED, "layer %s: ceil_mode with a window past the padded edge and padding counted "
+                         "in the average: loom divides by the whole window there", l->name);
+    l->a.pool = ps;
+    set_shape(l, l->c, ps.oh, ps.ow);
+    return LOOM_OK;
+}

@@ -68,6 +68,19 @@ static loom_graph *g_groups(void) {
     return g;
 }
 
+/* ceil_mode pools: the last windows pass the edge (7 -> 4 -> 2) */
+static loom_graph *g_ceil_pools(void) {
+    loom_graph *g = loom_graph_new("ceil_pools");
+    loom_node x = loom_input(g, 3, 7, 7);
+    x = conv(g, x, 8, 3, 1, 1, 1, 1, 1);
+    x = loom_maxpool2d(g, x, 2, 2);
+    loom_graph_set_pool_ceil(g, x);
+    x = loom_avgpool2d_ex(g, x, 3, 3, 2, 2, 1, 1, 0);
+    loom_graph_set_pool_ceil(g, x);
+    loom_dense(g, x, 4);
+    return g;
+}
+
 /* channel counts that do not fill a channel group: 6 and 12 */
 static loom_graph *g_ragged(void) {
     loom_graph *g = loom_graph_new("ragged");
@@ -120,6 +133,7 @@ static const case_t cases[] = {
     {"ragged channels, sigmoid, bn", g_ragged, 1},
     {"residual, concat, dropout", g_residual, 4},
     {"relu(add(x, x)), image output", g_twice, 0},
+    {"ceil_mode max and average pools", g_ceil_pools, 0},
 };
 
 enum { N = 3 };

@@ -24,7 +24,7 @@ static loom_conv_shape conv_shape(int c, int h, int w, int oc, int kh, int kw, i
 
 static loom_pool_shape pool_shape(int c, int h, int w, int kh, int kw, int sh, int sw,
                                   int ph, int pw) {
-    loom_pool_shape s = {c, h, w, kh, kw, sh, sw, ph, pw, 0, 0};
+    loom_pool_shape s = {c, h, w, kh, kw, sh, sw, ph, pw, 0, 0, 0};
     return s;
 }
 

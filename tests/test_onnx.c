@@ -220,6 +220,34 @@ static void torch_state(const char *data, const char *model, int c, int h, int w
     loom_graph_free(o);
 }
 
+/* A ceil_mode pool through a checkpoint and through ONNX export: the same output size and values. */
+static void ceil_pool_roundtrip(void) {
+    loom_graph *g = loom_graph_new("ceil");
+    loom_node x = loom_input(g, 2, 7, 7);
+    x = loom_maxpool2d(g, x, 2, 2);
+    CHECK(loom_graph_set_pool_ceil(g, x) == LOOM_OK, "ceil: %s", loom_error());
+    loom_dense(g, x, 3);
+    CHECK(loom_graph_finish(g, 1) == LOOM_OK && loom_graph_layer(g, 1)->h == 4, "ceil pool: 7 -> %d",
+          loom_graph_layer(g, 1)->h);
+    char ck[] = "/tmp/loom_ceil_XXXXXX", ox[] = "/tmp/loom_ceil_onnx_XXXXXX";
+    int f1 = mkstemp(ck), f2 = mkstemp(ox);
+    if (f1 >= 0) close(f1);
+    if (f2 >= 0) close(f2);
+    CHECK(loom_checkpoint_save(ck, g, NULL) == LOOM_OK && loom_onnx_export(g, ox) == LOOM_OK, "save: %s", loom_error());
+    loom_graph *a = loom_checkpoint_load(ck), *b = loom_onnx_import(ox);
+    CHECK(a && b, "load: %s", loom_error());
+    if (a && b) {
+        CHECK(loom_graph_layer(a, 1)->h == 4 && loom_graph_layer(b, 1)->h == 4, "ceil pool back as %d and %d rows",
+              loom_graph_layer(a, 1)->h, loom_graph_layer(b, 1)->h);
+        printf("ceil_mode pool: through a checkpoint and through ONNX, 7 -> %d rows\n", loom_graph_layer(a, 1)->h);
+    }
+    unlink(ck);
+    unlink(ox);
+    loom_graph_free(a);
+    loom_graph_free(b);
+    loom_graph_free(g);
+}
+
 int main(void) {
     if (!loom_onnx_available()) TEST_SKIP("loom was built without ONNX import (LOOM_ONNX=OFF)");
     const char *data = getenv("LOOM_TEST_DATA") ? getenv("LOOM_TEST_DATA") : "data";
@@ -245,6 +273,7 @@ int main(void) {
     for (size_t k = 0; k < sizeof zoo / sizeof *zoo; k++) export_roundtrip(zoo[k].m, zoo[k].c, zoo[k].h, zoo[k].w);
     torch_state(data, "lenet5", 1, 28, 28, 10);
     torch_state(data, "resnet", 3, 16, 16, 6);
+    ceil_pool_roundtrip();
     checkpoint_roundtrip(dir, "cnn_bn");
     checkpoint_roundtrip(dir, "cnn_ops");
     training(dir);

@@ -124,6 +124,11 @@ void loom_graph_set_default_init(loom_graph *g, loom_init weight);
 /* Exclude (frozen != 0) or include a layer's parameters in updates (also on
  * a finished graph: a trainer made afterwards honours it). */
 void loom_graph_set_frozen(loom_graph *g, loom_node x, int frozen);
+/* Pooling layer x (the last layer added, graph not finished) with its
+ * output size rounded up (ceil_mode): the last window may pass the edge.
+ * Average pooling must not count padding (count_include_pad 0) when it
+ * does. LOOM_OK, or LOOM_ERR with loom_error set (the graph is untouched). */
+int loom_graph_set_pool_ceil(loom_graph *g, loom_node x);
 /* A batch-norm layer's epsilon and running-statistics momentum (default 1e-5, 0.1). */
 void loom_graph_set_batchnorm(loom_graph *g, loom_node x, float eps, float momentum);
 

@@ -26,6 +26,8 @@ typedef struct {
 typedef struct {
     int c, h, w;
     int kh, kw, sh, sw, ph, pw;
+    int ceil;           /* output size rounded up (PyTorch's and ONNX's ceil_mode): the last
+                           window may pass the edge, and is clipped there like padding */
     int oh, ow;         /* fill with loom_k_pool_out */
 } loom_pool_shape;
 
