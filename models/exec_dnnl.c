@@ -316,20 +316,43 @@ static void impl_of(const call *c, char *out, size_t cap) {
 
 /* ---- forward primitives per layer --------------------------------------------------------- */
 
+/* Layer i's forward convolution from slot in to slot out for n samples
+ * (weights in the layout oneDNN picks), and the descriptors its arguments
+ * are bound with: md[0] src, md[1] dst, md[2] the plain OIHW weights, md[3] the bias. */
+static dnnl_status_t conv_desc(const loom_exec *e, int i, const loom_slot *in, const loom_slot *out, int n,
+                               dnnl_prop_kind_t prop, int with_bias, dnnl_convolution_desc_t *cd,
+                               dnnl_memory_desc_t md[4]) {
+    const loom_conv_shape *cs = &e->g->nodes[i].a.conv;
+    dnnl_memory_desc_t wany;
+    slot_md(e, in, n, &md[0]);
+    slot_md(e, out, n, &md[1]);
+    weights_md(cs, dnnl_format_tag_any, &wany);
+    weights_md(cs, dnnl_oihw, &md[2]);
+    vec_md(cs->oc, &md[3]);
+    dnnl_dims_t strides = {cs->sh, cs->sw}, dil = {cs->dh - 1, cs->dw - 1}, pad = {cs->ph, cs->pw};
+    return dnnl_dilated_convolution_forward_desc_init(cd, prop, dnnl_convolution_direct, &md[0], &wany,
+                                                      with_bias ? &md[3] : NULL, &md[1], strides, dil, pad, pad);
+}
+
+/* The weights primitive pd reads: the plain ones at user when it takes OIHW,
+ * else a buffer (*buf, made here) that the reorder re fills from user before
+ * each run. Their descriptor and address into *wmd, *wptr. */
+static dnnl_status_t conv_weights(loom_exec *e, set *S, const_dnnl_primitive_desc_t pd, const dnnl_memory_desc_t *wuser,
+                                  float *user, float **buf, call *re, const dnnl_memory_desc_t **wmd, float **wptr) {
+    *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    *wptr = user;
+    if (dnnl_memory_desc_equal(*wmd, wuser)) return dnnl_success;
+    if (!(*buf = alloc_md(e, S, *wmd))) return dnnl_out_of_memory;
+    *wptr = *buf;
+    return reorder(e, re, wuser, user, *wmd, *buf, 0);
+}
+
 static int conv_fwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t *fpd_out) {
     const loom_layer *l = &e->g->nodes[i];
-    const loom_conv_shape *cs = &l->a.conv;
     const loom_step *st = &e->step[i];
-    dnnl_memory_desc_t src, dst, wany, wuser, bias;
-    slot_md(e, &e->slot[st->in[0]], n, &src);
-    slot_md(e, &e->slot[st->out], n, &dst);
-    weights_md(cs, dnnl_format_tag_any, &wany);
-    weights_md(cs, dnnl_oihw, &wuser);
-    vec_md(cs->oc, &bias);
-    dnnl_dims_t strides = {cs->sh, cs->sw}, dil = {cs->dh - 1, cs->dw - 1}, pad = {cs->ph, cs->pw};
+    dnnl_memory_desc_t md[4];
     dnnl_convolution_desc_t cd;
-    TRY(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct, &src, &wany,
-                                                   l->bias ? &bias : NULL, &dst, strides, dil, pad, pad),
+    TRY(conv_desc(e, i, &e->slot[st->in[0]], &e->slot[st->out], n, dnnl_forward_training, l->bias, &cd, md),
         "convolution forward");
     dnnl_primitive_attr_t attr;
     if (!user_scratch(&attr)) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
@@ -346,19 +369,14 @@ static int conv_fwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t *f
     TRY(s, "convolution forward");
     TRY(dnnl_primitive_desc_clone(&keep, pd), "convolution forward");
     *fpd_out = keep;
-    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    float *W = e->g->params + l->param_off;
-    float *wptr = W;
-    if (!dnnl_memory_desc_equal(wmd, &wuser)) {
-        if (!(S->wbuf = alloc_md(e, S, wmd))) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
-        TRY(reorder(e, &S->wre, &wuser, W, wmd, S->wbuf, 0), "weights reorder");
-        wptr = S->wbuf;
-    }
+    float *W = e->g->params + l->param_off, *wptr;
+    const dnnl_memory_desc_t *wmd;
+    TRY(conv_weights(e, S, pd, &md[2], W, &S->wbuf, &S->wre, &wmd, &wptr), "weights reorder");
     call *c = &S->fwd;
-    TRY(bind(c, DNNL_ARG_SRC, &src, e->slot[st->in[0]].act), "convolution forward");
+    TRY(bind(c, DNNL_ARG_SRC, &md[0], e->slot[st->in[0]].act), "convolution forward");
     TRY(bind(c, DNNL_ARG_WEIGHTS, wmd, wptr), "convolution forward");
-    if (l->bias) TRY(bind(c, DNNL_ARG_BIAS, &bias, W + l->weight_count), "convolution forward");
-    TRY(bind(c, DNNL_ARG_DST, &dst, e->slot[st->out].act), "convolution forward");
+    if (l->bias) TRY(bind(c, DNNL_ARG_BIAS, &md[3], W + l->weight_count), "convolution forward");
+    TRY(bind(c, DNNL_ARG_DST, &md[1], e->slot[st->out].act), "convolution forward");
     TRY(make(e, c, pd), "convolution forward");
     impl_of(c, S->impl, sizeof S->impl);
     return LOOM_OK;
@@ -761,18 +779,10 @@ static int fused_build(loom_exec *e, int a, set *S) {
     const loom_step *as = &e->step[a];
     int i = as->fuse_conv, n = S->n;
     const loom_layer *l = &e->g->nodes[i];
-    const loom_conv_shape *cs = &l->a.conv;
-    dnnl_memory_desc_t src, dst, wany, wuser, bias, other;
-    slot_md(e, &e->slot[e->step[i].in[0]], n, &src);
-    slot_md(e, &e->slot[as->out], n, &dst);
+    dnnl_memory_desc_t md[4], other;
     if (as->fuse_other >= 0) slot_md(e, &e->slot[as->fuse_other], n, &other);
-    weights_md(cs, dnnl_format_tag_any, &wany);
-    weights_md(cs, dnnl_oihw, &wuser);
-    vec_md(cs->oc, &bias);
-    dnnl_dims_t strides = {cs->sh, cs->sw}, dil = {cs->dh - 1, cs->dw - 1}, pad = {cs->ph, cs->pw};
     dnnl_convolution_desc_t cd;
-    TRY(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src, &wany,
-                                                   &bias, &dst, strides, dil, pad, pad),
+    TRY(conv_desc(e, i, &e->slot[e->step[i].in[0]], &e->slot[as->out], n, dnnl_forward_inference, 1, &cd, md),
         "fused convolution");
     dnnl_primitive_attr_t attr;
     if (!user_scratch(&attr)) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
@@ -796,30 +806,21 @@ static int fused_build(loom_exec *e, int a, set *S) {
     TRY(s, "fused convolution");
     node_state *ns = &e->dn->node[i];
     if (!ns->fold) {
-        size_t len = l->weight_count + (size_t)cs->oc;
+        size_t len = l->weight_count + (size_t)l->a.conv.oc;
         if (!(ns->fold = malloc(len * sizeof(float)))) {
             dnnl_primitive_desc_destroy(pd);
             return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
         }
         e->dn->extra += len * sizeof(float);
     }
-    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    float *wptr = ns->fold;
-    if (!dnnl_memory_desc_equal(wmd, &wuser)) {
-        if (!(S->wbuf_fuse = alloc_md(e, S, wmd))) {
-            dnnl_primitive_desc_destroy(pd);
-            return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
-        }
-        s = reorder(e, &S->wre_fuse, &wuser, ns->fold, wmd, S->wbuf_fuse, 0);
-        if (s != dnnl_success) dnnl_primitive_desc_destroy(pd);
-        TRY(s, "weights reorder");
-        wptr = S->wbuf_fuse;
-    }
+    const dnnl_memory_desc_t *wmd;
+    float *wptr;
+    s = conv_weights(e, S, pd, &md[2], ns->fold, &S->wbuf_fuse, &S->wre_fuse, &wmd, &wptr);
     call *c = &S->fuse;
-    s = bind(c, DNNL_ARG_SRC, &src, e->slot[e->step[i].in[0]].act);
+    if (s == dnnl_success) s = bind(c, DNNL_ARG_SRC, &md[0], e->slot[e->step[i].in[0]].act);
     if (s == dnnl_success) s = bind(c, DNNL_ARG_WEIGHTS, wmd, wptr);
-    if (s == dnnl_success) s = bind(c, DNNL_ARG_BIAS, &bias, ns->fold + l->weight_count);
-    if (s == dnnl_success) s = bind(c, DNNL_ARG_DST, &dst, e->slot[as->out].act);
+    if (s == dnnl_success) s = bind(c, DNNL_ARG_BIAS, &md[3], ns->fold + l->weight_count);
+    if (s == dnnl_success) s = bind(c, DNNL_ARG_DST, &md[1], e->slot[as->out].act);
     if (s == dnnl_success && as->fuse_other >= 0)
         s = bind(c, DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, &other, e->slot[as->fuse_other].act);
     if (s != dnnl_success) dnnl_primitive_desc_destroy(pd);

@@ -138,6 +138,23 @@ static double model_loss(void *p) {
     return loom_k_softmax_xent(loom_exec_output(c->e), c->labels, NULL, c->n, 3, 1.0f);
 }
 
+/* The parameter gradient of c's model (inputs and parameters filled, the
+ * forward already run) against central differences; frees exec and graph. */
+static void check_param_grads(const char *what, ctx_t *c, float eps) {
+    float *P = loom_graph_params(c->g);
+    size_t np = loom_graph_param_count(c->g);
+    loom_exec_zero_act_grad(c->e);
+    loom_exec_zero_param_grad(c->e);
+    loom_k_softmax_xent(loom_exec_output(c->e), c->labels, loom_exec_output_grad(c->e), c->n, 3, 1.0f);
+    loom_exec_backward(c->e, c->n);
+    float *G = malloc(np * sizeof(float));
+    memcpy(G, loom_exec_param_grad(c->e), np * sizeof(float));
+    t_gradcheck(what, model_loss, c, P, G, np, eps, 2e-3, 2e-2);
+    free(G);
+    loom_exec_free(c->e);
+    loom_graph_free(c->g);
+}
+
 static void test_dag_gradcheck(void) {
     loom_graph *g = loom_graph_new("dag");
     loom_node x = loom_input(g, 2, 6, 6);
@@ -164,16 +181,7 @@ static void test_dag_gradcheck(void) {
     /* make biases and BN affine non-trivial */
     t_fill(P, np, 12, -0.6f, 0.6f);
     loom_exec_forward(c.e, 3, 1, 42, 0);
-    loom_exec_zero_act_grad(c.e);
-    loom_exec_zero_param_grad(c.e);
-    loom_k_softmax_xent(loom_exec_output(c.e), c.labels, loom_exec_output_grad(c.e), 3, 3, 1.0f);
-    loom_exec_backward(c.e, 3);
-    float *G = malloc(np * sizeof(float));
-    memcpy(G, loom_exec_param_grad(c.e), np * sizeof(float));
-    t_gradcheck("whole DAG parameters", model_loss, &c, P, G, np, 1e-2f, 2e-3, 2e-2);
-    free(G);
-    loom_exec_free(c.e);
-    loom_graph_free(g);
+    check_param_grads("whole DAG parameters", &c, 1e-2f);
 }
 
 /* The layers ONNX import adds (scale, clip, log_softmax), through their
@@ -199,16 +207,7 @@ static void test_import_ops_gradcheck(void) {
         for (int k = 0; k < 3; k++) sum += exp(loom_exec_output(c.e)[r * 3 + k]);
         CHECK(fabs(sum - 1) < 1e-5, "log_softmax row %d: exponentials sum to %g", r, sum);
     }
-    loom_exec_zero_act_grad(c.e);
-    loom_exec_zero_param_grad(c.e);
-    loom_k_softmax_xent(loom_exec_output(c.e), c.labels, loom_exec_output_grad(c.e), 3, 3, 1.0f);
-    loom_exec_backward(c.e, 3);
-    float *G = malloc(np * sizeof(float));
-    memcpy(G, loom_exec_param_grad(c.e), np * sizeof(float));
-    t_gradcheck("scale, clip, log_softmax parameters", model_loss, &c, P, G, np, 1e-3f, 2e-3, 2e-2);
-    free(G);
-    loom_exec_free(c.e);
-    loom_graph_free(g);
+    check_param_grads("scale, clip, log_softmax parameters", &c, 1e-3f);
 }
 
 /* A frozen body costs only its forward: backward stops at the first trainable layer. */

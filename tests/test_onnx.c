@@ -15,21 +15,13 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "util.h"
 #include "loom/loom.h"
 
+/* A raw float32 file (t_read_file's bytes), its float count in *n; NULL if unreadable. */
 static float *read_f32(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    rewind(f);
-    float *v = malloc((size_t)len);
-    *n = (size_t)len / sizeof(float);
-    if (!v || fread(v, 1, (size_t)len, f) != (size_t)len) {
-        free(v);
-        v = NULL;
-    }
-    fclose(f);
+    float *v = (float *)(void *)t_read_file(path, n);
+    *n = v ? *n / sizeof(float) : 0;
     return v;
 }
 

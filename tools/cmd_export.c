@@ -75,7 +75,8 @@ int cmd_export(int argc, char **argv) {
             return EXIT_USAGE;
         }
     } else {
-        g = loom_onnx_sniff(what) ? loom_onnx_import(what) : loom_checkpoint_load(what);
+        const char *kind;
+        g = open_model(what, &kind);
         if (!g) {
             fprintf(stderr, "loom export: %s\n", loom_error());
             return EXIT_FAILED;

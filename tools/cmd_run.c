@@ -17,16 +17,6 @@ static const cli_opt run_options[] = {
     CLI_OPT("batch", "N", "samples per forward pass", "64"),
     CLI_END};
 
-/* An ONNX file or a checkpoint, by content. */
-static loom_graph *open_model(const char *path, const char **kind) {
-    if (loom_onnx_sniff(path)) {
-        *kind = "ONNX";
-        return loom_onnx_import(path);
-    }
-    *kind = "checkpoint";
-    return loom_checkpoint_load(path);
-}
-
 typedef struct {
     const float *y;
     size_t n;

@@ -250,3 +250,12 @@ int drop_final_softmax(loom_graph **g) {
     *g = p;
     return 1;
 }
+
+loom_graph *open_model(const char *path, const char **kind) {
+    if (loom_onnx_sniff(path)) {
+        *kind = "ONNX";
+        return loom_onnx_import(path);
+    }
+    *kind = "checkpoint";
+    return loom_checkpoint_load(path);
+}

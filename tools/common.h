@@ -35,6 +35,10 @@ int check_writable(const char *path);
  * none, -1 on error. */
 int drop_final_softmax(loom_graph **g);
 
+/* The model in an ONNX file or a checkpoint, told by content; *kind is
+ * "ONNX" or "checkpoint". NULL on error (loom_error says why). */
+loom_graph *open_model(const char *path, const char **kind);
+
 /* An absolute form of path (which need not exist; its folder should):
  * malloc'd, or NULL. */
 char *absolute_path(const char *path);
