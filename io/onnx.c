@@ -21,14 +21,23 @@
 
 #include "loom/error.h"
 
-/* In every build: so that a build without ONNX says so for an ONNX file. */
+/* In every build: so that a build without ONNX says so for an ONNX file.
+ * A ModelProto begins with field 1 (ir_version, a small varint: tag 0x08)
+ * and then another field's tag. One byte is not enough: a safetensors file
+ * begins with its header's length, 8 bytes little-endian, whose first byte
+ * is 0x08 for one header size in 256 — a checkpoint that must not pass for
+ * an ONNX model. So a safetensors form (that length, then '{') is ruled out
+ * first, and the ONNX form is checked over its first three bytes. */
 int loom_onnx_sniff(const char *path) {
-    /* field 1 (ir_version), varint: tag byte 0x08 */
     FILE *f = fopen(path, "rb");
     if (!f) return 0;
-    int c = fgetc(f);
+    unsigned char b[9];
+    size_t n = fread(b, 1, sizeof b, f);
     fclose(f);
-    return c == 0x08;
+    if (n == sizeof b && b[8] == '{') return 0; /* safetensors: a JSON header after its length */
+    if (n < 3 || b[0] != 0x08 || b[1] == 0 || b[1] > 0x7f) return 0;
+    int field = b[2] >> 3, wire = b[2] & 7; /* the next field: producer_name, graph, opset_import, ... */
+    return field >= 2 && field <= 20 && (wire == 0 || wire == 2);
 }
 
 #ifndef LOOM_HAVE_ONNX

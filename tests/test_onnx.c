@@ -240,6 +240,37 @@ static void ceil_pool_roundtrip(void) {
     loom_graph_free(g);
 }
 
+/* Telling an ONNX model from a checkpoint: a safetensors file starts with its
+ * header's length, whose first byte is 0x08 for one header size in 256 (a
+ * checkpoint once passed for ONNX that way and --resume refused it). Every
+ * header size mod 256 is tried, by a metadata string of each length. */
+static void sniff(const char *dir) {
+    char tmp[256], path[300], onnx[1024];
+    if (!t_mkdtemp(tmp, sizeof tmp, "sniff")) return;
+    snprintf(path, sizeof path, "%s/c.safetensors", tmp);
+    loom_graph *g = loom_zoo_build("mlp", 1, 8, 8, 3, 1);
+    char pad[300];
+    int wrong = 0, hit8 = 0;
+    for (int len = 0; g && len < 256; len++) {
+        memset(pad, 'x', (size_t)len);
+        pad[len] = 0;
+        loom_ckpt_meta m = {"pad", pad};
+        loom_ckpt_extra x = {&m, 1, NULL, 0};
+        CHECK(loom_checkpoint_save(path, g, &x) == LOOM_OK, "save: %s", loom_error());
+        size_t n;
+        unsigned char *b = t_read_file(path, &n);
+        hit8 += b && n > 0 && b[0] == 0x08;
+        wrong += loom_onnx_sniff(path) != 0;
+        free(b);
+    }
+    CHECK(hit8 > 0, "one of the 256 header sizes starts with the byte 0x08");
+    CHECK(wrong == 0, "%d of 256 checkpoints pass for ONNX models", wrong);
+    snprintf(onnx, sizeof onnx, "%s/lenet5.onnx", dir);
+    CHECK(loom_onnx_sniff(onnx) == 1, "%s is an ONNX model", onnx);
+    loom_graph_free(g);
+    t_rm_tree(tmp);
+}
+
 int main(void) {
     if (!loom_onnx_available()) TEST_SKIP("loom was built without ONNX import (LOOM_ONNX=OFF)");
     const char *data = getenv("LOOM_TEST_DATA") ? getenv("LOOM_TEST_DATA") : "data";
@@ -256,6 +287,7 @@ int main(void) {
     }
     char dir[256];
     snprintf(dir, sizeof dir, "%s/onnx", data);
+    sniff(dir);
     pytorch_model(dir, "lenet5");
     pytorch_model(dir, "cnn_bn");
     pytorch_model(dir, "cnn_ops");
