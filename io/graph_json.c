@@ -23,6 +23,8 @@
 /* ---- encoding ---------------------------------------------------------------- */
 
 /* json_object_set_new consumes v even on failure, and fails on a NULL v. */
+static const char *const arith_kinds[] = {"add", "sub", "mul", "div"};
+
 static int put(json_t *o, const char *k, json_t *v) { return json_object_set_new(o, k, v) ? 1 : 0; }
 static int put_i(json_t *o, const char *k, long long v) { return put(o, k, json_integer(v)); }
 
@@ -51,6 +53,12 @@ static int put_attrs(json_t *o, const loom_layer *l) {
     case LOOM_OP_CLIP: bad |= put(o, "lo", jf_number(l->a.clip.lo)) | put(o, "hi", jf_number(l->a.clip.hi)); break;
     case LOOM_OP_BATCHNORM:
         bad |= put(o, "eps", jf_number(l->a.bn.eps)) | put(o, "momentum", jf_number(l->a.bn.momentum));
+        break;
+    case LOOM_OP_ARITH: bad |= put(o, "kind", json_string(arith_kinds[l->a.arith])); break;
+    case LOOM_OP_RESHAPE: bad |= put_i(o, "rank", l->a.rank); break;
+    case LOOM_OP_PAD:
+        bad |= put_i(o, "top", l->a.pad.top) | put_i(o, "left", l->a.pad.left) | put_i(o, "bottom", l->a.pad.bottom) |
+               put_i(o, "right", l->a.pad.right) | put(o, "value", jf_number(l->a.pad.value));
         break;
     default: break;
     }
@@ -115,9 +123,27 @@ static const char *const pool_keys[] = {"kh", "kw", "sh", "sw", "ph", "pw"};
 static const long long pool_lo[] = {1, 1, 1, 1, 0, 0};
 static const long long pool_hi[] = {MAX_WINDOW, MAX_WINDOW, MAX_WINDOW, MAX_WINDOW, MAX_WINDOW, MAX_WINDOW};
 
+static const char *const pad_keys[] = {"top", "left", "bottom", "right"};
+static const long long pad_lo[] = {0, 0, 0, 0};
+static const long long pad_hi[] = {65536, 65536, 65536, 65536};
+
 /* The op's own fields, read into a; errors go to r. */
 static void read_attrs(jf_obj *r, loom_op op, attrs *a) {
     switch (op) {
+    case LOOM_OP_ARITH: {
+        char kind[16] = "";
+        a->v[0] = -1;
+        if (!jf_str(r, "kind", kind, sizeof kind))
+            for (int k = 0; k < 4; k++)
+                if (!strcmp(kind, arith_kinds[k])) a->v[0] = k;
+        if (!r->err && a->v[0] < 0) jf_fail(r, "field \"kind\" = \"%s\" is not add, sub, mul or div", kind);
+        break;
+    }
+    case LOOM_OP_RESHAPE: jf_int(r, "rank", 2, 4, &a->v[0]); break;
+    case LOOM_OP_PAD:
+        read_ints(r, pad_keys, 4, pad_lo, pad_hi, a);
+        if (!jf_float(r, "value", &a->f[0]) && !isfinite(a->f[0])) jf_fail(r, "field \"value\" must be finite");
+        break;
     case LOOM_OP_DENSE: jf_int(r, "units", 1, MAX_WIDTH, &a->v[0]); break;
     case LOOM_OP_CONV2D:
         read_ints(r, conv_keys, 10, conv_lo, conv_hi, a);
@@ -180,6 +206,9 @@ static loom_node build(loom_graph *g, loom_op op, const loom_node *in, int nin, 
     case LOOM_OP_CLIP: return loom_clip(g, in[0], a->f[0], a->f[1]);
     case LOOM_OP_LOG_SOFTMAX: return loom_log_softmax(g, in[0]);
     case LOOM_OP_SCALE: return loom_scale(g, in[0]);
+    case LOOM_OP_ARITH: return loom_arith(g, (loom_arith_kind)v[0], in[0], in[1]);
+    case LOOM_OP_RESHAPE: return loom_reshape(g, in[0], (int)v[0], (int)shape[0], (int)shape[1], (int)shape[2]);
+    case LOOM_OP_PAD: return loom_pad2d(g, in[0], (int)v[0], (int)v[1], (int)v[2], (int)v[3], a->f[0]);
     default: return -1;
     }
 }
@@ -217,7 +246,7 @@ static int decode_layer(loom_graph *g, const json_t *v, int i, const char *path)
     size_t nin = json_array_size(ins);
     size_t lo = 1, hi = 1;
     if (op == LOOM_OP_INPUT) lo = hi = 0;
-    if (op == LOOM_OP_ADD) lo = hi = 2;
+    if (op == LOOM_OP_ADD || op == LOOM_OP_ARITH) lo = hi = 2;
     if (op == LOOM_OP_CONCAT) hi = LOOM_MAX_INPUTS;
     if (nin < lo || nin > hi)
         return jf_fail(&r, "%zu inputs, %s takes %zu%s", nin, opname, hi == lo ? lo : hi,

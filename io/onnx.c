@@ -5,8 +5,9 @@
  * refused, which is also how a cycle shows).
  *
  * Each tensor name maps to a loom node (an activation, with its ONNX rank:
- * 4 for [N, C, H, W], 2 for [N, F]) or to a constant (an initializer or a
- * Constant node's value). Weights are gathered while the graph is built and
+ * 4 for [N, C, H, W], 3 for [N, C, H] (loom's C x H x 1), 2 for [N, F]) or
+ * to a constant (an initializer, a Constant node's value, or one computed
+ * here from other constants: the shape arithmetic of exporters). Weights are gathered while the graph is built and
  * copied in after loom_graph_finish has laid out the flat arrays. */
 #include "loom/onnx.h"
 
@@ -66,14 +67,15 @@ int loom_onnx_available(void) { return 1; }
 
 enum { OPSET_MIN = 6, OPSET_MAX = 17, MAX_RANK = 8 };
 /* TensorProto.DataType */
-enum { DT_FLOAT = 1, DT_INT64 = 7 };
+enum { DT_FLOAT = 1, DT_INT32 = 6, DT_INT64 = 7 };
 
 typedef struct {
     const char *name;                /* borrowed from the model */
     int node;                        /* loom node, or -1 for a constant */
     int rank;                        /* activation: 2 or 4 */
     const Onnx__TensorProto *t;      /* constant */
-    int pad[4];                      /* a zero Pad's top, left, bottom, right, left to the Conv that reads it */
+    int pad[4];                      /* a Pad's top, left, bottom, right, left to the node that reads it */
+    float fill;                      /* and its value */
 } value;
 
 /* Weights to copy once the graph is finished. */
@@ -98,6 +100,8 @@ typedef struct {
     int any_value;                   /* tensors may hold NaN and infinities (test data, not weights) */
     Onnx__TensorProto **bound;       /* graph inputs given as constants (loom_onnx_import_with) */
     int nbound;
+    Onnx__TensorProto **made;        /* constants computed here (shape arithmetic) */
+    int nmade, capmade;
 } importer;
 
 /* ---- messages --------------------------------------------------------------- */
@@ -135,7 +139,7 @@ static int define(importer *im, const char *name, int node, int rank, const Onnx
         if (!nv) return loom_fail(LOOM_ENOMEM, "%s: out of memory", im->path);
         im->v = nv, im->capv = cap;
     }
-    im->v[im->nv++] = (value){.name = name, .node = node, .rank = rank, .t = t, .pad = {0, 0, 0, 0}};
+    im->v[im->nv++] = (value){.name = name, .node = node, .rank = rank, .t = t, .pad = {0, 0, 0, 0}, .fill = 0};
     return LOOM_OK;
 }
 
@@ -153,6 +157,16 @@ static pending *add_pending(importer *im, int node) {
     memset(p, 0, sizeof *p);
     p->node = node;
     return p;
+}
+
+/* A Pad carried in value v becomes a pad layer (a Conv takes a zero one into its own padding instead). */
+static int materialize_pad(importer *im, value *v) {
+    loom_node y = loom_pad2d(im->g, v->node, v->pad[0], v->pad[1], v->pad[2], v->pad[3], v->fill);
+    if (y < 0) return node_fail(im, LOOM_EUNSUPPORTED, "%s", loom_graph_error(im->g));
+    v->node = y;
+    memset(v->pad, 0, sizeof v->pad);
+    v->fill = 0;
+    return LOOM_OK;
 }
 
 /* Input k of the current node: an activation (want_node) or a constant. */
@@ -182,11 +196,9 @@ static value *input(importer *im, int k, int want_node, const char *what) {
                     v->name);
         return NULL;
     }
-    if ((v->pad[0] | v->pad[1] | v->pad[2] | v->pad[3]) && strcmp(n->op_type ? n->op_type : "", "Conv")) {
-        UNSUPPORTED("input %d (%s) \"%s\" is the output of a Pad: loom folds a zero Pad only into the convolution "
-                    "that reads it", k, what, v->name);
+    if ((v->pad[0] | v->pad[1] | v->pad[2] | v->pad[3]) && (strcmp(n->op_type ? n->op_type : "", "Conv") || v->fill != 0.0f) &&
+        materialize_pad(im, v))
         return NULL;
-    }
     if (want_node == 0 && v->node >= 0) {
         UNSUPPORTED("input %d (%s) \"%s\" is computed by the graph: loom needs it as an initializer (a constant)", k,
                     what, v->name);
@@ -349,6 +361,9 @@ static const char *dims_str(const Onnx__TensorProto *t, char *buf, size_t cap) {
 
 /* ---- the operators ------------------------------------------------------------------ */
 
+enum { AR_ADD, AR_SUB, AR_MUL, AR_DIV };
+
+
 static int out_node(importer *im, loom_node x, int rank) {
     if (x < 0) return node_fail(im, LOOM_EUNSUPPORTED, "%s", loom_graph_error(im->g));
     /* the layer takes the node's name (PyTorch's "/layer1/layer1.0/conv1/Conv" as
@@ -368,9 +383,691 @@ static int out_node(importer *im, loom_node x, int rank) {
 
 static const loom_layer *layer(importer *im, const value *v) { return loom_graph_layer(im->g, v->node); }
 
-/* Symmetric padding from ONNX pads [top, left, bottom, right] or auto_pad. */
-static int pads2d(importer *im, int h, int w, int kh, int kw, int sh, int sw, int dh, int dw, const int *extra, int *ph,
-                  int *pw) {
+/* ---- constants computed at import: exporters' shape arithmetic ---------------------
+ * PyTorch writes x.view(x.size(0), -1) as Shape -> Gather -> Unsqueeze ->
+ * Concat -> Reshape, and a ZeroPad2d's pads as ConstantOfShape -> Concat ->
+ * Reshape -> Slice -> Transpose -> Reshape -> Cast. Such nodes on constants
+ * (and Shape of an activation) are computed here into new constants. The
+ * batch size is known only when the model runs: Shape gives it as SYM_N,
+ * which passes through Gather, Concat, ... and which Reshape takes as "the
+ * batch"; arithmetic on it gives SYM_X, which nothing accepts. */
+/* Exporters write INT64_MIN, INT64_MIN + 1 and INT64_MAX as slice bounds ("to the end"): the
+ * symbols are other values, which no exporter writes ("LOOM" above the minimum). */
+#define SYM_N (INT64_MIN + 0x4c4f4f4d)
+#define SYM_X (SYM_N + 1)
+enum { KONST_MAX = 1 << 24 };
+
+typedef struct {
+    int rank;
+    int64_t dims[MAX_RANK];
+    size_t n;
+    int fl;                          /* float values in f, else integers in i */
+    int64_t *i;
+    float *f;
+} konst;
+
+static void konst_free(konst *k) {
+    free(k->i), free(k->f);
+    k->i = NULL, k->f = NULL;
+}
+
+/* Room for k's values (its rank and dims set). */
+static int konst_alloc(importer *im, konst *k, int fl) {
+    size_t n = 1;
+    for (int d = 0; d < k->rank; d++) {
+        if (k->dims[d] < 0 || (k->dims[d] > 0 && n > KONST_MAX / (size_t)k->dims[d]))
+            return UNSUPPORTED("a computed constant of more than %d values", KONST_MAX);
+        n *= (size_t)k->dims[d];
+    }
+    k->n = n, k->fl = fl;
+    void *p = calloc(n ? n : 1, fl ? sizeof(float) : sizeof(int64_t));
+    if (!p) return loom_fail(LOOM_ENOMEM, "%s: out of memory", im->path);
+    if (fl) k->f = p;
+    else k->i = p;
+    return LOOM_OK;
+}
+
+/* Constant input k of the node, read into out (float32, int64 or int32). */
+static int konst_in(importer *im, int k, const char *what, konst *out) {
+    memset(out, 0, sizeof *out);
+    value *v = input(im, k, 0, what);
+    if (!v) return LOOM_ERR;
+    const Onnx__TensorProto *t = v->t;
+    char d[96];
+    if (t->n_dims > MAX_RANK) return UNSUPPORTED("constant %s %s: loom computes with at most %d dimensions", v->name, dims_str(t, d, sizeof d), MAX_RANK);
+    out->rank = (int)t->n_dims;
+    for (int q = 0; q < out->rank; q++) out->dims[q] = t->dims[q];
+    int was = im->any_value;
+    if (t->data_type == DT_FLOAT) {
+        im->any_value = 1;
+        out->f = tensor_floats(im, t, v->name, &out->n);
+        im->any_value = was;
+        out->fl = 1;
+        return out->f ? LOOM_OK : LOOM_ERR;
+    }
+    if (t->data_type != DT_INT64 && t->data_type != DT_INT32)
+        return UNSUPPORTED("constant %s has data type %d: loom computes with float32, int64 and int32 constants", v->name,
+                           (int)t->data_type);
+    if (konst_alloc(im, out, 0)) return LOOM_ERR;
+    if (t->data_type == DT_INT64) {
+        if (t->n_int64_data) {
+            if (t->n_int64_data != out->n) return BAD("tensor %s: %zu values, its shape needs %zu", v->name, t->n_int64_data, out->n);
+            memcpy(out->i, t->int64_data, out->n * sizeof *out->i);
+        } else if (out->n && tensor_bytes(im, t, v->name, out->i, out->n * sizeof *out->i)) {
+            return LOOM_ERR;
+        }
+    } else if (t->n_int32_data) {
+        if (t->n_int32_data != out->n) return BAD("tensor %s: %zu values, its shape needs %zu", v->name, t->n_int32_data, out->n);
+        for (size_t q = 0; q < out->n; q++) out->i[q] = t->int32_data[q];
+    } else if (out->n) {
+        int32_t *tmp = malloc(out->n * sizeof *tmp);
+        if (!tmp) return loom_fail(LOOM_ENOMEM, "%s: out of memory", im->path);
+        int rc = tensor_bytes(im, t, v->name, tmp, out->n * sizeof *tmp);
+        for (size_t q = 0; !rc && q < out->n; q++) out->i[q] = tmp[q];
+        free(tmp);
+        if (rc) return LOOM_ERR;
+    }
+    return LOOM_OK;
+}
+
+/* k as the constant the node's output names (k's values are taken). */
+static int konst_define(importer *im, konst *k) {
+    if (im->nmade == im->capmade) {
+        int cap = im->capmade ? 2 * im->capmade : 16;
+        Onnx__TensorProto **m = realloc(im->made, (size_t)cap * sizeof *m);
+        if (!m) return loom_fail(LOOM_ENOMEM, "%s: out of memory", im->path);
+        im->made = m, im->capmade = cap;
+    }
+    Onnx__TensorProto *t = calloc(1, sizeof *t);
+    int64_t *dims = malloc((size_t)(k->rank ? k->rank : 1) * sizeof *dims);
+    if (!t || !dims) {
+        free(t), free(dims);
+        return loom_fail(LOOM_ENOMEM, "%s: out of memory", im->path);
+    }
+    onnx__tensor_proto__init(t);
+    im->made[im->nmade++] = t;
+    memcpy(dims, k->dims, (size_t)k->rank * sizeof *dims);
+    t->n_dims = (size_t)k->rank, t->dims = dims;
+    t->has_data_type = 1;
+    if (k->fl) t->data_type = DT_FLOAT, t->n_float_data = k->n, t->float_data = k->f, k->f = NULL;
+    else t->data_type = DT_INT64, t->n_int64_data = k->n, t->int64_data = k->i, k->i = NULL;
+    if (!k->n) t->has_raw_data = 1, t->raw_data.len = 0, t->raw_data.data = (uint8_t *)dims; /* empty, not missing */
+    konst_free(k);
+    return define(im, im->node->output[0], -1, 0, t);
+}
+
+static void konst_strides(const konst *k, int64_t *st) {
+    int64_t a = 1;
+    for (int d = k->rank - 1; d >= 0; d--) st[d] = a, a *= k->dims[d];
+}
+
+/* Copy element q of src (float or int) to element p of dst (same kind). */
+static void konst_copy(konst *dst, size_t p, const konst *src, size_t q) {
+    if (dst->fl) dst->f[p] = src->f[q];
+    else dst->i[p] = src->i[q];
+}
+
+/* The ONNX shape of activation x: [SYM_N, ...] of its rank; the rank, or -1 for a rank loom cannot lay out. */
+static int act_dims(importer *im, const value *x, int64_t *d) {
+    const loom_layer *l = layer(im, x);
+    d[0] = SYM_N;
+    if (x->rank == 4) d[1] = l->c, d[2] = l->h, d[3] = l->w;
+    else if (x->rank == 3) d[1] = l->c, d[2] = (int64_t)l->h * l->w;
+    else if (x->rank == 2) d[1] = (int64_t)l->size;
+    else return -1;
+    return x->rank;
+}
+
+/* x's values as an activation of ONNX rank r whose dimensions after the batch are d[0..r-1). */
+static int reshape_act(importer *im, value *x, int r, const int64_t *d) {
+    if (r < 2 || r > 4)
+        return UNSUPPORTED("a %d-d result: loom holds a sample as [C, H, W], [C, H] or [F] (the batch first)", r);
+    const loom_layer *xl = layer(im, x);
+    int64_t c = d[0], h = r > 2 ? d[1] : 1, w = r > 3 ? d[2] : 1;
+    if (c < 1 || h < 1 || w < 1 || c * h * w != (int64_t)xl->size)
+        return BAD("%zu values per sample cannot be [%lld%s%lld%s%lld]", xl->size, (long long)c, r > 2 ? ", " : "",
+                   (long long)(r > 2 ? h : 0), r > 3 ? ", " : "", (long long)(r > 3 ? w : 0));
+    if (c == xl->c && h == xl->h && w == xl->w) return define(im, im->node->output[0], x->node, r, NULL); /* the same layout */
+    if (r == 2) return out_node(im, loom_flatten(im->g, x->node), 2);
+    return out_node(im, loom_reshape(im->g, x->node, r, (int)c, (int)h, (int)w), r);
+}
+
+/* Axes as given (attribute when from_attr, else input 1) into ax; the count, or -1 after an error. */
+static int axes_raw(importer *im, int64_t *ax, int optional, int from_attr) {
+    int n = 0;
+    if (from_attr) {
+        const Onnx__AttributeProto *a = attr(im, "axes");
+        if (!a) return optional ? 0 : (BAD("attribute axes is missing"), -1);
+        if (a->n_ints > MAX_RANK) return UNSUPPORTED("%zu axes", a->n_ints), -1;
+        for (size_t q = 0; q < a->n_ints; q++) ax[n++] = a->ints[q];
+        return n;
+    }
+    if (!has_input(im, 1)) return optional ? 0 : (BAD("input axes is missing"), -1);
+    konst k;
+    if (konst_in(im, 1, "axes", &k)) return konst_free(&k), -1;
+    if (k.fl || k.n > MAX_RANK) {
+        konst_free(&k);
+        return UNSUPPORTED("axes of %zu %s values", k.n, k.fl ? "float" : "integer"), -1;
+    }
+    for (size_t q = 0; q < k.n; q++) ax[n++] = k.i[q];
+    konst_free(&k);
+    return n;
+}
+
+/* Axes normalized against rank r (negative from the end), each once. */
+static int axes_norm(importer *im, int64_t *ax, int n, int r) {
+    for (int q = 0; q < n; q++) {
+        if (ax[q] < -r || ax[q] >= r) return BAD("axis %lld is out of range for %d dimensions", (long long)ax[q], r);
+        if (ax[q] < 0) ax[q] += r;
+        for (int e = 0; e < q; e++)
+            if (ax[e] == ax[q]) return BAD("axis %lld is given twice", (long long)ax[q]);
+    }
+    return LOOM_OK;
+}
+
+/* Unsqueeze and Squeeze: the dimensions of the result from those of the input (r of them); its rank or -1. */
+static int squeeze_dims(importer *im, int unsq, int r, const int64_t *in, int64_t *out) {
+    int64_t ax[MAX_RANK];
+    int n = axes_raw(im, ax, !unsq, im->opset < 13);
+    if (n < 0) return -1;
+    if (unsq) {
+        int ro = r + n;
+        if (ro > MAX_RANK) return UNSUPPORTED("a %d-d result", ro), -1;
+        if (axes_norm(im, ax, n, ro)) return -1;
+        char is[MAX_RANK] = {0};
+        for (int q = 0; q < n; q++) is[ax[q]] = 1;
+        for (int o = 0, i = 0; o < ro; o++) out[o] = is[o] ? 1 : in[i++];
+        return ro;
+    }
+    if (axes_norm(im, ax, n, r)) return -1;
+    char drop[MAX_RANK] = {0};
+    for (int q = 0; q < n; q++) {
+        if (in[ax[q]] == SYM_N) return UNSUPPORTED("squeezing the batch away"), -1;
+        if (in[ax[q]] != 1) return BAD("axis %lld has size %lld, not 1", (long long)ax[q], (long long)in[ax[q]]), -1;
+        drop[ax[q]] = 1;
+    }
+    int ro = 0;
+    for (int q = 0; q < r; q++)
+        if (!(n ? drop[q] : in[q] == 1)) out[ro++] = in[q];
+    return ro;
+}
+
+static int fold_shape(importer *im) {
+    value *x = input(im, 0, 1, "data");
+    if (!x) return LOOM_ERR;
+    int64_t d[MAX_RANK];
+    int r = act_dims(im, x, d);
+    if (r < 0) return UNSUPPORTED("the shape of a %d-d tensor", x->rank);
+    int64_t a = attr_int(im, "start", 0), b = attr_int(im, "end", r);
+    if (a < 0) a += r;
+    if (b < 0) b += r;
+    a = a < 0 ? 0 : a > r ? r : a, b = b < 0 ? 0 : b > r ? r : b;
+    konst k = {.rank = 1, .dims = {b > a ? b - a : 0}};
+    if (konst_alloc(im, &k, 0)) return LOOM_ERR;
+    for (int64_t q = a; q < b; q++) k.i[q - a] = d[q];
+    return konst_define(im, &k);
+}
+
+static int fold_gather(importer *im) {
+    konst data, idx, out = {0};
+    if (konst_in(im, 0, "data", &data)) return konst_free(&data), LOOM_ERR;
+    if (konst_in(im, 1, "indices", &idx) || idx.fl) {
+        konst_free(&data), konst_free(&idx);
+        return idx.fl ? BAD("float indices") : LOOM_ERR;
+    }
+    int r = data.rank, rc = LOOM_ERR;
+    int64_t axis = attr_int(im, "axis", 0);
+    if (axis < 0) axis += r;
+    if (r < 1 || axis < 0 || axis >= r || r - 1 + idx.rank > MAX_RANK) {
+        rc = UNSUPPORTED("gathering along axis %lld of a %d-d constant", (long long)attr_int(im, "axis", 0), r);
+        goto out;
+    }
+    out.rank = r - 1 + idx.rank;
+    int64_t outer = 1, inner = 1, A = data.dims[axis];
+    for (int q = 0; q < axis; q++) out.dims[q] = data.dims[q], outer *= data.dims[q];
+    for (int q = 0; q < idx.rank; q++) out.dims[axis + q] = idx.dims[q];
+    for (int q = (int)axis + 1; q < r; q++) out.dims[q - 1 + idx.rank] = data.dims[q], inner *= data.dims[q];
+    if (konst_alloc(im, &out, data.fl)) goto out;
+    for (int64_t o = 0; o < outer; o++)
+        for (size_t j = 0; j < idx.n; j++) {
+            int64_t q = idx.i[j] < 0 ? idx.i[j] + A : idx.i[j];
+            if (q < 0 || q >= A) {
+                rc = BAD("index %lld is out of range for %lld", (long long)idx.i[j], (long long)A);
+                goto out;
+            }
+            for (int64_t e = 0; e < inner; e++)
+                konst_copy(&out, (size_t)((o * (int64_t)idx.n + (int64_t)j) * inner + e), &data, (size_t)((o * A + q) * inner + e));
+        }
+    rc = konst_define(im, &out);
+out:
+    konst_free(&data), konst_free(&idx), konst_free(&out);
+    return rc;
+}
+
+/* Unsqueeze/Squeeze of a constant (values unchanged) or an activation (a reshape, the batch kept first). */
+static int fold_squeeze(importer *im, int unsq) {
+    value *v = input(im, 0, -1, "data");
+    if (!v) return LOOM_ERR;
+    int64_t in[MAX_RANK], od[MAX_RANK];
+    if (v->node >= 0) {
+        int r = act_dims(im, v, in);
+        if (r < 0) return UNSUPPORTED("a %d-d input", v->rank);
+        int ro = squeeze_dims(im, unsq, r, in, od);
+        if (ro < 0) return LOOM_ERR;
+        if (ro < 1 || od[0] != SYM_N) return UNSUPPORTED("a result whose first dimension is not the batch");
+        return reshape_act(im, v, ro, od + 1);
+    }
+    konst k;
+    if (konst_in(im, 0, "data", &k)) return konst_free(&k), LOOM_ERR;
+    int ro = squeeze_dims(im, unsq, k.rank, k.dims, od);
+    if (ro < 0) return konst_free(&k), LOOM_ERR;
+    k.rank = ro;
+    memcpy(k.dims, od, (size_t)ro * sizeof *od);
+    return konst_define(im, &k);
+}
+
+static int fold_concat(importer *im) {
+    int n = (int)im->node->n_input, rc = LOOM_ERR;
+    konst *ks = calloc((size_t)(n ? n : 1), sizeof *ks), out = {0};
+    if (!ks) return loom_fail(LOOM_ENOMEM, "%s: out of memory", im->path);
+    for (int q = 0; q < n; q++)
+        if (konst_in(im, q, "input", &ks[q])) goto out;
+    int r = n ? ks[0].rank : 0;
+    int64_t axis = attr_int(im, "axis", 0);
+    if (axis < 0) axis += r;
+    if (n < 1 || axis < 0 || axis >= r) {
+        rc = BAD("axis %lld of %d-d constants", (long long)attr_int(im, "axis", 0), r);
+        goto out;
+    }
+    out = ks[0];
+    out.i = NULL, out.f = NULL, out.dims[axis] = 0;
+    for (int q = 0; q < n; q++) {
+        int same = ks[q].rank == r && ks[q].fl == ks[0].fl;
+        for (int d = 0; same && d < r; d++) same = d == axis || ks[q].dims[d] == ks[0].dims[d];
+        if (!same) {
+            rc = BAD("input %d does not match input 0 in type or shape", q);
+            goto out;
+        }
+        out.dims[axis] += ks[q].dims[axis];
+    }
+    if (konst_alloc(im, &out, ks[0].fl)) goto out;
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < axis; d++) outer *= out.dims[d];
+    for (int d = (int)axis + 1; d < r; d++) inner *= out.dims[d];
+    size_t p = 0;
+    for (int64_t o = 0; o < outer; o++)
+        for (int q = 0; q < n; q++) {
+            int64_t run = ks[q].dims[axis] * inner;
+            for (int64_t e = 0; e < run; e++) konst_copy(&out, p++, &ks[q], (size_t)(o * run + e));
+        }
+    rc = konst_define(im, &out);
+out:
+    for (int q = 0; q < n; q++) konst_free(&ks[q]);
+    free(ks);
+    konst_free(&out);
+    return rc;
+}
+
+/* A Reshape's target from its shape input: 0 copies the input's dimension, -1 is inferred. */
+static int reshape_target(importer *im, int r, const int64_t *in, const konst *s, int64_t *out) {
+    if (s->fl || s->rank != 1 || s->n > MAX_RANK) return UNSUPPORTED("a shape of %zu %s values", s->n, s->fl ? "float" : "integer"), -1;
+    int ro = (int)s->n, infer = -1;
+    int allowzero = (int)attr_int(im, "allowzero", 0);
+    for (int q = 0; q < ro; q++) {
+        int64_t v = s->i[q];
+        if (v == 0 && !allowzero) {
+            if (q >= r) return BAD("shape[%d] = 0 copies a dimension the input does not have", q), -1;
+            v = in[q];
+        }
+        if (v == -1) {
+            if (infer >= 0) return BAD("two dimensions are -1"), -1;
+            infer = q;
+        } else if (v < 0 && v != SYM_N && v != SYM_X) {
+            return BAD("shape[%d] = %lld", q, (long long)v), -1;
+        }
+        out[q] = v;
+    }
+    for (int q = 0; q < ro; q++)
+        if (out[q] == SYM_X) return UNSUPPORTED("a shape computed from the batch size"), -1;
+    if (infer >= 0) {
+        int64_t total = 1, part = 1;
+        int sym_in = 0, sym_out = 0;
+        for (int q = 0; q < r; q++) {
+            if (in[q] == SYM_N) sym_in++;
+            else total *= in[q];
+        }
+        for (int q = 0; q < ro; q++) {
+            if (q == infer) continue;
+            if (out[q] == SYM_N) sym_out++;
+            else part *= out[q];
+        }
+        if (sym_in == 1 && sym_out == 0 && part == total) {
+            out[infer] = SYM_N; /* -1 is the batch */
+        } else if (sym_in != sym_out) {
+            return UNSUPPORTED("a reshape that merges the batch with other dimensions (loom computes each sample on its "
+                               "own)"), -1;
+        } else {
+            if (!part || total % part)
+                return BAD("%lld values do not divide into parts of %lld", (long long)total, (long long)part), -1;
+            out[infer] = total / part;
+        }
+    }
+    return ro;
+}
+
+static int op_reshape(importer *im) {
+    value *x = input(im, 0, -1, "data");
+    konst s;
+    if (!x) return LOOM_ERR;
+    if (konst_in(im, 1, "shape", &s)) return konst_free(&s), LOOM_ERR;
+    int64_t in[MAX_RANK], out[MAX_RANK];
+    int r = x->node >= 0 ? act_dims(im, x, in) : 0, ro;
+    if (x->node < 0) { /* a constant */
+        konst k;
+        if (konst_in(im, 0, "data", &k)) return konst_free(&s), konst_free(&k), LOOM_ERR;
+        ro = reshape_target(im, k.rank, k.dims, &s, out);
+        konst_free(&s);
+        if (ro < 0) return konst_free(&k), LOOM_ERR;
+        int64_t n = 1;
+        for (int q = 0; q < ro; q++) n *= out[q] < 0 ? -1 : out[q];
+        if (n != (int64_t)k.n) return konst_free(&k), BAD("a constant of %zu values reshaped to %lld", k.n, (long long)n);
+        k.rank = ro;
+        memcpy(k.dims, out, (size_t)ro * sizeof *out);
+        return konst_define(im, &k);
+    }
+    if (r < 0) return konst_free(&s), UNSUPPORTED("reshaping a %d-d tensor", x->rank);
+    ro = reshape_target(im, r, in, &s, out);
+    konst_free(&s);
+    if (ro < 0) return LOOM_ERR;
+    if (ro < 1 || out[0] != SYM_N) {
+        for (int q = 1; q < ro; q++)
+            if (out[q] == SYM_N) return UNSUPPORTED("a reshape that moves the batch to dimension %d", q);
+        return UNSUPPORTED("a reshape whose first dimension is %lld, not the batch (loom computes each sample on its own; "
+                           "export with the batch as 0 or -1 there)", (long long)out[0]);
+    }
+    for (int q = 1; q < ro; q++)
+        if (out[q] < 0) return UNSUPPORTED("a shape computed from the batch size");
+    return reshape_act(im, x, ro, out + 1);
+}
+
+static int fold_slice(importer *im) {
+    konst data, ks[4] = {{0}}, out = {0};
+    int rc = LOOM_ERR;
+    if (konst_in(im, 0, "data", &data)) goto out0;
+    int r = data.rank;
+    int64_t st[MAX_RANK], en[MAX_RANK], sp[MAX_RANK];
+    for (int d = 0; d < r; d++) st[d] = 0, en[d] = data.dims[d], sp[d] = 1;
+    int64_t a_st[MAX_RANK], a_en[MAX_RANK], a_ax[MAX_RANK], a_sp[MAX_RANK];
+    int n;
+    if (im->opset < 10) {
+        const Onnx__AttributeProto *as = attr(im, "starts"), *ae = attr(im, "ends"), *aa = attr(im, "axes");
+        if (!as || !ae || as->n_ints != ae->n_ints || as->n_ints > MAX_RANK || (aa && aa->n_ints != as->n_ints)) {
+            rc = BAD("attributes starts and ends (and axes) must be given, of one length");
+            goto out0;
+        }
+        n = (int)as->n_ints;
+        for (int q = 0; q < n; q++) a_st[q] = as->ints[q], a_en[q] = ae->ints[q], a_ax[q] = aa ? aa->ints[q] : q, a_sp[q] = 1;
+    } else {
+        static const char *const names[4] = {"starts", "ends", "axes", "steps"};
+        int64_t *dst[4] = {a_st, a_en, a_ax, a_sp};
+        n = -1;
+        for (int q = 0; q < 4; q++) {
+            if (q >= 2 && !has_input(im, q + 1)) continue;
+            if (konst_in(im, q + 1, names[q], &ks[q])) goto out0;
+            if (ks[q].fl || ks[q].rank != 1 || ks[q].n > MAX_RANK || (n >= 0 && (int)ks[q].n != n)) {
+                rc = BAD("%s must be 1-d integers, as many as starts", names[q]);
+                goto out0;
+            }
+            n = (int)ks[q].n;
+            memcpy(dst[q], ks[q].i, ks[q].n * sizeof *ks[q].i);
+        }
+        for (int q = 0; q < n; q++) {
+            if (!has_input(im, 3)) a_ax[q] = q;
+            if (!has_input(im, 4)) a_sp[q] = 1;
+        }
+    }
+    for (int q = 0; q < n; q++) {
+        int64_t ax = a_ax[q] < 0 ? a_ax[q] + r : a_ax[q], dim;
+        if (ax < 0 || ax >= r || a_sp[q] == 0) {
+            rc = BAD("axis %lld, step %lld for a %d-d constant", (long long)a_ax[q], (long long)a_sp[q], r);
+            goto out0;
+        }
+        dim = data.dims[ax];
+        int64_t s0 = a_st[q], e0 = a_en[q], step = a_sp[q];
+        if (s0 == SYM_N || e0 == SYM_N || s0 == SYM_X || e0 == SYM_X) {
+            rc = UNSUPPORTED("a slice bound computed from the batch size");
+            goto out0;
+        }
+        if (s0 < 0) s0 += dim;
+        if (e0 < 0) e0 += dim;
+        if (step > 0) {
+            s0 = s0 < 0 ? 0 : s0 > dim ? dim : s0;
+            e0 = e0 < 0 ? 0 : e0 > dim ? dim : e0;
+        } else {
+            s0 = s0 < 0 ? 0 : s0 > dim - 1 ? dim - 1 : s0;
+            e0 = e0 < -1 ? -1 : e0 > dim - 1 ? dim - 1 : e0;
+        }
+        st[ax] = s0, en[ax] = e0, sp[ax] = step;
+    }
+    out.rank = r;
+    for (int d = 0; d < r; d++) {
+        int64_t len = sp[d] > 0 ? (en[d] - st[d] + sp[d] - 1) / sp[d] : (st[d] - en[d] - sp[d] - 1) / -sp[d];
+        out.dims[d] = len > 0 ? len : 0;
+    }
+    if (konst_alloc(im, &out, data.fl)) goto out0;
+    int64_t ist[MAX_RANK], ost[MAX_RANK];
+    konst_strides(&data, ist);
+    konst_strides(&out, ost);
+    for (size_t p = 0; p < out.n; p++) {
+        int64_t rem = (int64_t)p, q = 0;
+        for (int d = 0; d < r; d++) {
+            int64_t id = rem / ost[d];
+            rem %= ost[d];
+            q += (st[d] + id * sp[d]) * ist[d];
+        }
+        konst_copy(&out, p, &data, (size_t)q);
+    }
+    rc = konst_define(im, &out);
+out0:
+    konst_free(&data), konst_free(&out);
+    for (int q = 0; q < 4; q++) konst_free(&ks[q]);
+    return rc;
+}
+
+static int fold_transpose(importer *im) {
+    konst k, out = {0};
+    if (konst_in(im, 0, "data", &k)) return konst_free(&k), LOOM_ERR;
+    int r = k.rank, rc = LOOM_ERR;
+    int64_t perm[MAX_RANK];
+    const Onnx__AttributeProto *a = attr(im, "perm");
+    for (int d = 0; d < r; d++) perm[d] = a ? -1 : r - 1 - d;
+    if (a) {
+        int seen = 0;
+        if ((int)a->n_ints != r) goto bad;
+        for (int d = 0; d < r; d++) {
+            if (a->ints[d] < 0 || a->ints[d] >= r || (seen >> a->ints[d] & 1)) goto bad;
+            perm[d] = a->ints[d], seen |= 1 << a->ints[d];
+        }
+    }
+    out.rank = r;
+    for (int d = 0; d < r; d++) out.dims[d] = k.dims[perm[d]];
+    if (konst_alloc(im, &out, k.fl)) goto done;
+    int64_t ist[MAX_RANK], ost[MAX_RANK];
+    konst_strides(&k, ist);
+    konst_strides(&out, ost);
+    for (size_t p = 0; p < out.n; p++) {
+        int64_t rem = (int64_t)p, q = 0;
+        for (int d = 0; d < r; d++) {
+            q += rem / ost[d] * ist[perm[d]];
+            rem %= ost[d];
+        }
+        konst_copy(&out, p, &k, (size_t)q);
+    }
+    rc = konst_define(im, &out);
+    goto done;
+bad:
+    rc = BAD("perm is not a permutation of %d axes", r);
+done:
+    konst_free(&k), konst_free(&out);
+    return rc;
+}
+
+static int fold_cast(importer *im) {
+    konst k, out = {0};
+    if (konst_in(im, 0, "input", &k)) return konst_free(&k), LOOM_ERR;
+    int64_t to = attr_int(im, "to", 0);
+    int fl = to == DT_FLOAT, rc = LOOM_ERR;
+    /* to: 1 float; 2, 3, 4, 5, 6, 7, 12, 13 the integers; 9 bool */
+    if (!fl && !(to >= 2 && to <= 7) && to != 12 && to != 13 && to != 9) {
+        konst_free(&k);
+        return UNSUPPORTED("a cast to data type %lld: loom computes constants as float32 or integers", (long long)to);
+    }
+    out.rank = k.rank;
+    memcpy(out.dims, k.dims, sizeof k.dims);
+    if (konst_alloc(im, &out, fl)) goto done;
+    for (size_t q = 0; q < k.n; q++) {
+        if (fl && !k.fl && (k.i[q] == SYM_N || k.i[q] == SYM_X)) {
+            rc = UNSUPPORTED("the batch size as a float");
+            goto done;
+        }
+        if (fl) out.f[q] = k.fl ? k.f[q] : (float)k.i[q];
+        else if (!k.fl) out.i[q] = to == 9 ? k.i[q] != 0 : k.i[q];
+        else out.i[q] = to == 9 ? k.f[q] != 0.0f : isfinite(k.f[q]) && fabsf(k.f[q]) < 9e18f ? (int64_t)k.f[q] : 0;
+    }
+    rc = konst_define(im, &out);
+done:
+    konst_free(&k), konst_free(&out);
+    return rc;
+}
+
+static int fold_constant_of_shape(importer *im) {
+    konst s, out = {0};
+    if (konst_in(im, 0, "input", &s)) return konst_free(&s), LOOM_ERR;
+    int rc = LOOM_ERR;
+    if (s.fl || s.rank != 1 || s.n > MAX_RANK) {
+        rc = BAD("the shape must be 1-d integers (at most %d)", MAX_RANK);
+        goto done;
+    }
+    out.rank = (int)s.n;
+    for (size_t q = 0; q < s.n; q++) {
+        if (s.i[q] < 0) {
+            rc = s.i[q] == SYM_N || s.i[q] == SYM_X ? UNSUPPORTED("a shape that depends on the batch size")
+                                                     : BAD("dimension %zu is %lld", q, (long long)s.i[q]);
+            goto done;
+        }
+        out.dims[q] = s.i[q];
+    }
+    const Onnx__AttributeProto *a = attr(im, "value");
+    const Onnx__TensorProto *t = a ? a->t : NULL;
+    int fl = !t || t->data_type == DT_FLOAT;
+    if (t && t->data_type != DT_FLOAT && t->data_type != DT_INT64 && t->data_type != DT_INT32) {
+        rc = UNSUPPORTED("a value of data type %d", (int)t->data_type);
+        goto done;
+    }
+    if (konst_alloc(im, &out, fl)) goto done;
+    double v = 0;
+    if (t) {
+        int64_t n = tensor_count(t);
+        if (n != 1) {
+            rc = BAD("the value must hold one element, not %lld", (long long)n);
+            goto done;
+        }
+        if (t->data_type == DT_FLOAT) {
+            float f;
+            if (t->n_float_data) f = t->float_data[0];
+            else if (tensor_bytes(im, t, "value", &f, sizeof f)) goto done;
+            v = f;
+        } else if (t->data_type == DT_INT64) {
+            int64_t i;
+            if (t->n_int64_data) i = t->int64_data[0];
+            else if (tensor_bytes(im, t, "value", &i, sizeof i)) goto done;
+            v = (double)i;
+        } else {
+            int32_t i;
+            if (t->n_int32_data) i = t->int32_data[0];
+            else if (tensor_bytes(im, t, "value", &i, sizeof i)) goto done;
+            v = i;
+        }
+    }
+    for (size_t q = 0; q < out.n; q++) {
+        if (fl) out.f[q] = (float)v;
+        else out.i[q] = (int64_t)v;
+    }
+    rc = konst_define(im, &out);
+done:
+    konst_free(&s), konst_free(&out);
+    return rc;
+}
+
+/* Add/Sub/Mul/Div of two constants, numpy broadcasting. */
+static int fold_arith(importer *im, int kind) {
+    konst a, b = {0}, out = {0};
+    int rc = LOOM_ERR;
+    if (konst_in(im, 0, "A", &a) || konst_in(im, 1, "B", &b)) goto done;
+    if (a.fl != b.fl) {
+        rc = BAD("operands of two data types");
+        goto done;
+    }
+    out.rank = a.rank > b.rank ? a.rank : b.rank;
+    int64_t ad[MAX_RANK], bd[MAX_RANK];
+    for (int d = 0; d < out.rank; d++) {
+        int ia = d - (out.rank - a.rank), ib = d - (out.rank - b.rank);
+        ad[d] = ia >= 0 ? a.dims[ia] : 1, bd[d] = ib >= 0 ? b.dims[ib] : 1;
+        if (ad[d] != bd[d] && ad[d] != 1 && bd[d] != 1) {
+            rc = BAD("constants of shapes that do not broadcast");
+            goto done;
+        }
+        out.dims[d] = ad[d] == 1 ? bd[d] : ad[d];
+    }
+    if (konst_alloc(im, &out, a.fl)) goto done;
+    int64_t ost[MAX_RANK], as[MAX_RANK], bs[MAX_RANK], ea = 1, eb = 1;
+    konst_strides(&out, ost);
+    for (int d = out.rank - 1; d >= 0; d--) {
+        as[d] = ad[d] == 1 ? 0 : ea, bs[d] = bd[d] == 1 ? 0 : eb;
+        ea *= ad[d], eb *= bd[d];
+    }
+    for (size_t p = 0; p < out.n; p++) {
+        int64_t rem = (int64_t)p, qa = 0, qb = 0;
+        for (int d = 0; d < out.rank; d++) {
+            int64_t id = rem / ost[d];
+            rem %= ost[d];
+            qa += id * as[d], qb += id * bs[d];
+        }
+        if (a.fl) {
+            float u = a.f[qa], v = b.f[qb];
+            out.f[p] = kind == AR_ADD ? u + v : kind == AR_SUB ? u - v : kind == AR_MUL ? u * v : u / v;
+            continue;
+        }
+        int64_t u = a.i[qa], v = b.i[qb];
+        if (u == SYM_N || u == SYM_X || v == SYM_N || v == SYM_X) {
+            out.i[p] = SYM_X;
+        } else if (kind == AR_DIV && v == 0) {
+            rc = BAD("an integer division by zero");
+            goto done;
+        } else {
+            out.i[p] = kind == AR_ADD ? u + v : kind == AR_SUB ? u - v : kind == AR_MUL ? u * v : u / v;
+        }
+    }
+    rc = konst_define(im, &out);
+done:
+    konst_free(&a), konst_free(&b), konst_free(&out);
+    return rc;
+}
+
+/* Whether every input of the node is a constant (at least one input). */
+static int all_constant(importer *im) {
+    int any = 0;
+    for (size_t k = 0; k < im->node->n_input; k++) {
+        if (!im->node->input[k] || !*im->node->input[k]) continue;
+        value *v = find(im, im->node->input[k]);
+        if (!v || v->node >= 0) return 0;
+        any = 1;
+    }
+    return any;
+}
+
+/* Padding [top, left, bottom, right] from ONNX pads or auto_pad, plus extra (a Pad before). */
+static int pads4(importer *im, int h, int w, int kh, int kw, int sh, int sw, int dh, int dw, const int *extra, int *pd) {
     char buf[32];
     const char *ap = attr_string(im, "auto_pad", "NOTSET", buf, sizeof buf);
     int64_t p[4];
@@ -391,12 +1088,25 @@ static int pads2d(importer *im, int h, int w, int kh, int kw, int sh, int sw, in
     } else {
         return BAD("auto_pad \"%s\" is not NOTSET, VALID, SAME_UPPER or SAME_LOWER", ap);
     }
-    for (int k = 0; extra && k < 4; k++) p[k] += extra[k]; /* a Pad before */
-    if (p[0] != p[2] || p[1] != p[3])
-        return UNSUPPORTED("padding top %lld, left %lld, bottom %lld, right %lld: loom pads both sides alike", (long long)p[0],
-                           (long long)p[1], (long long)p[2], (long long)p[3]);
-    if (p[0] < 0 || p[1] < 0 || p[0] > 1 << 16 || p[1] > 1 << 16) return BAD("padding %lld, %lld", (long long)p[0], (long long)p[1]);
-    *ph = (int)p[0], *pw = (int)p[1];
+    for (int k = 0; k < 4; k++) {
+        if (extra) p[k] += extra[k];
+        if (p[k] < 0 || p[k] > 1 << 16) return BAD("padding %lld", (long long)p[k]);
+        pd[k] = (int)p[k];
+    }
+    return LOOM_OK;
+}
+
+/* Padding pd split: the part alike on both sides (*ph, *pw) and the rest, which a pad layer before
+ * adds (filled with fill); x's node becomes that layer. */
+static int split_pads(importer *im, value *x, const int *pd, int *ph, int *pw, float fill, loom_node *xn) {
+    *ph = pd[0] < pd[2] ? pd[0] : pd[2];
+    *pw = pd[1] < pd[3] ? pd[1] : pd[3];
+    *xn = x->node;
+    int e[4] = {pd[0] - *ph, pd[1] - *pw, pd[2] - *ph, pd[3] - *pw};
+    if (!(e[0] | e[1] | e[2] | e[3])) return LOOM_OK;
+    loom_node y = loom_pad2d(im->g, x->node, e[0], e[1], e[2], e[3], fill);
+    if (y < 0) return node_fail(im, LOOM_EUNSUPPORTED, "%s", loom_graph_error(im->g));
+    *xn = y;
     return LOOM_OK;
 }
 
@@ -423,10 +1133,14 @@ static int op_conv(importer *im) {
             return BAD("stride %lld, dilation %lld, kernel %lld", (long long)st[a], (long long)dl[a], (long long)ks[a]);
     loom_conv_shape sh = {.oc = (int)wt->dims[0], .kh = (int)ks[0], .kw = (int)ks[1], .sh = (int)st[0], .sw = (int)st[1],
                           .dh = (int)dl[0], .dw = (int)dl[1], .groups = (int)group};
-    if (pads2d(im, xl->h, xl->w, sh.kh, sh.kw, sh.sh, sh.sw, sh.dh, sh.dw, x->pad, &sh.ph, &sh.pw)) return LOOM_ERR;
+    int pd[4];
+    loom_node xn;
+    if (pads4(im, xl->h, xl->w, sh.kh, sh.kw, sh.sh, sh.sw, sh.dh, sh.dw, x->pad, pd)) return LOOM_ERR;
     if (B && (B->t->n_dims != 1 || B->t->dims[0] != sh.oc))
         return BAD("bias %s for %d output channels", dims_str(B->t, d, sizeof d), sh.oc);
-    loom_node y = loom_conv2d_ex(im->g, x->node, &sh, B != NULL);
+    /* padding unlike on two sides (SAME of an even kernel, a ZeroPad2d): a zero pad layer takes the difference */
+    if (split_pads(im, x, pd, &sh.ph, &sh.pw, 0.0f, &xn)) return LOOM_ERR;
+    loom_node y = loom_conv2d_ex(im->g, xn, &sh, B != NULL);
     if (y < 0) return out_node(im, y, 4);
     pending *p = add_pending(im, y);
     size_t n;
@@ -441,7 +1155,9 @@ static int op_gemm(importer *im, int matmul) {
     if (!B) return LOOM_ERR;
     if (!matmul && has_input(im, 2) && !(C = input(im, 2, 0, "C"))) return LOOM_ERR;
     if (a->rank != 2) return UNSUPPORTED("a %d-d input: loom's dense layer takes [N, features] (Flatten first)", a->rank);
-    if (!matmul && attr_int(im, "transA", 0)) return UNSUPPORTED("transA = 1: the activations would be transposed");
+    if (!matmul && attr_int(im, "transA", 0))
+        return UNSUPPORTED("transA = 1 transposes the activations [N, F]: the batch would become features (loom computes "
+                           "each sample on its own)");
     int transB = matmul ? 0 : (int)attr_int(im, "transB", 0);
     float alpha = matmul ? 1.0f : attr_float(im, "alpha", 1.0f), beta = matmul ? 1.0f : attr_float(im, "beta", 1.0f);
     const Onnx__TensorProto *bt = B->t;
@@ -572,7 +1288,6 @@ static float *broadcast(importer *im, const value *x, const value *c) {
     return out;
 }
 
-enum { AR_ADD, AR_SUB, AR_MUL, AR_DIV };
 
 /* Add/Sub/Mul/Div. Two activations: Add of one shape. An activation and a
  * constant: a dense layer's bias (after MatMul or Gemm), else a frozen
@@ -583,15 +1298,16 @@ static int op_arith(importer *im, int kind) {
     value *a = input(im, 0, -1, "A"), *b = a ? input(im, 1, -1, "B") : NULL;
     if (!b) return LOOM_ERR;
     if (a->node >= 0 && b->node >= 0) {
-        if (kind != AR_ADD)
-            return UNSUPPORTED("%s two activations: loom has an element-wise layer only for their sum", names[kind]);
         const loom_layer *la = layer(im, a), *lb = layer(im, b);
-        if (la->c != lb->c || la->h != lb->h || la->w != lb->w || a->rank != b->rank)
-            return UNSUPPORTED("operands of shapes %dx%dx%d and %dx%dx%d: loom adds tensors of one shape (no broadcasting "
-                               "between activations)", la->c, la->h, la->w, lb->c, lb->h, lb->w);
-        return out_node(im, loom_add(im->g, a->node, b->node), a->rank);
+        int same = la->c == lb->c && la->h == lb->h && la->w == lb->w;
+        if (a->rank != b->rank || (a->rank > 4 && !same))
+            return UNSUPPORTED("%s activations of ranks %d and %d: loom broadcasts between activations of one rank up "
+                               "to 4, the batch first in both", names[kind], a->rank, b->rank);
+        if (kind == AR_ADD && same) return out_node(im, loom_add(im->g, a->node, b->node), a->rank);
+        static const loom_arith_kind kinds[] = {LOOM_ARITH_ADD, LOOM_ARITH_SUB, LOOM_ARITH_MUL, LOOM_ARITH_DIV};
+        return out_node(im, loom_arith(im->g, kinds[kind], a->node, b->node), a->rank);
     }
-    if (a->node < 0 && b->node < 0) return UNSUPPORTED("both operands are constants (fold them before export)");
+    if (a->node < 0 && b->node < 0) return fold_arith(im, kind);
     int xfirst = a->node >= 0;
     value *x = xfirst ? a : b, *c = xfirst ? b : a;
     if (kind == AR_DIV && !xfirst) return UNSUPPORTED("a constant divided by an activation: loom has no reciprocal layer");
@@ -660,16 +1376,18 @@ static int op_pool(importer *im, int max) {
     if (ks[0] < 1 || ks[1] < 1 || ks[0] > xl->h + 65536 || ks[1] > xl->w + 65536) return BAD("kernel_shape missing or out of range");
     if (dl[0] != 1 || dl[1] != 1) return UNSUPPORTED("dilations %lld, %lld: loom pools without dilation", (long long)dl[0], (long long)dl[1]);
     if (st[0] < 1 || st[1] < 1 || st[0] > 65536 || st[1] > 65536) return BAD("strides %lld, %lld", (long long)st[0], (long long)st[1]);
-    int ph, pw;
-    if (pads2d(im, xl->h, xl->w, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1], 1, 1, NULL, &ph, &pw)) return LOOM_ERR;
-    int ceil_mode = (int)attr_int(im, "ceil_mode", 0);
-    loom_node y;
-    if (max) {
-        y = loom_maxpool2d_ex(im->g, x->node, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1], ph, pw);
-    } else {
-        int cip = (int)attr_int(im, "count_include_pad", 0);
-        y = loom_avgpool2d_ex(im->g, x->node, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1], ph, pw, cip);
-    }
+    int ph, pw, pd[4];
+    if (pads4(im, xl->h, xl->w, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1], 1, 1, NULL, pd)) return LOOM_ERR;
+    int ceil_mode = (int)attr_int(im, "ceil_mode", 0), cip = (int)attr_int(im, "count_include_pad", 0);
+    int asym = pd[0] != pd[2] || pd[1] != pd[3];
+    if (asym && !max && (!cip || ceil_mode))
+        return UNSUPPORTED("padding top %d, left %d, bottom %d, right %d: loom averages with padding alike on both sides "
+                           "(or unlike, when the padding counts and ceil_mode is off)", pd[0], pd[1], pd[2], pd[3]);
+    /* the difference between the sides: a pad layer of the lowest float (max) or of zeros counted in the average */
+    loom_node xn, y;
+    if (split_pads(im, x, pd, &ph, &pw, max ? -FLT_MAX : 0.0f, &xn)) return LOOM_ERR;
+    if (max) y = loom_maxpool2d_ex(im->g, xn, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1], ph, pw);
+    else y = loom_avgpool2d_ex(im->g, xn, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1], ph, pw, cip);
     if (y >= 0 && ceil_mode && loom_graph_set_pool_ceil(im->g, y)) return UNSUPPORTED("%s", loom_error());
     return out_node(im, y, 4);
 }
@@ -703,32 +1421,31 @@ static int op_batchnorm(importer *im) {
     return out_node(im, y, x->rank);
 }
 
-/* Flatten(axis 1), and Reshape to [N, -1] with a constant shape. */
-static int op_flatten(importer *im, int reshape) {
+/* Flatten at axis 1: everything but the batch. */
+static int op_flatten(importer *im) {
+    value *x = input(im, 0, 1, "input");
+    if (!x) return LOOM_ERR;
+    int64_t axis = attr_int(im, "axis", 1);
+    if (axis < 0) axis += x->rank;
+    if (axis != 1)
+        return UNSUPPORTED("axis %lld: the batch would merge with %s (loom computes each sample on its own; it flattens "
+                           "at axis 1)", (long long)attr_int(im, "axis", 1), axis < 1 ? "the features" : "other dimensions");
+    if (x->rank == 2) return define(im, im->node->output[0], x->node, 2, NULL); /* already [N, F] */
+    return out_node(im, loom_flatten(im->g, x->node), 2);
+}
+
+/* ReduceMean over the image's height and width: a global average pool. */
+static int op_reduce_mean(importer *im) {
     value *x = input(im, 0, 1, "data");
     if (!x) return LOOM_ERR;
-    const loom_layer *xl = layer(im, x);
-    if (reshape) {
-        value *sv = input(im, 1, 0, "shape");
-        if (!sv) return LOOM_ERR;
-        int64_t s[MAX_RANK];
-        int n = tensor_ints(im, sv->t, sv->name, s, MAX_RANK);
-        if (n < 0) return LOOM_ERR;
-        int ok = n == 2 && (s[0] == 0 || s[0] == -1 || s[0] >= 1) && (s[1] == -1 || s[1] == (int64_t)xl->size) &&
-                 !(s[0] == -1 && s[1] == -1);
-        if (s[0] >= 1 && s[1] == -1) ok = 0; /* a fixed batch: the same only for that batch size */
-        if (!ok) {
-            char txt[160];
-            size_t at = 0;
-            for (int k = 0; k < n && at < sizeof txt - 24; k++) at += (size_t)snprintf(txt + at, sizeof txt - at, "%s%lld", k ? ", " : "", (long long)s[k]);
-            txt[at] = 0;
-            return UNSUPPORTED("Reshape to [%s]: loom keeps [N, C, H, W] or [N, features]; it reshapes only to [N, -1]", txt);
-        }
-    } else if (attr_int(im, "axis", 1) != 1) {
-        return UNSUPPORTED("axis %lld: loom flattens everything but the batch (axis 1)", (long long)attr_int(im, "axis", 1));
-    }
-    if (x->rank != 4) return define(im, im->node->output[0], x->node, 2, NULL); /* already [N, F] in loom */
-    return out_node(im, loom_flatten(im->g, x->node), 2);
+    int64_t ax[MAX_RANK];
+    int n = axes_raw(im, ax, 1, 1); /* an attribute up to opset 17 */
+    if (n < 0) return LOOM_ERR;
+    if (x->rank != 4 || n != 2 || axes_norm(im, ax, 2, 4) || ax[0] + ax[1] != 5)
+        return UNSUPPORTED("a mean over %s of a %d-d tensor: loom averages [N, C, H, W] over H and W (a global pool)",
+                           n ? "other axes" : "all axes", x->rank);
+    int keep = (int)attr_int(im, "keepdims", 1);
+    return out_node(im, loom_global_avgpool(im->g, x->node), keep ? 4 : 2);
 }
 
 static int op_softmax(importer *im, int log) {
@@ -802,13 +1519,14 @@ static int op_clip(importer *im) {
     return out_node(im, loom_clip(im->g, x->node, isinf(lo) ? -FLT_MAX : lo, isinf(hi) ? FLT_MAX : hi), x->rank);
 }
 
-/* Pad with zeros on the image's sides: carried to the Conv that reads it. */
+/* Pad of the image's sides by a constant: carried to the node that reads it (a Conv takes zeros into its own
+ * padding; others get a pad layer before them). */
 static int op_pad(importer *im) {
     value *x = input(im, 0, 1, "data");
     if (!x) return LOOM_ERR;
     char buf[32];
     const char *mode = attr_string(im, "mode", "constant", buf, sizeof buf);
-    if (strcmp(mode, "constant")) return UNSUPPORTED("mode \"%s\": loom folds only zero padding into a convolution", mode);
+    if (strcmp(mode, "constant")) return UNSUPPORTED("mode \"%s\": loom pads with a constant", mode);
     if (x->rank != 4) return UNSUPPORTED("padding a %d-d tensor", x->rank);
     int64_t p[8];
     float fill = attr_float(im, "value", 0.0f);
@@ -832,20 +1550,40 @@ static int op_pad(importer *im) {
         }
         if (has_input(im, 3)) return UNSUPPORTED("an axes input");
     }
-    if (fill != 0.0f) return UNSUPPORTED("padding with %g: loom folds only zero padding into a convolution", (double)fill);
+    if (!isfinite(fill)) return UNSUPPORTED("padding with %g: loom pads with a finite value", (double)fill);
     if (p[0] || p[1] || p[4] || p[5]) return UNSUPPORTED("padding the batch or the channels");
     for (int k = 0; k < 8; k++)
         if (p[k] < 0 || p[k] > 1 << 16) return UNSUPPORTED("a pad of %lld (cropping)", (long long)p[k]);
-    int pad[4] = {x->pad[0] + (int)p[2], x->pad[1] + (int)p[3], x->pad[2] + (int)p[6], x->pad[3] + (int)p[7]};
+    int pad[4] = {(int)p[2], (int)p[3], (int)p[6], (int)p[7]}; /* x's own was made a layer by input() */
+    if (!(pad[0] | pad[1] | pad[2] | pad[3])) return define(im, im->node->output[0], x->node, 4, NULL);
     if (define(im, im->node->output[0], x->node, 4, NULL)) return LOOM_ERR; /* x may move */
     memcpy(im->v[im->nv - 1].pad, pad, sizeof pad);
+    im->v[im->nv - 1].fill = fill;
     return LOOM_OK;
 }
 
 static int op_constant(importer *im) {
     const Onnx__AttributeProto *a = attr(im, "value");
-    if (!a || !a->t) return UNSUPPORTED("a Constant without a tensor \"value\" (value_float, value_ints, ...)");
-    return define(im, im->node->output[0], -1, 0, a->t);
+    if (a && a->t) return define(im, im->node->output[0], -1, 0, a->t);
+    konst k = {0};
+    if ((a = attr(im, "value_float")) && a->has_f) {
+        if (konst_alloc(im, &k, 1)) return LOOM_ERR; /* rank 0: one value */
+        k.f[0] = a->f;
+    } else if ((a = attr(im, "value_int")) && a->has_i) {
+        if (konst_alloc(im, &k, 0)) return LOOM_ERR;
+        k.i[0] = a->i;
+    } else if ((a = attr(im, "value_floats")) || (a = attr(im, "value_ints"))) {
+        int fl = !strcmp(a->name, "value_floats");
+        k.rank = 1, k.dims[0] = (int64_t)(fl ? a->n_floats : a->n_ints);
+        if (konst_alloc(im, &k, fl)) return LOOM_ERR;
+        for (size_t q = 0; q < k.n; q++) {
+            if (fl) k.f[q] = a->floats[q];
+            else k.i[q] = a->ints[q];
+        }
+    } else {
+        return UNSUPPORTED("a Constant without a value loom reads (value, value_float(s), value_int(s))");
+    }
+    return konst_define(im, &k);
 }
 
 static int op_unary(importer *im, loom_op op) {
@@ -891,8 +1629,18 @@ static int map_node(importer *im) {
     if (!strcmp(op, "GlobalAveragePool")) return op_global_avgpool(im);
     if (!strcmp(op, "BatchNormalization")) return op_batchnorm(im);
     if (!strcmp(op, "Dropout")) return op_dropout(im);
-    if (!strcmp(op, "Flatten")) return op_flatten(im, 0);
-    if (!strcmp(op, "Reshape")) return op_flatten(im, 1);
+    if (!strcmp(op, "Flatten")) return op_flatten(im);
+    if (!strcmp(op, "Reshape")) return op_reshape(im);
+    if (!strcmp(op, "ReduceMean")) return op_reduce_mean(im);
+    if (!strcmp(op, "Shape")) return fold_shape(im);
+    if (!strcmp(op, "Gather")) return fold_gather(im);
+    if (!strcmp(op, "Unsqueeze")) return fold_squeeze(im, 1);
+    if (!strcmp(op, "Squeeze")) return fold_squeeze(im, 0);
+    if (!strcmp(op, "Slice")) return fold_slice(im);
+    if (!strcmp(op, "Transpose")) return fold_transpose(im);
+    if (!strcmp(op, "Cast")) return fold_cast(im);
+    if (!strcmp(op, "ConstantOfShape")) return fold_constant_of_shape(im);
+    if (!strcmp(op, "Concat") && all_constant(im)) return fold_concat(im);
     if (!strcmp(op, "Concat")) return op_concat(im);
     if (!strcmp(op, "Clip")) return op_clip(im);
     if (!strcmp(op, "Constant")) return op_constant(im);
@@ -973,9 +1721,12 @@ static int graph_input(importer *im) {
         feat *= d[k];
         if (feat > 1 << 30) return loom_fail(LOOM_EUNSUPPORTED, "%s: input \"%s\" is too large per sample", im->path, in->name);
     }
-    /* other ranks than 4 are features [N, F] (F the product of the sizes after the batch): the
-     * element-wise operators work on them as on ONNX's tensor, the others check the rank */
-    loom_node x = rank == 4 ? loom_input(im->g, (int)d[1], (int)d[2], (int)d[3]) : loom_input(im->g, (int)feat, 1, 1);
+    /* [N, C, H] is loom's (C, H, 1); other ranks than 3 and 4 are features [N, F] (F the product of the
+     * sizes after the batch): the element-wise operators work on them as on ONNX's tensor, the others
+     * check the rank */
+    loom_node x = rank == 4   ? loom_input(im->g, (int)d[1], (int)d[2], (int)d[3])
+                  : rank == 3 ? loom_input(im->g, (int)d[1], (int)d[2], 1)
+                              : loom_input(im->g, (int)feat, 1, 1);
     if (x < 0) return loom_fail(LOOM_EUNSUPPORTED, "%s: input \"%s\": %s", im->path, in->name, loom_graph_error(im->g));
     return define(im, in->name, x, rank, NULL);
 }
@@ -1047,6 +1798,11 @@ float *loom_onnx_read_tensor(const char *path, int64_t dims[8], int *rank, size_
 }
 
 static void importer_free(importer *im) {
+    for (int k = 0; k < im->nmade; k++) {
+        Onnx__TensorProto *t = im->made[k];
+        free(t->dims), free(t->float_data), free(t->int64_data), free(t);
+    }
+    free(im->made);
     for (int k = 0; k < im->nbound; k++) onnx__tensor_proto__free_unpacked(im->bound[k], NULL);
     free(im->bound);
     for (int k = 0; k < im->np; k++) free(im->p[k].w), free(im->p[k].b), free(im->p[k].mean), free(im->p[k].var);
@@ -1129,14 +1885,10 @@ loom_graph *loom_onnx_import_with(const char *path, int nconst, const char *cons
             goto fail;
         }
     value *out = find(&im, gp->output[0]->name ? gp->output[0]->name : "");
-    if (out && (out->pad[0] | out->pad[1] | out->pad[2] | out->pad[3])) {
-        loom_fail(LOOM_EUNSUPPORTED, "%s: the graph output \"%s\" is a Pad's output: loom folds a zero Pad only into a "
-                  "convolution", path, out->name);
-        goto fail;
-    }
+    if (out && (out->pad[0] | out->pad[1] | out->pad[2] | out->pad[3]) && materialize_pad(&im, out)) goto fail;
     if (!out || out->node < 0) {
-        loom_fail(LOOM_EFORMAT, "%s: the graph output \"%s\" is %s", path, gp->output[0]->name ? gp->output[0]->name : "",
-                  out ? "a constant" : "made by no node");
+        loom_fail(out ? LOOM_EUNSUPPORTED : LOOM_EFORMAT, "%s: the graph output \"%s\" is %s", path, gp->output[0]->name ? gp->output[0]->name : "",
+                  out ? "a constant (computed at import): loom models compute their output from the input" : "made by no node");
         goto fail;
     }
     if (out->node != loom_graph_count(g) - 1) {

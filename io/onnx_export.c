@@ -136,6 +136,22 @@ static char *initializer(exporter *x, char *name, int nd, const int64_t *dims, c
     return name;
 }
 
+/* A 1-d initializer of int64 values (a shape, pads). Its name. */
+static char *initializer_i64(exporter *x, char *name, int n, const int64_t *v) {
+    Onnx__TensorProto *t = ar(x, sizeof *t);
+    int64_t *d = ar(x, sizeof *d), *c = ar(x, (size_t)n * sizeof *c);
+    if (!t || !d || !c || !name) return NULL;
+    onnx__tensor_proto__init(t);
+    d[0] = n;
+    memcpy(c, v, (size_t)n * sizeof *c);
+    t->name = name;
+    t->n_dims = 1, t->dims = d;
+    t->has_data_type = 1, t->data_type = DT_INT64;
+    t->n_int64_data = (size_t)n, t->int64_data = c;
+    if (push(x, (void ***)&x->init, &x->ninit, &x->capinit, t)) return NULL;
+    return name;
+}
+
 /* A node op(inputs) -> output with attributes (NULL-terminated). The output's name. */
 static char *node(exporter *x, const char *op, char *name, char *output, int nin, char *const *in,
                   Onnx__AttributeProto *const *attrs) {
@@ -171,6 +187,25 @@ static char *flatten(exporter *x, const char *lname, char *t) {
     return node(x, "Flatten", ar_str(x, "%s/flatten", lname, NULL), ar_str(x, "%s/flat", lname, NULL), 1, in, at);
 }
 
+static char *node(exporter *x, const char *op, char *name, char *output, int nin, char *const *in,
+                  Onnx__AttributeProto *const *attrs);
+
+/* Tensor t of layer l reshaped to rank ([N, c, h, w] cut to rank), its name; tag names the node. */
+static char *reshape_to(exporter *x, const char *lname, const char *tag, char *t, const loom_layer *l, int rank) {
+    int64_t shape[4] = {0, rank == 2 ? (int64_t)l->size : l->c, rank == 3 ? (int64_t)l->h * l->w : l->h, l->w};
+    char *in[2] = {t, initializer_i64(x, ar_str(x, "%s.%s_shape", lname, tag), rank, shape)};
+    return node(x, "Reshape", ar_str(x, "%s/%s", lname, tag), ar_str(x, "%s/%s_out", lname, tag), 2, in, NULL);
+}
+
+/* Input k of layer l as a rank-4 image (a rank-2 or -3 tensor reshaped). */
+static char *as_image(exporter *x, const loom_layer *l, int k) {
+    int j = l->in[k];
+    if (x->rank[j] == 4) return x->tensor[j];
+    char tag[16];
+    snprintf(tag, sizeof tag, "as4_%d", k);
+    return reshape_to(x, l->name, tag, x->tensor[j], loom_graph_layer(x->g, j), 4);
+}
+
 /* The value info of a graph input or output: float32 [N, dims...]. */
 static Onnx__ValueInfoProto *value_info(exporter *x, char *name, int rank, const loom_layer *l) {
     Onnx__ValueInfoProto *v = ar(x, sizeof *v);
@@ -179,7 +214,7 @@ static Onnx__ValueInfoProto *value_info(exporter *x, char *name, int rank, const
     Onnx__TensorShapeProto *sh = ar(x, sizeof *sh);
     Onnx__TensorShapeProto__Dimension **dims = ar(x, 4 * sizeof *dims);
     if (!v || !tp || !tt || !sh || !dims) return NULL;
-    int64_t d[4] = {0, rank == 4 ? l->c : (int64_t)l->size, l->h, l->w};
+    int64_t d[4] = {0, rank == 2 ? (int64_t)l->size : l->c, rank == 3 ? (int64_t)l->h * l->w : l->h, l->w};
     for (int k = 0; k < rank; k++) {
         Onnx__TensorShapeProto__Dimension *dm = ar(x, sizeof *dm);
         if (!dm) return NULL;
@@ -219,7 +254,7 @@ static int layer(exporter *x, int i) {
     case LOOM_OP_CONV2D: {
         const loom_conv_shape *s = &l->a.conv;
         int64_t wd[4] = {s->oc, s->c / s->groups, s->kh, s->kw}, bd[1] = {s->oc};
-        char *in[3] = {in0, initializer(x, ar_str(x, "%s.weight", l->name, NULL), 4, wd, W), NULL};
+        char *in[3] = {as_image(x, l, 0), initializer(x, ar_str(x, "%s.weight", l->name, NULL), 4, wd, W), NULL};
         if (l->bias) in[2] = initializer(x, ar_str(x, "%s.bias", l->name, NULL), 1, bd, W + l->weight_count);
         int64_t k[2] = {s->kh, s->kw}, st[2] = {s->sh, s->sw}, dl[2] = {s->dh, s->dw}, pd[4] = {s->ph, s->pw, s->ph, s->pw};
         Onnx__AttributeProto *at[] = {attr_ints(x, "kernel_shape", 2, k), attr_ints(x, "strides", 2, st),
@@ -230,7 +265,7 @@ static int layer(exporter *x, int i) {
         break;
     }
     case LOOM_OP_DENSE: {
-        char *a = r0 == 4 ? flatten(x, l->name, in0) : in0;
+        char *a = r0 != 2 ? flatten(x, l->name, in0) : in0;
         int64_t wd[2] = {l->a.dense.out, l->a.dense.in}, bd[1] = {l->a.dense.out};
         char *in[3] = {a, initializer(x, ar_str(x, "%s.weight", l->name, NULL), 2, wd, W),
                        initializer(x, ar_str(x, "%s.bias", l->name, NULL), 1, bd, W + l->weight_count)};
@@ -247,12 +282,15 @@ static int layer(exporter *x, int i) {
                                       attr_ints(x, "pads", 4, pd),
                                       attr_int(x, "ceil_mode", s->ceil),
                                       avg ? attr_int(x, "count_include_pad", l->count_include_pad) : NULL, NULL};
-        res = node(x, avg ? "AveragePool" : "MaxPool", nm, out, 1, &in0, at);
+        char *a = as_image(x, l, 0);
+        res = node(x, avg ? "AveragePool" : "MaxPool", nm, out, 1, &a, at);
+        rank = 4;
         break;
     }
     case LOOM_OP_GAVGPOOL: {
+        char *a = as_image(x, l, 0);
         char *p = node(x, "GlobalAveragePool", ar_str(x, "%s/pool", l->name, NULL), ar_str(x, "%s/pooled", l->name, NULL),
-                       1, &in0, NULL);
+                       1, &a, NULL);
         Onnx__AttributeProto *at[] = {attr_int(x, "axis", 1), NULL};
         res = p ? node(x, "Flatten", nm, out, 1, &p, at) : NULL; /* loom's pooled channels are features */
         rank = 2;
@@ -260,7 +298,7 @@ static int layer(exporter *x, int i) {
     }
     case LOOM_OP_FLATTEN: {
         Onnx__AttributeProto *at[] = {attr_int(x, "axis", 1), NULL};
-        res = node(x, r0 == 4 ? "Flatten" : "Identity", nm, out, 1, &in0, r0 == 4 ? at : NULL);
+        res = node(x, r0 != 2 ? "Flatten" : "Identity", nm, out, 1, &in0, r0 != 2 ? at : NULL);
         rank = 2;
         break;
     }
@@ -273,7 +311,7 @@ static int layer(exporter *x, int i) {
         break;
     }
     case LOOM_OP_SOFTMAX: case LOOM_OP_LOG_SOFTMAX: {
-        char *a = r0 == 4 ? flatten(x, l->name, in0) : in0; /* over the whole sample, as loom */
+        char *a = r0 != 2 ? flatten(x, l->name, in0) : in0; /* over the whole sample, as loom */
         Onnx__AttributeProto *at[] = {attr_int(x, "axis", -1), NULL};
         res = node(x, l->op == LOOM_OP_SOFTMAX ? "Softmax" : "LogSoftmax", nm, out, 1, &a, at);
         rank = 2;
@@ -299,6 +337,7 @@ static int layer(exporter *x, int i) {
     }
     case LOOM_OP_ADD: {
         char *in[2] = {in0, x->tensor[l->in[1]]};
+        if (r0 != x->rank[l->in[1]]) in[0] = as_image(x, l, 0), in[1] = as_image(x, l, 1), rank = 4;
         res = node(x, "Add", nm, out, 2, in, NULL);
         break;
     }
@@ -317,12 +356,37 @@ static int layer(exporter *x, int i) {
         break;
     }
     case LOOM_OP_SCALE: { /* x * weight + bias, the constants shaped as one sample (broadcast over N) */
-        int64_t d[3] = {l->c, l->h, l->w}, f[1] = {(int64_t)l->size};
-        int nd = r0 == 4 ? 3 : 1;
-        char *min[2] = {in0, initializer(x, ar_str(x, "%s.weight", l->name, NULL), nd, nd == 3 ? d : f, W)};
+        int64_t d[3] = {l->c, l->h, l->w}, f[1] = {(int64_t)l->size}, d3[2] = {l->c, (int64_t)l->h * l->w};
+        int nd = r0 - 1;
+        const int64_t *dd = nd == 3 ? d : nd == 2 ? d3 : f;
+        char *min[2] = {in0, initializer(x, ar_str(x, "%s.weight", l->name, NULL), nd, dd, W)};
         char *m = node(x, "Mul", ar_str(x, "%s/mul", l->name, NULL), ar_str(x, "%s/scaled", l->name, NULL), 2, min, NULL);
-        char *ain[2] = {m, initializer(x, ar_str(x, "%s.bias", l->name, NULL), nd, nd == 3 ? d : f, W + l->weight_count)};
+        char *ain[2] = {m, initializer(x, ar_str(x, "%s.bias", l->name, NULL), nd, dd, W + l->weight_count)};
         res = m ? node(x, "Add", nm, out, 2, ain, NULL) : NULL;
+        break;
+    }
+    case LOOM_OP_ARITH: { /* operands of one rank, so that ONNX broadcasts them as loom does */
+        static const char *const ops[] = {"Add", "Sub", "Mul", "Div"};
+        int r1 = x->rank[l->in[1]];
+        char *in[2] = {in0, x->tensor[l->in[1]]};
+        if (r0 != r1) in[0] = as_image(x, l, 0), in[1] = as_image(x, l, 1), rank = 4;
+        res = node(x, ops[l->a.arith], nm, out, 2, in, NULL);
+        break;
+    }
+    case LOOM_OP_RESHAPE:
+        res = node(x, "Reshape", nm, out, 2,
+                   (char *[]){in0, initializer_i64(x, ar_str(x, "%s.shape", l->name, NULL), l->a.rank,
+                                                   (int64_t[]){0, l->c, l->h, l->w})},
+                   NULL);
+        rank = l->a.rank;
+        break;
+    case LOOM_OP_PAD: {
+        const int64_t pads[8] = {0, 0, l->a.pad.top, l->a.pad.left, 0, 0, l->a.pad.bottom, l->a.pad.right};
+        int64_t none[1] = {0};
+        char *in[3] = {as_image(x, l, 0), initializer_i64(x, ar_str(x, "%s.pads", l->name, NULL), 8, pads),
+                       initializer(x, ar_str(x, "%s.value", l->name, NULL), 0, none, &l->a.pad.value)};
+        res = node(x, "Pad", nm, out, 3, in, NULL);
+        rank = 4;
         break;
     }
     default:

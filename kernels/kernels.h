@@ -152,6 +152,23 @@ void loom_k_concat_fwd(const float *const *xs, const int *cs, int nin, float *y,
 void loom_k_concat_bwd(const float *dy, float *const *dxs, const int *cs, int nin,
                        int n, int hw);
 
+/* Element-wise a (op) b, op 0..3 = + - * /, with broadcasting: per sample a is
+ * [ac, ah, aw], b [bc, bh, bw], y [c, h, w], each of a's and b's dimensions
+ * equal to y's or 1 (repeated). */
+void loom_k_arith_fwd(int op, const float *a, const int *ad, const float *b, const int *bd, float *y,
+                      const int *yd, int n);
+/* Gradients of the above: da and db (NULL: not wanted) summed over the
+ * dimensions their operand was repeated along; added to what is there when
+ * acc_a / acc_b, else written. y is the forward's output (for division). */
+void loom_k_arith_bwd(int op, const float *a, const int *ad, const float *b, const int *bd, const float *y,
+                      const float *dy, const int *yd, int n, float *da, int acc_a, float *db, int acc_b);
+/* An image [n, c, h, w] padded by top, left, bottom, right with value. */
+void loom_k_pad_fwd(const float *x, float *y, int n, int c, int h, int w, int top, int left, int bottom, int right,
+                    float value);
+/* dx = (or +=, acc) the inner window of dy. */
+void loom_k_pad_bwd(const float *dy, float *dx, int acc, int n, int c, int h, int w, int top, int left, int bottom,
+                    int right);
+
 /* ---- losses --------------------------------------------------------------------------
  * Each returns the SUM of the per-sample losses over its rows and accumulates
  * scale * d(sum)/d(input) into the gradient (NULL: not computed). A trainer

@@ -81,11 +81,17 @@ void loom_k_maxpool_bwd(const loom_pool_shape *s, const float *dy,
     }
 }
 
-/* Divisor of one window. With padding counted, floor-mode output sizes keep
- * every window inside the padded image, so it is always kh*kw. */
-static float avg_count(const loom_pool_shape *s, int y0, int y1, int x0, int x1,
+/* Divisor of window (oy, ox). With padding counted, it is the window clipped
+ * to the padded image: kh*kw in floor mode, less for a ceil_mode window that
+ * passes the padded edge (as PyTorch and ONNX Runtime count). */
+static float avg_count(const loom_pool_shape *s, int oy, int ox, int y0, int y1, int x0, int x1,
                        int count_include_pad) {
-    if (count_include_pad) return (float)(s->kh * s->kw);
+    if (count_include_pad) {
+        int ys = oy * s->sh - s->ph, xs = ox * s->sw - s->pw;
+        int ye = ys + s->kh < s->h + s->ph ? ys + s->kh : s->h + s->ph;
+        int xe = xs + s->kw < s->w + s->pw ? xs + s->kw : s->w + s->pw;
+        return (float)((ye - ys) * (xe - xs));
+    }
     return (float)((y1 - y0) * (x1 - x0));
 }
 
@@ -104,7 +110,7 @@ void loom_k_avgpool_fwd(const loom_pool_shape *s, const float *x, float *y, int 
                 float sum = 0.0f;
                 for (int iy = y0; iy < y1; iy++)
                     for (int ix = x0; ix < x1; ix++) sum += xp[iy * s->w + ix];
-                float cnt = avg_count(s, y0, y1, x0, x1, count_include_pad);
+                float cnt = avg_count(s, oy, ox, y0, y1, x0, x1, count_include_pad);
                 yp[oy * s->ow + ox] = cnt > 0.0f ? sum / cnt : 0.0f;
             }
         }
@@ -123,7 +129,7 @@ void loom_k_avgpool_bwd(const loom_pool_shape *s, const float *dy, float *dx, in
             for (int ox = 0; ox < s->ow; ox++) {
                 int x0, x1;
                 clip(ox * s->sw - s->pw, s->kw, s->w, &x0, &x1);
-                float cnt = avg_count(s, y0, y1, x0, x1, count_include_pad);
+                float cnt = avg_count(s, oy, ox, y0, y1, x0, x1, count_include_pad);
                 if (cnt <= 0.0f) continue;
                 float share = g[oy * s->ow + ox] / cnt;
                 for (int iy = y0; iy < y1; iy++)

@@ -253,7 +253,8 @@ static int writer_kind(const loom_exec *e, int i) {
     const loom_layer *l = &e->g->nodes[i];
     if (e->step[i].dnn) return W_SET;
     switch (l->op) {
-    case LOOM_OP_ADD: case LOOM_OP_CONCAT: case LOOM_OP_DROPOUT: return W_BOTH;
+    case LOOM_OP_ADD: case LOOM_OP_CONCAT: case LOOM_OP_DROPOUT: case LOOM_OP_ARITH: case LOOM_OP_PAD:
+    case LOOM_OP_RESHAPE: return W_BOTH;
     case LOOM_OP_GAVGPOOL: case LOOM_OP_MAXPOOL: return e->slot[e->step[i].in[0]].lanes ? W_BOTH : W_ADD;
     default: return W_ADD;
     }
@@ -931,6 +932,17 @@ static void portable_forward(loom_exec *e, int i, int n, int training, uint64_t 
         if (st->fused_relu) add_relu_fwd(x, e->slot[st->in[1]].act, y, len);
         else loom_k_add_fwd(x, e->slot[st->in[1]].act, y, len);
         break;
+    case LOOM_OP_ARITH: {
+        const loom_layer *la = &g->nodes[l->in[0]], *lb = &g->nodes[l->in[1]];
+        int ad[3] = {la->c, la->h, la->w}, bd[3] = {lb->c, lb->h, lb->w}, yd[3] = {l->c, l->h, l->w};
+        loom_k_arith_fwd(l->a.arith, x, ad, e->slot[st->in[1]].act, bd, y, yd, n);
+        break;
+    }
+    case LOOM_OP_PAD:
+        loom_k_pad_fwd(x, y, n, xs->c, xs->h, xs->w, l->a.pad.top, l->a.pad.left, l->a.pad.bottom, l->a.pad.right,
+                       l->a.pad.value);
+        break;
+    case LOOM_OP_RESHAPE: memcpy(y, x, len * sizeof(float)); break;
     case LOOM_OP_CONCAT: {
         const float *xv[LOOM_MAX_INPUTS];
         int cs[LOOM_MAX_INPUTS];
@@ -1075,6 +1087,20 @@ static void portable_backward(loom_exec *e, int i, int n) {
         for (int k = 0; k < 2; k++)
             if (st->grad_in[k]) put(e->slot[st->in[k]].grad, dy, len, st->acc[k]);
         break;
+    case LOOM_OP_ARITH: {
+        const loom_layer *la = &g->nodes[l->in[0]], *lb = &g->nodes[l->in[1]];
+        int ad[3] = {la->c, la->h, la->w}, bd[3] = {lb->c, lb->h, lb->w}, yd[3] = {l->c, l->h, l->w};
+        const loom_slot *bs = &e->slot[st->in[1]];
+        loom_k_arith_bwd(l->a.arith, x, ad, bs->act, bd, y, dy, yd, n, dx, st->acc[0],
+                         st->grad_in[1] ? bs->grad : NULL, st->acc[1]);
+        break;
+    }
+    case LOOM_OP_PAD:
+        if (dx)
+            loom_k_pad_bwd(dy, dx, st->acc[0], n, xs->c, xs->h, xs->w, l->a.pad.top, l->a.pad.left, l->a.pad.bottom,
+                           l->a.pad.right);
+        break;
+    case LOOM_OP_RESHAPE: if (dx) put(dx, dy, len, st->acc[0]); break;
     case LOOM_OP_CONCAT: {
         int blocked = ys->lay == LAY_BLOCKED;
         size_t hw = (size_t)l->h * l->w * (blocked ? (size_t)e->block : 1), off = 0;

@@ -15,7 +15,7 @@
 static const char *op_names[LOOM_OP_COUNT_] = {
     "input", "dense", "conv2d", "maxpool2d", "avgpool2d", "global_avgpool", "flatten",
     "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "dropout", "batchnorm", "add",
-    "concat", "clip", "log_softmax", "scale"};
+    "concat", "clip", "log_softmax", "scale", "arith", "reshape", "pad"};
 
 const char *loom_op_name(loom_op op) {
     return (op >= 0 && op < LOOM_OP_COUNT_) ? op_names[op] : "?";
@@ -83,6 +83,10 @@ static int is_flat(const loom_graph *g, const loom_layer *l) {
     for (;;) {
         switch (l->op) {
         case LOOM_OP_DENSE: case LOOM_OP_FLATTEN: case LOOM_OP_GAVGPOOL: return 1;
+        case LOOM_OP_RESHAPE: return l->a.rank == 2;
+        case LOOM_OP_ARITH: if (!is_flat(g, &g->nodes[l->in[1]])) return 0;
+            l = &g->nodes[l->in[0]];
+            break;
         case LOOM_OP_RELU: case LOOM_OP_LEAKY_RELU: case LOOM_OP_SIGMOID: case LOOM_OP_TANH:
         case LOOM_OP_SOFTMAX: case LOOM_OP_DROPOUT: case LOOM_OP_BATCHNORM: case LOOM_OP_ADD:
         case LOOM_OP_CLIP: case LOOM_OP_LOG_SOFTMAX: case LOOM_OP_SCALE:
@@ -339,6 +343,67 @@ loom_node loom_add(loom_graph *g, loom_node a, loom_node b) {
     return g->n - 1;
 }
 
+static const char *const arith_names[] = {"+", "-", "*", "/"};
+
+loom_node loom_arith(loom_graph *g, loom_arith_kind kind, loom_node a, loom_node b) {
+    if (!valid(g, a) || !valid(g, b)) return -1;
+    if ((int)kind < 0 || kind > LOOM_ARITH_DIV)
+        return fail(g, "%s: arith layer %d: no operation %d (add, sub, mul, div)", g->name, g->n, (int)kind);
+    const loom_layer *la = &g->nodes[a], *lb = &g->nodes[b];
+    int da[3] = {la->c, la->h, la->w}, db[3] = {lb->c, lb->h, lb->w}, d[3];
+    for (int k = 0; k < 3; k++) {
+        char s1[64], s2[64];
+        if (da[k] != db[k] && da[k] != 1 && db[k] != 1)
+            return fail(g, "%s: arith layer %d (%s): shapes %s (%s) and %s (%s) do not broadcast: each dimension must "
+                           "be equal or 1 in one of them",
+                        g->name, g->n, arith_names[kind], shape_str(g, la, s1, sizeof s1), la->name,
+                        shape_str(g, lb, s2, sizeof s2), lb->name);
+        d[k] = da[k] > db[k] ? da[k] : db[k];
+    }
+    loom_node in[2] = {a, b};
+    loom_layer *l = add_layer(g, LOOM_OP_ARITH, 2, in);
+    if (!l) return -1;
+    set_shape(l, d[0], d[1], d[2]);
+    l->a.arith = (int)kind;
+    return g->n - 1;
+}
+
+loom_node loom_mul(loom_graph *g, loom_node a, loom_node b) { return loom_arith(g, LOOM_ARITH_MUL, a, b); }
+
+loom_node loom_reshape(loom_graph *g, loom_node x, int rank, int c, int h, int w) {
+    if (!valid(g, x)) return -1;
+    const loom_layer *lx = &g->nodes[x];
+    if (rank < 2 || rank > 4 || c < 1 || h < 1 || w < 1 || (rank < 4 && w != 1) || (rank < 3 && h != 1) ||
+        (size_t)c * h * w != lx->size)
+        return fail(g, "%s: reshape layer %d: %d values of %s cannot be a rank-%d (%d, %d, %d)", g->name, g->n,
+                    (int)lx->size, lx->name, rank, c, h, w);
+    loom_layer *l = add_layer(g, LOOM_OP_RESHAPE, 1, &x);
+    if (!l) return -1;
+    set_shape(l, c, h, w);
+    l->a.rank = rank;
+    return g->n - 1;
+}
+
+loom_node loom_pad2d(loom_graph *g, loom_node x, int top, int left, int bottom, int right, float value) {
+    if (!valid(g, x)) return -1;
+    const loom_layer *lx = &g->nodes[x];
+    char s1[64];
+    if (is_flat(g, lx))
+        return fail(g, "%s: pad layer %d: its input %s is %s, not an image", g->name, g->n, lx->name,
+                    shape_str(g, lx, s1, sizeof s1));
+    if (top < 0 || left < 0 || bottom < 0 || right < 0 || top > 65536 || left > 65536 || bottom > 65536 ||
+        right > 65536 || !isfinite(value))
+        return fail(g, "%s: pad layer %d: padding %d, %d, %d, %d by %g: each side 0 to 65536, a finite value", g->name,
+                    g->n, top, left, bottom, right, (double)value);
+    int c = lx->c, h = lx->h + top + bottom, w = lx->w + left + right;
+    loom_layer *l = add_layer(g, LOOM_OP_PAD, 1, &x);
+    if (!l) return -1;
+    set_shape(l, c, h, w);
+    l->a.pad.top = top, l->a.pad.left = left, l->a.pad.bottom = bottom, l->a.pad.right = right;
+    l->a.pad.value = value;
+    return g->n - 1;
+}
+
 loom_node loom_concat(loom_graph *g, int n, const loom_node *xs) {
     if (!g || g->err[0]) return -1;
     if (n < 1 || n > LOOM_MAX_INPUTS || !xs)
@@ -490,7 +555,7 @@ double loom_graph_layer_flops(const loom_graph *g, loom_node i) {
     case LOOM_OP_MAXPOOL: case LOOM_OP_AVGPOOL:
         return (double)l->size * l->a.pool.kh * l->a.pool.kw;
     case LOOM_OP_GAVGPOOL: return (double)g->nodes[l->in[0]].size;
-    case LOOM_OP_INPUT: case LOOM_OP_FLATTEN: case LOOM_OP_CONCAT: return 0;
+    case LOOM_OP_INPUT: case LOOM_OP_FLATTEN: case LOOM_OP_CONCAT: case LOOM_OP_RESHAPE: case LOOM_OP_PAD: return 0;
     case LOOM_OP_BATCHNORM: return 2.0 * l->size;
     case LOOM_OP_SOFTMAX: case LOOM_OP_LOG_SOFTMAX: case LOOM_OP_SIGMOID: case LOOM_OP_TANH: return 4.0 * l->size;
     case LOOM_OP_SCALE: return 2.0 * l->size;
@@ -647,10 +712,6 @@ int loom_graph_set_pool_ceil(loom_graph *g, loom_node x) {
     loom_pool_shape ps = l->a.pool;
     ps.ceil = 1;
     if (loom_k_pool_out(&ps)) return loom_fail(LOOM_EINVAL, "loom_graph_set_pool_ceil: layer %s", l->name);
-    int over = (ps.oh - 1) * ps.sh + ps.kh > ps.h + 2 * ps.ph || (ps.ow - 1) * ps.sw + ps.kw > ps.w + 2 * ps.pw;
-    if (over && l->op == LOOM_OP_AVGPOOL && l->count_include_pad)
-        return loom_fail(LOOM_EUNSUPPORTED, "layer %s: ceil_mode with a window past the padded edge and padding counted "
-                         "in the average: loom divides by the whole window there", l->name);
     l->a.pool = ps;
     set_shape(l, l->c, ps.oh, ps.ow);
     return LOOM_OK;

@@ -210,6 +210,50 @@ static void test_import_ops_gradcheck(void) {
     check_param_grads("scale, clip, log_softmax parameters", &c, 1e-3f);
 }
 
+/* arith (broadcast product, quotient, difference, a square), reshape and pad
+ * (asymmetric, by a constant): a squeeze-and-excitation gate among them. The
+ * parameters below them see the gradients they pass back. */
+static void test_arith_pad_reshape_gradcheck(void) {
+    loom_graph *g = loom_graph_new("arith");
+    loom_node x = loom_input(g, 2, 6, 6);
+    loom_node a = loom_tanh(g, loom_conv2d(g, x, 4, 3, 1, 1));                    /* (4, 6, 6) */
+    loom_node gate = loom_dense(g, loom_global_avgpool(g, a), 4);                 /* (4) */
+    gate = loom_sigmoid(g, loom_reshape(g, gate, 4, 4, 1, 1));                    /* (4, 1, 1) */
+    loom_node m = loom_mul(g, a, gate);                                           /* broadcast over H, W */
+    loom_node d = loom_arith(g, LOOM_ARITH_DIV, m, loom_sigmoid(g, loom_conv2d(g, a, 4, 1, 1, 0)));
+    loom_node s = loom_arith(g, LOOM_ARITH_SUB, d, a);
+    loom_node row = loom_reshape(g, loom_conv2d(g, a, 1, 1, 1, 0), 4, 1, 1, 36); /* (1, 1, 36) */
+    row = loom_reshape(g, row, 4, 1, 6, 6);
+    s = loom_arith(g, LOOM_ARITH_ADD, s, row);                                    /* broadcast over channels */
+    s = loom_mul(g, s, s);                                                        /* one slot, both inputs */
+    loom_node p = loom_pad2d(g, s, 1, 0, 2, 1, 0.25f);                            /* (4, 9, 7) */
+    CHECK(loom_graph_layer(g, p)->h == 9 && loom_graph_layer(g, p)->w == 7, "pad: (4, 9, 7)");
+    loom_node y = loom_dense(g, loom_conv2d(g, p, 3, 3, 2, 0), 3);
+    (void)y;
+    CHECK(loom_graph_finish(g, 5) == LOOM_OK, "arith graph finishes: %s", loom_graph_error(g));
+    ctx_t c = {.g = g, .n = 3, .labels = {1, 0, 2}};
+    c.e = loom_exec_new(g, 3);
+    t_fill(loom_exec_input(c.e), 3 * 72, 31, -1, 1);
+    t_fill(loom_graph_params(g), loom_graph_param_count(g), 32, -0.5f, 0.5f);
+    loom_exec_forward(c.e, 3, 1, 42, 0);
+    check_param_grads("arith, reshape, pad: parameters below them", &c, 1e-3f);
+    /* shapes that do not broadcast, a reshape that changes the size, a negative pad: refused */
+    loom_graph *b = loom_graph_new("bad");
+    loom_node bx = loom_input(b, 3, 4, 4), bq = loom_conv2d(b, bx, 2, 1, 1, 0);
+    CHECK(loom_mul(b, bx, bq) < 0 && strstr(loom_graph_error(b), "do not broadcast"), "3 vs 2 channels: %s",
+          loom_graph_error(b));
+    loom_graph_free(b);
+    b = loom_graph_new("bad");
+    bx = loom_input(b, 3, 4, 4);
+    CHECK(loom_reshape(b, bx, 4, 2, 2, 2) < 0 && strstr(loom_graph_error(b), "cannot be"), "48 values as 8: %s",
+          loom_graph_error(b));
+    loom_graph_free(b);
+    b = loom_graph_new("bad");
+    bx = loom_input(b, 3, 4, 4);
+    CHECK(loom_pad2d(b, bx, -1, 0, 0, 0, 0) < 0, "a negative pad is refused");
+    loom_graph_free(b);
+}
+
 /* A frozen body costs only its forward: backward stops at the first trainable layer. */
 static void test_frozen_body_backward(void) {
     loom_graph *g = loom_zoo_build("minivgg", 3, 16, 16, 4, 3);
@@ -272,6 +316,7 @@ int main(void) {
     test_initializers();
     test_dag_gradcheck();
     test_import_ops_gradcheck();
+    test_arith_pad_reshape_gradcheck();
     test_frozen_body_backward();
     test_batch_independence();
     TEST_END();

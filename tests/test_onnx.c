@@ -1,7 +1,8 @@
 /* ONNX import of models PyTorch exported (tests/data/onnx, made once by
  * tools/export_torch_onnx.py: LeNet-5, a CNN with batch norm, one with an
- * input normalisation, ReLU6, Hardtanh and LogSoftmax, and a zero Pad folded
- * into a Conv): the outputs match PyTorch's within 1e-4, and
+ * input normalisation, ReLU6, Hardtanh and LogSoftmax, a zero Pad folded
+ * into a Conv, and cnn_shape: PyTorch's shape arithmetic, pads, products and
+ * quotients of activations): the outputs match PyTorch's within 1e-4, and
  * an imported model is a normal loom graph: it checkpoints and loads back
  * with the same outputs, and trains data-parallel (its batch norms too),
  * bit-identically across thread counts in deterministic mode. With
@@ -87,14 +88,16 @@ static void checkpoint_roundtrip(const char *dir, const char *name) {
     loom_graph_free(h);
 }
 
-/* Train the imported cnn_bn (batch norms included) a few steps, deterministic, at 1 and 3 threads. */
-static void training(const char *dir) {
-    enum { B = 16, K = 6 };
+/* Train an imported model (cnn_bn: batch norms; cnn_shape: arith, pad and reshape layers) a few steps,
+ * deterministic, at 1 and 3 threads. */
+static void training(const char *dir, const char *name, int c, int h, int w, int K) {
+    enum { B = 16 };
     char path[1024];
-    snprintf(path, sizeof path, "%s/cnn_bn.onnx", dir);
-    float *x = malloc((size_t)B * 3 * 32 * 32 * sizeof(float));
+    snprintf(path, sizeof path, "%s/%s.onnx", dir, name);
+    size_t in = (size_t)c * h * w;
+    float *x = malloc((size_t)B * in * sizeof(float));
     int32_t y[B];
-    for (int i = 0; i < B * 3 * 32 * 32; i++) x[i] = (float)((i * 7919) % 1000) / 1000.0f;
+    for (size_t i = 0; i < B * in; i++) x[i] = (float)((i * 7919) % 1000) / 1000.0f;
     for (int i = 0; i < B; i++) y[i] = i % K;
     float *first = NULL;
     size_t np = 0;
@@ -120,8 +123,8 @@ static void training(const char *dir) {
         for (size_t q = 0; q < np; q++) moved = fmax(moved, fabs(loom_graph_params(g)[q] - w0[q]));
         CHECK(loss < loss0, "%d threads: loss %g after 8 steps, %g at the first", threads, loss, loss0);
         CHECK(moved > 0, "%d threads: the weights did not move", threads);
-        printf("imported cnn_bn trained, %d thread%s: loss %.4f -> %.4f over 8 steps\n", threads, threads > 1 ? "s" : "",
-               loss0, loss);
+        printf("imported %s trained, %d thread%s: loss %.4f -> %.4f over 8 steps\n", name, threads,
+               threads > 1 ? "s" : "", loss0, loss);
         if (!first) {
             first = malloc(np * sizeof(float));
             memcpy(first, loom_graph_params(g), np * sizeof(float));
@@ -135,6 +138,28 @@ static void training(const char *dir) {
     }
     free(first);
     free(x);
+}
+
+/* An imported model exported by loom and imported again: PyTorch's outputs still. */
+static void reexport(const char *dir, const char *name) {
+    char path[1024], out[] = "/tmp/loom_onnx_re_XXXXXX";
+    snprintf(path, sizeof path, "%s/%s.onnx", dir, name);
+    loom_graph *g = loom_onnx_import(path);
+    int fd = mkstemp(out);
+    CHECK(g && fd >= 0, "import: %s", loom_error());
+    if (!g || fd < 0) return;
+    close(fd);
+    CHECK(loom_onnx_export(g, out) == LOOM_OK, "%s: export: %s", name, loom_error());
+    loom_graph *h = loom_onnx_import(out);
+    CHECK(h != NULL, "%s exported by loom: import: %s", name, loom_error());
+    if (h) {
+        double d = vs_reference(h, dir, name);
+        CHECK(d >= 0 && d <= 1e-4, "%s exported by loom and imported again: max abs difference %g", name, d);
+        printf("%s exported by loom and imported again: max abs difference from PyTorch %.2g\n", name, d);
+    }
+    unlink(out);
+    loom_graph_free(g);
+    loom_graph_free(h);
 }
 
 /* Export, import back: the same outputs (the zoo's layers, with batch-norm
@@ -292,6 +317,9 @@ int main(void) {
     pytorch_model(dir, "cnn_bn");
     pytorch_model(dir, "cnn_ops");
     pytorch_model(dir, "pad_conv");
+    pytorch_model(dir, "cnn_shape");
+    reexport(dir, "cnn_shape");
+    reexport(dir, "cnn_ops");
     const struct { const char *m; int c, h, w; } zoo[] = {{"lenet5", 1, 28, 28}, {"mlp", 1, 8, 8}, {"minivgg", 3, 16, 16},
         {"resnet", 3, 16, 16}, {"inception", 3, 32, 32}, {"alexnet", 3, 64, 64}, {"vgg11", 3, 32, 32}};
     for (size_t k = 0; k < sizeof zoo / sizeof *zoo; k++) export_roundtrip(zoo[k].m, zoo[k].c, zoo[k].h, zoo[k].w);
@@ -300,6 +328,8 @@ int main(void) {
     ceil_pool_roundtrip();
     checkpoint_roundtrip(dir, "cnn_bn");
     checkpoint_roundtrip(dir, "cnn_ops");
-    training(dir);
+    checkpoint_roundtrip(dir, "cnn_shape");
+    training(dir, "cnn_bn", 3, 32, 32, 6);
+    training(dir, "cnn_shape", 3, 16, 16, 4);
     TEST_END();
 }

@@ -13,6 +13,11 @@ dynamic), OUTDIR/NAME.in.f32 (a batch of 2 inputs) and OUTDIR/NAME.out.f32
     cnn_bn       conv-BN-ReLU x 2 with max and average pools, dropout, 3x32x32
     cnn_ops      input normalisation (Sub, Div), ReLU6 and Hardtanh (Clip), LogSoftmax,
                  3x16x16
+    cnn_shape    what PyTorch writes as shape arithmetic and element-wise products: a
+                 ZeroPad2d (asymmetric), a squeeze-and-excitation gate (a mean over H and
+                 W, x * gate.view(n, -1, 1, 1)), a difference and a quotient of two
+                 activations, a max pool after a pad by -1, an average pool in ceil_mode
+                 counting its padding, x.view(x.size(0), -1); 3x16x16
     pad_conv     a zero Pad (pads an initializer, opset 13) before a Conv, written with
                  onnx.helper (PyTorch exports ZeroPad2d as a shape computation), its
                  reference from torch.nn.functional.pad + conv2d, 2x7x7
@@ -68,6 +73,32 @@ def cnn_ops(classes=5):
         nn.LogSoftmax(dim=1))
 
 
+class ShapeOps(nn.Module):
+    def __init__(self, classes=4):
+        super().__init__()
+        self.pad = nn.ZeroPad2d((1, 2, 0, 1))
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.fc1, self.fc2 = nn.Linear(8, 4), nn.Linear(4, 8)
+        self.conv2 = nn.Conv2d(8, 8, 1)
+        self.pool = nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=True)
+        self.fc = nn.Linear(8 * 5 * 5, classes)
+
+    def forward(self, x):
+        f = nn.functional
+        y = torch.relu(self.conv(self.pad(x)))                       # 8x15x17
+        g = torch.sigmoid(self.fc2(torch.relu(self.fc1(y.mean((2, 3))))))
+        y = y * g.view(g.size(0), -1, 1, 1)
+        z = torch.sigmoid(self.conv2(y)) + 0.5
+        y = (y - z) / z
+        y = f.max_pool2d(f.pad(y, (0, 1, 1, 0), value=-1.0), 2)      # 8x8x9
+        y = self.pool(y)                                              # 8x5x5, the last windows past the padding
+        return self.fc(y.view(y.size(0), -1))
+
+
+def cnn_shape():
+    return ShapeOps()
+
+
 def resnet18():
     import torchvision
     return torchvision.models.resnet18(weights=None)
@@ -77,6 +108,7 @@ MODELS = {
     "lenet5": (lenet5, (1, 28, 28), False),
     "cnn_bn": (cnn_bn, (3, 32, 32), False),
     "cnn_ops": (cnn_ops, (3, 16, 16), False),
+    "cnn_shape": (cnn_shape, (3, 16, 16), False),
     "resnet18_150": (resnet18, (3, 150, 150), True),
     "resnet18_224": (resnet18, (3, 224, 224), True),
 }

@@ -13,8 +13,9 @@ in one way:
     no_init.onnx       the Gemm's weight is neither an initializer nor made by a node
     shape.onnx         the Gemm's weight has 7 inputs, the flattened conv gives 8
     cycle.onnx         two nodes that read each other's output
-    asym_pad.onnx      the Conv pads top/left by 1 but bottom/right by 0
+    asym_pad.onnx      an AveragePool (padding not counted) pads top/left by 1 but bottom/right by 0
     dyn_input.onnx     the input's height is symbolic
+    reshape_batch.onnx a Reshape to [-1, 4] of 8 values per sample: the batch would merge with them
     softmax.onnx       nothing wrong, but it ends in a Softmax (as many exported classifiers do)
 The truncated file the tests also need they make themselves (head -c).
 """
@@ -62,8 +63,11 @@ def main(outdir):
     cyc = [helper.make_node("Relu", ["r2"], ["r1"], name="relu_a"), helper.make_node("Relu", ["r1"], ["r2"], name="relu_b"),
            n[0], helper.make_node("Add", ["c", "r2"], ["r"], name="add"), n[2], n[3]]
     out["cycle"] = model("cycle", nodes=cyc)[0]
-    out["asym_pad"] = model("asym_pad", nodes=[helper.make_node("Conv", ["x", "conv_w", "conv_b"], ["c"], name="conv",
-                                                                  pads=[1, 1, 0, 0])] + n[1:])[0]
+    out["asym_pad"] = model("asym_pad", nodes=[n[0], helper.make_node("AveragePool", ["c"], ["r"], name="pool",
+                                                                        kernel_shape=[2, 2], pads=[1, 1, 0, 0])] + n[2:])[0]
+    shp = numpy_helper.from_array(np.array([-1, 4], np.int64), "shp")
+    out["reshape_batch"] = model("reshape_batch", nodes=[n[0], n[1], helper.make_node("Reshape", ["r", "shp"], ["f"], name="reshape"),
+                                                         n[3]], inits=[w, b, gw, gb, shp])[0]
     out["dyn_input"] = model("dyn_input", in_shape=("N", 1, "H", 4))[0]
     sm = model("softmax", nodes=[n[0], n[1], n[2], helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["z"], name="fc", transB=1),
                                  helper.make_node("Softmax", ["z"], ["y"], name="softmax", axis=-1)])[0]

@@ -30,8 +30,11 @@ typedef enum {
     LOOM_OP_GAVGPOOL, LOOM_OP_FLATTEN, LOOM_OP_RELU, LOOM_OP_LEAKY_RELU,
     LOOM_OP_SIGMOID, LOOM_OP_TANH, LOOM_OP_SOFTMAX, LOOM_OP_DROPOUT,
     LOOM_OP_BATCHNORM, LOOM_OP_ADD, LOOM_OP_CONCAT, LOOM_OP_CLIP, LOOM_OP_LOG_SOFTMAX,
-    LOOM_OP_SCALE, LOOM_OP_COUNT_
+    LOOM_OP_SCALE, LOOM_OP_ARITH, LOOM_OP_RESHAPE, LOOM_OP_PAD, LOOM_OP_COUNT_
 } loom_op;
+
+/* The element-wise operations of an arith layer. */
+typedef enum { LOOM_ARITH_ADD, LOOM_ARITH_SUB, LOOM_ARITH_MUL, LOOM_ARITH_DIV } loom_arith_kind;
 
 /* Initializers. fan_in/fan_out come from the layer (dense: in/out; conv:
  * c/groups*kh*kw and oc*kh*kw). DEFAULT is PyTorch's default for the layer:
@@ -72,6 +75,9 @@ typedef struct {
         float p;              /* dropout probability */
         struct { float lo, hi; } clip;
         struct { float eps, momentum; int hw; } bn;
+        int arith;            /* loom_arith_kind */
+        int rank;             /* reshape: 2 ([N, C]), 3 ([N, C, H]) or 4 ([N, C, H, W]) as ONNX sees it */
+        struct { int top, left, bottom, right; float value; } pad;
     } a;
 } loom_layer;
 
@@ -113,6 +119,18 @@ loom_node loom_log_softmax(loom_graph *g, loom_node x);
  * input normalisation when frozen, a learnable affine otherwise. */
 loom_node loom_scale(loom_graph *g, loom_node x);
 loom_node loom_concat(loom_graph *g, int n, const loom_node *xs);
+/* a + b, a - b, a * b or a / b element by element, with broadcasting: each of
+ * a sample's dimensions (C, H, W) is the same in a and b or 1 in one of them,
+ * which is repeated along it (a channel gate [C, 1, 1] times [C, H, W]). The
+ * output has the larger of each. loom_add is the same-shape sum. */
+loom_node loom_arith(loom_graph *g, loom_arith_kind kind, loom_node a, loom_node b);
+loom_node loom_mul(loom_graph *g, loom_node a, loom_node b);
+/* The same values in another shape of one sample (c*h*w unchanged); rank 2,
+ * 3 or 4 is the tensor's rank with the batch, as exported (h, w 1 below it). */
+loom_node loom_reshape(loom_graph *g, loom_node x, int rank, int c, int h, int w);
+/* An image padded on its sides with a constant: top, left, bottom, right rows
+ * and columns (0 and up) of value (finite). */
+loom_node loom_pad2d(loom_graph *g, loom_node x, int top, int left, int bottom, int right, float value);
 
 /* The setters below record a mistake (a node that does not exist, a setter
  * called too late) in loom_graph_error; loom_graph_finish, loom_exec_new and
@@ -125,9 +143,10 @@ void loom_graph_set_default_init(loom_graph *g, loom_init weight);
  * a finished graph: a trainer made afterwards honours it). */
 void loom_graph_set_frozen(loom_graph *g, loom_node x, int frozen);
 /* Pooling layer x (the last layer added, graph not finished) with its
- * output size rounded up (ceil_mode): the last window may pass the edge.
- * Average pooling must not count padding (count_include_pad 0) when it
- * does. LOOM_OK, or LOOM_ERR with loom_error set (the graph is untouched). */
+ * output size rounded up (ceil_mode): the last window may pass the edge
+ * (an average then divides by the part of it inside the padded image, as
+ * PyTorch does). LOOM_OK, or LOOM_ERR with loom_error set (the graph is
+ * untouched). */
 int loom_graph_set_pool_ceil(loom_graph *g, loom_node x);
 /* A batch-norm layer's epsilon and running-statistics momentum (default 1e-5, 0.1). */
 void loom_graph_set_batchnorm(loom_graph *g, loom_node x, float eps, float momentum);

@@ -16,7 +16,7 @@ maxdiff() {
 }
 within() { awk -v d="$1" -v t="$2" 'BEGIN { exit !(d != "size" && d + 0 <= t + 0) }'; }
 
-for m in lenet5 cnn_bn cnn_ops pad_conv; do
+for m in lenet5 cnn_bn cnn_ops pad_conv cnn_shape; do
     run run "$D/$m.onnx" --input "$D/$m.in.f32" --output "$m.out.f32"
     expect "$m from PyTorch runs" 0 "$m.onnx (ONNX): 2 samples" "written to $m.out.f32"
     d=$(maxdiff "$m.out.f32" "$D/$m.out.f32")
@@ -56,7 +56,9 @@ expect "a weight of the wrong shape" 1 "node 3 (fc, Gemm): B [3, 7] (transposed)
 run run "$D/bad/cycle.onnx" --input zeros.f32 --output t.f32
 expect "a cycle" 1 "node 0 (relu_a, Relu): input 0 (X) reads \"r2\", which node 1 (relu_b) makes later" "a cycle"
 run run "$D/bad/asym_pad.onnx" --input zeros.f32 --output t.f32
-expect "asymmetric padding" 1 "node 0 (conv, Conv): padding top 1, left 1, bottom 0, right 0"
+expect "asymmetric padding of an average" 1 "node 1 (pool, AveragePool): padding top 1, left 1, bottom 0, right 0: loom averages"
+run run "$D/bad/reshape_batch.onnx" --input zeros.f32 --output t.f32
+expect "a reshape across samples" 1 "node 2 (reshape, Reshape): a reshape that merges the batch with other dimensions"
 run run "$D/bad/dyn_input.onnx" --input zeros.f32 --output t.f32
 expect "a symbolic image size" 1 "dimension 2 is symbolic H"
 check "no output was written for any of them" [ ! -e t.f32 ]
