@@ -216,10 +216,10 @@ static loom_node pool(loom_graph *g, loom_op op, loom_node x, int kh, int kw, in
     if (loom_k_pool_out(&ps) != 0)
         return fail(g, "%s: %s layer %d: input %s is too small for a %dx%d window",
                     g->name, op_names[op], g->n, shape_str(g, in, b, sizeof b), kh, kw);
-    loom_layer *l = add_layer(g, op, 1, &x);
+    loom_layer *l = add_layer(g, op, 1, &x); /* may move the layers: in is not read after it */
     if (!l) return -1;
     l->a.pool = ps;
-    set_shape(l, in->c, ps.oh, ps.ow);
+    set_shape(l, ps.c, ps.oh, ps.ow);
     l->count_include_pad = cip;
     return g->n - 1;
 }

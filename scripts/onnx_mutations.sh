@@ -25,7 +25,7 @@ one() {
         grep -m3 'ERROR\|runtime error' "$W/err" >&2
     fi
 }
-for f in "$D/cnn_bn.onnx" "$D/cnn_ops.onnx" "$D/bad/ok.onnx"; do
+for f in "$D/cnn_bn.onnx" "$D/cnn_ops.onnx" "$D/cnn_shape.onnx" "$D/bad/ok.onnx"; do
     size=$(stat -c %s "$f")
     for i in $(seq "$N"); do
         head -c $(((RANDOM * 32768 + RANDOM) % size)) "$f" >"$W/t.onnx"

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The transfer-learning demonstration's PyTorch side (docs/TRANSFER.md):
+"""The transfer-learning demonstration's PyTorch side (scripts/transfer_demo.sh runs it all):
 train a LeNet-5 with batch norm on Fashion-MNIST classes 0-4 with PyTorch,
 export it to ONNX, and write classes 5-9 as their own data set (a folder of
 class folders of PNGs) for loom to fine-tune on. Needs Debian's python3-torch,
