@@ -37,13 +37,14 @@ $L features "$OUT/pretrained/best.safetensors" --layer 12/Relu --data "$D" --spl
 $L train --data "$OUT/f_train.safetensors" --val "$OUT/f_test.safetensors" --epochs 3 --overwrite \
     --checkpoint "$OUT/logreg" | tee "$OUT/logreg.log"
 
-# epoch N's images per second, and the last validation accuracy, from a log
+# epoch N's images per second; the validation accuracy of every epoch; the run's time
 speed() { sed -n "s/^epoch $2\/[0-9]*:.* \([0-9][0-9]*\) img\/s.*/\1/p" "$1" | tail -1; }
-acc() { sed -n 's/^epoch [0-9]*\/[0-9]*:.*| val loss [0-9.]* acc \([0-9.]*%\).*/\1/p' "$1" | tail -1; }
+accs() { sed -n 's/^epoch [0-9]*\/[0-9]*:.*| val loss [0-9.]* acc \([0-9.]*%\).*/\1/p' "$1" | paste -sd' ' | sed 's/ / -> /g'; }
+took() { sed -n 's/^final test accuracy: .*, \([0-9.]*s\))$/\1/p' "$1"; }
 echo
-echo "== summary (3 epochs each on Fashion-MNIST classes 5-9, 30,000 training / 5,000 test images)"
-echo "from scratch:                        validation accuracy $(acc "$OUT/scratch.log")"
-echo "pretrained (2 frozen + 1 unfrozen):  validation accuracy $(acc "$OUT/pretrained.log")"
-echo "logistic regression on its features: validation accuracy $(acc "$OUT/logreg.log")"
+echo "== summary (Fashion-MNIST classes 5-9, 30,000 training / 5,000 test images; validation accuracy per epoch)"
+echo "from scratch, 3 epochs:                       $(accs "$OUT/scratch.log") ($(took "$OUT/scratch.log"))"
+echo "pretrained on 0-4, 2 frozen + 1 all layers:   $(accs "$OUT/pretrained.log") ($(took "$OUT/pretrained.log"))"
+echo "logistic regression on its 84 features:       $(accs "$OUT/logreg.log")"
 f=$(speed "$OUT/pretrained.log" 2) s=$(speed "$OUT/scratch.log" 2)
 echo "epoch 2: frozen-body steps $f img/s, full steps $s img/s ($(awk -v a="$f" -v b="$s" 'BEGIN { printf "%.2f", a / b }')x)"
