@@ -19,7 +19,7 @@ set(public_kernels error types)
 set(public_models graph exec zoo)
 set(public_augment augment)
 set(public_io dataset checkpoint ckdir onnx)
-set(public_runtime loader trainer optim schedule fit train_state)
+set(public_runtime loader trainer optim schedule fit train_state dist)
 
 function(layer_of_header hdr out)
   # "loom/graph.h" -> models; "io/fs.h" -> io; other (system, local) -> ""

@@ -16,6 +16,8 @@
 /* A mean loss above this is divergence, whatever the model: cross-entropy at
  * chance is ln(classes), a few units. */
 #define DIVERGED_LOSS 1e6
+/* Steps between checks that every rank's model is still rank 0's (a checksum each). */
+#define CHECK_EVERY 200
 
 void loom_fit_state_init(loom_fit_state *st, const loom_schedule *sched) {
     memset(st, 0, sizeof *st);
@@ -24,6 +26,18 @@ void loom_fit_state_init(loom_fit_state *st, const loom_schedule *sched) {
 }
 
 static int stop_asked(const loom_fit_opts *o) { return o->stop && atomic_load(o->stop); }
+
+/* Several ranks: whether the flag is set on any of them (all call it at the same point, so that all stop
+ * at the same step); LOOM_ERR if they cannot tell. One rank: the flag. */
+static int any_rank(loom_trainer *t, int flag) {
+    loom_dist *d = loom_trainer_options(t)->dist;
+    int R = loom_dist_size(d), all[LOOM_EXEC_MAX_REPLICAS];
+    if (R <= 1 || R > LOOM_EXEC_MAX_REPLICAS) return flag;
+    if (loom_dist_allgather(d, &flag, sizeof flag, all)) return LOOM_ERR;
+    for (int r = 0; r < R; r++)
+        if (all[r]) return 1;
+    return 0;
+}
 
 /* One pass over ds in inference mode through l. 1 if stopped, else LOOM_OK/LOOM_ERR. */
 static int run_eval(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, int epoch, double *loss, double *acc) {
@@ -35,11 +49,11 @@ static int run_eval(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, int
         double ls;
         int c;
         rc = LOOM_OK;
-        if (b->n > 0) {
-            rc = loom_trainer_eval(t, b->x, b->y, b->n, &ls, &c, NULL);
+        if (b->global_n > 0) { /* every rank, with or without samples of its own: the sums are the batch's */
+            rc = loom_trainer_eval(t, b->x, b->y, b->global_n, &ls, &c, NULL);
             lsum += ls;
             correct += c;
-            seen += b->n;
+            seen += b->global_n;
         }
         loom_loader_release(l, b);
         bi++;
@@ -51,7 +65,10 @@ static int run_eval(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, int
                                .images_per_s = el > 0 ? (double)seen / el : 0, .elapsed = el};
             o->on_progress(&p, o->user);
         }
-        if (rc == LOOM_OK && o && stop_asked(o)) return 1;
+        if (rc == LOOM_OK && o) {
+            int stop = any_rank(t, stop_asked(o));
+            if (stop) return stop;
+        }
     }
     if (rc < 0) return LOOM_ERR;
     if (!seen) return loom_fail(LOOM_EINVAL, "no samples to evaluate");
@@ -63,8 +80,10 @@ static int run_eval(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, int
 static loom_loader *eval_loader(loom_trainer *t, loom_dataset *ds, int producers, const struct loom_augment *aug,
                                 int skip_bad) {
     const loom_layer *in = loom_graph_layer(loom_trainer_graph(t), 0);
+    loom_dist *d = loom_trainer_options(t)->dist;
     loom_loader_opts lo = {.batch = loom_trainer_batch(t), .producers = producers, .augment = aug,
-                           .out_c = in->c, .out_h = in->h, .out_w = in->w, .skip_bad = skip_bad};
+                           .out_c = in->c, .out_h = in->h, .out_w = in->w, .skip_bad = skip_bad,
+                           .part = loom_dist_rank(d), .parts = loom_dist_size(d)};
     return loom_loader_new(ds, &lo);
 }
 
@@ -93,7 +112,7 @@ static int train_epoch(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, 
     while ((got = loom_loader_next(l, &b)) == 1) {
         float lr = loom_schedule_lr(&st->sched, ep - 1, (double)st->batch / (double)nb);
         loom_step_result r = {0};
-        int n = b->n;
+        int n = b->global_n; /* with several ranks b holds this rank's part of the batch */
         int step = n > 0 ? loom_trainer_step(t, b->x, b->y, n, lr, &r) : LOOM_OK;
         loom_loader_release(l, b);
         if (step) {
@@ -112,6 +131,12 @@ static int train_epoch(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, 
             break;
         }
         st->batch++;
+        /* the replicas of several ranks must stay one model: checked now and then, and at the epoch's end */
+        if (loom_trainer_options(t)->dist && (st->batch % CHECK_EVERY == 0 || st->batch == nb) &&
+            loom_trainer_check_replicas(t)) {
+            rc = LOOM_ERR;
+            break;
+        }
         st->loss_sum += r.loss * n;
         st->correct += r.correct;
         st->seen += n;
@@ -125,8 +150,9 @@ static int train_epoch(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, 
                                .elapsed = st->seconds};
             o->on_progress(&p, o->user);
         }
-        if (stop_asked(o)) {
-            rc = 1;
+        int stop = any_rank(t, stop_asked(o));
+        if (stop) {
+            rc = stop;
             break;
         }
     }
@@ -148,6 +174,8 @@ static int check_inputs(loom_trainer *t, loom_dataset *train, const loom_fit_opt
     lo->out_c = in->c;
     lo->out_h = in->h;
     lo->out_w = in->w;
+    loom_dist *d = loom_trainer_options(t)->dist;
+    lo->part = loom_dist_rank(d), lo->parts = loom_dist_size(d);
     if (!train->labeled) return loom_fail(LOOM_EINVAL, "%s: the training set has no labels", train->path);
     if (o->early_stop > 0 && !o->val)
         return loom_fail(LOOM_EINVAL, "early stopping needs validation data (it watches the validation accuracy)");
@@ -183,6 +211,13 @@ int loom_fit(loom_trainer *t, loom_dataset *train, const loom_fit_opts *o, loom_
         st = &own;
     }
     if (check_inputs(t, train, o, st, &lo)) return LOOM_ERR;
+    /* several ranks start from rank 0's model (a fresh one, or where a resume left it) */
+    if (loom_trainer_sync(t)) return LOOM_ERR;
+    /* a test's way to make one rank's model drift (tests/cli/mpi.c): LOOM_TEST_DIVERGE=RANK */
+    const char *drift = getenv("LOOM_TEST_DIVERGE");
+    loom_dist *dd = loom_trainer_options(t)->dist;
+    if (drift && loom_dist_size(dd) > 1 && atoi(drift) == loom_dist_rank(dd) && loom_graph_param_count(loom_trainer_graph(t)))
+        loom_graph_params(loom_trainer_graph(t))[0] += 1e-3f;
     loom_loader *l = loom_loader_new(train, &lo), *vl = NULL;
     if (!l) return LOOM_ERR;
     if (o->val && !(vl = eval_loader(t, o->val, lo.producers, o->eval_augment, lo.skip_bad))) {
@@ -226,7 +261,9 @@ int loom_fit(loom_trainer *t, loom_dataset *train, const loom_fit_opts *o, loom_
         st->correct = st->seen = 0;
         if (history) history[ran] = m;
         ran++;
-        if (o->on_epoch && o->on_epoch(&m, st, o->user)) break;
+        int quit = any_rank(t, o->on_epoch ? o->on_epoch(&m, st, o->user) != 0 : 0);
+        if (quit < 0) rc = LOOM_ERR;
+        if (quit) break;
         if (o->early_stop > 0 && st->since_best >= o->early_stop) {
             st->early_stopped = 1;
             break;

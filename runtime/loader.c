@@ -77,16 +77,17 @@ static void fill(loom_loader *l, producer *p, slot *s, long k, int epoch) {
     const loom_dataset *ds = l->ds;
     long lo = k * l->o.batch;
     long n = (long)ds->count - lo < l->o.batch ? (long)ds->count - lo : l->o.batch;
-    int j = 0;
+    int j = 0, parts = l->o.parts > 1 ? l->o.parts : 1;
+    long first = (long)l->o.part * n / parts, last = ((long)l->o.part + 1) * n / parts; /* this part of the batch */
     s->failed = 0;
-    for (long i = 0; i < n; i++) {
+    for (long i = first; i < last; i++) {
         uint32_t idx = l->perm[lo + i];
         const uint8_t *px = NULL;
         int32_t label;
         int bad = ds->get_f32 ? loom_dataset_get_f32((loom_dataset *)ds, idx, s->b.x + (size_t)j * l->out_floats, &label)
                               : load_sample(l, p, idx, &px, &label);
         if (bad) {
-            if (l->o.skip_bad) {
+            if (l->o.skip_bad && parts == 1) {
                 loom_warn("skipping unreadable sample: %s", loom_error());
                 if (l->o.bad) l->o.bad[idx] = 1;
                 atomic_fetch_add(&l->skipped, 1);
@@ -110,6 +111,7 @@ static void fill(loom_loader *l, producer *p, slot *s, long k, int epoch) {
         j++;
     }
     s->b.n = j;
+    s->b.global_n = parts > 1 ? (int)n : j;
     s->b.number = k;
 }
 
@@ -140,6 +142,10 @@ static void *producer_main(void *arg) {
 loom_loader *loom_loader_new(loom_dataset *ds, const loom_loader_opts *o) {
     if (!ds || !o) {
         loom_fail(LOOM_EINVAL, "loader: no %s", ds ? "options" : "data set");
+        return NULL;
+    }
+    if (o->parts < 0 || (o->parts > 1 && (o->part < 0 || o->part >= o->parts)) || (o->parts <= 1 && o->part)) {
+        loom_fail(LOOM_EINVAL, "loader: part %d of %d", o->part, o->parts);
         return NULL;
     }
     if (o->batch <= 0) {

@@ -42,7 +42,14 @@ typedef struct {
 struct loom_trainer {
     loom_graph *g;
     loom_trainer_opts o;
-    int T, S;
+    int T, S;                /* threads, shards of this rank */
+    int R, rank;             /* ranks of the job (1, 0 alone) */
+    int Sg, s0;              /* deterministic: shards of the whole batch, and this rank's first */
+    int tree;                /* deterministic: shard gradients summed in a binary tree */
+    float *gather;           /* dist: every rank's [count, batch statistics] per shard */
+    float *gather_local;     /* and this rank's */
+    size_t gather_cap;
+    int *gather_counts;
     loom_pool *pool;
     loom_exec **ex;          /* one per shard */
     float **onehot;          /* per shard [max_shard, K] for MSE/BCE targets */
@@ -64,7 +71,8 @@ struct loom_trainer {
     /* current step */
     const float *x;
     const int32_t *labels;
-    int n, training;
+    int n, training;         /* n: the whole batch (all ranks) */
+    int m, part_lo;          /* this rank's samples [part_lo, part_lo + m) of it */
     float *out;
     float clip_scale;
 };
@@ -155,8 +163,32 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     t->o = *o;
     loom_k_blas_single_thread(); /* the runtime owns the cores (DESIGN.md) */
     t->T = o->threads > 0 ? o->threads : loom_cpu_count();
-    t->S = o->deterministic ? (o->shards > 0 ? o->shards : 4) : t->T;
-    if (t->S > o->batch) t->S = o->batch;
+    if (o->threads <= 0 && loom_dist_local_size(o->dist) > 1) { /* the machine's cores, shared by its ranks */
+        t->T = loom_cpu_count() / loom_dist_local_size(o->dist);
+        if (t->T < 1) t->T = 1;
+    }
+    t->R = loom_dist_size(o->dist), t->rank = loom_dist_rank(o->dist);
+    if (o->deterministic) {
+        /* a fixed shard count for the whole batch, split over the ranks in power-of-two blocks, so that each
+         * rank's shards are one subtree of the sum's binary tree */
+        t->Sg = o->shards > 0 ? o->shards : 4;
+        if (t->Sg > o->batch && t->R == 1) t->Sg = o->batch;
+        int per = t->Sg / t->R;
+        if (t->R > 1 && (t->Sg % t->R || (per & (per - 1)) || t->Sg > o->batch)) {
+            loom_fail(LOOM_EINVAL, "trainer: deterministic mode with %d ranks: the batch's %d shards (batch %d) must "
+                      "split into a power of two per rank (with %d ranks: %d, %d, %d, ... shards, and a batch at least "
+                      "that large)", t->R, t->Sg, o->batch, t->R, t->R, 2 * t->R, 4 * t->R);
+            free(t);
+            return NULL;
+        }
+        t->S = per;
+        t->s0 = t->rank * per;
+        t->tree = 1;
+    } else {
+        long part = (o->batch + t->R - 1) / t->R;
+        t->S = t->T < part ? t->T : (int)part;
+        if (t->S < 1) t->S = 1;
+    }
     if (t->T > LOOM_EXEC_MAX_REPLICAS || t->S > LOOM_EXEC_MAX_REPLICAS) {
         loom_fail(LOOM_EINVAL, "trainer: %d threads and %d shards: at most %d of each", t->T, t->S, LOOM_EXEC_MAX_REPLICAS);
         free(t);
@@ -164,7 +196,8 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     }
     t->pool = loom_pool_new(t->T);
     if (!t->pool) goto fail;
-    int max_shard = (o->batch + t->S - 1) / t->S;
+    int max_shard = o->deterministic ? (o->batch + t->Sg - 1) / t->Sg
+                                     : (int)(((o->batch + t->R - 1) / t->R + t->S - 1) / t->S);
     int K = (int)loom_graph_layer(g, loom_graph_output(g))->size;
     t->ex = calloc((size_t)t->S, sizeof *t->ex);
     t->onehot = calloc((size_t)t->S, sizeof *t->onehot);
@@ -179,12 +212,25 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     for (int i = 0; i < loom_graph_count(g); i++)
         if (loom_graph_layer(g, i)->op == LOOM_OP_BATCHNORM) t->bn_layers[t->nbn++] = i;
     for (int s = 0; s < t->S; s++) {
-        t->ex[s] = loom_exec_new_flags(g, max_shard, LOOM_EXEC_DEFER_DENSE);
+        /* deterministic: every shard's own dense gradients, summed in the tree like the rest */
+        t->ex[s] = loom_exec_new_flags(g, max_shard, o->deterministic ? 0 : LOOM_EXEC_DEFER_DENSE);
         if (!t->ex[s]) goto fail;
         t->onehot[s] = malloc((size_t)max_shard * K * sizeof(float));
         if (!t->onehot[s]) goto oom;
     }
     if (plan_units(t, P)) goto oom;
+    if (t->R > 1) {
+        t->gather_cap = (size_t)(o->deterministic ? t->Sg : t->R * t->S) * (loom_graph_buffer_count(g) + 1);
+        t->gather = malloc(t->gather_cap * sizeof *t->gather);
+        t->gather_local = malloc((size_t)t->S * (loom_graph_buffer_count(g) + 1) * sizeof *t->gather_local);
+        t->gather_counts = calloc((size_t)t->R, sizeof *t->gather_counts);
+        if (!t->gather || !t->gather_local || !t->gather_counts) goto oom;
+        free(t->stats), free(t->stat_counts);
+        int most = o->deterministic ? t->Sg : t->R * t->S;
+        t->stats = calloc((size_t)most, sizeof *t->stats);
+        t->stat_counts = calloc((size_t)most, sizeof *t->stat_counts);
+        if (!t->stats || !t->stat_counts) goto oom;
+    }
     t->opt = loom_optim_new(&o->optim, P);
     if (!t->opt) goto fail;
     /* frozen layers are left out of the update altogether (no decay, no momentum) */
@@ -225,12 +271,23 @@ void loom_trainer_free(loom_trainer *t) {
     free(t->units);
     loom_optim_free(t->opt);
     free(t->ranges);
+    free(t->gather);
+    free(t->gather_local);
+    free(t->gather_counts);
     free(t);
 }
 
+/* Shard s's samples [lo, hi) within this rank's part: deterministic, global shard s0 + s of the
+ * whole batch (whose boundaries do not depend on the ranks); else an even split of the part. */
 static void shard_range(const loom_trainer *t, int s, int *lo, int *hi) {
-    *lo = (int)((long)s * t->n / t->S);
-    *hi = (int)((long)(s + 1) * t->n / t->S);
+    if (t->tree) {
+        long g = t->s0 + s;
+        *lo = (int)(g * t->n / t->Sg) - t->part_lo;
+        *hi = (int)((g + 1) * t->n / t->Sg) - t->part_lo;
+        return;
+    }
+    *lo = (int)((long)s * t->m / t->S);
+    *hi = (int)((long)(s + 1) * t->m / t->S);
 }
 
 /* Phase 1: forward, loss, backward of every shard this worker owns. */
@@ -256,7 +313,8 @@ static void phase_compute(void *ctx, int tid, int T) {
         if (cnt == 0) continue;
         memcpy(loom_exec_input(e), t->x + (size_t)lo * in_size, (size_t)cnt * in_size * sizeof(float));
         uint64_t key = loom_rng_key(t->o.seed, LOOM_RNG_DROPOUT, (uint64_t)t->step, 0);
-        if (loom_exec_forward(e, cnt, t->training, key, (uint64_t)lo)) {
+        /* dropout masks are keyed by the sample's place in the whole batch */
+        if (loom_exec_forward(e, cnt, t->training, key, (uint64_t)(t->part_lo + lo))) {
             so->failed = 1;
             so->kind = loom_error_kind();
             snprintf(so->err, sizeof so->err, "%s", loom_error());
@@ -312,7 +370,7 @@ static void phase_reduce(void *ctx, int tid, int T) {
             loom_exec_dense_weight_grad(t->ex, t->S, u->layer, u->r0, u->r1, u->c0, u->c1, g0 + u->lo);
             size_t in = (size_t)loom_graph_layer(t->g, u->layer)->a.dense.in;
             double sq = 0;
-            for (size_t r = u->lo + u->r0 * in; r < u->lo + u->r1 * in; r += in) {
+            for (size_t r = u->lo + u->r0 * in; r < u->lo + u->r1 * in && t->R == 1; r += in) {
                 size_t lo = r + (size_t)u->c0, hi = r + (size_t)u->c1;
                 if (t->o.clip_norm > 0)
                     for (size_t i = lo; i < hi; i++) sq += (double)g0[i] * g0[i];
@@ -323,10 +381,20 @@ static void phase_reduce(void *ctx, int tid, int T) {
             continue;
         }
         size_t lo = u->lo, hi = u->hi;
-        for (int s = 1; s < t->S; s++) {
-            const float *gs = loom_exec_param_grad(t->ex[s]);
-            for (size_t i = lo; i < hi; i++) g0[i] += gs[i];
+        if (t->tree) { /* pairs, then pairs of pairs, ...: the same tree whatever the ranks and threads */
+            for (int k = 1; k < t->S; k *= 2)
+                for (int s = 0; s + k < t->S; s += 2 * k) {
+                    float *ga = loom_exec_param_grad(t->ex[s]);
+                    const float *gb = loom_exec_param_grad(t->ex[s + k]);
+                    for (size_t i = lo; i < hi; i++) ga[i] += gb[i];
+                }
+        } else {
+            for (int s = 1; s < t->S; s++) {
+                const float *gs = loom_exec_param_grad(t->ex[s]);
+                for (size_t i = lo; i < hi; i++) g0[i] += gs[i];
+            }
         }
+        if (t->R > 1) continue; /* the ranks' sums are combined first */
         if (t->o.clip_norm > 0) {
             double sq = 0;
             for (size_t i = lo; i < hi; i++) sq += (double)g0[i] * g0[i];
@@ -337,7 +405,25 @@ static void phase_reduce(void *ctx, int tid, int T) {
     }
 }
 
-/* Phase 3 (clipping only): scale the summed gradient and apply the optimizer. */
+/* Each unit's squared gradient norm (several ranks with clipping: after their sums are combined). */
+static void phase_norm(void *ctx, int tid, int T) {
+    loom_trainer *t = ctx;
+    const float *g0 = loom_exec_param_grad(t->ex[0]);
+    for (size_t c = (size_t)tid; c < t->nchunks; c += (size_t)T) {
+        const unit *u = &t->units[c];
+        double sq = 0;
+        if (u->layer >= 0) {
+            size_t in = (size_t)loom_graph_layer(t->g, u->layer)->a.dense.in;
+            for (size_t r = u->lo + u->r0 * in; r < u->lo + u->r1 * in; r += in)
+                for (size_t i = r + (size_t)u->c0; i < r + (size_t)u->c1; i++) sq += (double)g0[i] * g0[i];
+        } else {
+            for (size_t i = u->lo; i < u->hi; i++) sq += (double)g0[i] * g0[i];
+        }
+        t->chunk_sq[c] = sq;
+    }
+}
+
+/* Phase 3 (clipping, or several ranks): scale the summed gradient and apply the optimizer. */
 static void phase_apply(void *ctx, int tid, int T) {
     loom_trainer *t = ctx;
     float *g0 = loom_exec_param_grad(t->ex[0]);
@@ -370,11 +456,16 @@ static int check_labels(const loom_trainer *t, const int32_t *labels, int n) {
 /* Check a batch and run phase 1 over it (training or inference). */
 static int run_batch(loom_trainer *t, const char *what, const float *x, const int32_t *labels, int n, int training,
                      float *out) {
-    if (!t || !x || (training && !labels))
+    if (!t || (!x && t->R == 1) || (training && !labels && t->R == 1))
         return loom_fail(LOOM_EINVAL, "trainer: %s without %s", what, !t ? "a trainer" : !x ? "inputs" : "labels");
     if (n <= 0 || n > t->o.batch)
         return loom_fail(LOOM_EINVAL, "trainer: %s of %d samples (batch is %d)", what, n, t->o.batch);
-    if (labels && check_labels(t, labels, n)) return LOOM_ERR;
+    long lo, hi;
+    loom_dist_part(t->o.dist, n, &lo, &hi);
+    t->part_lo = (int)lo, t->m = (int)(hi - lo);
+    if (t->m > 0 && (!x || (training && !labels)))
+        return loom_fail(LOOM_EINVAL, "trainer: %s without %s", what, !x ? "inputs" : "labels");
+    if (labels && check_labels(t, labels, t->m)) return LOOM_ERR;
     t->x = x;
     t->labels = labels;
     t->n = n;
@@ -387,43 +478,116 @@ static int run_batch(loom_trainer *t, const char *what, const float *x, const in
     return LOOM_OK;
 }
 
+/* What every rank's part of a batch gave (all ranks call it after phase 1, failed or not): the loss and
+ * correct sums in rank order, and the first failure anywhere, which every rank then reports. */
+typedef struct {
+    double loss, correct, failed;
+} rank_out;
+
+static int gather_results(loom_trainer *t, int local_rc, double *loss, int *correct) {
+    rank_out mine = {0, 0, local_rc != LOOM_OK}, all[LOOM_EXEC_MAX_REPLICAS];
+    for (int s = 0; s < t->S && local_rc == LOOM_OK; s++) {
+        mine.loss += t->so[s].loss;
+        mine.correct += t->so[s].correct;
+    }
+    if (t->R > LOOM_EXEC_MAX_REPLICAS) return loom_fail(LOOM_EINVAL, "trainer: at most %d ranks", LOOM_EXEC_MAX_REPLICAS);
+    char err[300];
+    snprintf(err, sizeof err, "%s", loom_error());
+    int kind = loom_error_kind();
+    if (loom_dist_allgather(t->o.dist, &mine, sizeof mine, all)) return LOOM_ERR;
+    double l = 0, c = 0;
+    for (int r = 0; r < t->R; r++) {
+        if (all[r].failed && r == t->rank) return loom_fail(kind, "%s", err);
+        if (all[r].failed) return loom_fail(LOOM_EIO, "trainer: rank %d of %d failed on its part of the batch (its "
+                                                      "message is in its output)", r, t->R);
+        l += all[r].loss, c += all[r].correct;
+    }
+    *loss = l;
+    *correct = (int)c;
+    return LOOM_OK;
+}
+
+/* Several ranks: every shard's batch-norm statistics, of every rank, in rank and shard order (the global
+ * shard order in deterministic mode), into t->stats. */
+static int gather_stats(loom_trainer *t) {
+    size_t nb = loom_graph_buffer_count(t->g);
+    if (!nb) {
+        t->nstats = 0;
+        return LOOM_OK;
+    }
+    int cnt = 0;
+    float *local = t->gather_local;
+    for (int s = 0; s < t->S; s++)
+        if (t->so[s].n > 0) {
+            local[(size_t)cnt * (nb + 1)] = (float)t->so[s].n;
+            memcpy(local + (size_t)cnt * (nb + 1) + 1, loom_exec_batch_stats(t->ex[s]), nb * sizeof(float));
+            cnt++;
+        }
+    if (loom_dist_allgatherv_f32(t->o.dist, local, cnt * (int)(nb + 1), t->gather, t->gather_counts)) return LOOM_ERR;
+    size_t total = 0;
+    for (int r = 0; r < t->R; r++) total += (size_t)t->gather_counts[r];
+    t->nstats = 0;
+    for (size_t at = 0; at < total; at += nb + 1) {
+        t->stat_counts[t->nstats] = (size_t)t->gather[at];
+        t->stats[t->nstats++] = t->gather + at + 1;
+    }
+    return LOOM_OK;
+}
+
 int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, int n, float lr,
                       loom_step_result *r) {
     if (!(lr >= 0 && isfinite(lr)))
         return loom_fail(LOOM_EINVAL, "trainer: learning rate %g must be a finite number >= 0", (double)lr);
     double t0 = loom_seconds();
-    if (run_batch(t, "step", x, labels, n, 1, NULL)) return LOOM_ERR;
+    int rc = run_batch(t, "step", x, labels, n, 1, NULL);
+    double loss = 0;
+    int correct = 0;
+    if (t->R > 1) {
+        if (gather_results(t, rc, &loss, &correct)) return LOOM_ERR;
+    } else if (rc) {
+        return LOOM_ERR;
+    } else {
+        for (int s = 0; s < t->S; s++) loss += t->so[s].loss, correct += t->so[s].correct;
+    }
     /* a loss that is not finite would carry NaN into every weight: refuse the update */
-    for (int s = 0; s < t->S; s++)
-        if (!isfinite(t->so[s].loss))
-            return loom_fail(LOOM_EDIVERGED, "trainer: step %ld: the loss is %s; the weights were not updated (the "
-                                             "learning rate is too high, or the data holds extreme values)",
-                             t->step + 1, isnan(t->so[s].loss) ? "NaN" : "infinite");
+    if (!isfinite(loss))
+        return loom_fail(LOOM_EDIVERGED, "trainer: step %ld: the loss is %s; the weights were not updated (the "
+                                         "learning rate is too high, or the data holds extreme values)",
+                         t->step + 1, isnan(loss) ? "NaN" : "infinite");
     double t1 = loom_seconds();
     /* batch-norm statistics of the shards that saw data, weighted by their counts in phase 2 */
-    t->nstats = 0;
-    for (int s = 0; s < t->S; s++)
-        if (t->so[s].n > 0) {
-            t->stats[t->nstats] = loom_exec_batch_stats(t->ex[s]);
-            t->stat_counts[t->nstats++] = (size_t)t->so[s].n;
-        }
+    if (t->R > 1) {
+        if (gather_stats(t)) return LOOM_ERR;
+    } else {
+        t->nstats = 0;
+        for (int s = 0; s < t->S; s++)
+            if (t->so[s].n > 0) {
+                t->stats[t->nstats] = loom_exec_batch_stats(t->ex[s]);
+                t->stat_counts[t->nstats++] = (size_t)t->so[s].n;
+            }
+    }
     loom_optim_begin_step(t->opt, lr);
     loom_pool_run(t->pool, phase_reduce, t);
+    if (t->R > 1) { /* this rank's sum, then all ranks' */
+        float *g0 = loom_exec_param_grad(t->ex[0]);
+        size_t P = loom_graph_param_count(t->g);
+        if ((t->tree ? loom_dist_tree_sum_f32(t->o.dist, g0, P) : loom_dist_allreduce_f32(t->o.dist, g0, P)))
+            return LOOM_ERR;
+        if (t->o.clip_norm > 0) loom_pool_run(t->pool, phase_norm, t);
+    }
     double norm = 0;
+    t->clip_scale = 1.0f;
     if (t->o.clip_norm > 0) {
         double sq = 0;
         for (size_t c = 0; c < t->nchunks; c++) sq += t->chunk_sq[c];
         norm = sqrt(sq);
         t->clip_scale = norm > t->o.clip_norm ? (float)(t->o.clip_norm / (norm + 1e-6)) : 1.0f;
-        loom_pool_run(t->pool, phase_apply, t);
     }
+    if (t->o.clip_norm > 0 || t->R > 1) loom_pool_run(t->pool, phase_apply, t);
     double t2 = loom_seconds();
     t->step++;
-    double loss = 0, fwd = 0, bwd = 0;
-    int correct = 0;
+    double fwd = 0, bwd = 0;
     for (int s = 0; s < t->S; s++) {
-        loss += t->so[s].loss;
-        correct += t->so[s].correct;
         if (t->so[s].t_fwd > fwd) fwd = t->so[s].t_fwd;
         if (t->so[s].t_bwd > bwd) bwd = t->so[s].t_bwd;
     }
@@ -446,12 +610,18 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
 
 int loom_trainer_eval(loom_trainer *t, const float *x, const int32_t *labels, int n,
                       double *loss_sum, int *correct, float *out) {
-    if (run_batch(t, "eval", x, labels, n, 0, out)) return LOOM_ERR;
+    int rc = run_batch(t, "eval", x, labels, n, 0, out);
     double loss = 0;
     int c = 0;
-    for (int s = 0; s < t->S; s++) {
-        loss += t->so[s].loss;
-        c += t->so[s].correct;
+    if (t && t->R > 1) {
+        if (gather_results(t, rc, &loss, &c)) return LOOM_ERR;
+    } else if (rc) {
+        return LOOM_ERR;
+    } else {
+        for (int s = 0; s < t->S; s++) {
+            loss += t->so[s].loss;
+            c += t->so[s].correct;
+        }
     }
     /* losses were scaled per sample by 1/n only in the gradient, not in the value */
     if (loss_sum) *loss_sum = loss;
@@ -469,3 +639,50 @@ loom_optim *loom_trainer_optim(loom_trainer *t) { return t->opt; }
 loom_graph *loom_trainer_graph(loom_trainer *t) { return t->g; }
 const loom_step_timing *loom_trainer_timing(const loom_trainer *t) { return &t->timing; }
 void loom_trainer_reset_timing(loom_trainer *t) { memset(&t->timing, 0, sizeof t->timing); }
+
+/* A 64-bit digest of n floats' bits (FNV-1a over 64-bit words). */
+static uint64_t digest(const float *v, size_t n, uint64_t h) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &v[i], sizeof b);
+        h = (h ^ b) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+int loom_trainer_sync(loom_trainer *t) {
+    if (!t) return loom_fail(LOOM_EINVAL, "loom_trainer_sync: no trainer");
+    if (t->R == 1) return LOOM_OK;
+    loom_dist *d = t->o.dist;
+    size_t P = loom_graph_param_count(t->g), B = loom_graph_buffer_count(t->g);
+    if (loom_dist_bcast(d, loom_graph_params(t->g), P * sizeof(float)) ||
+        loom_dist_bcast(d, loom_graph_buffers(t->g), B * sizeof(float)))
+        return LOOM_ERR;
+    for (int k = 0; k < loom_optim_state_count(t->opt); k++)
+        if (loom_dist_bcast(d, loom_optim_state(t->opt, k), P * sizeof(float))) return LOOM_ERR;
+    long steps[2];
+    double mu;
+    loom_optim_get_scalars(t->opt, &steps[1], &mu);
+    steps[0] = t->step;
+    if (loom_dist_bcast(d, steps, sizeof steps) || loom_dist_bcast(d, &mu, sizeof mu)) return LOOM_ERR;
+    t->step = steps[0];
+    loom_optim_set_scalars(t->opt, steps[1], mu);
+    return LOOM_OK;
+}
+
+int loom_trainer_check_replicas(loom_trainer *t) {
+    if (!t) return loom_fail(LOOM_EINVAL, "loom_trainer_check_replicas: no trainer");
+    if (t->R == 1) return LOOM_OK;
+    uint64_t mine = digest(loom_graph_params(t->g), loom_graph_param_count(t->g), 0xcbf29ce484222325ull);
+    mine = digest(loom_graph_buffers(t->g), loom_graph_buffer_count(t->g), mine);
+    uint64_t all[LOOM_EXEC_MAX_REPLICAS];
+    if (t->R > LOOM_EXEC_MAX_REPLICAS) return loom_fail(LOOM_EINVAL, "trainer: at most %d ranks", LOOM_EXEC_MAX_REPLICAS);
+    if (loom_dist_allgather(t->o.dist, &mine, sizeof mine, all)) return LOOM_ERR;
+    for (int r = 1; r < t->R; r++)
+        if (all[r] != all[0])
+            return loom_fail(LOOM_EDIVERGED, "trainer: after step %ld the model on rank %d differs from rank 0's "
+                                             "(checksums %016llx and %016llx): the replicas have diverged, and "
+                                             "training stops rather than go on with %d different models",
+                             t->step, r, (unsigned long long)all[r], (unsigned long long)all[0], t->R);
+    return LOOM_OK;
+}

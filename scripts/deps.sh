@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libpng-dev libjpeg62-turbo-dev
       zlib1g-dev libjansson-dev libcairo2-dev libfontconfig-dev libdnnl-dev dataset-fashion-mnist
-      libonnx-dev protobuf-c-compiler libprotobuf-c-dev libonnx-testdata python3-onnx "$@")
+      libonnx-dev protobuf-c-compiler libprotobuf-c-dev libonnx-testdata python3-onnx
+      libopenmpi-dev openmpi-bin "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,7 +2,8 @@
 # Fresh Debian machine -> every test: install what is missing, then
 #   1. gcc, -Werror, AddressSanitizer + UndefinedBehaviorSanitizer: all tests;
 #   2. clang, the same (clang's UBSan catches what gcc's does not, e.g. NULL + 0);
-#   3. ThreadSanitizer: the threaded tests.
+#   3. ThreadSanitizer: the threaded tests;
+#   4. Open MPI (-DLOOM_MPI=ON, Release): training under mpirun on this machine.
 # The closing line counts passed, failed and skipped tests over all runs; a
 # skipped test is never counted as passed.
 set -euo pipefail
@@ -17,7 +18,9 @@ run_suite() { # NAME BUILD-DIR CC SANITIZERS TARGETS ("" = all) [ctest args...]
     local name=$1 dir=$2 cc=$3 san=$4 targets=$5
     shift 5
     echo "== $name: build"
-    CC=$cc cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOOM_WERROR=ON -DLOOM_SANITIZE="$san" >/dev/null
+    # shellcheck disable=SC2086
+    CC=$cc cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOOM_WERROR=ON -DLOOM_SANITIZE="$san" \
+        ${LOOM_CMAKE_EXTRA:-} >/dev/null
     # shellcheck disable=SC2086
     cmake --build "$dir" -j"$jobs" ${targets:+--target $targets} >/dev/null
     echo "== $name: tests"
@@ -29,6 +32,8 @@ run_suite "clang, ASan + UBSan" build-clang clang address,undefined ""
 threaded="test_pool test_trainer test_loader test_resume test_train_state"
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
     run_suite "ThreadSanitizer (threaded tests)" build-tsan gcc thread "$threaded" -R "^(${threaded// /|})\$"
+LOOM_CMAKE_EXTRA="-DLOOM_MPI=ON -DCMAKE_BUILD_TYPE=Release" \
+    run_suite "Open MPI (mpirun, 2-4 ranks on this machine)" build-mpi gcc "" "loom test_mpi" -L mpi
 
 # one closing line for all runs (set -e and pipefail stop earlier on any failure)
 skipped=$(grep -c '\*\*\*Skipped\|Not Run' "$log" || true)

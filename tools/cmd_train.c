@@ -71,6 +71,8 @@ typedef struct {
     progress prog;
     int first_epoch, ran, rising, failed, user_stop;
     double t0;
+    loom_dist *dist;           /* an mpirun job's ranks (NULL: this process alone) */
+    int rank;                  /* only rank 0 prints, locks the folder and writes files */
 } train_run;
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -277,6 +279,7 @@ static int apply_saved(train_run *r) {
 /* The checkpoint folder first: its lock keeps other runs out, and opening it
  * completes or drops an interrupted commit before anything reads last. */
 static int lock_folder(train_run *r) {
+    if (r->rank) return 0; /* rank 0 holds the folder for the job */
     const char *dir = cli_get(r->o, "checkpoint"), *resume = cli_get(r->o, "resume");
     char buf[4096];
     if (!dir && resume) {
@@ -883,6 +886,10 @@ static int record_options(train_run *r) {
 /* ---- 6. outputs, checked before the first epoch -------------------------------------------- */
 
 static int open_outputs(train_run *r) {
+    if (r->rank) { /* rank 0 writes the log, the plot and the checkpoints */
+        r->log = r->plot = NULL;
+        return 0;
+    }
     /* a resumed run writes where it wrote before unless told otherwise */
     const char *resume = cli_get(r->o, "resume");
     const char *sl = resume ? runinfo_opt(&r->saved, "log") : NULL, *sp = resume ? runinfo_opt(&r->saved, "plot") : NULL;
@@ -939,6 +946,24 @@ static int open_outputs(train_run *r) {
     return 0;
 }
 
+/* Several ranks: every rank's result of a setup step; a rank that failed stops them all (each says why
+ * on its own standard error). */
+static int agree(train_run *r, int rc) {
+    int all[1024];
+    if (loom_dist_size(r->dist) > 1024) return rc;
+    if (loom_dist_allgather(r->dist, &rc, sizeof rc, all)) {
+        say("%s", loom_error());
+        return EXIT_FAILED;
+    }
+    if (rc) return rc;
+    for (int q = 0; q < loom_dist_size(r->dist); q++)
+        if (all[q] && all[q] != DONE) {
+            if (!r->rank) say("rank %d of %d cannot train (its message is above); no rank starts", q, loom_dist_size(r->dist));
+            return all[q];
+        }
+    return all[0] == DONE ? DONE : 0;
+}
+
 /* ---- 7. the trainer ------------------------------------------------------------------------ */
 
 static int make_trainer(train_run *r) {
@@ -953,6 +978,7 @@ static int make_trainer(train_run *r) {
                                            .weight_decay = (float)r->wd}};
     }
     to.threads = (int)r->threads;
+    to.dist = r->dist;
     if (!(r->t = loom_trainer_new(r->g, &to))) return failed(NULL);
     if (cli_get(r->o, "resume") && loom_train_restore(r->ck, r->t)) return failed("--resume");
     return 0;
@@ -1062,6 +1088,11 @@ static void header(const train_run *r) {
            loom_graph_param_count(r->g), flops / 1e6, loom_optim_name(to->optim.kind),
            loom_schedule_describe(&r->st.sched, sched, sizeof sched), to->batch, th, plural(th), r->lthreads,
            plural(r->lthreads), to->deterministic ? ", deterministic" : "", (unsigned long long)to->seed);
+    if (loom_dist_size(r->dist) > 1)
+        printf("  %d ranks (mpirun) x %d thread%s: each rank loads and trains %s of every batch; gradients combined by "
+               "%s\n",
+               loom_dist_size(r->dist), th, plural(th), loom_dist_size(r->dist) == 2 ? "half" : "its share",
+               to->deterministic ? "a fixed tree (deterministic)" : "MPI_Allreduce");
     if (r->ckd) printf("  checkpoints: %s/last.safetensors every epoch%s\n", loom_ckdir_dir(r->ckd),
                        r->val ? ", best.safetensors at the best validation accuracy" : " (no validation data: no best)");
     if (r->log) printf("  metrics: %s\n", r->log);
@@ -1085,7 +1116,8 @@ static int run_fit(train_run *r) {
                         .stop = &stop_flag, .user = r,
                         .loader = {.producers = (int)r->lthreads, .seed = (uint64_t)loom_trainer_options(r->t)->seed,
                                    .shuffle = 1, .augment = r->aug, .skip_bad = r->skip_limit >= 0}};
-    stop_message = r->ckd ? "\nloom train: stopping after this step and saving a checkpoint (again to quit at once)\n"
+    stop_message = r->rank ? "" /* rank 0 says it for the job */
+                   : r->ckd ? "\nloom train: stopping after this step and saving a checkpoint (again to quit at once)\n"
                           : "\nloom train: stopping after this step (no --checkpoint: nothing will be saved; again to "
                             "quit at once)\n";
     /* a closed standard output (loom train | head) must not end training before it saves */
@@ -1208,6 +1240,7 @@ static void cleanup(train_run *r) {
     model_side_free(&r->init_side);
     free_names(r->nnames, r->names);
     if (r->plot) plot_shutdown();
+    loom_dist_free(r->dist);
 }
 
 int cmd_train(int argc, char **argv) {
@@ -1221,7 +1254,21 @@ int cmd_train(int argc, char **argv) {
     int (*const steps[])(train_run *) = {lock_folder, from_checkpoint, settings, check_settings, open_data,
                                           build_model, record_options, open_outputs, make_trainer};
     int rc = parse(&r, o, argc, argv);
-    for (size_t i = 0; !rc && i < sizeof steps / sizeof *steps; i++) rc = steps[i](&r);
+    if (!rc && loom_dist_launched_ranks() > 1) { /* one of the ranks of an mpirun job */
+        if (!(r.dist = loom_dist_init())) {
+            say("%s", loom_error());
+            rc = EXIT_FAILED;
+        } else if ((r.rank = loom_dist_rank(r.dist)) != 0 && !freopen("/dev/null", "w", stdout)) {
+            rc = failed("standard output");
+        }
+    }
+    /* rank 0 locks the folder (and finishes an interrupted commit) before any rank reads a checkpoint; every
+     * rank then sets up, and none starts training unless all could */
+    for (size_t i = 0; !rc && i < sizeof steps / sizeof *steps; i++) {
+        rc = steps[i](&r);
+        if (r.dist && i == 0) rc = agree(&r, rc);
+    }
+    if (r.dist) rc = agree(&r, rc); /* every rank comes here, after its last step or its failure */
     if (!rc) {
         header(&r);
         rc = run_fit(&r);

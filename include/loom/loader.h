@@ -30,6 +30,10 @@ typedef struct {
     size_t cache_budget;       /* bytes (0 = 4 GiB) */
     int skip_bad;              /* 1: skip an unreadable sample with a warning; 0: stop */
     uint8_t *bad;              /* with skip_bad: bad[i] = 1 for each data-set index i skipped (may be NULL) */
+    int part, parts;           /* load only part `part` of `parts` of every batch: its samples
+                                * [floor(part n / parts), floor((part + 1) n / parts)) of n (one rank's
+                                * share, loom_dist_part); 0, 0 = all. With parts > 1 an unreadable
+                                * sample is an error (skip_bad would make the ranks' batches disagree) */
 } loom_loader_opts;
 
 typedef struct {
@@ -37,6 +41,7 @@ typedef struct {
     int32_t *y;                /* [n] */
     uint32_t *index;           /* [n] data-set indices */
     int n;
+    int global_n;              /* samples of the whole batch (all parts); n without parts */
     long number;               /* batch number within the epoch */
 } loom_batch;
 

@@ -7,6 +7,7 @@
 #include "loom/onnx.h"
 #include "loom/ckdir.h"
 #include "loom/dataset.h"
+#include "loom/dist.h"
 #include "loom/error.h"
 #include "loom/exec.h"
 #include "loom/fit.h"
