@@ -24,6 +24,8 @@ typedef struct {
     int c, h, w, csv;
     long classes, batch, steps, warm, nbatches, isteps;
     int th[MAX_COUNTS], nth, prod[MAX_COUNTS], nprod;
+    int mach[MAX_COUNTS], nmach, bw[MAX_COUNTS], nbw;  /* --dist */
+    double latency_us;
     loom_optim_kind optim;
     loom_dataset *ds;
     loom_augment *aug;
@@ -50,6 +52,11 @@ static const cli_opt bench_options[] = {
     CLI_OPT("cache", NULL, "with --data: cache decoded images in memory", NULL),
     CLI_OPT("pipeline", NULL, "measure the data pipeline alone (needs --data)", NULL),
     CLI_OPT("batches", "N", "with --pipeline: batches timed per measurement (0 = one epoch)", "0"),
+    CLI_OPT("dist", NULL, "project training on several machines (ring allreduce) from this machine's step time and "
+            "the model's gradient size", NULL),
+    CLI_OPT("machines", "LIST", "with --dist: machine counts", "2,4,8,16,64"),
+    CLI_OPT("bandwidth", "LIST", "with --dist: link speeds in Gbit/s", "10,100"),
+    CLI_OPT("latency", "US", "with --dist: one message's latency in microseconds", "20"),
     CLI_END};
 
 /* "1,2,4": whole numbers in 1..max, no empty items, none twice. */
@@ -86,7 +93,10 @@ static int parse(bench *b, int argc, char **argv) {
                                            {"augment", "data", "augmentation applies to images from --data"},
                                            {"cache", "data", "the cache holds images from --data"},
                                            {"batches", "pipeline", "it counts the batches of --pipeline"},
-                                           {"pipeline", "data", "it measures reading --data"}};
+                                           {"pipeline", "data", "it measures reading --data"},
+                                           {"machines", "dist", "it lists the machine counts of --dist"},
+                                           {"bandwidth", "dist", "it sets the link speeds of --dist"},
+                                           {"latency", "dist", "it sets the link latency of --dist"}};
     for (size_t i = 0; i < sizeof needs / sizeof *needs; i++)
         if (cli_given(o, needs[i][0]) && !cli_given(o, needs[i][1])) {
             fprintf(stderr, "loom bench: --%s needs --%s (%s)\n", needs[i][0], needs[i][1], needs[i][2]);
@@ -101,6 +111,11 @@ static int parse(bench *b, int argc, char **argv) {
                     model_only[i]);
             return EXIT_USAGE;
         }
+    if (cli_given(o, "dist") && (cli_given(o, "pipeline") || cli_given(o, "data") || cli_given(o, "layers"))) {
+        fprintf(stderr, "loom bench: --dist projects training steps on synthetic data; --%s does not go with it\n",
+                cli_given(o, "pipeline") ? "pipeline" : cli_given(o, "data") ? "data" : "layers");
+        return EXIT_USAGE;
+    }
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int max_threads = (int)(cores > 0 ? 4 * cores : 4);
     b->batch = 64, b->steps = 50, b->warm = 5, b->isteps = 0;
@@ -109,7 +124,10 @@ static int parse(bench *b, int argc, char **argv) {
         cli_int("bench", o, "infer-steps", 1, 1000000, &b->isteps) ||
         cli_int("bench", o, "batches", 0, 100000000, &b->nbatches) ||
         (b->nth = parse_counts("threads", cli_get(o, "threads"), b->th, max_threads)) < 0 ||
-        (b->nprod = parse_counts("producers", cli_get(o, "producers"), b->prod, 64)) < 0)
+        (b->nprod = parse_counts("producers", cli_get(o, "producers"), b->prod, 64)) < 0 ||
+        (b->nmach = parse_counts("machines", cli_get(o, "machines"), b->mach, 100000)) < 0 ||
+        (b->nbw = parse_counts("bandwidth", cli_get(o, "bandwidth"), b->bw, 100000)) < 0 ||
+        cli_float("bench", o, "latency", 0, 1e6, &b->latency_us))
         return EXIT_USAGE;
     if (b->nprod > 1 && !cli_given(o, "pipeline")) {
         fprintf(stderr, "loom bench: --producers %s: a list is for --pipeline; training uses one producer count\n",
@@ -444,6 +462,72 @@ out:
     return rc;
 }
 
+/* ---- 3c. several machines, projected ------------------------------------------------------ */
+
+/* The step time of this machine (the last thread count), the time to add two gradient-sized buffers
+ * (a ring allreduce's arithmetic), and the projection for N machines with a ring allreduce. */
+static int run_dist(bench *b) {
+    size_t in = (size_t)b->c * b->h * b->w;
+    synthetic s = {.x = malloc((size_t)b->batch * in * sizeof(float)), .y = malloc((size_t)b->batch * sizeof(int32_t)),
+                   .out = malloc((size_t)b->batch * b->classes * sizeof(float))};
+    loom_graph *g = loom_zoo_build(cli_get(b->o, "model"), b->c, b->h, b->w, (int)b->classes, 1);
+    float *ga = NULL, *gb = NULL;
+    int rc = EXIT_FAILED;
+    if (!g) {
+        fprintf(stderr, "loom bench: %s\n", loom_error());
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    size_t P = loom_graph_param_count(g);
+    ga = malloc(P * sizeof *ga), gb = malloc(P * sizeof *gb);
+    if (!s.x || !s.y || !s.out || !ga || !gb) {
+        fprintf(stderr, "loom bench: out of memory\n");
+        goto out;
+    }
+    for (size_t i = 0; i < (size_t)b->batch * in; i++) s.x[i] = loom_rng_uniform(7, i);
+    for (long i = 0; i < b->batch; i++) s.y[i] = (int32_t)(i % b->classes);
+    int T = b->th[b->nth - 1];
+    bench_row row;
+    if ((rc = measure(b, T, &s, &row))) goto out;
+    /* the reduction's arithmetic: a + b over the gradient, from memory (median of 15) */
+    for (size_t i = 0; i < P; i++) ga[i] = (float)i, gb[i] = 1.0f;
+    double sums[15];
+    for (int k = 0; k < 15; k++) {
+        double t0 = loom_seconds();
+        for (size_t i = 0; i < P; i++) ga[i] += gb[i];
+        sums[k] = loom_seconds() - t0;
+    }
+    double t_sum = median(sums, 15), bytes = 4.0 * (double)P, lat = b->latency_us * 1e-6;
+    double t1 = row.step, t_bwd = row.bwd;
+    printf("loom bench --dist: %s, input %dx%dx%d, batch %ld per machine, %d thread%s (this machine: %.0f images/s)\n",
+           cli_get(b->o, "model"), b->c, b->h, b->w, b->batch, T, plural(T), row.train_ips);
+    printf("measured here: step %.2f ms (forward %.2f, backward %.2f, reduce + optimizer %.2f), gradient %.2f MB "
+           "(%zu floats), adding two gradients %.3f ms\n",
+           t1 * 1e3, row.fwd * 1e3, t_bwd * 1e3, row.reduce * 1e3, bytes / 1e6, P, t_sum * 1e3);
+    printf("model: ring allreduce of the gradient after backward, N machines each training a batch of %ld:\n"
+           "  t_comm(N) = 2(N-1)/N x bytes / bandwidth + 2(N-1) x latency + (N-1)/N x t_add    (latency %.0f us)\n"
+           "  step(N) = step(1) + t_comm(N)                  as loom does it now (no overlap)\n"
+           "  step_overlap(N) = step(1) + max(0, t_comm(N) - t_backward)   if it ran during backward (a bound)\n"
+           "  efficiency = step(1) / step(N)  (the global batch is N x %ld; images/s = N x batch / step)\n",
+           b->batch, b->latency_us, b->batch);
+    printf("%9s %9s %11s %10s %8s %13s %14s\n", "machines", "Gbit/s", "t_comm ms", "step ms", "effic", "effic overlap",
+           "images/s");
+    for (int m = 0; m < b->nmach; m++)
+        for (int k = 0; k < b->nbw; k++) {
+            double N = b->mach[m], bw = b->bw[k] * 1e9 / 8;
+            double tc = 2 * (N - 1) / N * bytes / bw + 2 * (N - 1) * lat + (N - 1) / N * t_sum;
+            double st = t1 + tc, so = t1 + (tc > t_bwd ? tc - t_bwd : 0);
+            printf("%9d %9d %11.3f %10.2f %7.1f%% %12.1f%% %14.0f\n", b->mach[m], b->bw[k], tc * 1e3, st * 1e3,
+                   100 * t1 / st, 100 * t1 / so, N * b->batch / st);
+        }
+    rc = 0;
+out:
+    loom_graph_free(g);
+    free(ga), free(gb);
+    free(s.x), free(s.y), free(s.out);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
     cli_opt o[sizeof bench_options / sizeof *bench_options];
     memcpy(o, bench_options, sizeof o);
@@ -452,7 +536,7 @@ int cmd_bench(int argc, char **argv) {
     b.o = o;
     int rc = parse(&b, argc, argv);
     if (!rc) rc = open_data(&b);
-    if (!rc) rc = cli_get(o, "pipeline") ? run_pipeline(&b) : run_training(&b);
+    if (!rc) rc = cli_get(o, "pipeline") ? run_pipeline(&b) : cli_get(o, "dist") ? run_dist(&b) : run_training(&b);
     loom_dataset_free(b.ds);
     loom_augment_free(b.aug);
     return rc < 0 ? EXIT_DONE : rc;
