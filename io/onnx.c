@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "loom/error.h"
 
@@ -36,6 +37,9 @@ int loom_onnx_sniff(const char *path) {
     size_t n = fread(b, 1, sizeof b, f);
     fclose(f);
     if (n == sizeof b && b[8] == '{') return 0; /* safetensors: a JSON header after its length */
+    /* a file named .onnx that is not a checkpoint is read as ONNX, to be told what is wrong with it */
+    size_t len = strlen(path);
+    if (len > 5 && !strcasecmp(path + len - 5, ".onnx")) return 1;
     if (n < 3 || b[0] != 0x08 || b[1] == 0 || b[1] > 0x7f) return 0;
     int field = b[2] >> 3, wire = b[2] & 7; /* the next field: producer_name, graph, opset_import, ... */
     return field >= 2 && field <= 20 && (wire == 0 || wire == 2);
@@ -67,7 +71,7 @@ int loom_onnx_available(void) { return 1; }
 
 enum { OPSET_MIN = 6, OPSET_MAX = 17, MAX_RANK = 8 };
 /* TensorProto.DataType */
-enum { DT_FLOAT = 1, DT_INT32 = 6, DT_INT64 = 7 };
+enum { DT_FLOAT = 1, DT_INT32 = 6, DT_INT64 = 7, DT_DOUBLE = 11 };
 
 typedef struct {
     const char *name;                /* borrowed from the model */
@@ -100,6 +104,7 @@ typedef struct {
     int any_value;                   /* tensors may hold NaN and infinities (test data, not weights) */
     Onnx__TensorProto **bound;       /* graph inputs given as constants (loom_onnx_import_with) */
     int nbound;
+    int64_t batch;                   /* the input's batch size when the file fixes it (else 0) */
     Onnx__TensorProto **made;        /* constants computed here (shape arithmetic) */
     int nmade, capmade;
 } importer;
@@ -445,9 +450,24 @@ static int konst_in(importer *im, int k, const char *what, konst *out) {
         out->fl = 1;
         return out->f ? LOOM_OK : LOOM_ERR;
     }
+    if (t->data_type == DT_DOUBLE) { /* PyTorch writes shape constants so at opsets 7 and 8 */
+        if (konst_alloc(im, out, 1)) return LOOM_ERR;
+        double *tmp = malloc((out->n ? out->n : 1) * sizeof *tmp);
+        if (!tmp) return loom_fail(LOOM_ENOMEM, "%s: out of memory", im->path);
+        int rc = LOOM_OK;
+        if (t->n_double_data) {
+            if (t->n_double_data != out->n) rc = BAD("tensor %s: %zu values, its shape needs %zu", v->name, t->n_double_data, out->n);
+            else memcpy(tmp, t->double_data, out->n * sizeof *tmp);
+        } else if (out->n) {
+            rc = tensor_bytes(im, t, v->name, tmp, out->n * sizeof *tmp);
+        }
+        for (size_t q = 0; !rc && q < out->n; q++) out->f[q] = (float)tmp[q];
+        free(tmp);
+        return rc;
+    }
     if (t->data_type != DT_INT64 && t->data_type != DT_INT32)
-        return UNSUPPORTED("constant %s has data type %d: loom computes with float32, int64 and int32 constants", v->name,
-                           (int)t->data_type);
+        return UNSUPPORTED("constant %s has data type %d: loom computes with float32, float64, int64 and int32 constants",
+                           v->name, (int)t->data_type);
     if (konst_alloc(im, out, 0)) return LOOM_ERR;
     if (t->data_type == DT_INT64) {
         if (t->n_int64_data) {
@@ -592,6 +612,16 @@ static int squeeze_dims(importer *im, int unsq, int r, const int64_t *in, int64_
     return ro;
 }
 
+/* A node loom computes only at import, on constants: refused on an activation with that reason. */
+static int constant_only(importer *im) {
+    const char *nm = im->node->n_input && im->node->input[0] ? im->node->input[0] : "";
+    value *v = *nm ? find(im, nm) : NULL;
+    if (v && v->node >= 0)
+        return UNSUPPORTED("input 0 \"%s\" is an activation: loom computes %s only on constants (the shape arithmetic "
+                           "of exporters) and has no layer for it", nm, im->node->op_type);
+    return LOOM_OK;
+}
+
 static int fold_shape(importer *im) {
     value *x = input(im, 0, 1, "data");
     if (!x) return LOOM_ERR;
@@ -609,6 +639,7 @@ static int fold_shape(importer *im) {
 }
 
 static int fold_gather(importer *im) {
+    if (constant_only(im)) return LOOM_ERR;
     konst data, idx, out = {0};
     if (konst_in(im, 0, "data", &data)) return konst_free(&data), LOOM_ERR;
     if (konst_in(im, 1, "indices", &idx) || idx.fl) {
@@ -776,6 +807,8 @@ static int op_reshape(importer *im) {
         return konst_define(im, &k);
     }
     if (r < 0) return konst_free(&s), UNSUPPORTED("reshaping a %d-d tensor", x->rank);
+    /* a model exported for a fixed batch (no dynamic axes) names it in its shapes: that is the batch */
+    if (im->batch > 0 && s.n >= 1 && s.i[0] == im->batch) s.i[0] = SYM_N;
     ro = reshape_target(im, r, in, &s, out);
     konst_free(&s);
     if (ro < 0) return LOOM_ERR;
@@ -791,6 +824,7 @@ static int op_reshape(importer *im) {
 }
 
 static int fold_slice(importer *im) {
+    if (constant_only(im)) return LOOM_ERR;
     konst data, ks[4] = {{0}}, out = {0};
     int rc = LOOM_ERR;
     if (konst_in(im, 0, "data", &data)) goto out0;
@@ -875,6 +909,7 @@ out0:
 }
 
 static int fold_transpose(importer *im) {
+    if (constant_only(im)) return LOOM_ERR;
     konst k, out = {0};
     if (konst_in(im, 0, "data", &k)) return konst_free(&k), LOOM_ERR;
     int r = k.rank, rc = LOOM_ERR;
@@ -913,10 +948,11 @@ done:
 }
 
 static int fold_cast(importer *im) {
+    if (constant_only(im)) return LOOM_ERR;
     konst k, out = {0};
     if (konst_in(im, 0, "input", &k)) return konst_free(&k), LOOM_ERR;
     int64_t to = attr_int(im, "to", 0);
-    int fl = to == DT_FLOAT, rc = LOOM_ERR;
+    int fl = to == DT_FLOAT || to == DT_DOUBLE, rc = LOOM_ERR; /* float64 kept as float32: shape arithmetic */
     /* to: 1 float; 2, 3, 4, 5, 6, 7, 12, 13 the integers; 9 bool */
     if (!fl && !(to >= 2 && to <= 7) && to != 12 && to != 13 && to != 9) {
         konst_free(&k);
@@ -941,6 +977,7 @@ done:
 }
 
 static int fold_constant_of_shape(importer *im) {
+    if (constant_only(im)) return LOOM_ERR;
     konst s, out = {0};
     if (konst_in(im, 0, "input", &s)) return konst_free(&s), LOOM_ERR;
     int rc = LOOM_ERR;
@@ -1380,6 +1417,19 @@ static int op_pool(importer *im, int max) {
     if (pads4(im, xl->h, xl->w, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1], 1, 1, NULL, pd)) return LOOM_ERR;
     int ceil_mode = (int)attr_int(im, "ceil_mode", 0), cip = (int)attr_int(im, "count_include_pad", 0);
     int asym = pd[0] != pd[2] || pd[1] != pd[3];
+    /* an average over more padding at the bottom and right that is not counted is ceil_mode over the top and left
+     * padding, when the output sizes agree (PyTorch writes ceil_mode so before opset 10) */
+    int as_ceil = asym && !max && !cip && !ceil_mode && pd[2] >= pd[0] && pd[3] >= pd[1];
+    if (as_ceil) {
+        int oh = (xl->h + pd[0] + pd[2] - (int)ks[0]) / (int)st[0] + 1, ow = (xl->w + pd[1] + pd[3] - (int)ks[1]) / (int)st[1] + 1;
+        loom_node y = loom_avgpool2d_ex(im->g, x->node, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1], pd[0], pd[1], 0);
+        if (y >= 0 && !loom_graph_set_pool_ceil(im->g, y) && loom_graph_layer(im->g, y)->h == oh &&
+            loom_graph_layer(im->g, y)->w == ow)
+            return out_node(im, y, 4);
+        if (y < 0) return out_node(im, y, 4);
+        return UNSUPPORTED("padding top %d, left %d, bottom %d, right %d, not counted: loom averages with padding alike "
+                           "on both sides, or as ceil_mode", pd[0], pd[1], pd[2], pd[3]);
+    }
     if (asym && !max && (!cip || ceil_mode))
         return UNSUPPORTED("padding top %d, left %d, bottom %d, right %d: loom averages with padding alike on both sides "
                            "(or unlike, when the padding counts and ceil_mode is off)", pd[0], pd[1], pd[2], pd[3]);
@@ -1479,20 +1529,39 @@ static int op_dropout(importer *im) {
     return out_node(im, loom_dropout(im->g, x->node, p), x->rank);
 }
 
+/* Concat along channels (features); more inputs than a loom layer takes go through a chain of them
+ * (each concatenation after the first starts with the one before: the order is kept). */
 static int op_concat(importer *im) {
     int64_t axis = attr_int(im, "axis", 1);
-    loom_node xs[LOOM_MAX_INPUTS];
     int n = (int)im->node->n_input, rank = 0;
-    if (n < 1 || n > LOOM_MAX_INPUTS) return UNSUPPORTED("%d inputs: loom concatenates 1 to %d", n, LOOM_MAX_INPUTS);
+    if (n < 1 || n > 65536) return UNSUPPORTED("%d inputs", n);
+    loom_node *xs = malloc((size_t)n * sizeof *xs);
+    if (!xs) return loom_fail(LOOM_ENOMEM, "%s: out of memory", im->path);
     for (int k = 0; k < n; k++) {
         value *v = input(im, k, 1, "input");
-        if (!v) return LOOM_ERR;
+        if (!v) return free(xs), LOOM_ERR;
+        if (k && v->rank != rank) return free(xs), UNSUPPORTED("inputs of ranks %d and %d", rank, v->rank);
         xs[k] = v->node, rank = v->rank;
     }
-    if (axis != 1 && !(rank == 4 && axis == -3) && !(rank == 2 && axis == -1))
+    if (axis != 1 && !(axis == 1 - rank)) {
+        free(xs);
         return UNSUPPORTED("axis %lld: loom concatenates channels or features (axis 1)", (long long)axis);
-    if (n == 1) return define(im, im->node->output[0], xs[0], rank, NULL);
-    return out_node(im, loom_concat(im->g, n, xs), rank);
+    }
+    if (n == 1) {
+        loom_node x = xs[0];
+        free(xs);
+        return define(im, im->node->output[0], x, rank, NULL);
+    }
+    loom_node y = -1, part[LOOM_MAX_INPUTS];
+    for (int at = 0; at < n;) {
+        int k = 0;
+        if (at) part[k++] = y;
+        while (k < LOOM_MAX_INPUTS && at < n) part[k++] = xs[at++];
+        y = loom_concat(im->g, k, part);
+        if (y < 0 || at == n) break;
+    }
+    free(xs);
+    return out_node(im, y, rank);
 }
 
 /* Clip: a ReLU for [0, +inf), else loom's clip layer. */
@@ -1708,6 +1777,8 @@ static int graph_input(importer *im) {
         return loom_fail(LOOM_EUNSUPPORTED, "%s: input \"%s\" has element type %d: loom reads float32", im->path, in->name, (int)t->tensor_type->elem_type);
     const Onnx__TensorShapeProto *s = t->tensor_type->shape;
     int rank = (int)s->n_dim;
+    if (rank >= 1 && s->dim[0]->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && s->dim[0]->dim_value > 0)
+        im->batch = s->dim[0]->dim_value;
     int64_t d[MAX_RANK] = {0, 1, 1, 1}, feat = 1;
     if (rank < 1 || rank > MAX_RANK)
         return loom_fail(LOOM_EUNSUPPORTED, "%s: input \"%s\" is %d-d: loom takes images [N, C, H, W] or features [N, ...]", im->path, in->name, rank);

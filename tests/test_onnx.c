@@ -318,6 +318,7 @@ int main(void) {
     pytorch_model(dir, "cnn_ops");
     pytorch_model(dir, "pad_conv");
     pytorch_model(dir, "cnn_shape");
+    pytorch_model(dir, "cnn_v7");
     reexport(dir, "cnn_shape");
     reexport(dir, "cnn_ops");
     const struct { const char *m; int c, h, w; } zoo[] = {{"lenet5", 1, 28, 28}, {"mlp", 1, 8, 8}, {"minivgg", 3, 16, 16},

@@ -42,8 +42,10 @@ def run(model, x):
         elif op in ("MaxPool", "AveragePool"):
             p = a.get("pads", [0, 0, 0, 0])
             k, s = tuple(a["kernel_shape"]), tuple(a.get("strides", [1, 1]))
-            y = (F.max_pool2d(i[0], k, s, (p[0], p[1])) if op == "MaxPool" else
-                 F.avg_pool2d(i[0], k, s, (p[0], p[1]), count_include_pad=bool(a.get("count_include_pad", 0))))
+            ceil = bool(a.get("ceil_mode", 0))
+            y = (F.max_pool2d(i[0], k, s, (p[0], p[1]), ceil_mode=ceil) if op == "MaxPool" else
+                 F.avg_pool2d(i[0], k, s, (p[0], p[1]), ceil_mode=ceil,
+                              count_include_pad=bool(a.get("count_include_pad", 0))))
         elif op == "GlobalAveragePool":
             y = i[0].mean(dim=(2, 3), keepdim=True)
         elif op == "Flatten":
@@ -66,8 +68,21 @@ def run(model, x):
             y = F.batch_norm(i[0], i[3], i[4], i[1], i[2], False, 0.0, a.get("epsilon", 1e-5))
         elif op == "Add":
             y = i[0] + i[1]
+        elif op == "Sub":
+            y = i[0] - i[1]
         elif op == "Mul":
             y = i[0] * i[1]
+        elif op == "Div":
+            y = i[0] / i[1]
+        elif op == "Reshape":  # 0 copies the input's dimension, -1 is inferred
+            y = i[0].reshape([i[0].shape[k] if v == 0 else int(v) for k, v in enumerate(i[1].tolist())])
+        elif op == "Pad":  # [x1_begin, x2_begin, ..., x1_end, ...] as ONNX, constant
+            pads, r = i[1].tolist(), i[0].dim()
+            value = float(i[2]) if len(i) > 2 and i[2] is not None else 0.0
+            tp = []
+            for d in reversed(range(r)):
+                tp += [pads[d], pads[d + r]]
+            y = F.pad(i[0], tp, value=value)
         elif op == "Concat":
             y = torch.cat(i, a.get("axis", 1))
         elif op == "Clip":

@@ -18,6 +18,9 @@ dynamic), OUTDIR/NAME.in.f32 (a batch of 2 inputs) and OUTDIR/NAME.out.f32
                  W, x * gate.view(n, -1, 1, 1)), a difference and a quotient of two
                  activations, a max pool after a pad by -1, an average pool in ceil_mode
                  counting its padding, x.view(x.size(0), -1); 3x16x16
+    cnn_v7       opset 7 and no dynamic axes (a fixed batch of 2), as older code exports: shape
+                 constants as float64, x.view(x.size(0), -1) with the batch fixed, an average
+                 pool in ceil_mode written as uneven padding; 3x16x16
     pad_conv     a zero Pad (pads an initializer, opset 13) before a Conv, written with
                  onnx.helper (PyTorch exports ZeroPad2d as a shape computation), its
                  reference from torch.nn.functional.pad + conv2d, 2x7x7
@@ -99,6 +102,22 @@ def cnn_shape():
     return ShapeOps()
 
 
+class OldExport(nn.Module):
+    def __init__(self, classes=3):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3)
+        self.pool = nn.AvgPool2d(3, 2, ceil_mode=True)
+        self.fc = nn.Linear(6 * 7 * 7, classes)
+
+    def forward(self, x):
+        y = self.pool(torch.relu(self.conv(x)))                     # 14x14 -> 7x7 (ceil; floor: 6x6)
+        return self.fc(y.view(y.size(0), -1))
+
+
+def cnn_v7():
+    return OldExport()
+
+
 def resnet18():
     import torchvision
     return torchvision.models.resnet18(weights=None)
@@ -109,6 +128,7 @@ MODELS = {
     "cnn_bn": (cnn_bn, (3, 32, 32), False),
     "cnn_ops": (cnn_ops, (3, 16, 16), False),
     "cnn_shape": (cnn_shape, (3, 16, 16), False),
+    "cnn_v7": (cnn_v7, (3, 16, 16), False),
     "resnet18_150": (resnet18, (3, 150, 150), True),
     "resnet18_224": (resnet18, (3, 224, 224), True),
 }
@@ -156,8 +176,10 @@ def export(name, outdir):
     with torch.no_grad():
         y = model(x)
     path = os.path.join(outdir, name + ".onnx")
-    torch.onnx.export(model, x, path, opset_version=13, input_names=["input"], output_names=["output"],
-                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, do_constant_folding=True)
+    old = name == "cnn_v7"
+    torch.onnx.export(model, x, path, opset_version=7 if old else 13, input_names=["input"], output_names=["output"],
+                      dynamic_axes=None if old else {"input": {0: "batch"}, "output": {0: "batch"}},
+                      do_constant_folding=True)
     x.numpy().astype("<f4").tofile(os.path.join(outdir, name + ".in.f32"))
     y.numpy().astype("<f4").tofile(os.path.join(outdir, name + ".out.f32"))
     import onnx

@@ -16,7 +16,7 @@ maxdiff() {
 }
 within() { awk -v d="$1" -v t="$2" 'BEGIN { exit !(d != "size" && d + 0 <= t + 0) }'; }
 
-for m in lenet5 cnn_bn cnn_ops pad_conv cnn_shape; do
+for m in lenet5 cnn_bn cnn_ops pad_conv cnn_shape cnn_v7; do
     run run "$D/$m.onnx" --input "$D/$m.in.f32" --output "$m.out.f32"
     expect "$m from PyTorch runs" 0 "$m.onnx (ONNX): 2 samples" "written to $m.out.f32"
     d=$(maxdiff "$m.out.f32" "$D/$m.out.f32")
