@@ -1149,8 +1149,16 @@ int loom_exec_backward(loom_exec *e, int n) {
             did = 1;
         }
         if (e->t_bwd && did) e->t_bwd[i] += loom_seconds() - t0;
+        if (e->on_backward) e->on_backward(e->on_backward_ctx, i);
     }
+    if (e->on_backward) e->on_backward(e->on_backward_ctx, 0);
     return LOOM_OK;
+}
+
+void loom_exec_set_backward_hook(loom_exec *e, void (*fn)(void *ctx, int node), void *ctx) {
+    if (!e) return;
+    e->on_backward = fn;
+    e->on_backward_ctx = ctx;
 }
 
 void loom_exec_update_running(loom_graph *g, loom_node layer, const float *const *stats, const size_t *counts,

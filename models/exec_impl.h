@@ -88,6 +88,8 @@ struct loom_exec {
     int trained;           /* last forward was a training one */
     int fwd_n;             /* samples of the last forward */
     double *t_fwd, *t_bwd; /* per node, seconds summed while timing is on (NULL: off) */
+    void (*on_backward)(void *ctx, int node); /* after each node's backward (NULL: none) */
+    void *on_backward_ctx;
     struct loom_dnn *dn;   /* oneDNN state (exec_dnnl.c) */
 };
 

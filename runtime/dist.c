@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "loom/error.h"
 
@@ -69,6 +70,8 @@ int loom_dist_allgatherv_f32(loom_dist *d, const float *mine, int count, float *
     return LOOM_OK;
 }
 int loom_dist_barrier(loom_dist *d) { return (void)d, LOOM_OK; }
+int loom_dist_threads_ok(const loom_dist *d) { return (void)d, 1; }
+int loom_dist_allreduce_gentle_f32(loom_dist *d, float *buf, size_t n) { return (void)d, (void)buf, (void)n, LOOM_OK; }
 
 #else
 
@@ -81,6 +84,7 @@ static int env_int(const char *name, int def) {
 
 struct loom_dist {
     int rank, size, local_size;
+    int threads_ok; /* MPI_THREAD_SERIALIZED or better */
     float *tmp; /* BUCKET floats: a tree message */
 };
 
@@ -99,7 +103,8 @@ loom_dist *loom_dist_init(void) {
     int inited = 0, provided = 0;
     MPI_Initialized(&inited);
     /* the thread pool never calls MPI: only the thread that made the trainer does */
-    if (!inited && MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    /* the trainer's communication thread calls MPI while the main thread does not (serialized) */
+    if (!inited && MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
         loom_fail(LOOM_EIO, "MPI_Init_thread failed: is this an mpirun job on a working Open MPI?");
         return NULL;
     }
@@ -110,6 +115,8 @@ loom_dist *loom_dist_init(void) {
         loom_fail(LOOM_ENOMEM, "out of memory");
         return NULL;
     }
+    if (inited) MPI_Query_thread(&provided);
+    d->threads_ok = provided >= MPI_THREAD_SERIALIZED;
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);
@@ -203,6 +210,24 @@ int loom_dist_allgatherv_f32(loom_dist *d, const float *mine, int count, float *
     rc = MPI_Allgatherv(mine, count, MPI_FLOAT, all, counts, displs, MPI_FLOAT, MPI_COMM_WORLD);
     free(displs);
     return rc == MPI_SUCCESS ? LOOM_OK : mpi_fail(d, "MPI_Allgatherv", rc);
+}
+
+int loom_dist_threads_ok(const loom_dist *d) { return !d || d->threads_ok; }
+
+int loom_dist_allreduce_gentle_f32(loom_dist *d, float *buf, size_t n) {
+    if (!d || d->size == 1) return LOOM_OK;
+    for (size_t at = 0; at < n; at += BUCKET) {
+        int len = (int)(n - at < BUCKET ? n - at : BUCKET), done = 0;
+        MPI_Request req;
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, buf + at, len, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req);
+        if (rc != MPI_SUCCESS) return mpi_fail(d, "MPI_Iallreduce", rc);
+        while (!done) {
+            rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+            if (rc != MPI_SUCCESS) return mpi_fail(d, "MPI_Test", rc);
+            if (!done) nanosleep(&(struct timespec){0, 100000}, NULL);
+        }
+    }
+    return LOOM_OK;
 }
 
 int loom_dist_barrier(loom_dist *d) {

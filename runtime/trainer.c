@@ -4,9 +4,12 @@
 #include "loom/trainer.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "loom/error.h"
 #include "kernels/kernels.h"
@@ -29,6 +32,19 @@ typedef struct {
 } unit;
 #define DENSE_ROWS 64 /* rows per block: the input's columns are read out/64 times */
 
+/* A run of the flat gradient sent as one allreduce: layers [first, ...] of the graph, the last ones first. */
+typedef struct {
+    size_t lo, hi;
+    int first;      /* its lowest layer: ready when every shard's backward has done that layer */
+} bucket;
+#define BUCKET_FLOATS 262144
+
+typedef struct loom_trainer loom_trainer;
+typedef struct {
+    loom_trainer *t;
+    int s;
+} hook_ctx;
+
 typedef struct {
     double loss;
     int correct;
@@ -46,6 +62,19 @@ struct loom_trainer {
     int R, rank;             /* ranks of the job (1, 0 alone) */
     int Sg, s0;              /* deterministic: shards of the whole batch, and this rank's first */
     int tree;                /* deterministic: shard gradients summed in a binary tree */
+    /* several ranks, fast mode: a thread that sums and sends each bucket of gradients while backward goes on */
+    int overlap;
+    pthread_t comm;
+    int comm_started, comm_quit, comm_gen, comm_done, comm_rc, comm_kind;
+    pthread_mutex_t cmu;
+    pthread_cond_t ccv;
+    atomic_int phase1_over;
+    atomic_int *done_node;   /* per shard: the lowest node whose backward is done (graph size: none yet) */
+    char *bucket_edge;       /* per node: a bucket's first layer (its backward may make the bucket ready) */
+    bucket *buckets;
+    int nbuckets;
+    hook_ctx *hooks;
+    char comm_err[300];
     float *gather;           /* dist: every rank's [count, batch statistics] per shard */
     float *gather_local;     /* and this rank's */
     size_t gather_cap;
@@ -155,6 +184,104 @@ static int plan_units(loom_trainer *t, size_t P) {
     return add_flat(t, cap, at, P);
 }
 
+/* ---- gradients sent while backward goes on (several ranks, fast mode) ---- */
+
+static void on_backward(void *ctx, int node) {
+    hook_ctx *h = ctx;
+    loom_trainer *t = h->t;
+    atomic_store(&t->done_node[h->s], node);
+    if (t->bucket_edge[node]) { /* a bucket may be ready: wake the communication thread (only then) */
+        pthread_mutex_lock(&t->cmu);
+        pthread_cond_broadcast(&t->ccv);
+        pthread_mutex_unlock(&t->cmu);
+    }
+}
+
+/* One step's buckets, in order: wait until every shard's backward has passed the bucket's first layer (or
+ * phase 1 is over: a shard failed, and the step will be refused on every rank after these same calls),
+ * sum the shards into replica 0's gradient, allreduce it with the other ranks. */
+static int comm_step(loom_trainer *t) {
+    float *g0 = loom_exec_param_grad(t->ex[0]);
+    for (int b = 0; b < t->nbuckets; b++) {
+        const bucket *k = &t->buckets[b];
+        pthread_mutex_lock(&t->cmu);
+        for (;;) {
+            int ready = 1;
+            for (int s = 0; s < t->S && ready; s++) ready = atomic_load(&t->done_node[s]) <= k->first;
+            if (ready || atomic_load(&t->phase1_over)) break;
+            pthread_cond_wait(&t->ccv, &t->cmu);
+        }
+        pthread_mutex_unlock(&t->cmu);
+        for (int s = 1; s < t->S; s++) {
+            const float *gs = loom_exec_param_grad(t->ex[s]);
+            for (size_t i = k->lo; i < k->hi; i++) g0[i] += gs[i];
+        }
+        if (loom_dist_allreduce_gentle_f32(t->o.dist, g0 + k->lo, k->hi - k->lo)) {
+            snprintf(t->comm_err, sizeof t->comm_err, "%s", loom_error());
+            t->comm_kind = loom_error_kind();
+            return LOOM_ERR;
+        }
+    }
+    return LOOM_OK;
+}
+
+static void *comm_main(void *arg) {
+    loom_trainer *t = arg;
+    int seen = 0;
+    pthread_mutex_lock(&t->cmu);
+    for (;;) {
+        while (t->comm_gen == seen && !t->comm_quit) pthread_cond_wait(&t->ccv, &t->cmu);
+        if (t->comm_quit) break;
+        seen = t->comm_gen;
+        pthread_mutex_unlock(&t->cmu);
+        int rc = comm_step(t);
+        pthread_mutex_lock(&t->cmu);
+        t->comm_rc = rc;
+        t->comm_done = seen;
+        pthread_cond_broadcast(&t->ccv);
+    }
+    pthread_mutex_unlock(&t->cmu);
+    return NULL;
+}
+
+/* The buckets, from the last layer down (backward's order), trainable layers only (a frozen body sends
+ * nothing), a bucket closed at a gap or once it holds BUCKET_FLOATS; the hooks; the thread. */
+static int start_comm(loom_trainer *t) {
+    loom_graph *g = t->g;
+    int n = loom_graph_count(g);
+    t->buckets = calloc((size_t)n + 1, sizeof *t->buckets);
+    t->done_node = calloc((size_t)t->S, sizeof *t->done_node);
+    t->hooks = calloc((size_t)t->S, sizeof *t->hooks);
+    t->bucket_edge = calloc((size_t)n + 1, 1);
+    if (!t->buckets || !t->done_node || !t->hooks || !t->bucket_edge)
+        return loom_fail(LOOM_ENOMEM, "trainer: out of memory");
+    for (int i = n - 1; i >= 1; i--) {
+        const loom_layer *l = loom_graph_layer(g, i);
+        if (!l->param_count || l->frozen) continue;
+        bucket *k = t->nbuckets ? &t->buckets[t->nbuckets - 1] : NULL;
+        if (k && k->lo == l->param_off + l->param_count && k->hi - k->lo < BUCKET_FLOATS) {
+            k->lo = l->param_off, k->first = i;
+        } else {
+            t->buckets[t->nbuckets++] = (bucket){l->param_off, l->param_off + l->param_count, i};
+        }
+    }
+    for (int b = 0; b < t->nbuckets; b++) t->bucket_edge[t->buckets[b].first] = 1;
+    t->bucket_edge[0] = 1; /* the end of a backward */
+    for (int s = 0; s < t->S; s++) {
+        t->hooks[s] = (hook_ctx){t, s};
+        loom_exec_set_backward_hook(t->ex[s], on_backward, &t->hooks[s]);
+    }
+    pthread_mutex_init(&t->cmu, NULL);
+    pthread_cond_init(&t->ccv, NULL);
+    if (pthread_create(&t->comm, NULL, comm_main, t)) {
+        pthread_mutex_destroy(&t->cmu);
+        pthread_cond_destroy(&t->ccv);
+        return loom_fail(LOOM_EIO, "trainer: cannot start the communication thread");
+    }
+    t->comm_started = 1;
+    return LOOM_OK;
+}
+
 loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     if (check_opts(g, o)) return NULL;
     loom_trainer *t = calloc(1, sizeof *t);
@@ -194,6 +321,9 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
         free(t);
         return NULL;
     }
+    /* sending gradients during backward needs each shard's own dense gradients and a second MPI thread */
+    const char *ov = getenv("LOOM_OVERLAP");
+    t->overlap = t->R > 1 && !o->deterministic && loom_dist_threads_ok(o->dist) && !(ov && !strcmp(ov, "0"));
     t->pool = loom_pool_new(t->T);
     if (!t->pool) goto fail;
     int max_shard = o->deterministic ? (o->batch + t->Sg - 1) / t->Sg
@@ -213,12 +343,13 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
         if (loom_graph_layer(g, i)->op == LOOM_OP_BATCHNORM) t->bn_layers[t->nbn++] = i;
     for (int s = 0; s < t->S; s++) {
         /* deterministic: every shard's own dense gradients, summed in the tree like the rest */
-        t->ex[s] = loom_exec_new_flags(g, max_shard, o->deterministic ? 0 : LOOM_EXEC_DEFER_DENSE);
+        t->ex[s] = loom_exec_new_flags(g, max_shard, o->deterministic || t->overlap ? 0 : LOOM_EXEC_DEFER_DENSE);
         if (!t->ex[s]) goto fail;
         t->onehot[s] = malloc((size_t)max_shard * K * sizeof(float));
         if (!t->onehot[s]) goto oom;
     }
     if (plan_units(t, P)) goto oom;
+    if (t->overlap && start_comm(t)) goto fail;
     if (t->R > 1) {
         t->gather_cap = (size_t)(o->deterministic ? t->Sg : t->R * t->S) * (loom_graph_buffer_count(g) + 1);
         t->gather = malloc(t->gather_cap * sizeof *t->gather);
@@ -257,6 +388,19 @@ fail:
 
 void loom_trainer_free(loom_trainer *t) {
     if (!t) return;
+    if (t->comm_started) {
+        pthread_mutex_lock(&t->cmu);
+        t->comm_quit = 1;
+        pthread_cond_broadcast(&t->ccv);
+        pthread_mutex_unlock(&t->cmu);
+        pthread_join(t->comm, NULL);
+        pthread_mutex_destroy(&t->cmu);
+        pthread_cond_destroy(&t->ccv);
+    }
+    free(t->done_node);
+    free(t->bucket_edge);
+    free(t->buckets);
+    free(t->hooks);
     loom_pool_free(t->pool);
     for (int s = 0; t->ex && s < t->S; s++) loom_exec_free(t->ex[s]);
     for (int s = 0; t->onehot && s < t->S; s++) free(t->onehot[s]);
@@ -310,7 +454,10 @@ static void phase_compute(void *ctx, int tid, int T) {
         so->failed = 0;
         double t0 = loom_seconds();
         if (t->training) loom_exec_zero_param_grad(e);
-        if (cnt == 0) continue;
+        if (cnt == 0) {
+            if (t->overlap) on_backward(&t->hooks[s], 0);
+            continue;
+        }
         memcpy(loom_exec_input(e), t->x + (size_t)lo * in_size, (size_t)cnt * in_size * sizeof(float));
         uint64_t key = loom_rng_key(t->o.seed, LOOM_RNG_DROPOUT, (uint64_t)t->step, 0);
         /* dropout masks are keyed by the sample's place in the whole batch */
@@ -363,7 +510,7 @@ static void phase_reduce(void *ctx, int tid, int T) {
             loom_exec_update_running(t->g, t->bn_layers[j], t->stats, t->stat_counts, t->nstats);
     float *g0 = loom_exec_param_grad(t->ex[0]);
     float *params = loom_graph_params(t->g);
-    for (size_t c = (size_t)tid; c < t->nchunks; c += (size_t)T) {
+    for (size_t c = (size_t)tid; c < t->nchunks && !(t->overlap && t->training); c += (size_t)T) {
         const unit *u = &t->units[c];
         if (u->layer >= 0) {
             /* a dense block: its gradient over the whole batch, then per row as a chunk */
@@ -539,7 +686,25 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
     if (!(lr >= 0 && isfinite(lr)))
         return loom_fail(LOOM_EINVAL, "trainer: learning rate %g must be a finite number >= 0", (double)lr);
     double t0 = loom_seconds();
+    if (t->overlap) { /* the communication thread starts on this step's buckets as they are ready */
+        int N = loom_graph_count(t->g);
+        for (int s = 0; s < t->S; s++) atomic_store(&t->done_node[s], N);
+        atomic_store(&t->phase1_over, 0);
+        pthread_mutex_lock(&t->cmu);
+        t->comm_gen++;
+        pthread_cond_broadcast(&t->ccv);
+        pthread_mutex_unlock(&t->cmu);
+    }
     int rc = run_batch(t, "step", x, labels, n, 1, NULL);
+    if (t->overlap) {
+        pthread_mutex_lock(&t->cmu);
+        atomic_store(&t->phase1_over, 1);
+        pthread_cond_broadcast(&t->ccv);
+        while (t->comm_done != t->comm_gen) pthread_cond_wait(&t->ccv, &t->cmu);
+        int crc = t->comm_rc;
+        pthread_mutex_unlock(&t->cmu);
+        if (crc) return loom_fail(t->comm_kind, "%s", t->comm_err);
+    }
     double loss = 0;
     int correct = 0;
     if (t->R > 1) {
@@ -568,13 +733,13 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
     }
     loom_optim_begin_step(t->opt, lr);
     loom_pool_run(t->pool, phase_reduce, t);
-    if (t->R > 1) { /* this rank's sum, then all ranks' */
+    if (t->R > 1 && !t->overlap) { /* this rank's sum, then all ranks' */
         float *g0 = loom_exec_param_grad(t->ex[0]);
         size_t P = loom_graph_param_count(t->g);
         if ((t->tree ? loom_dist_tree_sum_f32(t->o.dist, g0, P) : loom_dist_allreduce_f32(t->o.dist, g0, P)))
             return LOOM_ERR;
-        if (t->o.clip_norm > 0) loom_pool_run(t->pool, phase_norm, t);
     }
+    if (t->R > 1 && t->o.clip_norm > 0) loom_pool_run(t->pool, phase_norm, t);
     double norm = 0;
     t->clip_scale = 1.0f;
     if (t->o.clip_norm > 0) {

@@ -504,10 +504,11 @@ static int run_dist(bench *b) {
     printf("measured here: step %.2f ms (forward %.2f, backward %.2f, reduce + optimizer %.2f), gradient %.2f MB "
            "(%zu floats), adding two gradients %.3f ms\n",
            t1 * 1e3, row.fwd * 1e3, t_bwd * 1e3, row.reduce * 1e3, bytes / 1e6, P, t_sum * 1e3);
-    printf("model: ring allreduce of the gradient after backward, N machines each training a batch of %ld:\n"
+    printf("model: ring allreduce of the gradient, N machines each training a batch of %ld:\n"
            "  t_comm(N) = 2(N-1)/N x bytes / bandwidth + 2(N-1) x latency + (N-1)/N x t_add    (latency %.0f us)\n"
-           "  step(N) = step(1) + t_comm(N)                  as loom does it now (no overlap)\n"
-           "  step_overlap(N) = step(1) + max(0, t_comm(N) - t_backward)   if it ran during backward (a bound)\n"
+           "  step(N) = step(1) + t_comm(N)            the allreduce after backward (deterministic mode, LOOM_OVERLAP=0)\n"
+           "  step_overlap(N) = step(1) + max(0, t_comm(N) - t_backward)   fast mode: buckets of gradients go during\n"
+           "                   backward, the last layers' first (a bound: the first layers' bucket goes after it)\n"
            "  efficiency = step(1) / step(N)  (the global batch is N x %ld; images/s = N x batch / step)\n",
            b->batch, b->latency_us, b->batch);
     printf("%9s %9s %11s %10s %8s %13s %14s\n", "machines", "Gbit/s", "t_comm ms", "step ms", "effic", "effic overlap",

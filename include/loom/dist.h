@@ -58,6 +58,12 @@ int loom_dist_allgather(loom_dist *d, const void *mine, size_t bytes, void *all)
 /* Every rank's count floats (counts may differ by rank), in rank order, into all; counts[r] filled. */
 int loom_dist_allgatherv_f32(loom_dist *d, const float *mine, int count, float *all, int *counts);
 int loom_dist_barrier(loom_dist *d);
+/* Whether another thread than the one that made the dist may call the
+ * collectives (one at a time: MPI_THREAD_SERIALIZED). */
+int loom_dist_threads_ok(const loom_dist *d);
+/* As loom_dist_allreduce_f32, waiting by polling with short sleeps rather
+ * than spinning (a thread beside the computing ones). */
+int loom_dist_allreduce_gentle_f32(loom_dist *d, float *buf, size_t n);
 
 #ifdef __cplusplus
 }

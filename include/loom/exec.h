@@ -99,6 +99,12 @@ void loom_exec_zero_param_grad(loom_exec *e);
  * the parameter gradient. LOOM_OK, or LOOM_ERR. */
 int loom_exec_backward(loom_exec *e, int n);
 
+/* fn(ctx, i) after node i's backward, for i from the last node down to 1,
+ * then fn(ctx, 0) at the end, in the thread running the backward: node i's
+ * parameter gradients are final then (without LOOM_EXEC_DEFER_DENSE). How
+ * the trainer sends gradients to other ranks while backward goes on. */
+void loom_exec_set_backward_hook(loom_exec *e, void (*fn)(void *ctx, int node), void *ctx);
+
 /* Batch-norm batch statistics of the last training forward, per BN channel in
  * the same layout as the graph's buffers: mean in place of running mean,
  * biased variance in place of running variance. buffer_count floats. */

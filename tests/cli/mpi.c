@@ -205,7 +205,22 @@ int main(int argc, char **argv) {
     double fb = final_accuracy();
     CHECK(fa >= 0 && fb >= 0 && fa > fb - 3 && fa < fb + 3,
           "fast mode: 2 ranks reach %.2f%%, 1 rank x 2 threads %.2f%% (within 3 points)", fa, fb);
-    printf("fast mode, lenet5, 3 epochs: 2 ranks %.2f%%, 1 rank x 2 threads %.2f%%\n", fa, fb);
+    setenv("LOOM_OVERLAP", "0", 1); /* the allreduce after backward instead of during it */
+    CHECK(train(2, ck("f0"), fast1, NULL) == 0, "fast mode, 2 ranks, no overlap");
+    unsetenv("LOOM_OVERLAP");
+    double fc = final_accuracy();
+    CHECK(fc >= 0 && fc > fb - 3 && fc < fb + 3, "fast mode without overlap: %.2f%% (1 rank: %.2f%%)", fc, fb);
+    printf("fast mode, lenet5, 3 epochs: 2 ranks %.2f%% (gradients sent during backward), %.2f%% (after it), 1 rank "
+           "x 2 threads %.2f%%\n", fa, fc, fb);
+    /* 2 ranks x 2 threads, clipping: the norm of the whole batch's gradient, after the ranks' sum */
+    const char *clip2[] = {"--epochs", "3", "--threads", "2", "--clip", "0.5", NULL};
+    const char *clip1[] = {"--epochs", "3", "--threads", "2", "--clip", "0.5", NULL};
+    CHECK(train(2, ck("c2"), clip2, NULL) == 0, "2 ranks x 2 threads with --clip");
+    double ca = final_accuracy();
+    CHECK(train(0, ck("c1"), clip1, NULL) == 0, "1 rank x 2 threads with --clip");
+    double cb = final_accuracy();
+    CHECK(ca >= 0 && cb >= 0 && ca > cb - 5 && ca < cb + 5, "--clip 0.5: 2 ranks x 2 threads %.2f%%, 1 rank %.2f%%", ca,
+          cb);
 
     /* refusals */
     rc = train(3, ck("r3"), det1, NULL);
