@@ -9,11 +9,14 @@
  *     MPI;
  *   - 3 ranks in deterministic mode (4 shards) are refused with the reason;
  *   - a rank whose model drifts from rank 0's (LOOM_TEST_DIVERGE) stops the
- *     job with a message naming it.
+ *     job with a message naming it;
+ *   - a rank killed mid-run ends the job (mpirun names it), and the last
+ *     checkpoint resumes under mpirun.
  * Given a build without MPI instead (second argument "nompi"), it checks that
  * such a loom refuses to be one of several ranks.
  *
  *   test_mpi path/to/loom path/to/mpirun [nompi] */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -95,6 +98,27 @@ static double final_accuracy(void) {
 }
 
 static const char *ck(const char *name) { return t_keep_path(tmp, name); }
+
+/* A loom process (a rank, not mpirun) whose command line names dir. */
+static pid_t find_rank(const char *dir, pid_t launcher) {
+    DIR *d = opendir("/proc");
+    pid_t found = -1;
+    for (struct dirent *e; d && found < 0 && (e = readdir(d)) != NULL;) {
+        pid_t p = (pid_t)atoi(e->d_name);
+        if (p <= 0 || p == launcher) continue;
+        char path[64], cmd[4096];
+        snprintf(path, sizeof path, "/proc/%d/cmdline", (int)p);
+        FILE *f = fopen(path, "rb");
+        size_t n = f ? fread(cmd, 1, sizeof cmd - 1, f) : 0;
+        if (f) fclose(f);
+        cmd[n] = 0;
+        for (size_t i = 0; i < n; i++) /* arguments are NUL-separated */
+            if (!cmd[i]) cmd[i] = ' ';
+        if (strstr(cmd, dir) && strstr(cmd, "train") && !strstr(cmd, "mpirun")) found = p;
+    }
+    if (d) closedir(d);
+    return found;
+}
 
 static double t_now(void) {
     struct timespec ts;
@@ -195,6 +219,26 @@ int main(int argc, char **argv) {
         CHECK(same_weights(last, t_path(ck("si1"), "last.safetensors")),
               "interrupted by SIGINT under mpirun and resumed: bit-identical to the uninterrupted run");
     }
+
+    /* a rank killed mid-run: mpirun ends the job and says which rank; the last checkpoint resumes */
+    train(2, ck("rk"), longer, &pid);
+    snprintf(last, sizeof last, "%s/last.safetensors", ck("rk"));
+    for (int w = 0; w < 300 && access(last, F_OK); w++) usleep(20000);
+    pid_t victim = find_rank(ck("rk"), pid);
+    CHECK(victim > 0, "a rank's process is found");
+    if (victim > 0) kill(victim, SIGKILL);
+    int ended = 0;
+    for (int w = 0; w < 600 && !ended; w++) { /* up to 30 s */
+        ended = waitpid(pid, &st, WNOHANG) == pid;
+        if (!ended) usleep(50000);
+    }
+    if (!ended) kill(pid, SIGKILL), waitpid(pid, &st, 0);
+    s = output();
+    CHECK(ended && !(WIFEXITED(st) && WEXITSTATUS(st) == 0) && strstr(s, "exited on signal 9"),
+          "a rank killed: the job ends (in %s) and mpirun names it: %s", ended ? "time" : "no time", s);
+    free(s);
+    const char *res3[] = {"--resume", last, "--quiet", NULL};
+    CHECK(train(2, ck("rk"), res3, NULL) == 0, "and its last checkpoint resumes under mpirun");
 
     /* fast mode */
     const char *fast1[] = {"--epochs", "3", "--threads", "1", NULL};
