@@ -1762,6 +1762,8 @@ static int graph_input(importer *im) {
     const Onnx__GraphProto *gp = im->m->graph;
     const Onnx__ValueInfoProto *in = NULL;
     for (size_t k = 0; k < gp->n_input; k++) {
+        if (!gp->input[k]->name || !*gp->input[k]->name)
+            return loom_fail(LOOM_EFORMAT, "%s: graph input %zu has no name", im->path, k);
         int init = 0;
         for (size_t q = 0; q < gp->n_initializer; q++) init |= gp->initializer[q]->name && !strcmp(gp->initializer[q]->name, gp->input[k]->name);
         const value *bound = gp->input[k]->name ? find(im, gp->input[k]->name) : NULL;

@@ -3,7 +3,8 @@
 #   1. gcc, -Werror, AddressSanitizer + UndefinedBehaviorSanitizer: all tests;
 #   2. clang, the same (clang's UBSan catches what gcc's does not, e.g. NULL + 0);
 #   3. ThreadSanitizer: the threaded tests;
-#   4. Open MPI (-DLOOM_MPI=ON), ASan + UBSan: training under mpirun on this machine.
+#   4. Open MPI (-DLOOM_MPI=ON), ASan + UBSan: training under mpirun on this machine;
+#   5. libFuzzer (scripts/fuzz.sh): every reader 20 s, committed findings replayed.
 # The closing line counts passed, failed and skipped tests over all runs; a
 # skipped test is never counted as passed.
 set -euo pipefail
@@ -36,6 +37,15 @@ TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 LOOM_CMAKE_EXTRA="-DLOOM_MPI=ON" ASAN_OPTIONS=detect_leaks=0 \
     run_suite "Open MPI, ASan + UBSan (mpirun, 2-4 ranks on this machine)" build-mpi gcc address,undefined \
     "loom test_mpi" -L mpi
+
+# 5. libFuzzer over every reader, a short budget each; every committed finding replayed first
+echo "== libFuzzer (clang, ASan + UBSan): 20 s per target"
+if scripts/fuzz.sh all 20 | tee -a "$log"; then
+  echo "100% tests passed, 0 tests failed out of 1" >>"$log"
+else
+  echo "fuzzing found a problem (above)"
+  exit 1
+fi
 
 # one closing line for all runs (set -e and pipefail stop earlier on any failure)
 skipped=$(grep -c '\*\*\*Skipped\|Not Run' "$log" || true)
