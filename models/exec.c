@@ -1184,3 +1184,29 @@ void loom_exec_update_running(loom_graph *g, loom_node layer, const float *const
         loom_k_batchnorm_update_running(rm + k0, rv + k0, w, bm, bv, l->a.bn.momentum, total);
     }
 }
+
+/* Whether the n samples in slot s hold only finite values (the real channels of a blocked layout). */
+static int slot_finite(const loom_slot *s, int n) {
+    size_t hw = (size_t)s->h * s->w;
+    for (int b = 0; b < n; b++) {
+        const float *x = s->act + (size_t)b * s->stride;
+        if (s->lay != LAY_BLOCKED) {
+            for (size_t i = 0; i < (size_t)s->c * hw; i++)
+                if (!isfinite(x[i])) return 0;
+            continue;
+        }
+        int B = s->lanes, groups = (s->c + B - 1) / B;
+        for (int g = 0; g < groups; g++)
+            for (size_t p = 0; p < hw; p++)
+                for (int l = 0; l < B && g * B + l < s->c; l++)
+                    if (!isfinite(x[((size_t)g * hw + p) * B + l])) return 0;
+    }
+    return 1;
+}
+
+loom_node loom_exec_first_nonfinite(const loom_exec *e, int n) {
+    if (!e || n <= 0 || n > e->max_batch) return -1;
+    for (int i = 0; i < e->g->n; i++)
+        if (!slot_finite(&e->slot[e->step[i].out], n)) return i;
+    return -1;
+}

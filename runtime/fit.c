@@ -18,6 +18,8 @@
 #define DIVERGED_LOSS 1e6
 /* Steps between checks that every rank's model is still rank 0's (a checksum each). */
 #define CHECK_EVERY 200
+/* --on-nan skip: this many skipped steps in a row is divergence all the same. */
+#define MAX_SKIPS 20
 
 void loom_fit_state_init(loom_fit_state *st, const loom_schedule *sched) {
     memset(st, 0, sizeof *st);
@@ -107,7 +109,7 @@ static int train_epoch(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, 
     loom_loader_wait_seconds(l);
     double t0 = loom_seconds(), before = st->seconds;
     long seen0 = st->seen;
-    int rc = LOOM_OK, got;
+    int rc = LOOM_OK, got, skips_in_a_row = 0;
     loom_batch *b;
     while ((got = loom_loader_next(l, &b)) == 1) {
         float lr = loom_schedule_lr(&st->sched, ep - 1, (double)st->batch / (double)nb);
@@ -115,10 +117,21 @@ static int train_epoch(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, 
         int n = b->global_n; /* with several ranks b holds this rank's part of the batch */
         int step = n > 0 ? loom_trainer_step(t, b->x, b->y, n, lr, &r) : LOOM_OK;
         loom_loader_release(l, b);
+        if (step && o->on_nan_skip && loom_error_kind() == LOOM_EDIVERGED && ++skips_in_a_row < MAX_SKIPS) {
+            /* --on-nan skip: the step changed nothing; the batch counts as done, so a resume goes on after it */
+            loom_warn("epoch %d batch %ld: step skipped (--on-nan skip): %s", ep, st->batch + 1, loom_error());
+            st->batch++;
+            continue;
+        }
         if (step) {
+            if (o->on_nan_skip && skips_in_a_row >= MAX_SKIPS)
+                loom_fail(LOOM_EDIVERGED, "epoch %d batch %ld: %d steps in a row had a NaN or an infinity and were "
+                                          "skipped: training has diverged (lower the learning rate, or add --clip)",
+                          ep, st->batch + 1, MAX_SKIPS);
             rc = LOOM_ERR;
             break;
         }
+        skips_in_a_row = 0;
         /* Not a number, infinite, or a million times chance level: training has diverged. */
         if (n && !(r.loss <= DIVERGED_LOSS)) {
             char v[32];

@@ -84,6 +84,7 @@ struct loom_trainer {
     float **onehot;          /* per shard [max_shard, K] for MSE/BCE targets */
     shard_out *so;
     double *chunk_sq;        /* per unit squared gradient norm */
+    char *bad_unit;          /* per unit: its gradient holds a NaN or an infinity (this step) */
     double *worker_busy;     /* per worker phase-1 busy time */
     unit *units;             /* phase 2's work */
     size_t nchunks;          /* how many units */
@@ -163,7 +164,8 @@ static int plan_units(loom_trainer *t, size_t P) {
         }
     t->units = calloc(cap, sizeof *t->units);
     t->chunk_sq = calloc(cap, sizeof *t->chunk_sq);
-    if (!t->units || !t->chunk_sq) return LOOM_ERR;
+    t->bad_unit = calloc(cap, 1);
+    if (!t->units || !t->chunk_sq || !t->bad_unit) return LOOM_ERR;
     size_t at = 0;
     for (int i = 0; i < loom_graph_count(g); i++) {
         if (!loom_exec_defers(t->ex[0], i)) continue;
@@ -412,6 +414,7 @@ void loom_trainer_free(loom_trainer *t) {
     free(t->bn_layers);
     free(t->worker_busy);
     free(t->chunk_sq);
+    free(t->bad_unit);
     free(t->units);
     loom_optim_free(t->opt);
     free(t->ranges);
@@ -503,6 +506,16 @@ static void apply_trainable(loom_trainer *t, float *params, const float *g, size
  * either record the chunk's squared norm (clipping) or apply the optimizer.
  * The batch-norm layers' running statistics are folded in here too, a layer
  * per worker in turn (each layer's result does not depend on who computes it). */
+/* Whether g[lo, hi) is all finite: a NaN or an infinity times 0 is NaN, which the sum keeps. */
+static int span_finite(const float *g, size_t lo, size_t hi) {
+    float z = 0;
+    for (size_t i = lo; i < hi; i++) z += g[i] * 0.0f;
+    return z == 0;
+}
+
+/* Whether the update waits until the whole gradient is known (clipping, several ranks, or --on-nan skip). */
+static int defer_apply(const loom_trainer *t) { return t->o.clip_norm > 0 || t->R > 1 || t->o.skip_nonfinite; }
+
 static void phase_reduce(void *ctx, int tid, int T) {
     loom_trainer *t = ctx;
     for (int j = tid; j < t->nbn; j += T) /* a frozen batch norm keeps its running statistics too */
@@ -517,11 +530,15 @@ static void phase_reduce(void *ctx, int tid, int T) {
             loom_exec_dense_weight_grad(t->ex, t->S, u->layer, u->r0, u->r1, u->c0, u->c1, g0 + u->lo);
             size_t in = (size_t)loom_graph_layer(t->g, u->layer)->a.dense.in;
             double sq = 0;
-            for (size_t r = u->lo + u->r0 * in; r < u->lo + u->r1 * in && t->R == 1; r += in) {
+            int ok = 1;
+            for (size_t r = u->lo + u->r0 * in; r < u->lo + u->r1 * in && t->R == 1; r += in)
+                ok &= span_finite(g0, r + (size_t)u->c0, r + (size_t)u->c1);
+            t->bad_unit[c] = !ok;
+            for (size_t r = u->lo + u->r0 * in; r < u->lo + u->r1 * in && t->R == 1 && ok; r += in) {
                 size_t lo = r + (size_t)u->c0, hi = r + (size_t)u->c1;
                 if (t->o.clip_norm > 0)
                     for (size_t i = lo; i < hi; i++) sq += (double)g0[i] * g0[i];
-                else
+                else if (!defer_apply(t))
                     apply_trainable(t, params, g0, lo, hi);
             }
             t->chunk_sq[c] = sq;
@@ -542,11 +559,12 @@ static void phase_reduce(void *ctx, int tid, int T) {
             }
         }
         if (t->R > 1) continue; /* the ranks' sums are combined first */
+        if ((t->bad_unit[c] = !span_finite(g0, lo, hi))) continue; /* no update from a NaN */
         if (t->o.clip_norm > 0) {
             double sq = 0;
             for (size_t i = lo; i < hi; i++) sq += (double)g0[i] * g0[i];
             t->chunk_sq[c] = sq;
-        } else {
+        } else if (!defer_apply(t)) {
             apply_trainable(t, params, g0, lo, hi);
         }
     }
@@ -567,6 +585,7 @@ static void phase_norm(void *ctx, int tid, int T) {
             for (size_t i = u->lo; i < u->hi; i++) sq += (double)g0[i] * g0[i];
         }
         t->chunk_sq[c] = sq;
+        t->bad_unit[c] = !isfinite(sq);
     }
 }
 
@@ -630,6 +649,66 @@ static int run_batch(loom_trainer *t, const char *what, const float *x, const in
 typedef struct {
     double loss, correct, failed;
 } rank_out;
+
+/* Where this rank's forward first held a NaN or an infinity: "the batch's input" (the data), "the output of
+ * layer 3, conv2 (conv2d)", or "" when every output was finite. */
+static const char *nonfinite_origin(loom_trainer *t, char *buf, size_t cap) {
+    buf[0] = 0;
+    loom_node first = -1;
+    for (int s = 0; s < t->S; s++) {
+        if (t->so[s].n <= 0) continue;
+        loom_node i = loom_exec_first_nonfinite(t->ex[s], t->so[s].n);
+        if (i >= 0 && (first < 0 || i < first)) first = i;
+    }
+    if (first == 0) snprintf(buf, cap, "the batch's input itself (the data)");
+    else if (first > 0)
+        snprintf(buf, cap, "the output of layer %d, %s (%s)", first, loom_graph_layer(t->g, first)->name,
+                 loom_op_name(loom_graph_layer(t->g, first)->op));
+    return buf;
+}
+
+/* The message for a step whose loss is not finite: where the NaN or infinity began, the likely cause. */
+static int nonfinite_loss(loom_trainer *t, double loss) {
+    const char *what = isnan(loss) ? "NaN" : "infinite";
+    char where[300];
+    nonfinite_origin(t, where, sizeof where);
+    int data = !strncmp(where, "the batch's input", 17);
+    return loom_fail(LOOM_EDIVERGED, "trainer: step %ld: the loss is %s; %s%s%s; the weights were not updated (%s)",
+                     t->step + 1, what, where[0] ? "the first NaN or infinity is in " : "",
+                     where[0] ? where : "every layer's output on this rank is finite", "",
+                     data ? "the data holds a NaN or an infinity" :
+                     "most likely the learning rate is too high for this model: lower it, or add --clip; or the data "
+                     "holds extreme values");
+}
+
+/* After phase 2: a gradient that holds a NaN or an infinity although the loss is finite (a ReLU or a max
+ * pool hides a NaN from the loss, not from the gradients). Where the forward first held one, else the
+ * layer whose gradient did (the last such: backward met it first); whether anything was updated.
+ * LOOM_OK when all is finite. */
+static int nonfinite_gradient(loom_trainer *t, int updated) {
+    size_t worst = (size_t)-1;
+    for (size_t c = 0; c < t->nchunks; c++)
+        if (t->bad_unit[c] && (worst == (size_t)-1 || t->units[c].lo > t->units[worst].lo)) worst = c;
+    if (worst == (size_t)-1) return LOOM_OK;
+    int layer = -1;
+    for (int i = 0; i < loom_graph_count(t->g); i++) {
+        const loom_layer *l = loom_graph_layer(t->g, i);
+        if (l->param_count && t->units[worst].lo >= l->param_off && t->units[worst].lo < l->param_off + l->param_count)
+            layer = i;
+    }
+    const loom_layer *l = layer >= 0 ? loom_graph_layer(t->g, layer) : NULL;
+    char where[300];
+    nonfinite_origin(t, where, sizeof where);
+    int data = !strncmp(where, "the batch's input", 17);
+    return loom_fail(LOOM_EDIVERGED, "trainer: step %ld: the gradient of layer %d, %s (%s) holds a NaN or an infinity "
+                                     "(the loss is finite)%s%s; %s (%s)",
+                     t->step + 1, layer, l ? l->name : "?", l ? loom_op_name(l->op) : "?",
+                     where[0] ? "; the first one is in " : "", where,
+                     updated ? "the other layers were updated and that one was not: training should stop here"
+                             : "the weights were not updated",
+                     data ? "the data holds a NaN or an infinity"
+                          : "most likely the learning rate is too high: lower it, or add --clip");
+}
 
 static int gather_results(loom_trainer *t, int local_rc, double *loss, int *correct) {
     rank_out mine = {0, 0, local_rc != LOOM_OK}, all[LOOM_EXEC_MAX_REPLICAS];
@@ -714,11 +793,8 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
     } else {
         for (int s = 0; s < t->S; s++) loss += t->so[s].loss, correct += t->so[s].correct;
     }
-    /* a loss that is not finite would carry NaN into every weight: refuse the update */
-    if (!isfinite(loss))
-        return loom_fail(LOOM_EDIVERGED, "trainer: step %ld: the loss is %s; the weights were not updated (the "
-                                         "learning rate is too high, or the data holds extreme values)",
-                         t->step + 1, isnan(loss) ? "NaN" : "infinite");
+    /* a loss that is not finite would carry NaN into every weight: refuse the update, and say where it began */
+    if (!isfinite(loss)) return nonfinite_loss(t, loss);
     double t1 = loom_seconds();
     /* batch-norm statistics of the shards that saw data, weighted by their counts in phase 2 */
     if (t->R > 1) {
@@ -731,6 +807,10 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
                 t->stat_counts[t->nstats++] = (size_t)t->so[s].n;
             }
     }
+    long opt_step;
+    double opt_mu;
+    loom_optim_get_scalars(t->opt, &opt_step, &opt_mu);
+    memset(t->bad_unit, 0, t->nchunks);
     loom_optim_begin_step(t->opt, lr);
     loom_pool_run(t->pool, phase_reduce, t);
     if (t->R > 1 && !t->overlap) { /* this rank's sum, then all ranks' */
@@ -740,6 +820,12 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
             return LOOM_ERR;
     }
     if (t->R > 1 && t->o.clip_norm > 0) loom_pool_run(t->pool, phase_norm, t);
+    if (t->R > 1 && t->o.clip_norm <= 0) loom_pool_run(t->pool, phase_norm, t); /* marks bad units */
+    if (nonfinite_gradient(t, !defer_apply(t))) {
+        if (defer_apply(t)) loom_optim_set_scalars(t->opt, opt_step, opt_mu); /* the step was not taken */
+        else t->step++;                                                       /* it was, but for one layer */
+        return LOOM_ERR;
+    }
     double norm = 0;
     t->clip_scale = 1.0f;
     if (t->o.clip_norm > 0) {
@@ -748,7 +834,7 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
         norm = sqrt(sq);
         t->clip_scale = norm > t->o.clip_norm ? (float)(t->o.clip_norm / (norm + 1e-6)) : 1.0f;
     }
-    if (t->o.clip_norm > 0 || t->R > 1) loom_pool_run(t->pool, phase_apply, t);
+    if (defer_apply(t)) loom_pool_run(t->pool, phase_apply, t);
     double t2 = loom_seconds();
     t->step++;
     double fwd = 0, bwd = 0;

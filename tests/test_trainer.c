@@ -9,6 +9,7 @@
  *  - OPENBLAS_NUM_THREADS (set to 4 by ctest for this test) cannot make the
  *    runtime oversubscribe: BLAS reports one thread and a one-thread trainer
  *    uses about one core of CPU time. */
+#include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/resource.h>
@@ -231,6 +232,56 @@ static void test_frozen(void) {
     loom_graph_free(g);
 }
 
+/* A step whose loss is not finite changes nothing and says where the NaN began: the data, or a layer's
+ * output; with skip_nonfinite the next good step trains as usual. */
+static void test_nonfinite(void) {
+    static float Xbad[N * C * H * W];
+    memcpy(Xbad, X, sizeof X);
+    Xbad[5] = NAN;
+    for (int skip = 0; skip < 2; skip++) {
+        loom_graph *g = small_cnn(0);
+        size_t np = loom_graph_param_count(g);
+        float *before = malloc(np * sizeof(float));
+        memcpy(before, loom_graph_params(g), np * sizeof(float));
+        loom_trainer_opts o = {.batch = B, .threads = 2, .seed = 1, .skip_nonfinite = skip,
+                               .optim = {.kind = LOOM_ADAM}};
+        loom_trainer *t = loom_trainer_new(g, &o);
+        /* (the max pool hides the NaN from the loss: the gradient of the first conv holds it) */
+        int rc = t ? loom_trainer_step(t, Xbad, Y, B, 0.01f, NULL) : LOOM_ERR;
+        CHECK(rc == LOOM_ERR && loom_error_kind() == LOOM_EDIVERGED && strstr(loom_error(), "input itself (the data)"),
+              "a NaN in the data: named as the data: %s", loom_error());
+        if (skip) {
+            CHECK(!memcmp(before, loom_graph_params(g), np * sizeof(float)), "a skipped NaN step changed the weights");
+            long steps;
+            double mu;
+            loom_optim_get_scalars(loom_trainer_optim(t), &steps, &mu);
+            CHECK(steps == 0, "the optimizer counted the refused step (%ld)", steps);
+        }
+        /* a layer whose output overflows */
+        float *w = loom_graph_params(g) + loom_graph_layer(g, 1)->param_off;
+        for (size_t k = 0; k < loom_graph_layer(g, 1)->weight_count; k++) w[k] = 1e38f;
+        memcpy(before, loom_graph_params(g), np * sizeof(float));
+        rc = loom_trainer_step(t, X, Y, B, 0.01f, NULL);
+        char want[128];
+        snprintf(want, sizeof want, "output of layer 1, %s", loom_graph_layer(g, 1)->name);
+        CHECK(rc == LOOM_ERR && strstr(loom_error(), want), "an overflowing layer is named (%s): %s", want, loom_error());
+        if (skip) CHECK(!memcmp(before, loom_graph_params(g), np * sizeof(float)), "a skipped step changed the weights");
+        loom_trainer_free(t);
+        loom_graph_free(g);
+        if (skip) { /* a fresh model: the NaN step skipped, then training goes on */
+            g = small_cnn(0);
+            t = loom_trainer_new(g, &o);
+            memcpy(before, loom_graph_params(g), np * sizeof(float));
+            CHECK(t && loom_trainer_step(t, Xbad, Y, B, 0.01f, NULL) == LOOM_ERR, "the NaN step is refused");
+            CHECK(loom_trainer_step(t, X, Y, B, 0.01f, NULL) == LOOM_OK, "the next step: %s", loom_error());
+            CHECK(memcmp(before, loom_graph_params(g), np * sizeof(float)), "and it trains");
+            loom_trainer_free(t);
+            loom_graph_free(g);
+        }
+        free(before);
+    }
+}
+
 int openblas_get_num_threads(void);
 
 static double cpu_now(void) {
@@ -328,5 +379,6 @@ int main(void) {
     test_frozen();
     test_blas_discipline();
     test_bn_running_stats();
+    test_nonfinite();
     TEST_END();
 }

@@ -142,6 +142,8 @@ static const cli_opt train_options[] = {
     {"log", "FILE", "per-epoch metrics as CSV (default with --checkpoint: DIR/metrics.csv)", NULL, 0, NULL},
     {"plot", "FILE", "loss and accuracy curves, .png or .svg, redrawn every epoch", NULL, 0, NULL},
     {"early-stop", "N", "stop after N epochs without a better validation accuracy (0 = off)", "0", 0, NULL},
+    {"on-nan", "WHAT", "a step with a NaN or an infinity: stop (naming the step and the layer) or skip it (20 in a "
+                       "row stop)", "stop", 0, NULL},
     {"skip-bad", NULL, "leave out unreadable images, found before training; stop if over N% (default 1%)", NULL, 0,
      "1%"},
     {"progress", "SECONDS", "when output is not a terminal, a progress line this often (0 = none)", "10", 0, NULL},
@@ -422,6 +424,10 @@ static int check_settings(train_run *r) {
         return EXIT_USAGE;
     }
     if (check_threads("train", r->threads)) return EXIT_USAGE;
+    if (strcmp(cli_get(o, "on-nan"), "stop") && strcmp(cli_get(o, "on-nan"), "skip")) {
+        say("--on-nan %s: stop or skip", cli_get(o, "on-nan"));
+        return EXIT_USAGE;
+    }
     const char *opt = cli_get(o, "optim");
     if (cli_given(o, "momentum") && strcmp(opt, "sgd") && strcmp(opt, "rmsprop")) {
         say("--momentum applies to --optim sgd and rmsprop; %s has none (its betas are fixed at 0.9, 0.999)", opt);
@@ -979,6 +985,7 @@ static int make_trainer(train_run *r) {
     }
     to.threads = (int)r->threads;
     to.dist = r->dist;
+    to.skip_nonfinite = !strcmp(cli_get(r->o, "on-nan"), "skip");
     if (!(r->t = loom_trainer_new(r->g, &to))) return failed(NULL);
     if (cli_get(r->o, "resume") && loom_train_restore(r->ck, r->t)) return failed("--resume");
     return 0;
@@ -1112,6 +1119,7 @@ static void on_progress(const loom_progress *p, void *user) { progress_report(p,
 static int run_fit(train_run *r) {
     progress_init(&r->prog, r->progress_every, cli_get(r->o, "quiet") != NULL);
     loom_fit_opts fo = {.epochs = (int)r->epochs, .state = &r->st, .val = r->val, .early_stop = (int)r->early,
+                        .on_nan_skip = !strcmp(cli_get(r->o, "on-nan"), "skip"),
                         .eval_augment = r->eaug, .on_epoch = on_epoch, .on_progress = on_progress,
                         .stop = &stop_flag, .user = r,
                         .loader = {.producers = (int)r->lthreads, .seed = (uint64_t)loom_trainer_options(r->t)->seed,

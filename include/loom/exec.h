@@ -105,6 +105,10 @@ int loom_exec_backward(loom_exec *e, int n);
  * the trainer sends gradients to other ranks while backward goes on. */
 void loom_exec_set_backward_hook(loom_exec *e, void (*fn)(void *ctx, int node), void *ctx);
 
+/* After a forward of n samples: the first node (0: the input) whose output
+ * holds a NaN or an infinity, or -1 if none — where a non-finite loss began. */
+loom_node loom_exec_first_nonfinite(const loom_exec *e, int n);
+
 /* Batch-norm batch statistics of the last training forward, per BN channel in
  * the same layout as the graph's buffers: mean in place of running mean,
  * biased variance in place of running variance. buffer_count floats. */

@@ -73,6 +73,9 @@ typedef struct {
     loom_fit_state *state;      /* resume from and keep progress in (NULL: a private one from epoch 1) */
     loom_dataset *val;          /* validation data (NULL = none) */
     int early_stop;             /* stop after this many epochs without a better val acc (0 = off) */
+    int on_nan_skip;            /* a step with a NaN or an infinity (LOOM_EDIVERGED) is skipped with a
+                                 * warning instead of ending the fit (20 in a row end it); pair it with
+                                 * loom_trainer_opts.skip_nonfinite so that such a step changes nothing */
     loom_loader_opts loader;    /* for training (batch is taken from the trainer if 0) */
     const struct loom_augment *eval_augment; /* for validation: normally just normalize (NULL = x/255) */
     /* After every epoch (with the state updated); return non-zero to stop. */

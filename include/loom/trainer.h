@@ -37,6 +37,8 @@ typedef struct {
     loom_optim_cfg optim;
     loom_loss_kind loss;
     float clip_norm;        /* > 0: clip the gradient to this global L2 norm */
+    int skip_nonfinite;     /* check the whole gradient before any update, so that a step whose gradient
+                             * holds a NaN changes nothing (--on-nan skip; one more pass over it) */
     loom_dist *dist;        /* the ranks of an mpirun job (NULL: this process alone). In deterministic
                              * mode the shard count must be a multiple of the rank count, with a power
                              * of two (1, 2, 4, ...) of shards per rank */

@@ -105,4 +105,10 @@ run train --data d/train.csv --epochs 1 --batch 1 --progress 0.01
 expect "progress lines while not on a terminal" 0 "  epoch 1/1: batch "
 run make-folder --out f
 expect "make-folder over a folder with images" 2 "exists and is not empty"
+
+# what a step with a NaN does: stop (the default) or skip; nothing else
+run train --data d/train.csv --epochs 1 --on-nan maybe
+expect "--on-nan takes stop or skip" 2 "--on-nan maybe: stop or skip"
+run train --data d/train.csv --epochs 1 --on-nan skip --quiet
+expect "--on-nan skip trains as usual when nothing is NaN" 0 "final"
 finish
