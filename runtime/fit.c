@@ -41,13 +41,41 @@ static int any_rank(loom_trainer *t, int flag) {
     return 0;
 }
 
+/* Several ranks: whether every rank got its part of the next batch (each calls it once per batch, before
+ * the step, with what loom_loader_next gave it: 1 a batch, 0 the epoch's end, LOOM_ERR unreadable). All
+ * agree, or all stop: a rank whose loader failed says which sample, the others name that rank. */
+static int batch_agreed(loom_trainer *t, int mine) {
+    loom_dist *d = loom_trainer_options(t)->dist;
+    int R = loom_dist_size(d), all[LOOM_EXEC_MAX_REPLICAS];
+    if (R <= 1 || R > LOOM_EXEC_MAX_REPLICAS) return mine;
+    char err[400];
+    snprintf(err, sizeof err, "%s", loom_error());
+    int kind = loom_error_kind();
+    if (loom_dist_allgather(d, &mine, sizeof mine, all)) return LOOM_ERR;
+    if (mine < 0) return loom_fail(kind, "%s", err);
+    for (int r = 0; r < R; r++) {
+        if (all[r] < 0)
+            return loom_fail(LOOM_EIO, "rank %d of %d could not read its part of the batch (its message names the "
+                                       "sample); every rank stops", r, R);
+        if (all[r] != mine)
+            return loom_fail(LOOM_EINVAL, "rank %d of %d has %s batches than rank %d: the ranks do not read the same "
+                                          "data", r, R, all[r] > mine ? "more" : "fewer", loom_dist_rank(d));
+    }
+    return mine;
+}
+
 /* One pass over ds in inference mode through l. 1 if stopped, else LOOM_OK/LOOM_ERR. */
 static int run_eval(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, int epoch, double *loss, double *acc) {
     double lsum = 0, t0 = loom_seconds();
     long correct = 0, seen = 0, bi = 0, nb = loom_loader_batches(l);
     int rc = loom_loader_start(l, 0);
     loom_batch *b;
-    while (rc == LOOM_OK && (rc = loom_loader_next(l, &b)) == 1) {
+    while (rc == LOOM_OK) {
+        int mine = loom_loader_next(l, &b);
+        if ((rc = batch_agreed(t, mine)) != 1) {
+            if (mine == 1) loom_loader_release(l, b);
+            break;
+        }
         double ls;
         int c;
         rc = LOOM_OK;
@@ -111,7 +139,12 @@ static int train_epoch(loom_trainer *t, loom_loader *l, const loom_fit_opts *o, 
     long seen0 = st->seen;
     int rc = LOOM_OK, got, skips_in_a_row = 0;
     loom_batch *b;
-    while ((got = loom_loader_next(l, &b)) == 1) {
+    for (;;) {
+        int mine = loom_loader_next(l, &b);
+        if ((got = batch_agreed(t, mine)) != 1) {
+            if (mine == 1) loom_loader_release(l, b);
+            break;
+        }
         float lr = loom_schedule_lr(&st->sched, ep - 1, (double)st->batch / (double)nb);
         loom_step_result r = {0};
         int n = b->global_n; /* with several ranks b holds this rank's part of the batch */

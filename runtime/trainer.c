@@ -302,11 +302,13 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
          * rank's shards are one subtree of the sum's binary tree */
         t->Sg = o->shards > 0 ? o->shards : 4;
         if (t->Sg > o->batch && t->R == 1) t->Sg = o->batch;
+        if (t->Sg > o->batch && t->R > 1 && o->batch >= t->R) /* a small batch: the most shards it can have */
+            for (t->Sg = t->R; 2 * t->Sg <= o->batch && 2 * t->Sg <= (o->shards > 0 ? o->shards : 4);) t->Sg *= 2;
         int per = t->Sg / t->R;
         if (t->R > 1 && (t->Sg % t->R || (per & (per - 1)) || t->Sg > o->batch)) {
-            loom_fail(LOOM_EINVAL, "trainer: deterministic mode with %d ranks: the batch's %d shards (batch %d) must "
-                      "split into a power of two per rank (with %d ranks: %d, %d, %d, ... shards, and a batch at least "
-                      "that large)", t->R, t->Sg, o->batch, t->R, t->R, 2 * t->R, 4 * t->R);
+            loom_fail(LOOM_EUNSUPPORTED, "trainer: deterministic mode with %d ranks: the batch's %d shards (batch %d) must "
+                      "split into a power of two per rank (with %d ranks: --shards %d, %d, %d, ..., and a batch at "
+                      "least that large)", t->R, t->Sg, o->batch, t->R, t->R, 2 * t->R, 4 * t->R);
             free(t);
             return NULL;
         }

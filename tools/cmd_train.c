@@ -36,7 +36,7 @@
  * refuses one given that disagrees ("epochs" and "lr" have rules of their own). */
 static const char *const run_options[] = {"model", "val", "val-split", "batch", "optim", "lr", "momentum", "nesterov",
                                           "weight-decay", "clip", "schedule", "augment", "image-size", "channels",
-                                          "seed", "deterministic", "class-names", "unfreeze-at", NULL};
+                                          "seed", "deterministic", "shards", "class-names", "unfreeze-at", NULL};
 
 typedef struct {
     cli_opt *o;
@@ -75,14 +75,25 @@ typedef struct {
     int rank;                  /* only rank 0 prints, locks the folder and writes files */
 } train_run;
 
+/* Several ranks: the others' messages name their rank, and while they set up they are held back, to be
+ * shown only where rank 0 did not fail too (it says the same for the job). */
+static int say_rank = 0, say_holding = 0;
+static char say_held[4096];
+
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...) {
+    char msg[2048], rank[32] = "";
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "loom train: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (say_rank) snprintf(rank, sizeof rank, " (rank %d)", say_rank);
+    if (say_holding) {
+        size_t at = strlen(say_held);
+        snprintf(say_held + at, sizeof say_held - at, "loom train%s: %s\n", rank, msg);
+        return;
+    }
+    fprintf(stderr, "loom train%s: %s\n", rank, msg);
 }
 
 static int failed(const char *what) {
@@ -142,6 +153,8 @@ static const cli_opt train_options[] = {
     {"log", "FILE", "per-epoch metrics as CSV (default with --checkpoint: DIR/metrics.csv)", NULL, 0, NULL},
     {"plot", "FILE", "loss and accuracy curves, .png or .svg, redrawn every epoch", NULL, 0, NULL},
     {"early-stop", "N", "stop after N epochs without a better validation accuracy (0 = off)", "0", 0, NULL},
+    {"shards", "N", "with --deterministic: the batch is cut into N shards whatever the threads and ranks (with R "
+                    "ranks: R times a power of two)", "4", 0, NULL},
     {"on-nan", "WHAT", "a step with a NaN or an infinity: stop (naming the step and the layer) or skip it (20 in a "
                        "row stop)", "stop", 0, NULL},
     {"skip-bad", NULL, "leave out unreadable images, found before training; stop if over N% (default 1%)", NULL, 0,
@@ -961,6 +974,10 @@ static int agree(train_run *r, int rc) {
         say("%s", loom_error());
         return EXIT_FAILED;
     }
+    if (r->rank && say_held[0]) { /* this rank's own reason, unless rank 0 failed as well */
+        if (!all[0] || all[0] == DONE) fputs(say_held, stderr);
+        say_held[0] = 0;
+    }
     if (rc) return rc;
     for (int q = 0; q < loom_dist_size(r->dist); q++)
         if (all[q] && all[q] != DONE) {
@@ -968,6 +985,46 @@ static int agree(train_run *r, int rc) {
             return all[q];
         }
     return all[0] == DONE ? DONE : 0;
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Several ranks, set up: the same data, options, model and place in the run on every rank, or a message
+ * naming what differs (each rank reads its own copy of the data and of a checkpoint to resume). */
+static int same_setup(train_run *r) {
+    enum { DATA, OPTIONS, MODEL, PLACE, N };
+    const char *what[N] = {"its data (another copy, or another path?)", "its options",
+                           "its model (another --model or checkpoint?)", "where it resumes (another checkpoint?)"};
+    uint64_t mine[N], seed = 0xcbf29ce484222325ull, all[64][N];
+    int R = loom_dist_size(r->dist);
+    if (R > 64) return 0;
+    mine[DATA] = fnv(fnv(fnv(seed, &r->run.count, sizeof r->run.count), &r->run.labels_digest,
+                         sizeof r->run.labels_digest), r->run.format, strlen(r->run.format));
+    mine[OPTIONS] = runinfo_options_digest(&r->run);
+    const loom_trainer_opts *to = loom_trainer_options(r->t);
+    size_t np = loom_graph_param_count(r->g);
+    int nl = loom_graph_count(r->g);
+    mine[MODEL] = fnv(fnv(fnv(seed, &np, sizeof np), &nl, sizeof nl), &to->deterministic, sizeof to->deterministic);
+    for (int i = 0; i < nl; i++) mine[MODEL] = fnv(mine[MODEL], &loom_graph_layer(r->g, i)->op, sizeof(loom_op));
+    long step = loom_trainer_steps(r->t);
+    mine[PLACE] = fnv(fnv(fnv(seed, &r->st.epoch, sizeof r->st.epoch), &r->st.batch, sizeof r->st.batch), &step,
+                      sizeof step);
+    if (loom_dist_allgather(r->dist, mine, sizeof mine, all)) {
+        say("%s", loom_error());
+        return EXIT_FAILED;
+    }
+    for (int q = 1; q < R; q++)
+        for (int k = 0; k < N; k++)
+            if (all[q][k] != all[0][k]) {
+                if (!r->rank) say("rank %d of %d differs from rank 0 in %s: every rank must run the same command on the "
+                                  "same files; no rank starts", q, R, what[k]);
+                return EXIT_USAGE;
+            }
+    return 0;
 }
 
 /* ---- 7. the trainer ------------------------------------------------------------------------ */
@@ -985,8 +1042,19 @@ static int make_trainer(train_run *r) {
     }
     to.threads = (int)r->threads;
     to.dist = r->dist;
+    long shards = 4;
+    if (cli_int("train", r->o, "shards", 1, 1024, &shards)) return EXIT_USAGE;
+    if (cli_given(r->o, "shards") && !to.deterministic) {
+        say("--shards %ld: it fixes the shard count of --deterministic (without it each thread takes a shard)", shards);
+        return EXIT_USAGE;
+    }
+    to.shards = (int)shards;
     to.skip_nonfinite = !strcmp(cli_get(r->o, "on-nan"), "skip");
-    if (!(r->t = loom_trainer_new(r->g, &to))) return failed(NULL);
+    if (!(r->t = loom_trainer_new(r->g, &to))) {
+        int usage = loom_error_kind() == LOOM_EUNSUPPORTED; /* settings that cannot go together (ranks, shards) */
+        failed(NULL);
+        return usage ? EXIT_USAGE : EXIT_FAILED;
+    }
     if (cli_get(r->o, "resume") && loom_train_restore(r->ck, r->t)) return failed("--resume");
     return 0;
 }
@@ -1177,6 +1245,14 @@ static int run_fit(train_run *r) {
 
 /* ---- 9. the report ----------------------------------------------------------------------- */
 
+/* "mpirun -np R " for a resume hint when the run had several ranks ("" alone). */
+static const char *mpirun_prefix(const train_run *r) {
+    static char buf[48];
+    buf[0] = 0;
+    if (loom_dist_size(r->dist) > 1) snprintf(buf, sizeof buf, "mpirun -np %d ", loom_dist_size(r->dist));
+    return buf;
+}
+
 static int report(train_run *r) {
     char last[4200] = "";
     if (r->ckd) loom_ckdir_file(r->ckd, "last", last, sizeof last);
@@ -1192,8 +1268,8 @@ static int report(train_run *r) {
             return EXIT_FAILED;
         }
         char q[8500];
-        printf("interrupted in epoch %d after batch %ld: saved %s\nresume with: loom train --resume %s\n",
-               r->st.epoch + 1, r->st.batch, last, shell_quote(last, q, sizeof q));
+        printf("interrupted in epoch %d after batch %ld: saved %s\nresume with: %sloom train --resume %s\n",
+               r->st.epoch + 1, r->st.batch, last, mpirun_prefix(r), shell_quote(last, q, sizeof q));
         return 128 + sig;
     }
     if (r->st.early_stopped)
@@ -1227,8 +1303,8 @@ static int report(train_run *r) {
     if (r->ran && r->plot) printf("curves: %s\n", r->plot);
     if (r->user_stop && r->st.epoch < r->epochs) {
         char q[8500];
-        if (r->ckd) printf("stopped after %d epoch%s as asked (--stop-after); resume with: loom train --resume %s\n",
-                           r->ran, plural(r->ran), shell_quote(last, q, sizeof q));
+        if (r->ckd) printf("stopped after %d epoch%s as asked (--stop-after); resume with: %sloom train --resume %s\n",
+                           r->ran, plural(r->ran), mpirun_prefix(r), shell_quote(last, q, sizeof q));
         else printf("stopped after %d epoch%s as asked (--stop-after); nothing saved: no --checkpoint\n", r->ran,
                     plural(r->ran));
     }
@@ -1269,6 +1345,7 @@ int cmd_train(int argc, char **argv) {
         } else if ((r.rank = loom_dist_rank(r.dist)) != 0 && !freopen("/dev/null", "w", stdout)) {
             rc = failed("standard output");
         }
+        say_rank = r.rank, say_holding = r.rank != 0;
     }
     /* rank 0 locks the folder (and finishes an interrupted commit) before any rank reads a checkpoint; every
      * rank then sets up, and none starts training unless all could */
@@ -1277,6 +1354,9 @@ int cmd_train(int argc, char **argv) {
         if (r.dist && i == 0) rc = agree(&r, rc);
     }
     if (r.dist) rc = agree(&r, rc); /* every rank comes here, after its last step or its failure */
+    if (r.dist && !rc) rc = same_setup(&r);
+    if (say_held[0]) fputs(say_held, stderr); /* (a message after the agreement) */
+    say_holding = 0;
     if (!rc) {
         header(&r);
         rc = run_fit(&r);

@@ -89,6 +89,19 @@ char *runinfo_text(const run_info *ri) {
     return text;
 }
 
+uint64_t runinfo_options_digest(const run_info *ri) {
+    json_t *o = ri->options ? json_deep_copy(ri->options) : json_object();
+    if (!o) return 0;
+    json_object_del(o, "log"); /* where rank 0 writes: the others write nothing */
+    json_object_del(o, "plot");
+    char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *c = text ? text : ""; *c; c++) h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
+    free(text);
+    return h;
+}
+
 /* ---- reading -------------------------------------------------------------------------- */
 
 static int read_shape(jf_obj *r, const char *key, int *c, int *h, int *w) {

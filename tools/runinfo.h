@@ -29,6 +29,8 @@ void runinfo_free(run_info *ri);
 int runinfo_read(run_info *ri, const loom_checkpoint *ck);
 /* The JSON text (malloc'd), or NULL when out of memory. */
 char *runinfo_text(const run_info *ri);
+/* A digest of the run's options but where it writes its log and plot (every rank's the same). */
+uint64_t runinfo_options_digest(const run_info *ri);
 const char *runinfo_opt(const run_info *ri, const char *name);
 int runinfo_set_opt(run_info *ri, const char *name, const char *value);
 int runinfo_add_epoch(run_info *ri, const loom_epoch_metrics *m);

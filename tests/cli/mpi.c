@@ -7,7 +7,10 @@
  *     by SIGINT (mpirun passes it to every rank; they stop at the same step);
  *   - fast mode (MPI_Allreduce) reaches the accuracy of the same run without
  *     MPI;
- *   - 3 ranks in deterministic mode (4 shards) are refused with the reason;
+ *   - 3 ranks in deterministic mode (4 shards) are refused with the reason,
+ *     and --shards 6 over 3 ranks equals 6 shards on 2 threads;
+ *   - ranks started with different options are refused before training;
+ *   - an unreadable image mid-epoch ends the job (no rank waits for ever);
  *   - a rank whose model drifts from rank 0's (LOOM_TEST_DIVERGE) stops the
  *     job with a message naming it;
  *   - a rank killed mid-run ends the job (mpirun names it), and the last
@@ -269,8 +272,54 @@ int main(int argc, char **argv) {
     /* refusals */
     rc = train(3, ck("r3"), det1, NULL);
     s = output();
-    CHECK(rc != 0 && strstr(s, "power of two per rank"), "3 ranks, 4 deterministic shards: refused (exit %d): %s", rc, s);
+    CHECK(rc == 2 && strstr(s, "power of two per rank"), "3 ranks, 4 deterministic shards: refused (exit %d): %s", rc, s);
     free(s);
+    /* ... but 6 shards split over 3 ranks as 2 each, the same as 6 shards on 2 threads */
+    const char *six3[] = {"--epochs", "1", "--deterministic", "--threads", "1", "--shards", "6", NULL};
+    const char *six1[] = {"--epochs", "1", "--deterministic", "--threads", "2", "--shards", "6", NULL};
+    CHECK(train(3, ck("s3"), six3, NULL) == 0, "3 ranks, --shards 6");
+    CHECK(train(0, ck("s1"), six1, NULL) == 0, "1 rank, --shards 6");
+    CHECK(same_weights(t_path(ck("s3"), "last.safetensors"), t_path(ck("s1"), "last.safetensors")),
+          "--shards 6: 3 ranks x 1 thread and 1 rank x 2 threads give bit-identical weights");
+    /* ranks started with different options: refused before training */
+    {
+        char *mp[] = {(char *)mpirun, "--oversubscribe", "-np", "1", (char *)loom_bin, "train", "--data", data, "--seed",
+                      "3", "--quiet", ":", "-np", "1", (char *)loom_bin, "train", "--data", data, "--seed", "4",
+                      "--quiet", NULL};
+        rc = run(mp, NULL);
+        s = output();
+        CHECK(rc != 0 && strstr(s, "rank 1 of 2 differs from rank 0 in its options"),
+              "ranks with different options are refused (exit %d): %s", rc, s);
+        free(s);
+    }
+    /* an unreadable image in the middle of an epoch: every rank stops, no rank waits for ever */
+    {
+        char folder[400], *mf[] = {(char *)loom_bin, "make-folder", "--out", folder, "--train", "30", "--test", "5",
+                                   "--size", "24", NULL};
+        snprintf(folder, sizeof folder, "%s/scenes", tmp);
+        CHECK(run(mf, NULL) == 0, "make-folder");
+        char bad[500];
+        snprintf(bad, sizeof bad, "%s/seg_train/seg_train/forest/17.jpg", folder);
+        size_t n;
+        unsigned char *jpg = t_read_file(bad, &n);
+        if (jpg && n > 200) t_write_file(bad, jpg, 200); /* truncated */
+        free(jpg);
+        char *tr[] = {(char *)mpirun, "--oversubscribe", "-np", "2", (char *)loom_bin, "train", "--data", folder,
+                      "--epochs", "1", "--quiet", "--threads", "1", NULL};
+        pid_t p;
+        run(tr, &p);
+        int ended = 0;
+        for (int w = 0; w < 1200 && !ended; w++) { /* 60 s */
+            ended = waitpid(p, &st, WNOHANG) == p;
+            if (!ended) usleep(50000);
+        }
+        if (!ended) kill(p, SIGKILL), waitpid(p, &st, 0);
+        s = output();
+        CHECK(ended && !(WIFEXITED(st) && WEXITSTATUS(st) == 0) && strstr(s, "17.jpg") && strstr(s, "truncated"),
+              "a bad image mid-epoch under mpirun: the job ends %s, naming the file: %s", ended ? "in time" : "NOT in time",
+              s);
+        free(s);
+    }
     setenv("LOOM_TEST_DIVERGE", "1", 1);
     rc = train(2, ck("dv"), det1, NULL);
     unsetenv("LOOM_TEST_DIVERGE");
