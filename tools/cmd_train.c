@@ -13,6 +13,8 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1029,6 +1031,8 @@ static int same_setup(train_run *r) {
 
 /* ---- 7. the trainer ------------------------------------------------------------------------ */
 
+static int check_space(train_run *r);
+
 static int make_trainer(train_run *r) {
     loom_trainer_opts to = r->saved_to;
     if (!cli_get(r->o, "resume")) {
@@ -1056,6 +1060,32 @@ static int make_trainer(train_run *r) {
         return usage ? EXIT_USAGE : EXIT_FAILED;
     }
     if (cli_get(r->o, "resume") && loom_train_restore(r->ck, r->t)) return failed("--resume");
+    return check_space(r);
+}
+
+/* Room in the checkpoint folder, before the first epoch: last and best, and a commit's next copies of
+ * both (the old ones stay until the new ones are whole), each about the model, its buffers and the
+ * optimizer's state. */
+static int check_space(train_run *r) {
+    if (!r->ckd) return 0;
+    size_t P = loom_graph_param_count(r->g), B = loom_graph_buffer_count(r->g);
+    double one = 4.0 * ((double)P * (1 + loom_optim_state_count(loom_trainer_optim(r->t))) + (double)B) + 65536;
+    double have = 0;
+    char f[4200];
+    struct stat st;
+    for (int k = 0; k < 2; k++) {
+        loom_ckdir_file(r->ckd, k ? "best" : "last", f, sizeof f);
+        if (stat(f, &st) == 0) have += (double)st.st_size;
+    }
+    struct statvfs vs;
+    if (statvfs(loom_ckdir_dir(r->ckd), &vs) != 0) return 0; /* cannot tell: the writes will say */
+    double avail = (double)vs.f_bavail * (double)vs.f_frsize, need = 4 * one - have;
+    if (avail < need) {
+        say("--checkpoint %s: %.1f MB free, and a checkpoint of this model takes %.1f MB; keeping last and best while "
+            "their next copies are written needs %.1f MB more: free some space or choose another folder",
+            loom_ckdir_dir(r->ckd), avail / 1e6, one / 1e6, need / 1e6);
+        return EXIT_FAILED;
+    }
     return 0;
 }
 
