@@ -23,6 +23,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels/clock.h"
 #include "kernels/kernels.h"
@@ -441,6 +442,16 @@ static int allocate(loom_exec *e) {
         if (st->dnn && 2 * (size_t)l->c > ptmp) ptmp = 2 * (size_t)l->c;
     }
     fl += 2 * g->n_buffers + scratch + tmp + ptmp + 1;
+    /* what this replica needs, against the machine's memory, before asking for it */
+    double need = 4.0 * ((double)fl + (double)e->garena_len + (double)il + (double)g->n_params) + (double)bl;
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    double ram = pages > 0 && psize > 0 ? (double)pages * (double)psize : 0;
+    if (ram > 0 && need > ram) {
+        loom_fail(LOOM_ENOMEM, "%s: one replica for a batch of %zu needs %.1f GB (activations, gradients, scratch), "
+                                      "more than this machine's %.1f GB of memory: a smaller batch, fewer threads or "
+                                      "smaller images", g->name, B, need / 1e9, ram / 1e9);
+        return 2;
+    }
     e->arena = malloc(fl * sizeof(float));
     e->garena = malloc((e->garena_len + 1) * sizeof(float));
     e->iarena = malloc((il + 1) * sizeof(int32_t));
@@ -505,7 +516,9 @@ loom_exec *loom_exec_new_flags(loom_graph *g, int max_batch, unsigned flags) {
     e->dnn = dnn;
     e->block = dnn ? loom_dnn_block() : 0;
     if (plan(e)) goto fail;
-    if (allocate(e)) goto oom;
+    int arc = allocate(e); /* 2: more than the machine has, said */
+    if (arc == 2) goto fail;
+    if (arc) goto oom;
     if (e->dnn && loom_dnn_init(e)) goto fail;
     return e;
 oom:

@@ -106,6 +106,11 @@ expect "progress lines while not on a terminal" 0 "  epoch 1/1: batch "
 run make-folder --out f
 expect "make-folder over a folder with images" 2 "exists and is not empty"
 
+# a model + batch that cannot fit in this machine's memory: said before the first epoch, with both sizes
+run train --data f --model resnet --image-size 4096x4096 --batch 1024 --epochs 1
+expect "memory checked before the first epoch" 1 "GB (activations, gradients, scratch), more than this machine's"
+lacks "before any epoch" "epoch 1/1"
+
 # what a step with a NaN does: stop (the default) or skip; nothing else
 run train --data d/train.csv --epochs 1 --on-nan maybe
 expect "--on-nan takes stop or skip" 2 "--on-nan maybe: stop or skip"

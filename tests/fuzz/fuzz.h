@@ -64,4 +64,12 @@ static inline void fz_read_all(loom_dataset *ds, size_t cap) {
     free(px);
 }
 
+/* Whether a graph is small enough to run here: a tiny file may describe a model that needs gigabytes
+ * (legitimately: loom checks that against the machine's memory), beyond the fuzzer's memory limit. */
+static inline int fz_small(const loom_graph *g) {
+    double floats = (double)loom_graph_param_count(g);
+    for (int i = 0; i < loom_graph_count(g); i++) floats += 4.0 * (double)loom_graph_layer(g, i)->size;
+    return floats < 32e6;
+}
+
 #endif
