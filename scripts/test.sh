@@ -30,7 +30,7 @@ run_suite() { # NAME BUILD-DIR CC SANITIZERS TARGETS ("" = all) [ctest args...]
 
 run_suite "gcc, ASan + UBSan" build-asan gcc address,undefined ""
 run_suite "clang, ASan + UBSan" build-clang clang address,undefined ""
-threaded="test_pool test_trainer test_loader test_resume test_train_state"
+threaded="test_pool test_trainer test_loader test_resume test_train_state test_lifecycle"
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
     run_suite "ThreadSanitizer (threaded tests)" build-tsan gcc thread "$threaded" -R "^(${threaded// /|})\$"
 # (Open MPI keeps its memory to the end: leaks are not counted there)
