@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "loom/error.h"
 
@@ -303,6 +304,33 @@ static int tensor_bytes(importer *im, const Onnx__TensorProto *t, const char *tn
     return LOOM_OK;
 }
 
+/* Whether the data a tensor's shape declares (bytes) is there, before anything that size is allocated:
+ * its inline values, its raw data, or its external file. LOOM_OK or an error naming the tensor. */
+static int tensor_room(importer *im, const Onnx__TensorProto *t, const char *tname, uint64_t bytes) {
+    if (t->n_float_data || t->n_int64_data || t->n_int32_data || t->n_double_data) return LOOM_OK; /* counted later */
+    if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+        const char *loc = NULL;
+        int64_t off = 0;
+        for (size_t k = 0; k < t->n_external_data; k++) {
+            const Onnx__StringStringEntryProto *e = t->external_data[k];
+            if (e->key && e->value && !strcmp(e->key, "location")) loc = e->value;
+            if (e->key && e->value && !strcmp(e->key, "offset")) off = strtoll(e->value, NULL, 10);
+        }
+        char path[4096];
+        struct stat st;
+        if (external_path(im, loc, path, sizeof path)) return LOOM_ERR;
+        if (stat(path, &st) == 0 && off >= 0 && (uint64_t)st.st_size < (uint64_t)off + bytes)
+            return BAD("tensor %s: its shape needs %llu bytes at offset %lld, external data %s holds %lld", tname,
+                       (unsigned long long)bytes, (long long)off, path, (long long)st.st_size);
+        return LOOM_OK; /* (a missing file is said when it is read) */
+    }
+    if (!t->has_raw_data) return bytes ? BAD("tensor %s has no data", tname) : LOOM_OK;
+    if (t->raw_data.len != bytes)
+        return BAD("tensor %s: %zu bytes of raw data, its shape needs %llu", tname, t->raw_data.len,
+                   (unsigned long long)bytes);
+    return LOOM_OK;
+}
+
 /* A float tensor's values (malloc'd, *count of them), or NULL after an error. */
 static float *tensor_floats(importer *im, const Onnx__TensorProto *t, const char *tname, size_t *count) {
     if (t->data_type != DT_FLOAT) {
@@ -314,6 +342,7 @@ static float *tensor_floats(importer *im, const Onnx__TensorProto *t, const char
         BAD("tensor %s: its dimensions are negative or too large", tname);
         return NULL;
     }
+    if (tensor_room(im, t, tname, (uint64_t)n * sizeof(float))) return NULL;
     float *out = malloc((size_t)(n ? n : 1) * sizeof(float));
     if (!out) {
         loom_fail(LOOM_ENOMEM, "%s: out of memory reading tensor %s", im->path, tname);
@@ -451,6 +480,7 @@ static int konst_in(importer *im, int k, const char *what, konst *out) {
         return out->f ? LOOM_OK : LOOM_ERR;
     }
     if (t->data_type == DT_DOUBLE) { /* PyTorch writes shape constants so at opsets 7 and 8 */
+        if (tensor_count(t) < 0 || tensor_room(im, t, v->name, (uint64_t)tensor_count(t) * 8)) return LOOM_ERR;
         if (konst_alloc(im, out, 1)) return LOOM_ERR;
         double *tmp = malloc((out->n ? out->n : 1) * sizeof *tmp);
         if (!tmp) return loom_fail(LOOM_ENOMEM, "%s: out of memory", im->path);
@@ -468,6 +498,7 @@ static int konst_in(importer *im, int k, const char *what, konst *out) {
     if (t->data_type != DT_INT64 && t->data_type != DT_INT32)
         return UNSUPPORTED("constant %s has data type %d: loom computes with float32, float64, int64 and int32 constants",
                            v->name, (int)t->data_type);
+    if (tensor_room(im, t, v->name, (uint64_t)tensor_count(t) * (t->data_type == DT_INT64 ? 8 : 4))) return LOOM_ERR;
     if (konst_alloc(im, out, 0)) return LOOM_ERR;
     if (t->data_type == DT_INT64) {
         if (t->n_int64_data) {
