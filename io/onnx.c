@@ -552,6 +552,17 @@ static void konst_strides(const konst *k, int64_t *st) {
     for (int d = k->rank - 1; d >= 0; d--) st[d] = a, a *= k->dims[d];
 }
 
+/* Element p of an output whose row-major strides are ost (rank r) read from a source at base + the sum,
+ * over the output's dimensions, of its index there times step[d] (a slice, a transposition, a broadcast). */
+static int64_t konst_source(size_t p, int r, const int64_t *ost, int64_t base, const int64_t *step) {
+    int64_t rem = (int64_t)p, q = base;
+    for (int d = 0; d < r; d++) {
+        q += rem / ost[d] * step[d];
+        rem %= ost[d];
+    }
+    return q;
+}
+
 /* Copy element q of src (float or int) to element p of dst (same kind). */
 static void konst_copy(konst *dst, size_t p, const konst *src, size_t q) {
     if (dst->fl) dst->f[p] = src->f[q];
@@ -920,18 +931,11 @@ static int fold_slice(importer *im) {
         out.dims[d] = len > 0 ? len : 0;
     }
     if (konst_alloc(im, &out, data.fl)) goto out0;
-    int64_t ist[MAX_RANK], ost[MAX_RANK];
+    int64_t ist[MAX_RANK], ost[MAX_RANK], step[MAX_RANK], base = 0;
     konst_strides(&data, ist);
     konst_strides(&out, ost);
-    for (size_t p = 0; p < out.n; p++) {
-        int64_t rem = (int64_t)p, q = 0;
-        for (int d = 0; d < r; d++) {
-            int64_t id = rem / ost[d];
-            rem %= ost[d];
-            q += (st[d] + id * sp[d]) * ist[d];
-        }
-        konst_copy(&out, p, &data, (size_t)q);
-    }
+    for (int d = 0; d < r; d++) base += st[d] * ist[d], step[d] = sp[d] * ist[d];
+    for (size_t p = 0; p < out.n; p++) konst_copy(&out, p, &data, (size_t)konst_source(p, r, ost, base, step));
     rc = konst_define(im, &out);
 out0:
     konst_free(&data), konst_free(&out);
@@ -958,17 +962,11 @@ static int fold_transpose(importer *im) {
     out.rank = r;
     for (int d = 0; d < r; d++) out.dims[d] = k.dims[perm[d]];
     if (konst_alloc(im, &out, k.fl)) goto done;
-    int64_t ist[MAX_RANK], ost[MAX_RANK];
+    int64_t ist[MAX_RANK], ost[MAX_RANK], step[MAX_RANK];
     konst_strides(&k, ist);
     konst_strides(&out, ost);
-    for (size_t p = 0; p < out.n; p++) {
-        int64_t rem = (int64_t)p, q = 0;
-        for (int d = 0; d < r; d++) {
-            q += rem / ost[d] * ist[perm[d]];
-            rem %= ost[d];
-        }
-        konst_copy(&out, p, &k, (size_t)q);
-    }
+    for (int d = 0; d < r; d++) step[d] = ist[perm[d]];
+    for (size_t p = 0; p < out.n; p++) konst_copy(&out, p, &k, (size_t)konst_source(p, r, ost, 0, step));
     rc = konst_define(im, &out);
     goto done;
 bad:
@@ -1095,12 +1093,7 @@ static int fold_arith(importer *im, int kind) {
         ea *= ad[d], eb *= bd[d];
     }
     for (size_t p = 0; p < out.n; p++) {
-        int64_t rem = (int64_t)p, qa = 0, qb = 0;
-        for (int d = 0; d < out.rank; d++) {
-            int64_t id = rem / ost[d];
-            rem %= ost[d];
-            qa += id * as[d], qb += id * bs[d];
-        }
+        int64_t qa = konst_source(p, out.rank, ost, 0, as), qb = konst_source(p, out.rank, ost, 0, bs);
         if (a.fl) {
             float u = a.f[qa], v = b.f[qb];
             out.f[p] = kind == AR_ADD ? u + v : kind == AR_SUB ? u - v : kind == AR_MUL ? u * v : u / v;

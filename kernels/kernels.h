@@ -141,6 +141,9 @@ void loom_k_batchnorm_bwd(const float *x, const float *dy, float *dx,
                           const float *gamma, const float *save_mean,
                           const float *save_invstd);
 
+/* The machine's physical memory in bytes (0: unknown), for checks before work. */
+double loom_k_memory_bytes(void);
+
 /* ---- structure ---------------------------------------------------------------------- */
 /* y = a + b (residual add); backward: da += dy, db += dy. */
 void loom_k_add_fwd(const float *a, const float *b, float *y, size_t len);

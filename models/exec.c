@@ -23,7 +23,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "kernels/clock.h"
 #include "kernels/kernels.h"
@@ -444,8 +443,7 @@ static int allocate(loom_exec *e) {
     fl += 2 * g->n_buffers + scratch + tmp + ptmp + 1;
     /* what this replica needs, against the machine's memory, before asking for it */
     double need = 4.0 * ((double)fl + (double)e->garena_len + (double)il + (double)g->n_params) + (double)bl;
-    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
-    double ram = pages > 0 && psize > 0 ? (double)pages * (double)psize : 0;
+    double ram = loom_k_memory_bytes();
     if (ram > 0 && need > ram) {
         loom_fail(LOOM_ENOMEM, "%s: one replica for a batch of %zu needs %.1f GB (activations, gradients, scratch), "
                                       "more than this machine's %.1f GB of memory: a smaller batch, fewer threads or "

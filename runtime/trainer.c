@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "loom/error.h"
 #include "kernels/kernels.h"
@@ -348,9 +347,7 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
         if (loom_graph_layer(g, i)->op == LOOM_OP_BATCHNORM) t->bn_layers[t->nbn++] = i;
     for (int s = 0; s < t->S; s++) {
         if (s == 1) { /* all the replicas and the optimizer's state, against the machine's memory, before making them */
-            long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
-            double ram = pages > 0 && psize > 0 ? (double)pages * (double)psize : 0;
-            double need = (double)t->S * (double)loom_exec_bytes(t->ex[0]) + 4.0 * 4 * (double)P;
+            double ram = loom_k_memory_bytes(), need = (double)t->S * (double)loom_exec_bytes(t->ex[0]) + 4.0 * 4 * (double)P;
             if (ram > 0 && need > ram) {
                 loom_fail(LOOM_ENOMEM, "trainer: %d replicas of %s for a batch of %d (%d per replica) need %.1f GB, "
                           "more than this machine's %.1f GB of memory: a smaller batch, fewer threads or smaller images",

@@ -366,14 +366,8 @@ int cmd_predict(int argc, char **argv) {
     const char *out = cli_get(o, "out");
     if (out && !strcmp(out, "-")) out = NULL; /* standard output */
     const char *inputs[] = {ckpt, data, NULL};
-    if (out && check_output("--out", out, inputs)) {
-        fprintf(stderr, "loom predict: %s\n", loom_error());
-        return EXIT_USAGE;
-    }
-    if (out && check_writable(out)) {
-        fprintf(stderr, "loom predict: --out: %s\n", loom_error());
-        return EXIT_FAILED;
-    }
+    int bad = out ? check_out_file("predict", out, inputs) : 0;
+    if (bad) return bad;
     session s;
     int rc = session_open("predict", &s, ckpt, o, 0, NULL, 0);
     if (rc) return rc;
@@ -446,14 +440,8 @@ int cmd_features(int argc, char **argv) {
         return EXIT_USAGE;
     }
     const char *inputs[] = {model, cli_get(o, "data"), NULL};
-    if (check_output("--out", out, inputs)) {
-        fprintf(stderr, "loom features: %s\n", loom_error());
-        return EXIT_USAGE;
-    }
-    if (check_writable(out)) {
-        fprintf(stderr, "loom features: --out: %s\n", loom_error());
-        return EXIT_FAILED;
-    }
+    int bad = check_out_file("features", out, inputs);
+    if (bad) return bad;
     cli_opt *sp = cli_find(o, "split");
     if (!sp->given) sp->value = "train"; /* features of the training data by default (eval and predict: test) */
     session s;

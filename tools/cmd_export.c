@@ -46,14 +46,8 @@ int cmd_export(int argc, char **argv) {
         return EXIT_USAGE;
     }
     const char *inputs[] = {what, NULL};
-    if (check_output("--out", out, inputs)) {
-        fprintf(stderr, "loom export: %s\n", loom_error());
-        return EXIT_USAGE;
-    }
-    if (check_writable(out)) {
-        fprintf(stderr, "loom export: --out: %s\n", loom_error());
-        return EXIT_FAILED;
-    }
+    int bad = check_out_file("export", out, inputs);
+    if (bad) return bad;
     loom_graph *g = NULL;
     if (zoo) {
         int c, h, w;

@@ -1,4 +1,5 @@
 #include "common.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -107,6 +108,18 @@ int check_output(const char *opt, const char *out, const char *const *inputs) {
     }
     free(o);
     return rc;
+}
+
+int check_out_file(const char *cmd, const char *out, const char *const *inputs) {
+    if (check_output("--out", out, inputs)) {
+        fprintf(stderr, "loom %s: %s\n", cmd, loom_error());
+        return EXIT_USAGE;
+    }
+    if (check_writable(out)) {
+        fprintf(stderr, "loom %s: --out: %s\n", cmd, loom_error());
+        return EXIT_FAILED;
+    }
+    return 0;
 }
 
 char **copy_names(int n, char *const *names) {

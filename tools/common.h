@@ -46,6 +46,9 @@ char *absolute_path(const char *path);
  * one of the inputs (files, NULL-terminated), not inside an input folder.
  * LOOM_OK, or LOOM_ERR naming both. */
 int check_output(const char *opt, const char *out, const char *const *inputs);
+/* Both checks for a command's --out FILE, each failure said as "loom CMD: ...": 0, EXIT_USAGE (it
+ * would overwrite an input) or EXIT_FAILED (it cannot be written). */
+int check_out_file(const char *cmd, const char *out, const char *const *inputs);
 
 /* What a model was trained on, as far as data must match it: its classes
  * (names NULL when the training data had none), the training data as stored

@@ -25,6 +25,7 @@
 
 #include "check.h"
 #include "util.h"
+#include "same_weights.h"
 #include "loom/loom.h"
 
 static const char *loom_bin;
@@ -170,16 +171,6 @@ static int check_folder(const char *dir, int kill_no) {
     return l.epoch;
 }
 
-static int same_weights(const char *a, const char *b) {
-    loom_graph *ga = loom_checkpoint_load(a), *gb = loom_checkpoint_load(b);
-    int same = ga && gb && loom_graph_param_count(ga) == loom_graph_param_count(gb) &&
-               !memcmp(loom_graph_params(ga), loom_graph_params(gb), loom_graph_param_count(ga) * sizeof(float)) &&
-               !memcmp(loom_graph_buffers(ga), loom_graph_buffers(gb), loom_graph_buffer_count(ga) * sizeof(float));
-    loom_graph_free(ga);
-    loom_graph_free(gb);
-    return same;
-}
-
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_kill path/to/loom [kills [seed]]\n");
@@ -227,7 +218,7 @@ int main(int argc, char **argv) {
             if (kills < want) {
                 char last[512];
                 snprintf(last, sizeof last, "%s/last.safetensors", dir);
-                CHECK(same_weights(last, t_path(ref, "last.safetensors")),
+                CHECK(t_same_weights(last, t_path(ref, "last.safetensors")),
                       "a run that finished between kills equals the uninterrupted one");
                 t_rm_tree(dir);
                 t_mkdir(dir);
@@ -245,9 +236,9 @@ int main(int argc, char **argv) {
     CHECK(rc == 0, "the final resume finishes (exit status %d, log %s)", rc, log);
     int e = check_folder(dir, kills + 1);
     CHECK(e == 6, "the run ends after epoch 6 (last holds epoch %d)", e);
-    CHECK(same_weights(t_path(dir, "last.safetensors"), t_path(ref, "last.safetensors")),
+    CHECK(t_same_weights(t_path(dir, "last.safetensors"), t_path(ref, "last.safetensors")),
           "after %d kills and resumes the weights equal the uninterrupted run's", kills);
-    CHECK(same_weights(t_path(dir, "best.safetensors"), t_path(ref, "best.safetensors")),
+    CHECK(t_same_weights(t_path(dir, "best.safetensors"), t_path(ref, "best.safetensors")),
           "and so does the best checkpoint");
     printf("%d kills survived (", kills);
     for (int k = 0; k < EV_KINDS; k++) printf("%s%d at %s", k ? ", " : "", by_kind[k], ev_names[k]);

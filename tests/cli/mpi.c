@@ -32,6 +32,7 @@
 
 #include "check.h"
 #include "util.h"
+#include "same_weights.h"
 #include "loom/loom.h"
 
 static const char *loom_bin, *mpirun;
@@ -81,17 +82,6 @@ static int train(int ranks, const char *ckdir, const char *const *extra, pid_t *
     return run(argv, pid);
 }
 
-static int same_weights(const char *a, const char *b) {
-    loom_graph *ga = loom_checkpoint_load(a), *gb = loom_checkpoint_load(b);
-    int same = ga && gb && loom_graph_param_count(ga) == loom_graph_param_count(gb) &&
-               !memcmp(loom_graph_params(ga), loom_graph_params(gb), loom_graph_param_count(ga) * sizeof(float)) &&
-               !memcmp(loom_graph_buffers(ga), loom_graph_buffers(gb), loom_graph_buffer_count(ga) * sizeof(float));
-    if (!ga || !gb) fprintf(stderr, "%s\n", loom_error());
-    loom_graph_free(ga);
-    loom_graph_free(gb);
-    return same;
-}
-
 /* The final accuracy a run printed, or -1. */
 static double final_accuracy(void) {
     char *s = output(), *p = strstr(s, "final validation accuracy: ");
@@ -121,6 +111,13 @@ static pid_t find_rank(const char *dir, pid_t launcher) {
     }
     if (d) closedir(d);
     return found;
+}
+
+/* Whether the runs in checkpoint folders a and b ended with the same weights. */
+static int same_runs(const char *a, const char *b) {
+    char pa[512];
+    snprintf(pa, sizeof pa, "%s/last.safetensors", ck(a));
+    return t_same_weights(pa, t_path(ck(b), "last.safetensors"));
 }
 
 static double t_now(void) {
@@ -176,9 +173,9 @@ int main(int argc, char **argv) {
     CHECK(rc == 0, "1 rank x 2 threads: exit %d", rc);
     double acc_one = final_accuracy();
     CHECK(train(0, ck("r1t1"), det1, NULL) == 0, "1 rank x 1 thread");
-    CHECK(same_weights(t_path(ck("r2t1"), "last.safetensors"), t_path(ck("r1t2"), "last.safetensors")),
+    CHECK(same_runs("r2t1", "r1t2"),
           "deterministic: 2 ranks x 1 thread and 1 rank x 2 threads give bit-identical weights");
-    CHECK(same_weights(t_path(ck("r2t1"), "last.safetensors"), t_path(ck("r1t1"), "last.safetensors")),
+    CHECK(same_runs("r2t1", "r1t1"),
           "deterministic: 2 ranks x 1 thread and 1 rank x 1 thread give bit-identical weights");
     CHECK(acc_mpi >= 0 && acc_mpi == acc_one, "the same accuracy through MPI (%.2f%%) as without (%.2f%%)", acc_mpi,
           acc_one);
@@ -190,7 +187,7 @@ int main(int argc, char **argv) {
     const char *bn1[] = {"--epochs", "1", "--deterministic", "--threads", "2", "--model", "resnet", NULL};
     CHECK(train(4, ck("bn4"), bn4, NULL) == 0, "resnet, 4 ranks");
     CHECK(train(0, ck("bn1"), bn1, NULL) == 0, "resnet, 1 rank");
-    CHECK(same_weights(t_path(ck("bn4"), "last.safetensors"), t_path(ck("bn1"), "last.safetensors")),
+    CHECK(same_runs("bn4", "bn1"),
           "resnet (batch norm), deterministic: 4 ranks and 1 rank give bit-identical weights and statistics");
 
     /* resume under mpirun: after epoch 1, and from a SIGINT mid-epoch */
@@ -200,7 +197,7 @@ int main(int argc, char **argv) {
     snprintf(last, sizeof last, "%s/last.safetensors", ck("rs"));
     const char *res[] = {"--resume", last, "--quiet", NULL};
     CHECK(train(2, ck("rs"), res, NULL) == 0, "2 ranks resume");
-    CHECK(same_weights(last, t_path(ck("r2t1"), "last.safetensors")),
+    CHECK(t_same_weights(last, t_path(ck("r2t1"), "last.safetensors")),
           "resumed under mpirun after epoch 1: bit-identical to the uninterrupted run");
     const char *longer[] = {"--epochs", "30", "--deterministic", "--threads", "1", NULL};
     pid_t pid;
@@ -219,7 +216,7 @@ int main(int argc, char **argv) {
         const char *res2[] = {"--resume", last, "--quiet", NULL};
         CHECK(train(2, ck("si"), res2, NULL) == 0, "2 ranks resume the interrupted run");
         CHECK(train(0, ck("si1"), longer, NULL) == 0, "the same run uninterrupted, 1 rank");
-        CHECK(same_weights(last, t_path(ck("si1"), "last.safetensors")),
+        CHECK(t_same_weights(last, t_path(ck("si1"), "last.safetensors")),
               "interrupted by SIGINT under mpirun and resumed: bit-identical to the uninterrupted run");
     }
 
@@ -279,7 +276,7 @@ int main(int argc, char **argv) {
     const char *six1[] = {"--epochs", "1", "--deterministic", "--threads", "2", "--shards", "6", NULL};
     CHECK(train(3, ck("s3"), six3, NULL) == 0, "3 ranks, --shards 6");
     CHECK(train(0, ck("s1"), six1, NULL) == 0, "1 rank, --shards 6");
-    CHECK(same_weights(t_path(ck("s3"), "last.safetensors"), t_path(ck("s1"), "last.safetensors")),
+    CHECK(same_runs("s3", "s1"),
           "--shards 6: 3 ranks x 1 thread and 1 rank x 2 threads give bit-identical weights");
     /* ranks started with different options: refused before training */
     {

@@ -72,4 +72,14 @@ static inline int fz_small(const loom_graph *g) {
     return floats < 32e6;
 }
 
+/* A graph that loaded run once on zeros, one sample (shape errors that only a forward meets). */
+static inline void fz_run_once(loom_graph *g) {
+    loom_exec *e = loom_exec_new(g, 1);
+    if (e) {
+        memset(loom_exec_input(e), 0, loom_graph_layer(g, 0)->size * sizeof(float));
+        loom_exec_forward(e, 1, 0, 0, 0);
+    }
+    loom_exec_free(e);
+}
+
 #endif

@@ -11,12 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         loom_trainer_opts o;
         loom_fit_state st;
         loom_train_read(ck, &o, &st);
-        loom_exec *e = loom_exec_new(g, 1);
-        if (e) {
-            memset(loom_exec_input(e), 0, loom_graph_layer(g, 0)->size * sizeof(float));
-            loom_exec_forward(e, 1, 0, 0, 0);
-        }
-        loom_exec_free(e);
+        fz_run_once(g);
     }
     loom_graph_free(g);
     loom_checkpoint_close(ck);
