@@ -849,37 +849,58 @@ static void maxpool_blocked_bwd(const loom_pool_shape *s, const loom_slot *x, co
 /* An addition with the ReLU after it fused in: y = max(a + b, 0) (NaN to 0,
  * as loom_k_relu_fwd); backward passes dy where y > 0 (where a + b > 0) to
  * both inputs, written or added (acc), in one pass. a and b may be one slot. */
-static void add_relu_fwd(const float *a, const float *b, float *y, size_t len) {
+static void add_relu_fwd(const float *restrict a, const float *restrict b, float *restrict y, size_t len) {
     for (size_t q = 0; q < len; q++) {
         float v = a[q] + b[q];
         y[q] = v > 0.0f ? v : 0.0f;
     }
 }
 
+/* The gradient through a ReLU after an addition, to one or both of its
+ * inputs, each set or added to. One loop per case, with restrict pointers,
+ * so that each vectorises (dy is loaded unconditionally: a select
+ * of a conditional load ran scalar, 7% of a ResNet-14 step). */
+static void relu_grad_put(const float *restrict y, const float *restrict dy, float *restrict d, int acc, size_t len) {
+    if (acc)
+        for (size_t q = 0; q < len; q++) {
+            float g = dy[q];
+            d[q] += y[q] > 0.0f ? g : 0.0f;
+        }
+    else
+        for (size_t q = 0; q < len; q++) {
+            float g = dy[q];
+            d[q] = y[q] > 0.0f ? g : 0.0f;
+        }
+}
+
+static void relu_grad_put2(const float *restrict y, const float *restrict dy, float *restrict da, float *restrict db,
+                           size_t len) {
+    for (size_t q = 0; q < len; q++) {
+        float g = dy[q];
+        g = y[q] > 0.0f ? g : 0.0f;
+        da[q] = g;
+        db[q] = g;
+    }
+}
+
 static void add_relu_bwd(const float *y, const float *dy, float *da, int acc_a, float *db, int acc_b, size_t len) {
     if (da == db && da) { /* add(x, x): the second adds */
+        float *restrict d = da;
         for (size_t q = 0; q < len; q++) {
-            float g = y[q] > 0.0f ? dy[q] : 0.0f;
-            da[q] = (acc_a ? da[q] : 0.0f) + 2.0f * g;
+            float g = 2.0f * dy[q], old = d[q], base = acc_a ? old : 0.0f;
+            d[q] = base + (y[q] > 0.0f ? g : 0.0f);
         }
         return;
     }
     if (da && db && !acc_a && !acc_b) {
-        for (size_t q = 0; q < len; q++) {
-            float g = y[q] > 0.0f ? dy[q] : 0.0f;
-            da[q] = g;
-            db[q] = g;
-        }
+        relu_grad_put2(y, dy, da, db, len);
         return;
     }
-    for (size_t q = 0; q < len; q++) {
-        float g = y[q] > 0.0f ? dy[q] : 0.0f;
-        if (da) da[q] = (acc_a ? da[q] : 0.0f) + g;
-        if (db) db[q] = (acc_b ? db[q] : 0.0f) + g;
-    }
+    if (da) relu_grad_put(y, dy, da, acc_a, len);
+    if (db) relu_grad_put(y, dy, db, acc_b, len);
 }
 
-static void put(float *dst, const float *src, size_t len, int acc) {
+static void put(float *restrict dst, const float *restrict src, size_t len, int acc) {
     if (acc)
         for (size_t i = 0; i < len; i++) dst[i] += src[i];
     else
@@ -1014,6 +1035,12 @@ void loom_exec_zero_param_grad(loom_exec *e) {
         at = l->param_off + l->weight_count;
     }
     memset(e->pgrad + at, 0, (e->g->n_params - at) * sizeof(float));
+}
+
+void loom_exec_forget(loom_exec *e) {
+    if (!e) return;
+    e->fwd_n = 0;
+    e->trained = 0;
 }
 
 int loom_exec_defers(const loom_exec *e, loom_node i) {

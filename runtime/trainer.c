@@ -86,6 +86,11 @@ struct loom_trainer {
     double *chunk_sq;        /* per unit squared gradient norm */
     char *bad_unit;          /* per unit: its gradient holds a NaN or an infinity (this step) */
     double *worker_busy;     /* per worker phase-1 busy time */
+    double *worker_fwd, *worker_bwd; /* and its forward and backward parts */
+    int *bound;              /* fast mode with tail shards: the S + 1 shard boundaries of a full part; else NULL */
+    int part_full;           /* the samples of a full part (this rank's share of a full batch) */
+    int dyn;                 /* more shards than threads: each worker takes the next shard left (next_shard) */
+    atomic_int next_shard;
     unit *units;             /* phase 2's work */
     size_t nchunks;          /* how many units */
     loom_optim *opt;
@@ -319,7 +324,32 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
         long part = (o->batch + t->R - 1) / t->R;
         t->S = t->T < part ? t->T : (int)part;
         if (t->S < 1) t->S = 1;
+        t->part_full = (int)part;
+        /* Tail shards: each thread's share as a big shard (3/4) and a tail (1/4, at least 8 samples), the
+         * tails taken by whichever thread is free first. Two threads given equal work often finish far
+         * apart on a shared machine (measured: 25% on 2 vCPUs, either thread); the faster one then takes
+         * more of the tails instead of waiting. Single process only (the MPI overlap follows shards). */
+        const char *tails = getenv("LOOM_TAILS");
+        if (t->R == 1 && t->T > 1 && part / t->T >= 32 && 2 * t->T <= LOOM_EXEC_MAX_REPLICAS &&
+            !(tails && !strcmp(tails, "0"))) {
+            t->bound = malloc((size_t)(2 * t->T + 1) * sizeof *t->bound);
+            if (!t->bound) {
+                free(t);
+                loom_fail(LOOM_ENOMEM, "trainer: out of memory");
+                return NULL;
+            }
+            int sizes[2 * LOOM_EXEC_MAX_REPLICAS];
+            for (int w = 0; w < t->T; w++) {
+                int share = (int)((long)(w + 1) * part / t->T - (long)w * part / t->T);
+                sizes[t->T + w] = share / 4;
+                sizes[w] = share - share / 4;
+            }
+            t->S = 2 * t->T;
+            t->bound[0] = 0;
+            for (int k = 0; k < t->S; k++) t->bound[k + 1] = t->bound[k] + sizes[k];
+        }
     }
+    t->dyn = t->S > t->T;
     if (t->T > LOOM_EXEC_MAX_REPLICAS || t->S > LOOM_EXEC_MAX_REPLICAS) {
         loom_fail(LOOM_EINVAL, "trainer: %d threads and %d shards: at most %d of each", t->T, t->S, LOOM_EXEC_MAX_REPLICAS);
         free(t);
@@ -331,6 +361,7 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     t->pool = loom_pool_new(t->T);
     if (!t->pool) goto fail;
     int max_shard = o->deterministic ? (o->batch + t->Sg - 1) / t->Sg
+                    : t->bound       ? t->bound[1]
                                      : (int)(((o->batch + t->R - 1) / t->R + t->S - 1) / t->S);
     int K = (int)loom_graph_layer(g, loom_graph_output(g))->size;
     t->ex = calloc((size_t)t->S, sizeof *t->ex);
@@ -339,7 +370,8 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     t->stats = calloc((size_t)t->S, sizeof *t->stats);
     t->stat_counts = calloc((size_t)t->S, sizeof *t->stat_counts);
     t->bn_layers = calloc((size_t)loom_graph_count(g) + 1, sizeof *t->bn_layers);
-    t->worker_busy = calloc((size_t)t->T, sizeof *t->worker_busy);
+    t->worker_busy = calloc((size_t)t->T * 3, sizeof *t->worker_busy);
+    if (t->worker_busy) t->worker_fwd = t->worker_busy + t->T, t->worker_bwd = t->worker_busy + 2 * t->T;
     size_t P = loom_graph_param_count(g);
     if (!t->ex || !t->onehot || !t->so || !t->stats || !t->stat_counts || !t->bn_layers || !t->worker_busy)
         goto oom;
@@ -347,7 +379,9 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
         if (loom_graph_layer(g, i)->op == LOOM_OP_BATCHNORM) t->bn_layers[t->nbn++] = i;
     for (int s = 0; s < t->S; s++) {
         if (s == 1) { /* all the replicas and the optimizer's state, against the machine's memory, before making them */
-            double ram = loom_k_memory_bytes(), need = (double)t->S * (double)loom_exec_bytes(t->ex[0]) + 4.0 * 4 * (double)P;
+            double ram = loom_k_memory_bytes(),
+                   reps = t->bound ? (double)t->part_full / max_shard : (double)t->S, /* tails: in big shards */
+                   need = reps * (double)loom_exec_bytes(t->ex[0]) + 4.0 * 4 * (double)P;
             if (ram > 0 && need > ram) {
                 loom_fail(LOOM_ENOMEM, "trainer: %d replicas of %s for a batch of %d (%d per replica) need %.1f GB, "
                           "more than this machine's %.1f GB of memory: a smaller batch, fewer threads or smaller images",
@@ -356,9 +390,10 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
             }
         }
         /* deterministic: every shard's own dense gradients, summed in the tree like the rest */
-        t->ex[s] = loom_exec_new_flags(g, max_shard, o->deterministic || t->overlap ? 0 : LOOM_EXEC_DEFER_DENSE);
+        int cap = t->bound ? t->bound[s + 1] - t->bound[s] : max_shard;
+        t->ex[s] = loom_exec_new_flags(g, cap, o->deterministic || t->overlap ? 0 : LOOM_EXEC_DEFER_DENSE);
         if (!t->ex[s]) goto fail;
-        t->onehot[s] = malloc((size_t)max_shard * K * sizeof(float));
+        t->onehot[s] = malloc((size_t)cap * K * sizeof(float));
         if (!t->onehot[s]) goto oom;
     }
     if (plan_units(t, P)) goto oom;
@@ -424,6 +459,7 @@ void loom_trainer_free(loom_trainer *t) {
     free(t->stat_counts);
     free(t->bn_layers);
     free(t->worker_busy);
+    free(t->bound);
     free(t->chunk_sq);
     free(t->bad_unit);
     free(t->units);
@@ -444,6 +480,11 @@ static void shard_range(const loom_trainer *t, int s, int *lo, int *hi) {
         *hi = (int)((g + 1) * t->n / t->Sg) - t->part_lo;
         return;
     }
+    if (t->bound) { /* a part of m samples is split as a full one, scaled: no shard outgrows its replica */
+        *lo = (int)((long)t->bound[s] * t->m / t->part_full);
+        *hi = (int)((long)t->bound[s + 1] * t->m / t->part_full);
+        return;
+    }
     *lo = (int)((long)s * t->m / t->S);
     *hi = (int)((long)(s + 1) * t->m / t->S);
 }
@@ -454,8 +495,9 @@ static void phase_compute(void *ctx, int tid, int T) {
     loom_graph *g = t->g;
     size_t in_size = loom_graph_layer(g, 0)->size;
     int K = (int)loom_exec_output_size(t->ex[0]);
-    double busy = 0;
-    for (int s = tid; s < t->S; s += T) {
+    double busy = 0, fwd = 0, bwd = 0;
+    for (int s = t->dyn ? atomic_fetch_add(&t->next_shard, 1) : tid; s < t->S;
+         s = t->dyn ? atomic_fetch_add(&t->next_shard, 1) : s + T) {
         loom_exec *e = t->ex[s];
         shard_out *so = &t->so[s];
         int lo, hi;
@@ -469,6 +511,7 @@ static void phase_compute(void *ctx, int tid, int T) {
         double t0 = loom_seconds();
         if (t->training) loom_exec_zero_param_grad(e);
         if (cnt == 0) {
+            loom_exec_forget(e); /* its last step's samples are not this step's */
             if (t->overlap) on_backward(&t->hooks[s], 0);
             continue;
         }
@@ -500,8 +543,12 @@ static void phase_compute(void *ctx, int tid, int T) {
         }
         so->t_bwd = loom_seconds() - t1;
         busy += loom_seconds() - t0;
+        fwd += so->t_fwd;
+        bwd += so->t_bwd;
     }
     t->worker_busy[tid] = busy;
+    t->worker_fwd[tid] = fwd;
+    t->worker_bwd[tid] = bwd;
 }
 
 /* Apply the optimizer to the trainable parts of [lo, hi). */
@@ -648,6 +695,7 @@ static int run_batch(loom_trainer *t, const char *what, const float *x, const in
     t->n = n;
     t->training = training;
     t->out = out;
+    atomic_store(&t->next_shard, 0);
     loom_pool_run(t->pool, phase_compute, t);
     /* the worker's message, in this thread (messages are thread-local) */
     for (int s = 0; s < t->S; s++)
@@ -849,9 +897,9 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
     double t2 = loom_seconds();
     t->step++;
     double fwd = 0, bwd = 0;
-    for (int s = 0; s < t->S; s++) {
-        if (t->so[s].t_fwd > fwd) fwd = t->so[s].t_fwd;
-        if (t->so[s].t_bwd > bwd) bwd = t->so[s].t_bwd;
+    for (int w = 0; w < t->T; w++) { /* the slowest worker's */
+        if (t->worker_fwd[w] > fwd) fwd = t->worker_fwd[w];
+        if (t->worker_bwd[w] > bwd) bwd = t->worker_bwd[w];
     }
     double busy_sum = 0;
     for (int w = 0; w < t->T; w++) busy_sum += t->worker_busy[w];

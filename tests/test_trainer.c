@@ -113,22 +113,32 @@ static loom_graph *wide_mlp(void) {
     return g;
 }
 
-static void test_shards_sum_to_batch(loom_graph *g) {
+/* want = before - the gradient of the first n samples' mean loss, from one replica. */
+static void whole_batch_step(loom_graph *g, const float *before, int n, float *want) {
+    size_t np = loom_graph_param_count(g);
+    memcpy(loom_graph_params(g), before, np * 4);
+    loom_exec *e = loom_exec_new(g, n);
+    memcpy(loom_exec_input(e), X, sizeof(float) * n * C * H * W);
+    loom_exec_forward(e, n, 1, 0, 0);
+    loom_exec_zero_act_grad(e);
+    loom_exec_zero_param_grad(e);
+    loom_k_softmax_xent(loom_exec_output(e), Y, loom_exec_output_grad(e), n, K, 1.0f / n);
+    loom_exec_backward(e, n);
+    for (size_t i = 0; i < np; i++) want[i] = before[i] - loom_exec_param_grad(e)[i];
+    loom_exec_free(e);
+}
+
+/* One SGD step (lr 1) of a trainer for batches of tb on the first n samples moves the weights by the
+ * whole-batch gradient. tb = 64 at 2 threads makes tail shards (24, 24, 8, 8, scaled to n); after is
+ * 1 when a step of all N samples runs first, so that the replicas left without samples by a step of
+ * one sample hold an earlier step's activations: those must not count. */
+static void test_shards_sum_to_batch(loom_graph *g, int tb, int n, int after) {
     CHECK(g != NULL, "graph: %s", loom_error());
     if (!g) return;
     size_t np = loom_graph_param_count(g);
     float *before = malloc(np * 4), *want = malloc(np * 4);
     memcpy(before, loom_graph_params(g), np * 4);
-    /* reference: one replica, the whole batch */
-    loom_exec *e = loom_exec_new(g, B);
-    memcpy(loom_exec_input(e), X, sizeof(float) * B * C * H * W);
-    loom_exec_forward(e, B, 1, 0, 0);
-    loom_exec_zero_act_grad(e);
-    loom_exec_zero_param_grad(e);
-    loom_k_softmax_xent(loom_exec_output(e), Y, loom_exec_output_grad(e), B, K, 1.0f / B);
-    loom_exec_backward(e, B);
-    for (size_t i = 0; i < np; i++) want[i] = before[i] - loom_exec_param_grad(e)[i];
-    loom_exec_free(e);
+    whole_batch_step(g, before, n, want);
     double norm = 0;
     for (size_t i = 0; i < np; i++) norm += (double)(before[i] - want[i]) * (before[i] - want[i]);
     norm = sqrt(norm);
@@ -136,17 +146,19 @@ static void test_shards_sum_to_batch(loom_graph *g) {
         for (int clip = 0; clip < 2; clip++) {
             /* clipping to a tenth of the norm must scale the step by exactly that */
             float c = clip ? (float)(norm / 10) : 0.0f;
-            memcpy(loom_graph_params(g), before, np * 4);
-            loom_trainer_opts o = {.batch = B, .threads = T, .optim = {.kind = LOOM_SGD}, .clip_norm = c};
+            loom_trainer_opts o = {.batch = tb, .threads = T, .optim = {.kind = LOOM_SGD}, .clip_norm = c};
             loom_trainer *t = loom_trainer_new(g, &o);
             loom_step_result r;
-            CHECK(t && loom_trainer_step(t, X, Y, B, 1.0f, &r) == LOOM_OK, "step: %s", loom_error());
+            if (t && after) CHECK(loom_trainer_step(t, X, Y, tb < N ? tb : N, 1.0f, &r) == LOOM_OK, "step: %s", loom_error());
+            memcpy(loom_graph_params(g), before, np * 4);
+            CHECK(t && loom_trainer_step(t, X, Y, n, 1.0f, &r) == LOOM_OK, "step: %s", loom_error());
             if (!t) continue;
             double worst = 0, scale = clip ? 0.1 : 1.0;
             for (size_t i = 0; i < np; i++)
                 worst = fmax(worst, fabs(loom_graph_params(g)[i] - (before[i] - scale * (before[i] - want[i]))));
-            CHECK(worst < 1e-5, "%s, %d threads, clip %d: sharded step differs from the whole-batch gradient by %g",
-                  loom_graph_name(g), T, clip, worst);
+            CHECK(worst < 1e-5, "%s, batch %d, %d samples%s, %d threads, clip %d: sharded step differs from the "
+                  "whole-batch gradient by %g", loom_graph_name(g), tb, n, after ? " after a full step" : "", T,
+                  clip, worst);
             if (clip) CHECK(fabs(r.grad_norm - norm) < 1e-4 * norm, "reported norm %g vs %g", r.grad_norm, norm);
             loom_trainer_free(t);
         }
@@ -373,8 +385,12 @@ int main(void) {
     t_fill(X, sizeof X / sizeof X[0], 1, 0, 1);
     for (int i = 0; i < N; i++) Y[i] = (i * 7) % K;
     test_determinism();
-    test_shards_sum_to_batch(small_cnn(0));
-    test_shards_sum_to_batch(wide_mlp());
+    test_shards_sum_to_batch(small_cnn(0), B, B, 0);
+    test_shards_sum_to_batch(wide_mlp(), B, B, 0);
+    test_shards_sum_to_batch(small_cnn(0), 64, N, 0); /* tail shards at 2 and 3 threads */
+    test_shards_sum_to_batch(wide_mlp(), 64, N, 0);
+    test_shards_sum_to_batch(wide_mlp(), 64, 1, 1);   /* replicas without samples after a full step */
+    test_shards_sum_to_batch(wide_mlp(), B, 1, 1);
     test_no_malloc();
     test_frozen();
     test_blas_discipline();

@@ -95,6 +95,9 @@ int loom_exec_forward(loom_exec *e, int n, int training, uint64_t dropout_key, u
 void loom_exec_zero_act_grad(loom_exec *e);
 /* Zero the parameter gradient. */
 void loom_exec_zero_param_grad(loom_exec *e);
+/* Forget the last forward: a replica given no samples in a step must not
+ * lend its previous step's activations to loom_exec_dense_weight_grad. */
+void loom_exec_forget(loom_exec *e);
 /* Backward of the n samples of the last forward, a training one; accumulates
  * the parameter gradient. LOOM_OK, or LOOM_ERR. */
 int loom_exec_backward(loom_exec *e, int n);
