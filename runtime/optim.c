@@ -102,37 +102,60 @@ void loom_optim_begin_step(loom_optim *o, float lr) {
 
 static inline float sign(float x) { return (float)((x > 0) - (x < 0)); }
 
+/* The update loops take restrict pointers (parameters, gradient and state are
+ * separate arrays) and carry no branches: each vectorises. A loop with the
+ * momentum test and the sign inside ran scalar (5% of a MiniVGG-150 step).
+ * Per element the arithmetic is that of the plain loop. */
+static void sgd(float *restrict p, const float *restrict grad, float *restrict buf, size_t lo, size_t hi, float lr,
+                float wd, float l1, float mom, int nesterov) {
+    if (mom == 0) {
+        for (size_t i = lo; i < hi; i++) {
+            float g = grad[i] + wd * p[i] + l1 * sign(p[i]);
+            p[i] -= lr * g;
+        }
+    } else if (!nesterov) {
+        for (size_t i = lo; i < hi; i++) {
+            float g = grad[i] + wd * p[i] + l1 * sign(p[i]);
+            float v = mom * buf[i] + g; /* a zero buffer makes the first step buf = g, as PyTorch does */
+            buf[i] = v;
+            p[i] -= lr * v;
+        }
+    } else {
+        for (size_t i = lo; i < hi; i++) {
+            float g = grad[i] + wd * p[i] + l1 * sign(p[i]);
+            float v = mom * buf[i] + g;
+            buf[i] = v;
+            p[i] -= lr * (g + mom * v);
+        }
+    }
+}
+
+static void adam(float *restrict p, const float *restrict grad, float *restrict m, float *restrict v, size_t lo,
+                 size_t hi, float wd, float l1, float decay, float b1, float b2, float step, float bc2s, float eps) {
+    for (size_t i = lo; i < hi; i++) {
+        float g = grad[i] + wd * p[i] + l1 * sign(p[i]);
+        float q = p[i] * decay;
+        float mi = b1 * m[i] + (1 - b1) * g;
+        float vi = b2 * v[i] + (1 - b2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = q - step * mi / (sqrtf(vi) / bc2s + eps);
+    }
+}
+
 void loom_optim_apply(loom_optim *o, float *p, const float *grad, size_t lo, size_t hi) {
     const loom_optim_cfg *c = &o->c;
     const float lr = o->lr, wd = c->weight_decay, l1 = c->l1, eps = c->eps;
     float *s0 = o->state[0], *s1 = o->state[1];
     const int l2grad = c->kind != LOOM_ADAMW;
     switch (c->kind) {
-    case LOOM_SGD: {
-        const float mom = c->momentum;
-        for (size_t i = lo; i < hi; i++) {
-            float g = grad[i] + (l2grad ? wd * p[i] : 0.0f) + l1 * sign(p[i]);
-            if (mom != 0) {
-                /* a zero buffer makes the first step buf = g, as PyTorch does */
-                s0[i] = mom * s0[i] + g;
-                g = c->nesterov ? g + mom * s0[i] : s0[i];
-            }
-            p[i] -= lr * g;
-        }
-        break;
-    }
+    case LOOM_SGD: sgd(p, grad, s0, lo, hi, lr, wd, l1, c->momentum, c->nesterov); break;
     case LOOM_ADAM:
     case LOOM_ADAMW: {
         const float b1 = c->beta1, b2 = c->beta2;
         const float step = (float)(lr / o->bc1), bc2s = (float)o->bc2_sqrt;
         const float decay = c->kind == LOOM_ADAMW ? 1.0f - lr * wd : 1.0f;
-        for (size_t i = lo; i < hi; i++) {
-            float g = grad[i] + (l2grad ? wd * p[i] : 0.0f) + l1 * sign(p[i]);
-            p[i] *= decay;
-            s0[i] = b1 * s0[i] + (1 - b1) * g;
-            s1[i] = b2 * s1[i] + (1 - b2) * g * g;
-            p[i] -= step * s0[i] / (sqrtf(s1[i]) / bc2s + eps);
-        }
+        adam(p, grad, s0, s1, lo, hi, l2grad ? wd : 0.0f, l1, decay, b1, b2, step, bc2s, eps);
         break;
     }
     case LOOM_NADAM: {
