@@ -91,6 +91,8 @@ struct loom_trainer {
     int part_full;           /* the samples of a full part (this rank's share of a full batch) */
     int dyn;                 /* more shards than threads: each worker takes the next shard left (next_shard) */
     atomic_int next_shard;
+    int micro;               /* inference: samples per forward, taken by whichever worker is free (0: by shards) */
+    atomic_int next_sample;
     unit *units;             /* phase 2's work */
     size_t nchunks;          /* how many units */
     loom_optim *opt;
@@ -302,6 +304,7 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
         if (t->T < 1) t->T = 1;
     }
     t->R = loom_dist_size(o->dist), t->rank = loom_dist_rank(o->dist);
+    const char *tails = getenv("LOOM_TAILS");
     if (o->deterministic) {
         /* a fixed shard count for the whole batch, split over the ranks in power-of-two blocks, so that each
          * rank's shards are one subtree of the sum's binary tree */
@@ -329,7 +332,6 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
          * tails taken by whichever thread is free first. Two threads given equal work often finish far
          * apart on a shared machine (measured: 25% on 2 vCPUs, either thread); the faster one then takes
          * more of the tails instead of waiting. Single process only (the MPI overlap follows shards). */
-        const char *tails = getenv("LOOM_TAILS");
         if (t->R == 1 && t->T > 1 && part / t->T >= 32 && 2 * t->T <= LOOM_EXEC_MAX_REPLICAS &&
             !(tails && !strcmp(tails, "0"))) {
             t->bound = malloc((size_t)(2 * t->T + 1) * sizeof *t->bound);
@@ -397,6 +399,16 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
         if (!t->onehot[s]) goto oom;
     }
     if (plan_units(t, P)) goto oom;
+    /* Inference by pieces of 4 samples taken by whichever worker is free, when re-reading the weights for
+     * each piece costs little beside its activations (ResNet-14: 0.7 MB of weights, 6.7 MB per sample;
+     * not MiniVGG, whose dense weights are 34 MB): a worker slowed by the machine then does less. Fast
+     * mode with several threads only: deterministic mode keeps its shards, so that its results do not
+     * depend on the thread count. LOOM_TAILS=0 turns this off too. */
+    if (!o->deterministic && t->R == 1 && t->T > 1 && t->S >= t->T && max_shard >= 4 &&
+        !(tails && !strcmp(tails, "0"))) {
+        double per_sample = (double)loom_exec_bytes(t->ex[0]) / max_shard;
+        if ((double)P * sizeof(float) <= per_sample) t->micro = 4; /* weights <= a quarter of a piece's bytes */
+    }
     if (t->overlap && start_comm(t)) goto fail;
     if (t->R > 1) {
         t->gather_cap = (size_t)(o->deterministic ? t->Sg : t->R * t->S) * (loom_graph_buffer_count(g) + 1);
@@ -489,9 +501,44 @@ static void shard_range(const loom_trainer *t, int s, int *lo, int *hi) {
     *hi = (int)((long)(s + 1) * t->m / t->S);
 }
 
+/* Inference in small pieces: each worker runs its own replica over the next t->micro samples not yet
+ * taken, until none are left (no batch statistics at inference: how samples are grouped changes nothing). */
+static void phase_infer(loom_trainer *t, int tid) {
+    size_t in_size = loom_graph_layer(t->g, 0)->size;
+    int K = (int)loom_exec_output_size(t->ex[0]);
+    loom_exec *e = t->ex[tid];
+    shard_out *so = &t->so[tid];
+    double t0 = loom_seconds();
+    for (int c0 = atomic_fetch_add(&t->next_sample, t->micro); c0 < t->m;
+         c0 = atomic_fetch_add(&t->next_sample, t->micro)) {
+        int cc = t->m - c0 < t->micro ? t->m - c0 : t->micro;
+        memcpy(loom_exec_input(e), t->x + (size_t)c0 * in_size, (size_t)cc * in_size * sizeof(float));
+        if (loom_exec_forward(e, cc, 0, 0, (uint64_t)(t->part_lo + c0))) {
+            so->failed = 1;
+            so->kind = loom_error_kind();
+            snprintf(so->err, sizeof so->err, "%s", loom_error());
+            break;
+        }
+        const float *out = loom_exec_output(e);
+        if (t->labels) {
+            so->loss += loom_k_loss(t->o.loss, out, t->labels + c0, NULL, cc, K, 1.0f / (float)t->n, t->onehot[tid]);
+            for (int i = 0; i < cc; i++) so->correct += loom_k_argmax(out + (size_t)i * K, K) == t->labels[c0 + i];
+        }
+        if (t->out) memcpy(t->out + (size_t)c0 * K, out, (size_t)cc * K * sizeof(float));
+        so->n += cc;
+    }
+    so->t_fwd = loom_seconds() - t0;
+    t->worker_busy[tid] = t->worker_fwd[tid] = so->t_fwd;
+    t->worker_bwd[tid] = 0;
+}
+
 /* Phase 1: forward, loss, backward of every shard this worker owns. */
 static void phase_compute(void *ctx, int tid, int T) {
     loom_trainer *t = ctx;
+    if (!t->training && t->micro > 0) {
+        phase_infer(t, tid);
+        return;
+    }
     loom_graph *g = t->g;
     size_t in_size = loom_graph_layer(g, 0)->size;
     int K = (int)loom_exec_output_size(t->ex[0]);
@@ -696,6 +743,9 @@ static int run_batch(loom_trainer *t, const char *what, const float *x, const in
     t->training = training;
     t->out = out;
     atomic_store(&t->next_shard, 0);
+    atomic_store(&t->next_sample, 0);
+    if (!training && t->micro > 0)
+        for (int s = 0; s < t->S; s++) t->so[s] = (shard_out){0};
     loom_pool_run(t->pool, phase_compute, t);
     /* the worker's message, in this thread (messages are thread-local) */
     for (int s = 0; s < t->S; s++)
@@ -942,6 +992,7 @@ int loom_trainer_eval(loom_trainer *t, const float *x, const int32_t *labels, in
 
 const loom_trainer_opts *loom_trainer_options(const loom_trainer *t) { return &t->o; }
 int loom_trainer_threads(const loom_trainer *t) { return t->T; }
+int loom_trainer_infer_piece(const loom_trainer *t) { return t->micro; }
 int loom_trainer_batch(const loom_trainer *t) { return t->o.batch; }
 long loom_trainer_steps(const loom_trainer *t) { return t->step; }
 void loom_trainer_set_steps(loom_trainer *t, long steps) { t->step = steps; }

@@ -168,6 +168,65 @@ static void test_shards_sum_to_batch(loom_graph *g, int tb, int n, int after) {
     loom_graph_free(g);
 }
 
+/* Inference through the trainer (eval) against one replica's forward: the outputs, the loss sum and the
+ * correct count, for a full batch and a partial one, by shards (a dense-heavy model) and by pieces taken
+ * by whichever worker is free (a model of convolutions, whose weights are small beside its activations). */
+static void test_eval_pieces(void) {
+    enum { EB = 48 };
+    static int32_t Ye[EB]; /* labels without a period that pieces could line up with */
+    for (int i = 0; i < EB; i++) Ye[i] = (int32_t)((i * i * 7 + i / 3) % K);
+    for (int conv = 0; conv < 2; conv++) {
+        loom_graph *g = loom_graph_new("evalnet");
+        loom_node x = loom_input(g, C, H, W);
+        if (conv) {
+            x = loom_relu(g, loom_conv2d(g, x, 8, 3, 1, 1));
+            x = loom_relu(g, loom_conv2d(g, x, 8, 3, 1, 1));
+            x = loom_global_avgpool(g, x);
+        } else {
+            x = loom_relu(g, loom_dense(g, x, 300));
+        }
+        loom_dense(g, x, K);
+        CHECK(loom_graph_finish(g, 4) == LOOM_OK, "graph: %s", loom_error());
+        static float ref[EB * K], out[EB * K];
+        loom_exec *e = loom_exec_new(g, EB);
+        memcpy(loom_exec_input(e), X, sizeof(float) * EB * C * H * W);
+        CHECK(loom_exec_forward(e, EB, 0, 0, 0) == LOOM_OK, "forward: %s", loom_error());
+        memcpy(ref, loom_exec_output(e), sizeof ref);
+        loom_exec_free(e);
+        for (int T = 1; T <= 3; T++) {
+            loom_trainer_opts o = {.batch = EB, .threads = T, .optim = {.kind = LOOM_SGD}};
+            loom_trainer *t = loom_trainer_new(g, &o);
+            CHECK(t != NULL, "trainer: %s", loom_error());
+            if (!t) continue;
+            int piece = loom_trainer_infer_piece(t);
+            CHECK((piece > 0) == (conv && T > 1), "%s model, %d threads: inference piece %d",
+                  conv ? "convolution" : "dense", T, piece);
+            for (int n = EB; n > 0; n -= 35) { /* 48, then 13 */
+                double loss = -1, want_loss = 0;
+                int correct = -1, want_correct = 0;
+                memset(out, 0, sizeof out);
+                CHECK(loom_trainer_eval(t, X, Ye, n, &loss, &correct, out) == LOOM_OK, "eval: %s", loom_error());
+                double worst = 0;
+                for (int i = 0; i < n * K; i++) worst = fmax(worst, fabs(out[i] - ref[i]));
+                for (int i = 0; i < n; i++) {
+                    const float *r = ref + (size_t)i * K;
+                    double m = r[0], z = 0;
+                    for (int k = 1; k < K; k++) m = fmax(m, r[k]);
+                    for (int k = 0; k < K; k++) z += exp(r[k] - m);
+                    want_loss += m + log(z) - r[Ye[i]];
+                    want_correct += loom_k_argmax(r, K) == Ye[i];
+                }
+                CHECK(worst < 1e-5 && fabs(loss - want_loss) < 1e-4 * n && correct == want_correct,
+                      "%s model, %d threads, %d samples (piece %d): outputs off by %g, loss %g vs %g, correct %d vs %d",
+                      conv ? "convolution" : "dense", T, n, piece, worst, loss, want_loss, correct, want_correct);
+            }
+            loom_trainer_free(t);
+        }
+        loom_graph_free(g);
+    }
+    printf("eval: outputs, loss and correct count as one replica's, by shards and by pieces, 1-3 threads\n");
+}
+
 static void test_no_malloc(void) {
     loom_graph *g = small_cnn(1);
     loom_trainer_opts o = {.batch = B, .threads = 2, .seed = 1, .optim = {.kind = LOOM_ADAM},
@@ -391,6 +450,7 @@ int main(void) {
     test_shards_sum_to_batch(wide_mlp(), 64, N, 0);
     test_shards_sum_to_batch(wide_mlp(), 64, 1, 1);   /* replicas without samples after a full step */
     test_shards_sum_to_batch(wide_mlp(), B, 1, 1);
+    test_eval_pieces();
     test_no_malloc();
     test_frozen();
     test_blas_discipline();

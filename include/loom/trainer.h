@@ -82,6 +82,10 @@ int loom_trainer_eval(loom_trainer *t, const float *x, const int32_t *labels, in
 /* The options the trainer was made with (threads as given). */
 const loom_trainer_opts *loom_trainer_options(const loom_trainer *t);
 int loom_trainer_threads(const loom_trainer *t);
+/* Inference's piece size: samples per forward, each piece taken by whichever
+ * worker is free (models whose weights are small beside their activations,
+ * fast mode, several threads); 0 when inference goes by the shards. */
+int loom_trainer_infer_piece(const loom_trainer *t);
 int loom_trainer_batch(const loom_trainer *t);
 long loom_trainer_steps(const loom_trainer *t);
 /* Set the step counter (resume: dropout masks are keyed by it). */
