@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "loom/error.h"
@@ -291,6 +292,20 @@ static int start_comm(loom_trainer *t) {
     return LOOM_OK;
 }
 
+/* An on/off switch from the environment (LOOM_TAILS, LOOM_OVERLAP): unset is on; 1/on/yes/true and
+ * 0/off/no/false; anything else is refused rather than read as either. LOOM_OK or LOOM_ERR. */
+static int env_switch(const char *name, int *on) {
+    const char *v = getenv(name);
+    *on = 1;
+    if (!v) return LOOM_OK;
+    static const char *yes[] = {"1", "on", "yes", "true"}, *no[] = {"0", "off", "no", "false"};
+    for (int k = 0; k < 4; k++) {
+        if (!strcasecmp(v, yes[k])) return LOOM_OK;
+        if (!strcasecmp(v, no[k])) return *on = 0, LOOM_OK;
+    }
+    return loom_fail(LOOM_EINVAL, "trainer: %s=%s: give 1 (on, the default) or 0 (off)", name, v);
+}
+
 loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     if (check_opts(g, o)) return NULL;
     loom_trainer *t = calloc(1, sizeof *t);
@@ -304,7 +319,11 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
         if (t->T < 1) t->T = 1;
     }
     t->R = loom_dist_size(o->dist), t->rank = loom_dist_rank(o->dist);
-    const char *tails = getenv("LOOM_TAILS");
+    int tails, overlap_ok;
+    if (env_switch("LOOM_TAILS", &tails) || env_switch("LOOM_OVERLAP", &overlap_ok)) {
+        free(t);
+        return NULL;
+    }
     if (o->deterministic) {
         /* a fixed shard count for the whole batch, split over the ranks in power-of-two blocks, so that each
          * rank's shards are one subtree of the sum's binary tree */
@@ -333,7 +352,7 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
          * apart on a shared machine (measured: 25% on 2 vCPUs, either thread); the faster one then takes
          * more of the tails instead of waiting. Single process only (the MPI overlap follows shards). */
         if (t->R == 1 && t->T > 1 && part / t->T >= 32 && 2 * t->T <= LOOM_EXEC_MAX_REPLICAS &&
-            !(tails && !strcmp(tails, "0"))) {
+            tails) {
             t->bound = malloc((size_t)(2 * t->T + 1) * sizeof *t->bound);
             if (!t->bound) {
                 free(t);
@@ -358,8 +377,7 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
         return NULL;
     }
     /* sending gradients during backward needs each shard's own dense gradients and a second MPI thread */
-    const char *ov = getenv("LOOM_OVERLAP");
-    t->overlap = t->R > 1 && !o->deterministic && loom_dist_threads_ok(o->dist) && !(ov && !strcmp(ov, "0"));
+    t->overlap = t->R > 1 && !o->deterministic && loom_dist_threads_ok(o->dist) && overlap_ok;
     t->pool = loom_pool_new(t->T);
     if (!t->pool) goto fail;
     int max_shard = o->deterministic ? (o->batch + t->Sg - 1) / t->Sg
@@ -405,7 +423,7 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
      * mode with several threads only: deterministic mode keeps its shards, so that its results do not
      * depend on the thread count. LOOM_TAILS=0 turns this off too. */
     if (!o->deterministic && t->R == 1 && t->T > 1 && t->S >= t->T && max_shard >= 4 &&
-        !(tails && !strcmp(tails, "0"))) {
+        tails) {
         double per_sample = (double)loom_exec_bytes(t->ex[0]) / max_shard;
         if ((double)P * sizeof(float) <= per_sample) t->micro = 4; /* weights <= a quarter of a piece's bytes */
     }

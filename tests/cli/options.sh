@@ -116,4 +116,14 @@ run train --data d/train.csv --epochs 1 --on-nan maybe
 expect "--on-nan takes stop or skip" 2 "--on-nan maybe: stop or skip"
 run train --data d/train.csv --epochs 1 --on-nan skip --quiet
 expect "--on-nan skip trains as usual when nothing is NaN" 0 "final"
+
+# the scheduling switches in the environment: on, off, or refused (never read as either in silence)
+export LOOM_TAILS=maybe
+run train --data d/train.csv --epochs 1 --threads 2 --quiet
+expect "LOOM_TAILS takes 0 or 1" 1 "LOOM_TAILS=maybe: give 1 (on, the default) or 0 (off)"
+lacks "nothing trained" "final"
+export LOOM_TAILS=off
+run train --data d/train.csv --epochs 1 --threads 2 --batch 64 --quiet
+expect "LOOM_TAILS=off trains" 0 "final"
+unset LOOM_TAILS
 finish
