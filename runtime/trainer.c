@@ -90,8 +90,7 @@ struct loom_trainer {
     double *worker_fwd, *worker_bwd; /* and its forward and backward parts */
     int *bound;              /* fast mode with tail shards: the S + 1 shard boundaries of a full part; else NULL */
     int part_full;           /* the samples of a full part (this rank's share of a full batch) */
-    int dyn;                 /* more shards than threads: each worker takes the next shard left (next_shard) */
-    atomic_int next_shard;
+    atomic_int next_shard;   /* more shards than threads: the next shard not yet taken */
     int micro;               /* inference: samples per forward, taken by whichever worker is free (0: by shards) */
     atomic_int next_sample;
     unit *units;             /* phase 2's work */
@@ -359,18 +358,14 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
                 loom_fail(LOOM_ENOMEM, "trainer: out of memory");
                 return NULL;
             }
-            int sizes[2 * LOOM_EXEC_MAX_REPLICAS];
-            for (int w = 0; w < t->T; w++) {
-                int share = (int)((long)(w + 1) * part / t->T - (long)w * part / t->T);
-                sizes[t->T + w] = share / 4;
-                sizes[w] = share - share / 4;
-            }
             t->S = 2 * t->T;
             t->bound[0] = 0;
-            for (int k = 0; k < t->S; k++) t->bound[k + 1] = t->bound[k] + sizes[k];
+            for (int k = 0; k < t->S; k++) { /* the T big shards, then the T tails */
+                int w = k % t->T, share = (int)((long)(w + 1) * part / t->T - (long)w * part / t->T);
+                t->bound[k + 1] = t->bound[k] + (k < t->T ? share - share / 4 : share / 4);
+            }
         }
     }
-    t->dyn = t->S > t->T;
     if (t->T > LOOM_EXEC_MAX_REPLICAS || t->S > LOOM_EXEC_MAX_REPLICAS) {
         loom_fail(LOOM_EINVAL, "trainer: %d threads and %d shards: at most %d of each", t->T, t->S, LOOM_EXEC_MAX_REPLICAS);
         free(t);
@@ -519,30 +514,48 @@ static void shard_range(const loom_trainer *t, int s, int *lo, int *hi) {
     *hi = (int)((long)(s + 1) * t->m / t->S);
 }
 
+/* A worker's failure, kept for the calling thread (messages are thread-local). */
+static void record_failure(shard_out *so) {
+    so->failed = 1;
+    so->kind = loom_error_kind();
+    snprintf(so->err, sizeof so->err, "%s", loom_error());
+}
+
+/* Forward of samples [lo, lo + cnt) of this rank's part on replica e, then (with labels) their loss, its
+ * output gradient when training, and their correct count, added to so; the outputs to t->out. -1 on failure
+ * (recorded in so). */
+static int forward_part(loom_trainer *t, loom_exec *e, shard_out *so, float *onehot, int lo, int cnt) {
+    size_t in_size = loom_graph_layer(t->g, 0)->size;
+    int K = (int)loom_exec_output_size(e);
+    memcpy(loom_exec_input(e), t->x + (size_t)lo * in_size, (size_t)cnt * in_size * sizeof(float));
+    /* dropout masks are keyed by the sample's place in the whole batch */
+    uint64_t key = t->training ? loom_rng_key(t->o.seed, LOOM_RNG_DROPOUT, (uint64_t)t->step, 0) : 0;
+    if (loom_exec_forward(e, cnt, t->training, key, (uint64_t)(t->part_lo + lo))) {
+        record_failure(so);
+        return -1;
+    }
+    const float *out = loom_exec_output(e);
+    /* inference may come without labels: then only the outputs count */
+    const int32_t *lab = t->labels ? t->labels + lo : NULL;
+    if (t->training) loom_exec_zero_act_grad(e);
+    float *dout = t->training ? loom_exec_output_grad(e) : NULL;
+    if (lab) {
+        so->loss += loom_k_loss(t->o.loss, out, lab, dout, cnt, K, 1.0f / (float)t->n, onehot);
+        for (int i = 0; i < cnt; i++) so->correct += loom_k_argmax(out + (size_t)i * K, K) == lab[i];
+    }
+    if (t->out) memcpy(t->out + (size_t)lo * K, out, (size_t)cnt * K * sizeof(float));
+    return 0;
+}
+
 /* Inference in small pieces: each worker runs its own replica over the next t->micro samples not yet
  * taken, until none are left (no batch statistics at inference: how samples are grouped changes nothing). */
 static void phase_infer(loom_trainer *t, int tid) {
-    size_t in_size = loom_graph_layer(t->g, 0)->size;
-    int K = (int)loom_exec_output_size(t->ex[0]);
-    loom_exec *e = t->ex[tid];
     shard_out *so = &t->so[tid];
     double t0 = loom_seconds();
     for (int c0 = atomic_fetch_add(&t->next_sample, t->micro); c0 < t->m;
          c0 = atomic_fetch_add(&t->next_sample, t->micro)) {
         int cc = t->m - c0 < t->micro ? t->m - c0 : t->micro;
-        memcpy(loom_exec_input(e), t->x + (size_t)c0 * in_size, (size_t)cc * in_size * sizeof(float));
-        if (loom_exec_forward(e, cc, 0, 0, (uint64_t)(t->part_lo + c0))) {
-            so->failed = 1;
-            so->kind = loom_error_kind();
-            snprintf(so->err, sizeof so->err, "%s", loom_error());
-            break;
-        }
-        const float *out = loom_exec_output(e);
-        if (t->labels) {
-            so->loss += loom_k_loss(t->o.loss, out, t->labels + c0, NULL, cc, K, 1.0f / (float)t->n, t->onehot[tid]);
-            for (int i = 0; i < cc; i++) so->correct += loom_k_argmax(out + (size_t)i * K, K) == t->labels[c0 + i];
-        }
-        if (t->out) memcpy(t->out + (size_t)c0 * K, out, (size_t)cc * K * sizeof(float));
+        if (forward_part(t, t->ex[tid], so, t->onehot[tid], c0, cc)) break;
         so->n += cc;
     }
     so->t_fwd = loom_seconds() - t0;
@@ -550,29 +563,24 @@ static void phase_infer(loom_trainer *t, int tid) {
     t->worker_bwd[tid] = 0;
 }
 
-/* Phase 1: forward, loss, backward of every shard this worker owns. */
+/* Phase 1: forward, loss, backward of every shard this worker takes: with more shards than workers, the
+ * next one left; else its own. */
 static void phase_compute(void *ctx, int tid, int T) {
     loom_trainer *t = ctx;
     if (!t->training && t->micro > 0) {
         phase_infer(t, tid);
         return;
     }
-    loom_graph *g = t->g;
-    size_t in_size = loom_graph_layer(g, 0)->size;
-    int K = (int)loom_exec_output_size(t->ex[0]);
+    int dyn = t->S > T;
     double busy = 0, fwd = 0, bwd = 0;
-    for (int s = t->dyn ? atomic_fetch_add(&t->next_shard, 1) : tid; s < t->S;
-         s = t->dyn ? atomic_fetch_add(&t->next_shard, 1) : s + T) {
+    for (int s = dyn ? atomic_fetch_add(&t->next_shard, 1) : tid; s < t->S;
+         s = dyn ? atomic_fetch_add(&t->next_shard, 1) : s + T) {
         loom_exec *e = t->ex[s];
         shard_out *so = &t->so[s];
         int lo, hi;
         shard_range(t, s, &lo, &hi);
         int cnt = hi - lo;
-        so->n = cnt;
-        so->loss = 0;
-        so->correct = 0;
-        so->t_fwd = so->t_bwd = 0;
-        so->failed = 0;
+        *so = (shard_out){.n = cnt};
         double t0 = loom_seconds();
         if (t->training) loom_exec_zero_param_grad(e);
         if (cnt == 0) {
@@ -580,32 +588,10 @@ static void phase_compute(void *ctx, int tid, int T) {
             if (t->overlap) on_backward(&t->hooks[s], 0);
             continue;
         }
-        memcpy(loom_exec_input(e), t->x + (size_t)lo * in_size, (size_t)cnt * in_size * sizeof(float));
-        uint64_t key = loom_rng_key(t->o.seed, LOOM_RNG_DROPOUT, (uint64_t)t->step, 0);
-        /* dropout masks are keyed by the sample's place in the whole batch */
-        if (loom_exec_forward(e, cnt, t->training, key, (uint64_t)(t->part_lo + lo))) {
-            so->failed = 1;
-            so->kind = loom_error_kind();
-            snprintf(so->err, sizeof so->err, "%s", loom_error());
-            continue;
-        }
-        const float *out = loom_exec_output(e);
-        /* inference may come without labels: then only the outputs count */
-        const int32_t *lab = t->labels ? t->labels + lo : NULL;
-        if (t->training) loom_exec_zero_act_grad(e);
-        float *dout = t->training ? loom_exec_output_grad(e) : NULL;
-        if (lab) {
-            so->loss = loom_k_loss(t->o.loss, out, lab, dout, cnt, K, 1.0f / (float)t->n, t->onehot[s]);
-            for (int i = 0; i < cnt; i++) so->correct += loom_k_argmax(out + (size_t)i * K, K) == lab[i];
-        }
-        if (t->out) memcpy(t->out + (size_t)lo * K, out, (size_t)cnt * K * sizeof(float));
+        if (forward_part(t, e, so, t->onehot[s], lo, cnt)) continue;
         double t1 = loom_seconds();
         so->t_fwd = t1 - t0;
-        if (t->training && loom_exec_backward(e, cnt)) {
-            so->failed = 1;
-            so->kind = loom_error_kind();
-            snprintf(so->err, sizeof so->err, "%s", loom_error());
-        }
+        if (t->training && loom_exec_backward(e, cnt)) record_failure(so);
         so->t_bwd = loom_seconds() - t1;
         busy += loom_seconds() - t0;
         fwd += so->t_fwd;

@@ -120,6 +120,14 @@ static int same_runs(const char *a, const char *b) {
     return t_same_weights(pa, t_path(ck(b), "last.safetensors"));
 }
 
+/* A run on `ranks` ranks (checkpoint tag_r) and one without mpirun (tag_1), each checked, then compared. */
+static void ranks_match_one(int ranks, const char *tag_r, const char *const *args_r, const char *tag_1,
+                            const char *const *args_1, const char *what_r, const char *what_1, const char *same) {
+    CHECK(train(ranks, ck(tag_r), args_r, NULL) == 0, "%s", what_r);
+    CHECK(train(0, ck(tag_1), args_1, NULL) == 0, "%s", what_1);
+    CHECK(same_runs(tag_r, tag_1), "%s", same);
+}
+
 static double t_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -185,10 +193,8 @@ int main(int argc, char **argv) {
     /* with batch norm, 4 ranks of 1 shard each */
     const char *bn4[] = {"--epochs", "1", "--deterministic", "--threads", "1", "--model", "resnet", NULL};
     const char *bn1[] = {"--epochs", "1", "--deterministic", "--threads", "2", "--model", "resnet", NULL};
-    CHECK(train(4, ck("bn4"), bn4, NULL) == 0, "resnet, 4 ranks");
-    CHECK(train(0, ck("bn1"), bn1, NULL) == 0, "resnet, 1 rank");
-    CHECK(same_runs("bn4", "bn1"),
-          "resnet (batch norm), deterministic: 4 ranks and 1 rank give bit-identical weights and statistics");
+    ranks_match_one(4, "bn4", bn4, "bn1", bn1, "resnet, 4 ranks", "resnet, 1 rank",
+                    "resnet (batch norm), deterministic: 4 ranks and 1 rank give bit-identical weights and statistics");
 
     /* resume under mpirun: after epoch 1, and from a SIGINT mid-epoch */
     const char *stop1[] = {"--epochs", "2", "--deterministic", "--threads", "1", "--stop-after", "1", NULL};
@@ -274,10 +280,8 @@ int main(int argc, char **argv) {
     /* ... but 6 shards split over 3 ranks as 2 each, the same as 6 shards on 2 threads */
     const char *six3[] = {"--epochs", "1", "--deterministic", "--threads", "1", "--shards", "6", NULL};
     const char *six1[] = {"--epochs", "1", "--deterministic", "--threads", "2", "--shards", "6", NULL};
-    CHECK(train(3, ck("s3"), six3, NULL) == 0, "3 ranks, --shards 6");
-    CHECK(train(0, ck("s1"), six1, NULL) == 0, "1 rank, --shards 6");
-    CHECK(same_runs("s3", "s1"),
-          "--shards 6: 3 ranks x 1 thread and 1 rank x 2 threads give bit-identical weights");
+    ranks_match_one(3, "s3", six3, "s1", six1, "3 ranks, --shards 6", "1 rank, --shards 6",
+                    "--shards 6: 3 ranks x 1 thread and 1 rank x 2 threads give bit-identical weights");
     /* ranks started with different options: refused before training */
     {
         char *mp[] = {(char *)mpirun, "--oversubscribe", "-np", "1", (char *)loom_bin, "train", "--data", data, "--seed",
