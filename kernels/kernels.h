@@ -54,6 +54,17 @@ void loom_k_conv2d_bwd(const loom_conv_shape *s, const float *x, const float *W,
                        const float *dy, float *dx, float *dW, float *db, int n,
                        float *scratch);
 
+/* The weight (and bias) gradient of a 3x3 convolution with stride 1, padding 1,
+ * no dilation and one group, on the 8-channel-blocked layout oneDNN's AVX2 code
+ * uses (x [n][ic/8][h][w][8], dy [n][oc/8][h][w][8]): dW [oc][ic][3][3] and db
+ * [oc] (NULL: not computed) accumulate the batch's sums. AVX2 + FMA code: it
+ * returns 0 and does nothing unless this CPU has them, ic is a multiple of 8,
+ * oc of 16 and w >= 2; else 1. acc: loom_k_conv3x3_wgrad_scratch floats. */
+int loom_k_conv3x3_wgrad_usable(void);
+size_t loom_k_conv3x3_wgrad_scratch(int ic, int oc);
+int loom_k_conv3x3_wgrad_blk8(const float *x, const float *dy, int n, int ic, int oc, int h, int w, float *acc,
+                              float *dw, float *db);
+
 /* im2col / col2im for one image and one group: col [c*kh*kw, oh*ow].
  * col2im accumulates into x. */
 void loom_k_im2col(const loom_conv_shape *s, int cin, const float *x, float *col);

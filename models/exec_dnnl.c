@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "loom/error.h"
 
 #ifndef LOOM_HAVE_DNNL
@@ -126,6 +127,7 @@ typedef struct {
     call fwd, fwd_inf, wre;       /* forward (training), forward (inference), weights reorder */
     int has_bwd;
     call relu_bwd, bwd_d, wre_d, bwd_w, wgre;
+    int own_wgrad;                /* the weight gradient by loom's kernel (kernels/conv3x3_wgrad.c), in wgbuf */
     call fuse, wre_fuse;          /* inference with batch norm, addition, ReLU fused (a conv's set) */
     float *wbuf, *wbuf_d, *wgbuf, *ws; /* blocked weights (forward, backward), weight gradient, workspace */
     float *wbuf_fuse;             /* blocked folded weights */
@@ -230,8 +232,8 @@ static dnnl_status_t pd_create(dnnl_primitive_desc_t *pd, const void *desc, cons
     return s;
 }
 
-static void *alloc_md(loom_exec *e, set *S, const dnnl_memory_desc_t *md) {
-    size_t b = (dnnl_memory_desc_get_size(md) + 63) / 64 * 64 + 64;
+static void *alloc_bytes(loom_exec *e, set *S, size_t bytes) {
+    size_t b = (bytes + 63) / 64 * 64 + 64;
     void *p = aligned_alloc(64, b);
     if (p) {
         memset(p, 0, b);
@@ -239,6 +241,10 @@ static void *alloc_md(loom_exec *e, set *S, const dnnl_memory_desc_t *md) {
         S->bytes += b;
     }
     return p;
+}
+
+static void *alloc_md(loom_exec *e, set *S, const dnnl_memory_desc_t *md) {
+    return alloc_bytes(e, S, dnnl_memory_desc_get_size(md));
 }
 
 /* ---- memory descriptors ------------------------------------------------------------------ */
@@ -491,6 +497,20 @@ static int elt_fwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t *fp
 
 /* ---- backward primitives per layer ---------------------------------------------------------- */
 
+/* Whether loom's own kernel computes this convolution's weight gradient: a 3x3 one with stride 1, padding 1,
+ * one group, on the 8-channel blocks, ic a multiple of 8 and oc of 16, on a CPU with AVX2 and FMA, unless
+ * LOOM_WGRAD=onednn asks for oneDNN's (for comparison). -1: LOOM_WGRAD is neither. */
+static int own_wgrad(const loom_exec *e, const loom_conv_shape *cs, const loom_slot *xs, const loom_slot *ys) {
+    const char *v = getenv("LOOM_WGRAD");
+    if (v && *v && strcmp(v, "loom") && strcmp(v, "onednn"))
+        return loom_fail(LOOM_EINVAL, "LOOM_WGRAD=%s: give loom (its own kernel, the default) or onednn", v), -1;
+    if (v && !strcmp(v, "onednn")) return 0;
+    int one = cs->sh <= 1 && cs->sw <= 1 && cs->dh <= 1 && cs->dw <= 1 && cs->groups <= 1;
+    return one && cs->kh == 3 && cs->kw == 3 && cs->ph == 1 && cs->pw == 1 && e->block == 8 &&
+           xs->lay == LAY_BLOCKED && ys->lay == LAY_BLOCKED && cs->c % 8 == 0 && cs->oc % 16 == 0 &&
+           xs->h == ys->h && xs->w == ys->w && ys->w >= 2 && loom_k_conv3x3_wgrad_usable();
+}
+
 static int conv_bwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t fpd) {
     const loom_layer *l = &e->g->nodes[i];
     const loom_conv_shape *cs = &l->a.conv;
@@ -543,6 +563,16 @@ static int conv_bwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t fp
         TRY(make(e, &S->bwd_d, pd), "convolution backward (data)");
     }
     if (!l->frozen) {
+        int own = own_wgrad(e, cs, xs, ys);
+        if (own < 0) return LOOM_ERR;
+        if (own) {
+            size_t b = loom_k_conv3x3_wgrad_scratch(cs->c, cs->oc) * sizeof(float);
+            if (!(S->wgbuf = alloc_bytes(e, S, b))) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
+            S->own_wgrad = 1;
+            size_t k = strlen(S->impl);
+            if (k && k + 12 < sizeof S->impl) memcpy(S->impl + k, " +loom dW", 10); /* for bench --layers */
+            return LOOM_OK;
+        }
         dnnl_convolution_desc_t cd;
         TRY(dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &src, &wany,
                                                                 l->bias ? &bias : NULL, &dst, strides, dil, pad, pad),
@@ -925,7 +955,16 @@ int loom_dnn_backward(loom_exec *e, int i, int n) {
     if (rc == LOOM_OK && !S->has_bwd) rc = build_backward(e, i, S);
     if (rc == LOOM_OK) rc = run(e, &S->relu_bwd, i, "fused ReLU backward");
     if (rc == LOOM_OK && l->op == LOOM_OP_CONV2D) {
-        if (S->bwd_w.p) {
+        if (S->own_wgrad) {
+            const loom_step *st = &e->step[i];
+            const loom_conv_shape *cs = &l->a.conv;
+            const loom_slot *xs = &e->slot[st->in[0]], *ys = &e->slot[st->out];
+            float *dw = e->pgrad + l->param_off;
+            if (!loom_k_conv3x3_wgrad_blk8(xs->act, ys->grad, n, cs->c, cs->oc, ys->h, ys->w, S->wgbuf, dw,
+                                           l->bias ? dw + l->weight_count : NULL))
+                rc = loom_fail(LOOM_EUNSUPPORTED, "layer %s: the 3x3 weight-gradient kernel refused its shape",
+                               l->name);
+        } else if (S->bwd_w.p) {
             rc = run(e, &S->bwd_w, i, "convolution backward (weights)");
             if (rc == LOOM_OK) rc = run(e, &S->wgre, i, "weight gradient reorder");
             if (rc == LOOM_OK && l->bias) {

@@ -126,4 +126,16 @@ export LOOM_TAILS=off
 run train --data d/train.csv --epochs 1 --threads 2 --batch 64 --quiet
 expect "LOOM_TAILS=off trains" 0 "final"
 unset LOOM_TAILS
+# which kernel computes the 3x3 weight gradients: loom's own, oneDNN's, or refused (read where a
+# convolution's backward is planned, so on the oneDNN path only)
+B="bench --model minivgg --input 3x16x16 --classes 3 --batch 8 --threads 1 --steps 1 --warmup 0 --infer-steps 1"
+if "$LOOM" $B --layers 2>&1 | grep -q "(onednn"; then
+    export LOOM_WGRAD=maybe
+    run $B
+    expect "LOOM_WGRAD takes loom or onednn" 1 "LOOM_WGRAD=maybe: give loom (its own kernel, the default) or onednn"
+    export LOOM_WGRAD=onednn
+    run $B
+    expect "LOOM_WGRAD=onednn runs" 0 "infer img/s"
+    unset LOOM_WGRAD
+fi
 finish
