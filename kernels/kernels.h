@@ -65,6 +65,17 @@ size_t loom_k_conv3x3_wgrad_scratch(int ic, int oc);
 int loom_k_conv3x3_wgrad_blk8(const float *x, const float *dy, int n, int ic, int oc, int h, int w, float *acc,
                               float *dw, float *db);
 
+/* Inference 3x3 convolution, stride 1, padding 1, one group, by Winograd
+ * F(2x2, 3x3), on the same 8-channel blocks: y [n][k/8][h][w][8] =
+ * conv(x, W [k][c][3][3]) + bias[k] (NULL: none) + add (NULL: none; y's
+ * layout), then max(0, .) if relu. Overwrites y. AVX2 + FMA code: returns 0
+ * and does nothing unless this CPU has them, c is a multiple of 8, k of 16,
+ * and h, w are even; else 1. scratch: loom_k_conv3x3_wino_scratch floats. */
+int loom_k_conv3x3_wino_usable(void);
+size_t loom_k_conv3x3_wino_scratch(int c, int k, int w);
+int loom_k_conv3x3_wino_blk8(const float *x, const float *W, const float *bias, const float *add, int relu, float *y,
+                             int n, int c, int k, int h, int w, float *scratch);
+
 /* im2col / col2im for one image and one group: col [c*kh*kw, oh*ow].
  * col2im accumulates into x. */
 void loom_k_im2col(const loom_conv_shape *s, int cin, const float *x, float *col);

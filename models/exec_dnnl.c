@@ -128,6 +128,7 @@ typedef struct {
     int has_bwd;
     call relu_bwd, bwd_d, wre_d, bwd_w, wgre;
     int own_wgrad;                /* the weight gradient by loom's kernel (kernels/conv3x3_wgrad.c), in wgbuf */
+    int own_wino;                 /* fused inference by loom's Winograd kernel (kernels/conv3x3_wino.c), scratch in wbuf_fuse */
     call fuse, wre_fuse;          /* inference with batch norm, addition, ReLU fused (a conv's set) */
     float *wbuf, *wbuf_d, *wgbuf, *ws; /* blocked weights (forward, backward), weight gradient, workspace */
     float *wbuf_fuse;             /* blocked folded weights */
@@ -805,6 +806,63 @@ static set *get_set(loom_exec *e, int i, int n) {
  * batch norm folded into the weights and bias (fold_weights), the addition a
  * binary post-op reading the other tensor where it lies, the ReLU an
  * eltwise post-op. */
+/* the buffer of a fused conv's folded weights and bias */
+static int fold_alloc(loom_exec *e, int i) {
+    node_state *ns = &e->dn->node[i];
+    if (ns->fold) return LOOM_OK;
+    const loom_layer *l = &e->g->nodes[i];
+    size_t len = l->weight_count + (size_t)l->a.conv.oc;
+    if (!(ns->fold = malloc(len * sizeof(float)))) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
+    e->dn->extra += len * sizeof(float);
+    return LOOM_OK;
+}
+
+/* Whether loom's Winograd kernel runs the fused inference chain ending at node a: a 3x3 convolution with
+ * stride 1, padding 1, one group, even height and width, on the 8-channel blocks (not under AVX-512), c a
+ * multiple of 8 and oc of 16, on a CPU with AVX2 and FMA; LOOM_WINOGRAD=0 leaves it to oneDNN. -1: the
+ * variable is malformed. */
+static int own_wino(const loom_exec *e, int a) {
+    const char *v = getenv("LOOM_WINOGRAD");
+    if (v && *v) {
+        if (!strcmp(v, "0") || !strcmp(v, "off") || !strcmp(v, "no") || !strcmp(v, "false")) return 0;
+        if (strcmp(v, "1") && strcmp(v, "on") && strcmp(v, "yes") && strcmp(v, "true"))
+            return loom_fail(LOOM_EINVAL, "LOOM_WINOGRAD=%s: give 1 (on, the default) or 0 (off)", v), -1;
+    }
+    const loom_step *as = &e->step[a];
+    int i = as->fuse_conv;
+    const loom_conv_shape *cs = &e->g->nodes[i].a.conv;
+    const loom_slot *xs = &e->slot[e->step[i].in[0]], *ys = &e->slot[as->out];
+    int one = cs->sh <= 1 && cs->sw <= 1 && cs->dh <= 1 && cs->dw <= 1 && cs->groups <= 1;
+    return one && cs->kh == 3 && cs->kw == 3 && cs->ph == 1 && cs->pw == 1 && e->block == 8 &&
+           xs->lay == LAY_BLOCKED && ys->lay == LAY_BLOCKED &&
+           (as->fuse_other < 0 || e->slot[as->fuse_other].lay == LAY_BLOCKED) && cs->c % 8 == 0 &&
+           cs->oc % 16 == 0 && xs->h == ys->h && xs->w == ys->w && ys->h % 2 == 0 && ys->w % 2 == 0 &&
+           loom_k_conv3x3_wino_usable();
+}
+
+static int wino_build(loom_exec *e, int a, set *S) {
+    int i = e->step[a].fuse_conv;
+    const loom_conv_shape *cs = &e->g->nodes[i].a.conv;
+    if (fold_alloc(e, i)) return LOOM_ERR;
+    size_t b = loom_k_conv3x3_wino_scratch(cs->c, cs->oc, e->slot[e->step[a].out].w) * sizeof(float);
+    if (!(S->wbuf_fuse = alloc_bytes(e, S, b))) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
+    S->own_wino = 1;
+    return LOOM_OK;
+}
+
+static int wino_run(loom_exec *e, int a, int n, set *S) {
+    const loom_step *as = &e->step[a];
+    int i = as->fuse_conv;
+    const loom_layer *l = &e->g->nodes[i];
+    const loom_slot *xs = &e->slot[e->step[i].in[0]], *ys = &e->slot[as->out];
+    const float *F = e->dn->node[i].fold;
+    if (!loom_k_conv3x3_wino_blk8(xs->act, F, F + l->weight_count,
+                                  as->fuse_other >= 0 ? e->slot[as->fuse_other].act : NULL, as->fuse_relu, ys->act,
+                                  n, l->a.conv.c, l->a.conv.oc, ys->h, ys->w, S->wbuf_fuse))
+        return loom_fail(LOOM_EUNSUPPORTED, "layer %s: the Winograd kernel refused its shape", l->name);
+    return LOOM_OK;
+}
+
 static int fused_build(loom_exec *e, int a, set *S) {
     const loom_step *as = &e->step[a];
     int i = as->fuse_conv, n = S->n;
@@ -835,13 +893,9 @@ static int fused_build(loom_exec *e, int a, set *S) {
     }
     TRY(s, "fused convolution");
     node_state *ns = &e->dn->node[i];
-    if (!ns->fold) {
-        size_t len = l->weight_count + (size_t)l->a.conv.oc;
-        if (!(ns->fold = malloc(len * sizeof(float)))) {
-            dnnl_primitive_desc_destroy(pd);
-            return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
-        }
-        e->dn->extra += len * sizeof(float);
+    if (fold_alloc(e, i)) {
+        dnnl_primitive_desc_destroy(pd);
+        return LOOM_ERR;
     }
     const dnnl_memory_desc_t *wmd;
     float *wptr;
@@ -887,12 +941,15 @@ int loom_dnn_fused_forward(loom_exec *e, int a, int n) {
     int prev = enter(), rc = LOOM_OK;
     const loom_step *as = &e->step[a];
     set *S = get_set(e, as->fuse_conv, n);
-    if (!S->fuse.p) rc = fused_build(e, a, S);
+    if (!S->fuse.p && !S->own_wino) {
+        int own = own_wino(e, a);
+        rc = own < 0 ? LOOM_ERR : own ? wino_build(e, a, S) : fused_build(e, a, S);
+    }
     if (rc == LOOM_OK) {
         fold_weights(e, a);
         if (S->wre_fuse.p) rc = run(e, &S->wre_fuse, as->fuse_conv, "weights reorder");
     }
-    if (rc == LOOM_OK) rc = run(e, &S->fuse, as->fuse_conv, "fused convolution");
+    if (rc == LOOM_OK) rc = S->own_wino ? wino_run(e, a, n, S) : run(e, &S->fuse, as->fuse_conv, "fused convolution");
     leave(prev);
     return rc;
 }
@@ -1042,7 +1099,9 @@ int loom_dnn_init(loom_exec *e) {
         loom_step *as = &e->step[a];
         if (!as->fuse_conv) continue;
         set *S = get_set(e, as->fuse_conv, e->max_batch);
-        if (fused_build(e, a, S) == LOOM_OK) continue;
+        int own = own_wino(e, a);
+        if (own < 0) rc = LOOM_ERR;
+        if (own < 0 || (own ? wino_build(e, a, S) : fused_build(e, a, S)) == LOOM_OK) continue;
         call_free(&S->fuse);
         call_free(&S->wre_fuse);
         for (int q = 1; q < a; q++)

@@ -137,5 +137,12 @@ if "$LOOM" $B --layers 2>&1 | grep -q "(onednn"; then
     run $B
     expect "LOOM_WGRAD=onednn runs" 0 "infer img/s"
     unset LOOM_WGRAD
+    export LOOM_WINOGRAD=maybe
+    run $B
+    expect "LOOM_WINOGRAD takes 1 or 0" 1 "LOOM_WINOGRAD=maybe: give 1 (on, the default) or 0 (off)"
+    export LOOM_WINOGRAD=off
+    run $B
+    expect "LOOM_WINOGRAD=off runs" 0 "infer img/s"
+    unset LOOM_WINOGRAD
 fi
 finish
