@@ -199,7 +199,7 @@ static void test_eval_pieces(void) {
             CHECK(t != NULL, "trainer: %s", loom_error());
             if (!t) continue;
             int piece = loom_trainer_infer_piece(t);
-            CHECK((piece > 0) == (conv && T > 1), "%s model, %d threads: inference piece %d",
+            CHECK((piece > 0) == conv, "%s model, %d threads: inference piece %d",
                   conv ? "convolution" : "dense", T, piece);
             for (int n = EB; n > 0; n -= 35) { /* 48, then 13 */
                 double loss = -1, want_loss = 0;
