@@ -93,6 +93,7 @@ struct loom_trainer {
     atomic_int next_shard;   /* more shards than threads: the next shard not yet taken */
     int micro;               /* inference: samples per forward, taken by whichever worker is free (0: by shards) */
     atomic_int next_sample;
+    atomic_size_t next_unit; /* phase 2: the next unit not yet taken (each unit's result is the same whoever takes it) */
     unit *units;             /* phase 2's work */
     size_t nchunks;          /* how many units */
     loom_optim *opt;
@@ -634,7 +635,9 @@ static void phase_reduce(void *ctx, int tid, int T) {
             loom_exec_update_running(t->g, t->bn_layers[j], t->stats, t->stat_counts, t->nstats);
     float *g0 = loom_exec_param_grad(t->ex[0]);
     float *params = loom_graph_params(t->g);
-    for (size_t c = (size_t)tid; c < t->nchunks && !(t->overlap && t->training); c += (size_t)T) {
+    /* units taken from a shared counter: a worker slowed by the machine does fewer */
+    for (size_t c = atomic_fetch_add(&t->next_unit, 1); c < t->nchunks && !(t->overlap && t->training);
+         c = atomic_fetch_add(&t->next_unit, 1)) {
         const unit *u = &t->units[c];
         if (u->layer >= 0) {
             /* a dense block: its gradient over the whole batch, then per row as a chunk */
@@ -927,6 +930,7 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
     loom_optim_get_scalars(t->opt, &opt_step, &opt_mu);
     memset(t->bad_unit, 0, t->nchunks);
     loom_optim_begin_step(t->opt, lr);
+    atomic_store(&t->next_unit, 0);
     loom_pool_run(t->pool, phase_reduce, t);
     if (t->R > 1 && !t->overlap) { /* this rank's sum, then all ranks' */
         float *g0 = loom_exec_param_grad(t->ex[0]);
