@@ -102,20 +102,13 @@ TGT static void wgrad(const float *x, const float *dy, int n, int ic, int oc, in
         }
 }
 
-/* (the CPU model is read by a constructor of the compiler's runtime: no state here, no race between workers) */
-int loom_k_conv3x3_wgrad_usable(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
-
-#else
-
-int loom_k_conv3x3_wgrad_usable(void) { return 0; }
-
 #endif
 
 size_t loom_k_conv3x3_wgrad_scratch(int ic, int oc) { return (size_t)oc * ic * 9 + (size_t)oc; }
 
 int loom_k_conv3x3_wgrad_blk8(const float *x, const float *dy, int n, int ic, int oc, int h, int w, float *acc,
                               float *dw, float *db) {
-    if (!loom_k_conv3x3_wgrad_usable() || ic % 8 || oc % 16 || w < 2 || h < 1 || n < 0) return 0;
+    if (!loom_k_avx2_fma() || ic % 8 || oc % 16 || w < 2 || h < 1 || n < 0) return 0;
 #ifdef LOOM_WGRAD_X86
     float *bacc = acc + (size_t)oc * ic * 9;
     memset(acc, 0, loom_k_conv3x3_wgrad_scratch(ic, oc) * sizeof *acc);

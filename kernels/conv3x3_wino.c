@@ -165,17 +165,11 @@ TGT static void wino(const float *x, const float *U, const float *bias, const fl
         }
 }
 
-int loom_k_conv3x3_wino_usable(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
-
-#else
-
-int loom_k_conv3x3_wino_usable(void) { return 0; }
-
 #endif
 
 int loom_k_conv3x3_wino_blk8(const float *x, const float *W, const float *bias, const float *add, int relu, float *y,
                              int n, int c, int k, int h, int w, float *scratch) {
-    if (!loom_k_conv3x3_wino_usable() || c % 8 || k % 16 || h % 2 || w % 2 || h < 2 || w < 2 || n < 0) return 0;
+    if (!loom_k_avx2_fma() || c % 8 || k % 16 || h % 2 || w % 2 || h < 2 || w < 2 || n < 0) return 0;
 #ifdef LOOM_WINO_X86
     size_t t = (size_t)w / 2;
     float *U = scratch, *V = U + up8((size_t)16 * c * k), *M = V + up8(16 * t * c), *colf = M + up8(16 * t * k);

@@ -60,7 +60,6 @@ void loom_k_conv2d_bwd(const loom_conv_shape *s, const float *x, const float *W,
  * [oc] (NULL: not computed) accumulate the batch's sums. AVX2 + FMA code: it
  * returns 0 and does nothing unless this CPU has them, ic is a multiple of 8,
  * oc of 16 and w >= 2; else 1. acc: loom_k_conv3x3_wgrad_scratch floats. */
-int loom_k_conv3x3_wgrad_usable(void);
 size_t loom_k_conv3x3_wgrad_scratch(int ic, int oc);
 int loom_k_conv3x3_wgrad_blk8(const float *x, const float *dy, int n, int ic, int oc, int h, int w, float *acc,
                               float *dw, float *db);
@@ -71,7 +70,6 @@ int loom_k_conv3x3_wgrad_blk8(const float *x, const float *dy, int n, int ic, in
  * layout), then max(0, .) if relu. Overwrites y. AVX2 + FMA code: returns 0
  * and does nothing unless this CPU has them, c is a multiple of 8, k of 16,
  * and h, w are even; else 1. scratch: loom_k_conv3x3_wino_scratch floats. */
-int loom_k_conv3x3_wino_usable(void);
 size_t loom_k_conv3x3_wino_scratch(int c, int k, int w);
 int loom_k_conv3x3_wino_blk8(const float *x, const float *W, const float *bias, const float *add, int relu, float *y,
                              int n, int c, int k, int h, int w, float *scratch);
@@ -165,6 +163,9 @@ void loom_k_batchnorm_bwd(const float *x, const float *dy, float *dx,
 
 /* The machine's physical memory in bytes (0: unknown), for checks before work. */
 double loom_k_memory_bytes(void);
+
+/* Whether this CPU has AVX2 and FMA, which loom's own x86 kernels need (0 on other architectures). */
+int loom_k_avx2_fma(void);
 
 /* ---- structure ---------------------------------------------------------------------- */
 /* y = a + b (residual add); backward: da += dy, db += dy. */

@@ -509,7 +509,7 @@ static int own_wgrad(const loom_exec *e, const loom_conv_shape *cs, const loom_s
     int one = cs->sh <= 1 && cs->sw <= 1 && cs->dh <= 1 && cs->dw <= 1 && cs->groups <= 1;
     return one && cs->kh == 3 && cs->kw == 3 && cs->ph == 1 && cs->pw == 1 && e->block == 8 &&
            xs->lay == LAY_BLOCKED && ys->lay == LAY_BLOCKED && cs->c % 8 == 0 && cs->oc % 16 == 0 &&
-           xs->h == ys->h && xs->w == ys->w && ys->w >= 2 && loom_k_conv3x3_wgrad_usable();
+           xs->h == ys->h && xs->w == ys->w && ys->w >= 2 && loom_k_avx2_fma();
 }
 
 static int conv_bwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t fpd) {
@@ -837,7 +837,7 @@ static int own_wino(const loom_exec *e, int a) {
            xs->lay == LAY_BLOCKED && ys->lay == LAY_BLOCKED &&
            (as->fuse_other < 0 || e->slot[as->fuse_other].lay == LAY_BLOCKED) && cs->c % 8 == 0 &&
            cs->oc % 16 == 0 && xs->h == ys->h && xs->w == ys->w && ys->h % 2 == 0 && ys->w % 2 == 0 &&
-           loom_k_conv3x3_wino_usable();
+           loom_k_avx2_fma();
 }
 
 static int wino_build(loom_exec *e, int a, set *S) {
