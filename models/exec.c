@@ -53,6 +53,26 @@ static int env_choice(int *out) {
     return LOOM_OK;
 }
 
+/* LOOM_WGRAD=loom|onednn and LOOM_WINOGRAD=1|0 (or on/off, yes/no, true/false): whether loom's own 3x3
+ * kernels may run where they fit (exec_dnnl.c). Read whenever an exec is made, whatever its model and
+ * kernels, so that a malformed value is refused everywhere, not only where a layer would use it. */
+static int env_own_kernels(int *wgrad, int *wino) {
+    const char *v = getenv("LOOM_WGRAD");
+    *wgrad = 1, *wino = 1;
+    if (v && *v && strcmp(v, "loom")) {
+        if (strcmp(v, "onednn"))
+            return loom_fail(LOOM_EINVAL, "LOOM_WGRAD=%s: give loom (its own kernel, the default) or onednn", v);
+        *wgrad = 0;
+    }
+    v = getenv("LOOM_WINOGRAD");
+    if (v && *v) {
+        if (!strcmp(v, "0") || !strcmp(v, "off") || !strcmp(v, "no") || !strcmp(v, "false")) *wino = 0;
+        else if (strcmp(v, "1") && strcmp(v, "on") && strcmp(v, "yes") && strcmp(v, "true"))
+            return loom_fail(LOOM_EINVAL, "LOOM_WINOGRAD=%s: give 1 (on, the default) or 0 (off)", v);
+    }
+    return LOOM_OK;
+}
+
 static int use_dnn(void) {
     int k = kernels_choice;
     if (k == LOOM_KERNELS_AUTO && env_choice(&k)) return -1;
@@ -503,11 +523,12 @@ loom_exec *loom_exec_new_flags(loom_graph *g, int max_batch, unsigned flags) {
         loom_fail(LOOM_EINVAL, "loom_exec_new: unknown flags 0x%x", flags);
         return NULL;
     }
-    int dnn = use_dnn();
-    if (dnn < 0) return NULL;
+    int dnn = use_dnn(), own_wgrad, own_wino;
+    if (dnn < 0 || env_own_kernels(&own_wgrad, &own_wino)) return NULL;
     loom_exec *e = calloc(1, sizeof *e);
     if (!e) goto oom;
     e->g = g;
+    e->own_wgrad = own_wgrad, e->own_wino = own_wino;
     e->max_batch = max_batch;
     e->defer = (flags & LOOM_EXEC_DEFER_DENSE) != 0;
     e->unfused = (flags & LOOM_EXEC_UNFUSED) != 0;

@@ -500,12 +500,9 @@ static int elt_fwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t *fp
 
 /* Whether loom's own kernel computes this convolution's weight gradient: a 3x3 one with stride 1, padding 1,
  * one group, on the 8-channel blocks, ic a multiple of 8 and oc of 16, on a CPU with AVX2 and FMA, unless
- * LOOM_WGRAD=onednn asks for oneDNN's (for comparison). -1: LOOM_WGRAD is neither. */
+ * LOOM_WGRAD=onednn asked for oneDNN's (for comparison; exec.c reads it). */
 static int own_wgrad(const loom_exec *e, const loom_conv_shape *cs, const loom_slot *xs, const loom_slot *ys) {
-    const char *v = getenv("LOOM_WGRAD");
-    if (v && *v && strcmp(v, "loom") && strcmp(v, "onednn"))
-        return loom_fail(LOOM_EINVAL, "LOOM_WGRAD=%s: give loom (its own kernel, the default) or onednn", v), -1;
-    if (v && !strcmp(v, "onednn")) return 0;
+    if (!e->own_wgrad) return 0;
     int one = cs->sh <= 1 && cs->sw <= 1 && cs->dh <= 1 && cs->dw <= 1 && cs->groups <= 1;
     return one && cs->kh == 3 && cs->kw == 3 && cs->ph == 1 && cs->pw == 1 && e->block == 8 &&
            xs->lay == LAY_BLOCKED && ys->lay == LAY_BLOCKED && cs->c % 8 == 0 && cs->oc % 16 == 0 &&
@@ -564,9 +561,7 @@ static int conv_bwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t fp
         TRY(make(e, &S->bwd_d, pd), "convolution backward (data)");
     }
     if (!l->frozen) {
-        int own = own_wgrad(e, cs, xs, ys);
-        if (own < 0) return LOOM_ERR;
-        if (own) {
+        if (own_wgrad(e, cs, xs, ys)) {
             size_t b = loom_k_conv3x3_wgrad_scratch(cs->c, cs->oc) * sizeof(float);
             if (!(S->wgbuf = alloc_bytes(e, S, b))) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
             S->own_wgrad = 1;
@@ -819,15 +814,9 @@ static int fold_alloc(loom_exec *e, int i) {
 
 /* Whether loom's Winograd kernel runs the fused inference chain ending at node a: a 3x3 convolution with
  * stride 1, padding 1, one group, even height and width, on the 8-channel blocks (not under AVX-512), c a
- * multiple of 8 and oc of 16, on a CPU with AVX2 and FMA; LOOM_WINOGRAD=0 leaves it to oneDNN. -1: the
- * variable is malformed. */
+ * multiple of 8 and oc of 16, on a CPU with AVX2 and FMA; LOOM_WINOGRAD=0 leaves it to oneDNN (exec.c reads it). */
 static int own_wino(const loom_exec *e, int a) {
-    const char *v = getenv("LOOM_WINOGRAD");
-    if (v && *v) {
-        if (!strcmp(v, "0") || !strcmp(v, "off") || !strcmp(v, "no") || !strcmp(v, "false")) return 0;
-        if (strcmp(v, "1") && strcmp(v, "on") && strcmp(v, "yes") && strcmp(v, "true"))
-            return loom_fail(LOOM_EINVAL, "LOOM_WINOGRAD=%s: give 1 (on, the default) or 0 (off)", v), -1;
-    }
+    if (!e->own_wino) return 0;
     const loom_step *as = &e->step[a];
     int i = as->fuse_conv;
     const loom_conv_shape *cs = &e->g->nodes[i].a.conv;
@@ -942,8 +931,7 @@ int loom_dnn_fused_forward(loom_exec *e, int a, int n) {
     const loom_step *as = &e->step[a];
     set *S = get_set(e, as->fuse_conv, n);
     if (!S->fuse.p && !S->own_wino) {
-        int own = own_wino(e, a);
-        rc = own < 0 ? LOOM_ERR : own ? wino_build(e, a, S) : fused_build(e, a, S);
+        rc = own_wino(e, a) ? wino_build(e, a, S) : fused_build(e, a, S);
     }
     if (rc == LOOM_OK) {
         fold_weights(e, a);
@@ -1099,9 +1087,7 @@ int loom_dnn_init(loom_exec *e) {
         loom_step *as = &e->step[a];
         if (!as->fuse_conv) continue;
         set *S = get_set(e, as->fuse_conv, e->max_batch);
-        int own = own_wino(e, a);
-        if (own < 0) rc = LOOM_ERR;
-        if (own < 0 || (own ? wino_build(e, a, S) : fused_build(e, a, S)) == LOOM_OK) continue;
+        if ((own_wino(e, a) ? wino_build(e, a, S) : fused_build(e, a, S)) == LOOM_OK) continue;
         call_free(&S->fuse);
         call_free(&S->wre_fuse);
         for (int q = 1; q < a; q++)

@@ -64,6 +64,7 @@ struct loom_exec {
     int max_batch;
     int dnn;               /* oneDNN kernels (else the portable ones) */
     int block;             /* channels per group of the blocked layout (0: portable) */
+    int own_wgrad, own_wino; /* loom's own 3x3 kernels allowed (LOOM_WGRAD, LOOM_WINOGRAD; exec_dnnl.c decides where) */
     loom_step *step;       /* per node */
     loom_slot *slot;
     int nslot, output;     /* output: the slot holding the (plain) output */

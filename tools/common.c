@@ -44,9 +44,11 @@ int check_threads(const char *cmd, long threads) {
         return -1;
     }
     if (threads > cores)
-        printf("warning: --threads %ld on %ld core%s: threads will wait for cores (expect it slower than --threads "
-               "%ld)\n",
-               threads, cores, plural(cores), cores);
+        /* on standard error: standard output may be the data (predict --out -) */
+        fprintf(stderr,
+                "warning: --threads %ld on %ld core%s: threads will wait for cores (expect it slower than --threads "
+                "%ld)\n",
+                threads, cores, plural(cores), cores);
     return 0;
 }
 

@@ -126,23 +126,24 @@ export LOOM_TAILS=off
 run train --data d/train.csv --epochs 1 --threads 2 --batch 64 --quiet
 expect "LOOM_TAILS=off trains" 0 "final"
 unset LOOM_TAILS
-# which kernel computes the 3x3 weight gradients: loom's own, oneDNN's, or refused (read where a
-# convolution's backward is planned, so on the oneDNN path only)
-B="bench --model minivgg --input 3x16x16 --classes 3 --batch 8 --threads 1 --steps 1 --warmup 0 --infer-steps 1"
-if "$LOOM" $B --layers 2>&1 | grep -q "(onednn"; then
+# loom's own 3x3 kernels: on, off, or refused, for any model (LeNet-5 has no 3x3 convolution, and
+# the portable kernels none of oneDNN's) and before any data is read
+run train --data d/train.csv --epochs 1 --checkpoint ckw --quiet
+expect "a checkpoint to predict with" 0
+for k in "" "LOOM_KERNELS=portable"; do
     export LOOM_WGRAD=maybe
-    run $B
-    expect "LOOM_WGRAD takes loom or onednn" 1 "LOOM_WGRAD=maybe: give loom (its own kernel, the default) or onednn"
-    export LOOM_WGRAD=onednn
-    run $B
-    expect "LOOM_WGRAD=onednn runs" 0 "infer img/s"
+    env $k "$LOOM" train --data d/train.csv --epochs 1 --quiet >"$T/.out" 2>"$T/.err"; rc=$?; out=$(cat "$T/.out"); err=$(cat "$T/.err")
+    expect "LOOM_WGRAD takes loom or onednn ($k)" 1 "LOOM_WGRAD=maybe: give loom (its own kernel, the default) or onednn"
+    lacks "nothing trained ($k)" "epoch 1"
     unset LOOM_WGRAD
     export LOOM_WINOGRAD=maybe
-    run $B
-    expect "LOOM_WINOGRAD takes 1 or 0" 1 "LOOM_WINOGRAD=maybe: give 1 (on, the default) or 0 (off)"
-    export LOOM_WINOGRAD=off
-    run $B
-    expect "LOOM_WINOGRAD=off runs" 0 "infer img/s"
+    env $k "$LOOM" predict ckw/best.safetensors --data d/test.csv --out /dev/null >"$T/.out" 2>"$T/.err"; rc=$?; out=$(cat "$T/.out"); err=$(cat "$T/.err")
+    expect "LOOM_WINOGRAD takes 1 or 0 ($k)" 1 "LOOM_WINOGRAD=maybe: give 1 (on, the default) or 0 (off)"
     unset LOOM_WINOGRAD
-fi
+done
+B="bench --model minivgg --input 3x16x16 --classes 3 --batch 8 --threads 1 --steps 1 --warmup 0 --infer-steps 1"
+LOOM_WGRAD=onednn run $B
+expect "LOOM_WGRAD=onednn runs" 0 "infer img/s"
+LOOM_WINOGRAD=off run $B
+expect "LOOM_WINOGRAD=off runs" 0 "infer img/s"
 finish

@@ -20,6 +20,12 @@ check "its target got the predictions" grep -q '^ImageId,Label$' target.csv
 run predict ck/best.safetensors --data d/test.csv --out -
 expect "--out - is standard output" 0 "ImageId,Label"
 check "and no file named -" [ ! -e ./- ]
+# warnings go to standard error, never into the data on standard output
+cores=$(nproc)
+run predict ck/best.safetensors --data d/test.csv --out - --threads $((cores + 1))
+expect "--out - with more threads than cores" 0 "warning: --threads"
+check "standard output is the CSV alone" [ "$(printf '%s\n' "$out" | head -1)" = "ImageId,Label" ]
+check "with all 30 rows" [ "$(printf '%s\n' "$out" | wc -l)" = 31 ]
 run predict ck/best.safetensors --data d/test.csv --out ck/best.safetensors
 expect "predict over its checkpoint" 2 "--out ck/best.safetensors is ck/best.safetensors"
 run predict ck/best.safetensors --data d/test.csv --out d/test.csv
