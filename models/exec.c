@@ -597,6 +597,8 @@ int loom_exec_fusions(const loom_exec *e) {
     return k;
 }
 
+int loom_exec_winograd(const loom_exec *e) { return e && e->dnn ? loom_dnn_winograd(e) : 0; }
+
 size_t loom_exec_bytes(const loom_exec *e) {
     return (e->arena_len + e->garena_len + e->g->n_params) * sizeof(float) + e->barena_len +
            (e->dnn ? loom_dnn_extra_bytes(e) : 0);

@@ -38,7 +38,18 @@ int loom_dnn_probe(const loom_exec *e, int i, const loom_slot *in, int out_lay, 
     return 0;
 }
 size_t loom_dnn_extra_bytes(const loom_exec *e) { (void)e; return 0; }
+int loom_dnn_winograd(const loom_exec *e) {
+    int count = 0;
+    for (int a = 1; e->dn && a < e->g->n; a++) {
+        int i = e->step[a].fuse_conv, on = 0;
+        for (int k = 0; i > 0 && k < NSETS; k++) on |= e->dn->node[i].s[k].own_wino;
+        count += on;
+    }
+    return count;
+}
+
 const char *loom_dnn_impl(const loom_exec *e, int i) { (void)e, (void)i; return NULL; }
+int loom_dnn_winograd(const loom_exec *e) { (void)e; return 0; }
 int loom_dnn_fused_forward(loom_exec *e, int a, int n) {
     (void)e, (void)a, (void)n;
     return loom_fail(LOOM_EUNSUPPORTED, "%s", loom_dnn_isa());
@@ -1120,6 +1131,16 @@ void loom_dnn_free(loom_exec *e) {
 }
 
 size_t loom_dnn_extra_bytes(const loom_exec *e) { return e->dn ? e->dn->extra : 0; }
+
+int loom_dnn_winograd(const loom_exec *e) {
+    int count = 0;
+    for (int a = 1; e->dn && a < e->g->n; a++) {
+        int i = e->step[a].fuse_conv, on = 0;
+        for (int k = 0; i > 0 && k < NSETS; k++) on |= e->dn->node[i].s[k].own_wino;
+        count += on;
+    }
+    return count;
+}
 
 const char *loom_dnn_impl(const loom_exec *e, int i) {
     if (!e->dn || i < 0 || i >= e->g->n) return NULL;

@@ -118,5 +118,6 @@ int loom_dnn_fused_forward(loom_exec *e, int a, int n);
 size_t loom_dnn_extra_bytes(const loom_exec *e);
 /* The implementation oneDNN chose for node i's forward ("jit:avx2", ...), or NULL. */
 const char *loom_dnn_impl(const loom_exec *e, int i);
+int loom_dnn_winograd(const loom_exec *e);
 
 #endif

@@ -416,8 +416,10 @@ static int profile_layers(bench *b, const synthetic *s) {
     }
     tinf = (loom_seconds() - t0) / b->steps;
     printf("inference forward of the shard: %.3f ms (training forward %.3f ms); %d convolution%s run with the batch "
-           "norm, addition and ReLU after them fused in\n",
+           "norm, addition and ReLU after them fused in",
            tinf * 1e3, tf * 1e3, loom_exec_fusions(e), plural(loom_exec_fusions(e)));
+    if (loom_exec_winograd(e)) printf(", %d of them by loom's Winograd F(2x2, 3x3)", loom_exec_winograd(e));
+    printf("\n");
     rc = 0;
 out:
     if (rc) fprintf(stderr, "loom bench: %s\n", loom_error());

@@ -58,6 +58,8 @@ enum { LOOM_EXEC_DEFER_DENSE = 1, LOOM_EXEC_UNFUSED = 2 };
 loom_exec *loom_exec_new_flags(loom_graph *g, int max_batch, unsigned flags);
 /* How many convolutions an inference forward runs with what follows them fused in. */
 int loom_exec_fusions(const loom_exec *e);
+/* Of those, how many run on loom's own Winograd kernel (AVX2; LOOM_WINOGRAD). */
+int loom_exec_winograd(const loom_exec *e);
 /* Whether backward leaves layer i's weight gradient to loom_exec_dense_weight_grad. */
 int loom_exec_defers(const loom_exec *e, loom_node i);
 /* The block [r0, r1) x [c0, c1) of dense layer i's weight gradient summed

@@ -146,4 +146,12 @@ LOOM_WGRAD=onednn run $B
 expect "LOOM_WGRAD=onednn runs" 0 "infer img/s"
 LOOM_WINOGRAD=off run $B
 expect "LOOM_WINOGRAD=off runs" 0 "infer img/s"
+# bench --layers says which layers run on them (where oneDNN runs AVX2 code: not on AVX-512 machines)
+run $B --layers
+if printf '%s' "$out" | grep -q "(onednn avx2)"; then
+    expect "bench --layers names the own kernels" 0 "+loom dW" "3 of them by loom's Winograd F(2x2, 3x3)"
+    LOOM_WGRAD=onednn LOOM_WINOGRAD=0 run $B --layers
+    lacks "and not when they are off" "+loom dW"
+    lacks "nor Winograd" "Winograd"
+fi
 finish
