@@ -38,16 +38,6 @@ int loom_dnn_probe(const loom_exec *e, int i, const loom_slot *in, int out_lay, 
     return 0;
 }
 size_t loom_dnn_extra_bytes(const loom_exec *e) { (void)e; return 0; }
-int loom_dnn_winograd(const loom_exec *e) {
-    int count = 0;
-    for (int a = 1; e->dn && a < e->g->n; a++) {
-        int i = e->step[a].fuse_conv, on = 0;
-        for (int k = 0; i > 0 && k < NSETS; k++) on |= e->dn->node[i].s[k].own_wino;
-        count += on;
-    }
-    return count;
-}
-
 const char *loom_dnn_impl(const loom_exec *e, int i) { (void)e, (void)i; return NULL; }
 int loom_dnn_winograd(const loom_exec *e) { (void)e; return 0; }
 int loom_dnn_fused_forward(loom_exec *e, int a, int n) {
@@ -808,10 +798,6 @@ static set *get_set(loom_exec *e, int i, int n) {
 
 /* ---- inference: a convolution with what follows it folded in (exec.c, plan_fusions) ---- */
 
-/* The fused primitive of anchor a for S->n samples, in conv i's set S: the
- * batch norm folded into the weights and bias (fold_weights), the addition a
- * binary post-op reading the other tensor where it lies, the ReLU an
- * eltwise post-op. */
 /* the buffer of a fused conv's folded weights and bias */
 static int fold_alloc(loom_exec *e, int i) {
     node_state *ns = &e->dn->node[i];
@@ -863,6 +849,10 @@ static int wino_run(loom_exec *e, int a, int n, set *S) {
     return LOOM_OK;
 }
 
+/* The fused primitive of anchor a for S->n samples, in conv i's set S: the
+ * batch norm folded into the weights and bias (fold_weights), the addition a
+ * binary post-op reading the other tensor where it lies, the ReLU an
+ * eltwise post-op. */
 static int fused_build(loom_exec *e, int a, set *S) {
     const loom_step *as = &e->step[a];
     int i = as->fuse_conv, n = S->n;

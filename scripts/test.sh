@@ -4,7 +4,9 @@
 #   2. clang, the same (clang's UBSan catches what gcc's does not, e.g. NULL + 0);
 #   3. ThreadSanitizer: the threaded tests;
 #   4. Open MPI (-DLOOM_MPI=ON), ASan + UBSan: training under mpirun on this machine;
-#   5. libFuzzer (scripts/fuzz.sh): every reader 20 s, committed findings replayed.
+#   5. without oneDNN (-DLOOM_ONEDNN=OFF), gcc, ASan + UBSan: the kernel tests and the zoo, so the
+#      portable-only build keeps compiling and working;
+#   6. libFuzzer (scripts/fuzz.sh): every reader 20 s, committed findings replayed.
 # The closing line counts passed, failed and skipped tests over all runs; a
 # skipped test is never counted as passed.
 set -euo pipefail
@@ -38,7 +40,11 @@ LOOM_CMAKE_EXTRA="-DLOOM_MPI=ON" ASAN_OPTIONS=detect_leaks=0 \
     run_suite "Open MPI, ASan + UBSan (mpirun, 2-4 ranks on this machine)" build-mpi gcc address,undefined \
     "loom test_mpi" -L mpi
 
-# 5. libFuzzer over every reader, a short budget each; every committed finding replayed first
+nodnn="test_kernels_conv test_conv3x3 test_zoo test_graph"
+LOOM_CMAKE_EXTRA="-DLOOM_ONEDNN=OFF" \
+    run_suite "without oneDNN, ASan + UBSan" build-nodnn gcc address,undefined "loom $nodnn" -R "^(${nodnn// /|})\$"
+
+# 6. libFuzzer over every reader, a short budget each; every committed finding replayed first
 echo "== libFuzzer (clang, ASan + UBSan): 20 s per target"
 if scripts/fuzz.sh all 20 | tee -a "$log"; then
   echo "100% tests passed, 0 tests failed out of 1" >>"$log"
