@@ -2,11 +2,14 @@
  * strtod/strtol convert what is known to be plain decimal. */
 #include "kernels/parse.h"
 
+#include "loom/error.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static int digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -55,4 +58,16 @@ int loom_parse_double_n(const char *s, int n, double lo, double hi, double *out)
 
 int loom_parse_double(const char *s, double lo, double hi, double *out) {
     return loom_parse_double_n(s, s ? (int)strlen(s) : 0, lo, hi, out);
+}
+
+int loom_env_switch(const char *name, int *on) {
+    const char *v = getenv(name);
+    *on = 1;
+    if (!v || !*v) return LOOM_OK;
+    static const char *yes[] = {"1", "on", "yes", "true"}, *no[] = {"0", "off", "no", "false"};
+    for (int k = 0; k < 4; k++) {
+        if (!strcasecmp(v, yes[k])) return LOOM_OK;
+        if (!strcasecmp(v, no[k])) return *on = 0, LOOM_OK;
+    }
+    return loom_fail(LOOM_EINVAL, "%s=%s: give 1 (on, the default) or 0 (off)", name, v);
 }

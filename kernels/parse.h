@@ -13,4 +13,9 @@ int loom_parse_double(const char *s, double lo, double hi, double *out);
 /* The same for the first n bytes of s (a field inside a longer spec). */
 int loom_parse_double_n(const char *s, int n, double lo, double hi, double *out);
 
+/* An on/off switch in the environment (LOOM_TAILS, LOOM_OVERLAP, LOOM_WINOGRAD): unset or empty is on,
+ * 1/on/yes/true and 0/off/no/false (any case) set *on; anything else fails (loom_fail, LOOM_EINVAL) with
+ * "NAME=VALUE: give 1 (on, the default) or 0 (off)" and leaves *on at 1. */
+int loom_env_switch(const char *name, int *on);
+
 #endif

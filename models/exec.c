@@ -26,6 +26,7 @@
 
 #include "kernels/clock.h"
 #include "kernels/kernels.h"
+#include "kernels/parse.h"
 #include "kernels/rng.h"
 #include "loom/error.h"
 
@@ -53,7 +54,7 @@ static int env_choice(int *out) {
     return LOOM_OK;
 }
 
-/* LOOM_WGRAD=loom|onednn and LOOM_WINOGRAD=1|0 (or on/off, yes/no, true/false): whether loom's own 3x3
+/* LOOM_WGRAD=loom|onednn and the switch LOOM_WINOGRAD (kernels/parse.h): whether loom's own 3x3
  * kernels may run where they fit (exec_dnnl.c). Read whenever an exec is made, whatever its model and
  * kernels, so that a malformed value is refused everywhere, not only where a layer would use it. */
 static int env_own_kernels(int *wgrad, int *wino) {
@@ -64,13 +65,7 @@ static int env_own_kernels(int *wgrad, int *wino) {
             return loom_fail(LOOM_EINVAL, "LOOM_WGRAD=%s: give loom (its own kernel, the default) or onednn", v);
         *wgrad = 0;
     }
-    v = getenv("LOOM_WINOGRAD");
-    if (v && *v) {
-        if (!strcmp(v, "0") || !strcmp(v, "off") || !strcmp(v, "no") || !strcmp(v, "false")) *wino = 0;
-        else if (strcmp(v, "1") && strcmp(v, "on") && strcmp(v, "yes") && strcmp(v, "true"))
-            return loom_fail(LOOM_EINVAL, "LOOM_WINOGRAD=%s: give 1 (on, the default) or 0 (off)", v);
-    }
-    return LOOM_OK;
+    return loom_env_switch("LOOM_WINOGRAD", wino);
 }
 
 static int use_dnn(void) {

@@ -499,15 +499,20 @@ static int elt_fwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t *fp
 
 /* ---- backward primitives per layer ---------------------------------------------------------- */
 
-/* Whether loom's own kernel computes this convolution's weight gradient: a 3x3 one with stride 1, padding 1,
- * one group, on the 8-channel blocks, ic a multiple of 8 and oc of 16, on a CPU with AVX2 and FMA, unless
+/* What both of loom's own 3x3 kernels need (kernels/conv3x3_*.c): stride 1, padding 1, no dilation, one
+ * group, input and output on the 8-channel blocks (not under AVX-512, where oneDNN's own code is better),
+ * c a multiple of 8 and oc of 16, and a CPU with AVX2 and FMA. */
+static int own_3x3(const loom_exec *e, const loom_conv_shape *cs, const loom_slot *xs, const loom_slot *ys) {
+    return cs->kh == 3 && cs->kw == 3 && cs->sh <= 1 && cs->sw <= 1 && cs->dh <= 1 && cs->dw <= 1 &&
+           cs->groups <= 1 && cs->ph == 1 && cs->pw == 1 && e->block == 8 && xs->lay == LAY_BLOCKED &&
+           ys->lay == LAY_BLOCKED && cs->c % 8 == 0 && cs->oc % 16 == 0 && xs->h == ys->h && xs->w == ys->w &&
+           loom_k_avx2_fma();
+}
+
+/* Whether loom's own kernel computes this convolution's weight gradient (a width of 2 or more), unless
  * LOOM_WGRAD=onednn asked for oneDNN's (for comparison; exec.c reads it). */
 static int own_wgrad(const loom_exec *e, const loom_conv_shape *cs, const loom_slot *xs, const loom_slot *ys) {
-    if (!e->own_wgrad) return 0;
-    int one = cs->sh <= 1 && cs->sw <= 1 && cs->dh <= 1 && cs->dw <= 1 && cs->groups <= 1;
-    return one && cs->kh == 3 && cs->kw == 3 && cs->ph == 1 && cs->pw == 1 && e->block == 8 &&
-           xs->lay == LAY_BLOCKED && ys->lay == LAY_BLOCKED && cs->c % 8 == 0 && cs->oc % 16 == 0 &&
-           xs->h == ys->h && xs->w == ys->w && ys->w >= 2 && loom_k_avx2_fma();
+    return e->own_wgrad && own_3x3(e, cs, xs, ys) && ys->w >= 2;
 }
 
 static int conv_bwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t fpd) {
@@ -809,21 +814,14 @@ static int fold_alloc(loom_exec *e, int i) {
     return LOOM_OK;
 }
 
-/* Whether loom's Winograd kernel runs the fused inference chain ending at node a: a 3x3 convolution with
- * stride 1, padding 1, one group, even height and width, on the 8-channel blocks (not under AVX-512), c a
- * multiple of 8 and oc of 16, on a CPU with AVX2 and FMA; LOOM_WINOGRAD=0 leaves it to oneDNN (exec.c reads it). */
+/* Whether loom's Winograd kernel runs the fused inference chain ending at node a (even height and width,
+ * an added tensor on the blocks too); LOOM_WINOGRAD=0 leaves it to oneDNN (exec.c reads it). */
 static int own_wino(const loom_exec *e, int a) {
-    if (!e->own_wino) return 0;
     const loom_step *as = &e->step[a];
     int i = as->fuse_conv;
-    const loom_conv_shape *cs = &e->g->nodes[i].a.conv;
-    const loom_slot *xs = &e->slot[e->step[i].in[0]], *ys = &e->slot[as->out];
-    int one = cs->sh <= 1 && cs->sw <= 1 && cs->dh <= 1 && cs->dw <= 1 && cs->groups <= 1;
-    return one && cs->kh == 3 && cs->kw == 3 && cs->ph == 1 && cs->pw == 1 && e->block == 8 &&
-           xs->lay == LAY_BLOCKED && ys->lay == LAY_BLOCKED &&
-           (as->fuse_other < 0 || e->slot[as->fuse_other].lay == LAY_BLOCKED) && cs->c % 8 == 0 &&
-           cs->oc % 16 == 0 && xs->h == ys->h && xs->w == ys->w && ys->h % 2 == 0 && ys->w % 2 == 0 &&
-           loom_k_avx2_fma();
+    const loom_slot *ys = &e->slot[as->out];
+    return e->own_wino && own_3x3(e, &e->g->nodes[i].a.conv, &e->slot[e->step[i].in[0]], ys) &&
+           ys->h % 2 == 0 && ys->w % 2 == 0 && (as->fuse_other < 0 || e->slot[as->fuse_other].lay == LAY_BLOCKED);
 }
 
 static int wino_build(loom_exec *e, int a, set *S) {

@@ -14,6 +14,7 @@
 
 #include "loom/error.h"
 #include "kernels/kernels.h"
+#include "kernels/parse.h"
 #include "runtime/pool.h"
 #include "kernels/rng.h"
 #include "kernels/clock.h"
@@ -292,20 +293,6 @@ static int start_comm(loom_trainer *t) {
     return LOOM_OK;
 }
 
-/* An on/off switch from the environment (LOOM_TAILS, LOOM_OVERLAP): unset is on; 1/on/yes/true and
- * 0/off/no/false; anything else is refused rather than read as either. LOOM_OK or LOOM_ERR. */
-static int env_switch(const char *name, int *on) {
-    const char *v = getenv(name);
-    *on = 1;
-    if (!v) return LOOM_OK;
-    static const char *yes[] = {"1", "on", "yes", "true"}, *no[] = {"0", "off", "no", "false"};
-    for (int k = 0; k < 4; k++) {
-        if (!strcasecmp(v, yes[k])) return LOOM_OK;
-        if (!strcasecmp(v, no[k])) return *on = 0, LOOM_OK;
-    }
-    return loom_fail(LOOM_EINVAL, "trainer: %s=%s: give 1 (on, the default) or 0 (off)", name, v);
-}
-
 loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     if (check_opts(g, o)) return NULL;
     loom_trainer *t = calloc(1, sizeof *t);
@@ -320,7 +307,7 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     }
     t->R = loom_dist_size(o->dist), t->rank = loom_dist_rank(o->dist);
     int tails, overlap_ok;
-    if (env_switch("LOOM_TAILS", &tails) || env_switch("LOOM_OVERLAP", &overlap_ok)) {
+    if (loom_env_switch("LOOM_TAILS", &tails) || loom_env_switch("LOOM_OVERLAP", &overlap_ok)) {
         free(t);
         return NULL;
     }

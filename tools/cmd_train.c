@@ -638,8 +638,8 @@ static int check_classes(const loom_dataset *ds, const char *what) {
         return EXIT_FAILED;
     }
     if (empty)
-        fprintf(stderr, "warning: %s: %d of %d classes have no training samples (%s%s): the model cannot learn them\n", what,
-               empty, ds->num_classes, list, empty > 8 ? ", ..." : "");
+        fprintf(stderr, "warning: %s: %d of %d classes have no training samples (%s%s): the model cannot learn them\n",
+                what, empty, ds->num_classes, list, empty > 8 ? ", ..." : "");
     return 0;
 }
 
@@ -1147,9 +1147,10 @@ static int on_epoch(const loom_epoch_metrics *m, const loom_fit_state *st, void 
         const loom_epoch_metrics *p = &r->run.hist[n - 2];
         r->rising = m->val_loss >= 0 && m->val_loss > p->val_loss && m->train_loss < p->train_loss ? r->rising + 1 : 0;
         if (r->rising >= 3)
-            fprintf(stderr, "warning: validation loss has risen for %d epochs while training loss fell: overfitting (more "
-                   "augmentation, dropout or weight decay, or --early-stop, may help)\n",
-                   r->rising);
+            fprintf(stderr,
+                    "warning: validation loss has risen for %d epochs while training loss fell: overfitting (more "
+                    "augmentation, dropout or weight decay, or --early-stop, may help)\n",
+                    r->rising);
     }
     if (r->ckd && loom_ckdir_commit(r->ckd, save_to, r, st->best_epoch == m->epoch)) {
         say("--checkpoint: %s", loom_error());
@@ -1318,9 +1319,10 @@ static int report(train_run *r) {
         const loom_epoch_metrics *m = &r->run.hist[r->run.nhist - 1];
         double acc = r->val ? m->val_acc : m->train_acc, chance = 1.0 / r->run.side.classes;
         if (acc <= 1.5 * chance)
-            fprintf(stderr, "warning: %.2f%% is near chance level for %d classes (%.2f%%): the model has learned nothing yet (a "
-                   "learning rate too high or too low? too few epochs?)\n",
-                   100 * acc, r->run.side.classes, 100 * chance);
+            fprintf(stderr,
+                    "warning: %.2f%% is near chance level for %d classes (%.2f%%): the model has learned nothing yet (a "
+                    "learning rate too high or too low? too few epochs?)\n",
+                    100 * acc, r->run.side.classes, 100 * chance);
     }
     if (r->ran && r->ckd) {
         if (r->st.best_epoch > 0)
