@@ -164,6 +164,13 @@ void loom_k_batchnorm_bwd(const float *x, const float *dy, float *dx,
 /* The machine's physical memory in bytes (0: unknown), for checks before work. */
 double loom_k_memory_bytes(void);
 
+/* `count` values of `size` bytes, zeroed, 64-byte aligned; NULL when memory is short or the product
+ * overflows. Release with loom_k_big_free (not free). Buffers of 4 MiB and more are mapped on a
+ * 2 MiB boundary with Linux's transparent huge pages asked for (fewer page walks while layers
+ * stream through activations), and their pages become resident only when written. */
+void *loom_k_big_alloc(size_t count, size_t size);
+void loom_k_big_free(void *p);
+
 /* Whether this CPU has AVX2 and FMA, which loom's own x86 kernels need (0 on other architectures). */
 int loom_k_avx2_fma(void);
 

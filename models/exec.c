@@ -465,8 +465,8 @@ static int allocate(loom_exec *e) {
                                       "smaller images", g->name, B, need / 1e9, ram / 1e9);
         return 2;
     }
-    e->arena = malloc(fl * sizeof(float));
-    e->garena = malloc((e->garena_len + 1) * sizeof(float));
+    e->arena = loom_k_big_alloc(fl, sizeof(float));
+    e->garena = loom_k_big_alloc(e->garena_len + 1, sizeof(float));
     e->iarena = malloc((il + 1) * sizeof(int32_t));
     e->barena = malloc(bl + 1);
     e->mask = calloc((size_t)g->n, sizeof *e->mask);
@@ -474,8 +474,7 @@ static int allocate(loom_exec *e) {
     /* apart, and zeroed by calloc: pages of deferred weight gradients are never touched */
     e->pgrad = calloc(g->n_params + 1, sizeof(float));
     if (!e->pgrad || !e->arena || !e->garena || !e->iarena || !e->barena || !e->mask || !e->argmax) return LOOM_ERR;
-    memset(e->arena, 0, fl * sizeof(float));
-    memset(e->garena, 0, (e->garena_len + 1) * sizeof(float));
+    /* both zero already (loom_k_big_alloc): pages no layer uses never become resident */
     e->arena_len = fl;
     e->barena_len = bl;
     float *p = e->arena;
@@ -550,8 +549,8 @@ void loom_exec_free(loom_exec *e) {
     free(e->conv);
     free(e->mask);
     free(e->argmax);
-    free(e->arena);
-    free(e->garena);
+    loom_k_big_free(e->arena);
+    loom_k_big_free(e->garena);
     free(e->iarena);
     free(e->barena);
     free(e->pgrad);

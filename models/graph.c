@@ -34,7 +34,7 @@ loom_graph *loom_graph_new(const char *name) {
 void loom_graph_free(loom_graph *g) {
     if (!g) return;
     free(g->nodes);
-    free(g->params);
+    loom_k_big_free(g->params);
     free(g->buffers);
     free(g);
 }
@@ -518,12 +518,12 @@ int loom_graph_finish(loom_graph *g, uint64_t seed) {
         po += l->param_count;
         bo += l->buf_count;
     }
-    free(g->params);
+    loom_k_big_free(g->params);
     free(g->buffers);
     g->n_params = po;
     g->n_buffers = bo;
     /* one spare float so an empty model still has valid pointers */
-    g->params = calloc(po + 1, sizeof(float));
+    g->params = loom_k_big_alloc(po + 1, sizeof(float));
     g->buffers = calloc(bo + 1, sizeof(float));
     if (!g->params || !g->buffers)
         return loom_fail(LOOM_ENOMEM, "%s: out of memory for %zu parameters", g->name, po);

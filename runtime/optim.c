@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "loom/error.h"
 
 struct loom_optim {
@@ -51,7 +52,7 @@ loom_optim *loom_optim_new(const loom_optim_cfg *cfg, size_t n) {
     default: o->nstate = 2; break;
     }
     for (int k = 0; k < o->nstate; k++) {
-        o->state[k] = calloc(n + 1, sizeof(float));
+        o->state[k] = loom_k_big_alloc(n + 1, sizeof(float));
         if (!o->state[k]) {
             loom_optim_free(o);
             loom_fail(LOOM_ENOMEM, "optimizer: out of memory for %zu state values", n);
@@ -64,8 +65,8 @@ loom_optim *loom_optim_new(const loom_optim_cfg *cfg, size_t n) {
 
 void loom_optim_free(loom_optim *o) {
     if (!o) return;
-    free(o->state[0]);
-    free(o->state[1]);
+    loom_k_big_free(o->state[0]);
+    loom_k_big_free(o->state[1]);
     free(o);
 }
 

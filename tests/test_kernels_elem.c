@@ -3,6 +3,8 @@
  * differences of L = sum(y * r) with a fixed random r, and every backward
  * checked to ACCUMULATE into its gradients rather than overwrite them. */
 #include "check.h"
+
+#include <stdint.h>
 #include "kernels/kernels.h"
 #include "kernels/rng.h"
 
@@ -569,7 +571,32 @@ static void test_argmax(void) {
     CHECK(loom_k_argmax(neg, 3) == 1, "argmax of negatives");
 }
 
+/* ---- big buffers ---------------------------------------------------------- */
+
+static void test_big_buffers(void) {
+    size_t sizes[] = {0, 1, 100, 4u << 20, (4u << 20) + 12345, 9u << 20};
+    for (int round = 0; round < 2; round++) /* the second round may get the first one's memory back */
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+            size_t n = sizes[i];
+            unsigned char *p = loom_k_big_alloc(n, 1);
+            CHECK(p && (uintptr_t)p % 64 == 0, "big_alloc(%zu): %p is not 64-byte aligned", n, (void *)p);
+            size_t nonzero = 0;
+            for (size_t k = 0; p && k < n; k++) nonzero += p[k] != 0;
+            CHECK(nonzero == 0, "big_alloc(%zu): %zu bytes not zero", n, nonzero);
+            if (p && n) memset(p, 0xab, n); /* all of it writable (AddressSanitizer watches the end) */
+            loom_k_big_free(p);
+            float *f = loom_k_big_alloc(n / 4 + 1, sizeof(float));
+            CHECK(f != NULL, "big_alloc(%zu floats) failed", n / 4 + 1);
+            if (f) f[n / 4] = 1.0f;
+            loom_k_big_free(f);
+        }
+    loom_k_big_free(NULL);
+    CHECK(loom_k_big_alloc((size_t)-1 / 2, 4) == NULL, "big_alloc: an overflowing count was not refused");
+    CHECK(loom_k_big_alloc(1, (size_t)-1 - 100) == NULL, "big_alloc: a size near SIZE_MAX was not refused");
+}
+
 int main(void) {
+    test_big_buffers();
     test_activation_values();
     grad_unary("relu dx", loom_k_relu_fwd, relu_bwd, 1);
     grad_unary("leaky relu dx", lrelu_fwd, lrelu_bwd, 1);
