@@ -399,8 +399,10 @@ static int profile_layers(bench *b, const synthetic *s) {
         tf += f, tb += bw, flops += ff + bf;
         char shape[32], gf[16] = "-", gb[16] = "-";
         snprintf(shape, sizeof shape, l->h * l->w > 1 ? "%dx%dx%d" : "%d", l->c, l->h, l->w);
-        if (ff > 0 && f > 0) snprintf(gf, sizeof gf, "%.1f", ff / f / 1e9);
-        if (bf > 0 && bw > 0) snprintf(gb, sizeof gb, "%.1f", bf / bw / 1e9);
+        /* a layer fused into the one before has no time of its own: no rate to show */
+        int fused = !strcmp(loom_exec_layer_impl(e, i), "(fused)");
+        if (ff > 0 && f > 0 && !fused) snprintf(gf, sizeof gf, "%.1f", ff / f / 1e9);
+        if (bf > 0 && bw > 0 && !fused) snprintf(gb, sizeof gb, "%.1f", bf / bw / 1e9);
         printf("%-14.14s %-11s %-12s %-20.20s %9.3f %9.3f %8s %8s %5.1f%%\n", l->name, loom_op_name(l->op), shape,
                loom_exec_layer_impl(e, i), f * 1e3, bw * 1e3, gf, gb, 100 * (f + bw) * b->steps / total);
     }

@@ -386,7 +386,7 @@ static int settings(train_run *r) {
     r->vsplit = -1, r->skip_limit = -1, r->progress_every = 10;
     if (cli_int("train", o, "epochs", 1, MAX_EPOCHS, &r->epochs) ||
         cli_int("train", o, "stop-after", 1, MAX_EPOCHS, &r->stop_after) ||
-        cli_int("train", o, "batch", 1, 65536, &r->batch) || cli_int("train", o, "threads", 0, 1024, &r->threads) ||
+        cli_int("train", o, "batch", 1, 65536, &r->batch) || cli_int("train", o, "threads", 0, 1 << 20, &r->threads) ||
         cli_int("train", o, "loader-threads", 1, 64, &r->lthreads) ||
         cli_int("train", o, "seed", 0, 0x7fffffffL, &r->seed) ||
         cli_int("train", o, "early-stop", 0, MAX_EPOCHS, &r->early) ||

@@ -37,6 +37,11 @@ run train --augment rotate=500 --data d/train.csv
 expect "a bad augmentation" 2 "--augment:"
 run train --threads 1000 --data d/train.csv
 expect "absurd --threads" 2 "more than" "only make it slower"
+run train --threads 100000 --data d/train.csv
+expect "huge --threads: the real bound and its reason" 2 "more than" "only make it slower"
+lacks "huge --threads: no range the next check contradicts" "0..1024"
+run predict --threads 100000 --data d/train.csv x.ckpt
+expect "huge predict --threads" 2 "more than"
 run train --plot c.jpg --data d/train.csv
 expect "a plot that is neither PNG nor SVG" 2 "written as .png or .svg"
 run train --skip-bad=lots --data d/train.csv
