@@ -44,8 +44,7 @@ static int session_open(const char *cmd, session *s, const char *ckpt, const cli
     memset(s, 0, sizeof *s);
     const char *data = cli_get(o, "data");
     long batch = 256, threads = 0;
-    if (cli_int(cmd, o, "batch", 1, 65536, &batch) || cli_int(cmd, o, "threads", 0, 1 << 20, &threads) ||
-        check_threads(cmd, threads))
+    if (cli_int(cmd, o, "batch", 1, 65536, &batch) || cli_threads(cmd, o, &threads))
         return EXIT_USAGE;
     const char *split = cli_get(o, "split");
     if (split && strcmp(split, "train") && strcmp(split, "test")) {

@@ -54,6 +54,7 @@ typedef struct {
     run_info saved;
     loom_trainer_opts saved_to;
     int restart;               /* a finished cosine run restarted from --lr */
+    char notes[1024];          /* what resuming will do, said once every check has passed */
     model_side init_side;      /* --init: what its model takes */
     /* the run */
     run_info run;
@@ -76,6 +77,15 @@ typedef struct {
     loom_dist *dist;           /* an mpirun job's ranks (NULL: this process alone) */
     int rank;                  /* only rank 0 prints, locks the folder and writes files */
 } train_run;
+
+/* A note on what the run will do, printed only when it starts: a refused run changes nothing. */
+static void note(train_run *r, const char *fmt, ...) {
+    size_t n = strlen(r->notes);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->notes + n, sizeof r->notes - n, fmt, ap);
+    va_end(ap);
+}
 
 /* Several ranks: the others' messages name their rank, and while they set up they are held back, to be
  * shown only where rank 0 did not fail too (it says the same for the job). */
@@ -264,10 +274,10 @@ static int plan_epochs(train_run *r) {
     }
     if (loom_schedule_extend(s, (int)want, done, (float)lr)) return failed(NULL);
     if (s->kind == LOOM_SCHED_COSINE)
-        printf("re-planned from %ld to %ld epochs: learning rate %s (was %s)\n", planned, want,
-               loom_schedule_describe(s, after, sizeof after), before);
+        note(r, "re-planned from %ld to %ld epochs: learning rate %s (was %s)\n", planned, want,
+             loom_schedule_describe(s, after, sizeof after), before);
     else
-        printf("re-planned from %ld to %ld epochs: the %s schedule goes on as it was\n", planned, want, before);
+        note(r, "re-planned from %ld to %ld epochs: the %s schedule goes on as it was\n", planned, want, before);
     return 0;
 }
 
@@ -365,9 +375,9 @@ static int from_checkpoint(train_run *r) {
             loom_fit_state ls;
             if (lk && loom_train_read(lk, &lo, &ls) == LOOM_OK && (ls.epoch > r->st.epoch ||
                                                                    (ls.epoch == r->st.epoch && ls.batch > r->st.batch)))
-                printf("note: resuming from %s (epoch %d) rewinds this run: %s (epoch %d) will be replaced, and "
-                       "epochs %d to %d trained again\n",
-                       resume, r->st.epoch, last, ls.epoch, r->st.epoch + 1, ls.epoch);
+                note(r, "note: resuming from %s (epoch %d) rewinds this run: %s (epoch %d) will be replaced, and "
+                        "epochs %d to %d trained again\n",
+                     resume, r->st.epoch, last, ls.epoch, r->st.epoch + 1, ls.epoch);
             loom_checkpoint_close(lk);
         }
         free(a);
@@ -386,7 +396,7 @@ static int settings(train_run *r) {
     r->vsplit = -1, r->skip_limit = -1, r->progress_every = 10;
     if (cli_int("train", o, "epochs", 1, MAX_EPOCHS, &r->epochs) ||
         cli_int("train", o, "stop-after", 1, MAX_EPOCHS, &r->stop_after) ||
-        cli_int("train", o, "batch", 1, 65536, &r->batch) || cli_int("train", o, "threads", 0, 1 << 20, &r->threads) ||
+        cli_int("train", o, "batch", 1, 65536, &r->batch) || cli_threads("train", o, &r->threads) ||
         cli_int("train", o, "loader-threads", 1, 64, &r->lthreads) ||
         cli_int("train", o, "seed", 0, 0x7fffffffL, &r->seed) ||
         cli_int("train", o, "early-stop", 0, MAX_EPOCHS, &r->early) ||
@@ -438,7 +448,6 @@ static int check_settings(train_run *r) {
         say("--early-stop watches the validation accuracy; --val-split 0 leaves no validation data");
         return EXIT_USAGE;
     }
-    if (check_threads("train", r->threads)) return EXIT_USAGE;
     if (strcmp(cli_get(o, "on-nan"), "stop") && strcmp(cli_get(o, "on-nan"), "skip")) {
         say("--on-nan %s: stop or skip", cli_get(o, "on-nan"));
         return EXIT_USAGE;
@@ -1390,6 +1399,7 @@ int cmd_train(int argc, char **argv) {
     if (say_held[0]) fputs(say_held, stderr); /* (a message after the agreement) */
     say_holding = 0;
     if (!rc) {
+        fputs(r.notes, stdout);
         header(&r);
         rc = run_fit(&r);
         if (!rc) rc = report(&r);

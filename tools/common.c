@@ -33,22 +33,34 @@ int parse_hw(const char *s, int *h, int *w) {
 
 const char *plural(long n) { return n == 1 ? "" : "s"; }
 
-int check_threads(const char *cmd, long threads) {
+int cli_threads(const char *cmd, const cli_opt *o, long *threads) {
+    const char *v = cli_get(o, "threads");
+    if (!v) return 0;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores < 1) cores = 1;
-    if (threads > 4 * cores) {
-        fprintf(stderr,
-                "loom %s: --threads %ld: this machine has %ld core%s; more than %ld threads only make it slower (each "
-                "thread waits for a core)\n",
-                cmd, threads, cores, plural(cores), 4 * cores);
+    int digits = *v != 0;
+    for (const char *p = v; *p; p++) digits &= *p >= '0' && *p <= '9';
+    if (!digits) {
+        fprintf(stderr, "loom %s: --threads: '%s' is not a number of threads (0 for one per core, or 1..%ld on this "
+                        "machine's %ld core%s)\n", cmd, v, 4 * cores, cores, plural(cores));
         return -1;
     }
-    if (threads > cores)
+    errno = 0;
+    long n = strtol(v, NULL, 10);
+    if (errno == ERANGE || n > 4 * cores) {
+        fprintf(stderr,
+                "loom %s: --threads %s: this machine has %ld core%s; more than %ld threads only make it slower (each "
+                "thread waits for a core)\n",
+                cmd, v, cores, plural(cores), 4 * cores);
+        return -1;
+    }
+    if (n > cores)
         /* on standard error: standard output may be the data (predict --out -) */
         fprintf(stderr,
                 "warning: --threads %ld on %ld core%s: threads will wait for cores (expect it slower than --threads "
                 "%ld)\n",
-                threads, cores, plural(cores), cores);
+                n, cores, plural(cores), cores);
+    *threads = n;
     return 0;
 }
 

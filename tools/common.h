@@ -11,6 +11,7 @@
 #include "kernels/kernels.h"
 #include "kernels/rng.h"
 #include "loom/loom.h"
+#include "cli.h"
 
 /* The deterministic part of an augmentation spec (its normalize item), as a
  * chain for evaluation and prediction; NULL when there is none (or on error,
@@ -21,10 +22,11 @@ int parse_hw(const char *s, int *h, int *w);
 /* "s" when n is not 1: printf("%d epoch%s", n, plural(n)). */
 const char *plural(long n);
 
-/* --threads N against this machine: more than 4 per core is refused (it only
- * slows training down), more than one per core warned about. 0 or -1 after
- * saying why. */
-int check_threads(const char *cmd, long threads);
+/* --threads N (digits only; 0: one per core) into *threads, against this
+ * machine: more than 4 per core is refused (it only slows training down),
+ * more than one per core warned about. Left alone when not given. 0, or -1
+ * after saying why. */
+int cli_threads(const char *cmd, const cli_opt *o, long *threads);
 
 /* Whether a file can be written at path before any work is done: its folder
  * exists and is writable, and path is not a folder. LOOM_OK or LOOM_ERR. */

@@ -42,6 +42,13 @@ expect "huge --threads: the real bound and its reason" 2 "more than" "only make 
 lacks "huge --threads: no range the next check contradicts" "0..1024"
 run predict --threads 100000 --data d/train.csv x.ckpt
 expect "huge predict --threads" 2 "more than"
+run train --threads 99999999999 --data d/train.csv
+expect "--threads past a long: the same reason" 2 "more than" "only make it slower"
+run train --threads -1 --data d/train.csv
+expect "--threads -1" 2 "not a number of threads" "0 for one per core"
+lacks "--threads -1: no range the next check contradicts" "1048576"
+run eval --threads +2 --data d/train.csv x.ckpt
+expect "--threads +2 (digits only)" 2 "not a number of threads"
 run train --plot c.jpg --data d/train.csv
 expect "a plot that is neither PNG nor SVG" 2 "written as .png or .svg"
 run train --skip-bad=lots --data d/train.csv

@@ -43,6 +43,12 @@ run train --resume part/last.safetensors --epochs 6
 expect "extending a finished cosine run without --lr is refused" 2 "ended after epoch 4" "Give --lr X"
 run train --resume part/last.safetensors --epochs 3
 expect "fewer epochs than done is refused" 2 "has already trained 4 epochs"
+run train --resume part/last.safetensors --epochs 6 --lr 0.01 --optim adam
+expect "a warm restart refused for another setting" 2 "--optim adam contradicts the checkpoint"
+lacks "a refused run announces no re-plan" "re-planned"
+run train --resume part/last.safetensors --epochs 6 --lr 0.01 --threads 100000
+expect "a warm restart refused for --threads" 2 "more than"
+lacks "a refused run announces no re-plan (2)" "re-planned"
 run train --resume part/last.safetensors --epochs 6 --lr 0.01
 expect "a warm restart with --lr" 0 "re-planned from 4 to 6 epochs" "restarted after epoch 4 from 0.01" "epoch 6/6"
 check "the restart trains at the given rate" grep -q '^5,.*,0.01,' part/metrics.csv
