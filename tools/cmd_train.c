@@ -145,8 +145,11 @@ static const cli_opt train_options[] = {
     {"threads", "N", "compute threads (0 = one per core)", "0", 0, NULL},
     {"loader-threads", "N", "data loading threads", "1", 0, NULL},
     {"optim", "NAME", "sgd, adam, adamw, rmsprop, adagrad, nadam", "sgd", 0, NULL},
-    {"lr", "X", "learning rate (resuming a finished cosine run: the start of a new cosine segment)", "0.05", 0, NULL},
-    {"momentum", "X", "SGD/RMSprop momentum", "0.9", 0, NULL},
+    {"lr", "X",
+     "learning rate; the default is sgd's, the others' are PyTorch's: rmsprop and adagrad 0.01, adam and adamw 0.001, "
+     "nadam 0.002 (resuming a finished cosine run: the start of a new cosine segment)",
+     "0.05", 0, NULL},
+    {"momentum", "X", "SGD/RMSprop momentum (the default is sgd's; rmsprop's is 0)", "0.9", 0, NULL},
     {"nesterov", NULL, "Nesterov momentum (SGD)", NULL, 0, NULL},
     {"weight-decay", "X", "L2 weight decay (decoupled for adamw)", "0", 0, NULL},
     {"clip", "X", "clip gradients to this global L2 norm (0 = off)", "0", 0, NULL},
@@ -394,6 +397,17 @@ static int settings(train_run *r) {
     r->stop_after = r->early = r->unfreeze = 0;
     r->threads = 0, r->lthreads = 1, r->seed = 1;
     r->vsplit = -1, r->skip_limit = -1, r->progress_every = 10;
+    /* A new run's learning rate and momentum follow its optimizer unless given: sgd's 0.05 with momentum
+     * 0.9 (the zoo's tuned defaults, BENCHMARKS.md), the adaptive methods PyTorch's rates without momentum
+     * (0.05 made RMSprop diverge and Adam stall). A resumed run has its own already (apply_saved). */
+    if (!cli_get(o, "resume")) {
+        static const char *const rates[][2] = {{"rmsprop", "0.01"}, {"adagrad", "0.01"}, {"adam", "0.001"},
+                                               {"adamw", "0.001"}, {"nadam", "0.002"}};
+        const char *opt = cli_get(o, "optim");
+        for (size_t k = 0; k < sizeof rates / sizeof *rates; k++)
+            if (!strcmp(opt, rates[k][0]) && !cli_given(o, "lr")) cli_find(o, "lr")->value = rates[k][1];
+        if (strcmp(opt, "sgd") && !cli_given(o, "momentum")) cli_find(o, "momentum")->value = "0";
+    }
     if (cli_int("train", o, "epochs", 1, MAX_EPOCHS, &r->epochs) ||
         cli_int("train", o, "stop-after", 1, MAX_EPOCHS, &r->stop_after) ||
         cli_int("train", o, "batch", 1, 65536, &r->batch) || cli_threads("train", o, &r->threads) ||

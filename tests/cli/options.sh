@@ -49,6 +49,19 @@ expect "--threads -1" 2 "not a number of threads" "0 for one per core"
 lacks "--threads -1: no range the next check contradicts" "1048576"
 run eval --threads +2 --data d/train.csv x.ckpt
 expect "--threads +2 (digits only)" 2 "not a number of threads"
+# a new run's learning rate and momentum follow its optimizer unless given
+run train --data d/train.csv --epochs 1 --optim adam --schedule const --checkpoint ck_adam --quiet
+expect "adam with the default rate" 0
+check "adam's default rate is 0.001" [ "$(awk -F, 'NR == 2 { print $6 }' ck_adam/metrics.csv)" = 0.001 ]
+run train --data d/train.csv --epochs 1 --optim rmsprop --schedule const --log rms.csv --quiet
+expect "rmsprop with the default rate" 0
+check "rmsprop's default rate is 0.01" [ "$(awk -F, 'NR == 2 { print $6 }' rms.csv)" = 0.01 ]
+run train --data d/train.csv --epochs 1 --optim rmsprop --lr 0.003 --momentum 0.5 --schedule const --log rms2.csv --quiet
+expect "rmsprop with a given rate and momentum" 0
+check "a given rate wins over the optimizer's default" [ "$(awk -F, 'NR == 2 { print $6 }' rms2.csv)" = 0.003 ]
+run train --resume ck_adam/last.safetensors --epochs 2 --quiet
+expect "resuming an adam run keeps its rate" 0
+check "the resumed epoch trains at adam's rate" [ "$(awk -F, 'NR == 3 { print $6 }' ck_adam/metrics.csv)" = 0.001 ]
 run train --plot c.jpg --data d/train.csv
 expect "a plot that is neither PNG nor SVG" 2 "written as .png or .svg"
 run train --skip-bad=lots --data d/train.csv
