@@ -386,16 +386,23 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
                    reps = t->bound ? (double)t->part_full / max_shard : (double)t->S, /* tails: in big shards */
                    need = reps * (double)loom_exec_bytes(t->ex[0]) + 4.0 * 4 * (double)P;
             if (ram > 0 && need > ram) {
-                loom_fail(LOOM_ENOMEM, "trainer: %d replicas of %s for a batch of %d (%d per replica) need %.1f GB, "
-                          "more than this machine's %.1f GB of memory: a smaller batch, fewer threads or smaller images",
-                          t->S, loom_graph_name(g), o->batch, max_shard, need / 1e9, ram / 1e9);
+                loom_fail(LOOM_ENOMEM, "trainer: a batch of %d on %d thread%s needs %.1f GB (%d replicas of %s, shards of "
+                          "up to %d samples), more than this machine's %.1f GB of memory: a smaller batch, fewer "
+                          "threads or smaller images",
+                          o->batch, t->T, t->T == 1 ? "" : "s", need / 1e9, t->S, loom_graph_name(g), max_shard,
+                          ram / 1e9);
                 goto fail;
             }
         }
         /* deterministic: every shard's own dense gradients, summed in the tree like the rest */
         int cap = t->bound ? t->bound[s + 1] - t->bound[s] : max_shard;
         t->ex[s] = loom_exec_new_flags(g, cap, o->deterministic || t->overlap ? 0 : LOOM_EXEC_DEFER_DENSE);
-        if (!t->ex[s]) goto fail;
+        if (!t->ex[s]) {
+            if (loom_error_kind() == LOOM_ENOMEM) /* the replica's own check speaks of its shard: say whose */
+                loom_fail(LOOM_ENOMEM, "trainer: a batch of %d on %d thread%s, shards of up to %d samples: %s", o->batch,
+                          t->T, t->T == 1 ? "" : "s", max_shard, loom_error());
+            goto fail;
+        }
         t->onehot[s] = malloc((size_t)cap * K * sizeof(float));
         if (!t->onehot[s]) goto oom;
     }

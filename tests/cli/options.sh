@@ -135,6 +135,8 @@ expect "make-folder over a folder with images" 2 "exists and is not empty"
 run train --data f --model resnet --image-size 4096x4096 --batch 1024 --epochs 1
 expect "memory checked before the first epoch" 1 "GB (activations, gradients, scratch), more than this machine's"
 lacks "before any epoch" "epoch 1/1"
+run train --data f --model resnet --image-size 4096x4096 --batch 1000 --threads 2 --epochs 1
+expect "the refusal names the batch asked for" 1 "a batch of 1000 on 2 threads" "more than this machine's"
 
 # what a step with a NaN does: stop (the default) or skip; nothing else
 run train --data d/train.csv --epochs 1 --on-nan maybe
