@@ -23,11 +23,11 @@ int loom_k_avx2_fma(void) {
 
 /* Activations of a batch of large images stream through hundreds of megabytes per layer: with 4 KiB
  * pages every few kilobytes cost a page walk, and the two cores' walks then compete for memory
- * (docs/BENCHMARKS.md, "huge pages"). Linux gives transparent huge pages to a region only on request
+ * (docs/BENCHMARKS.md, "Huge pages"). Linux gives transparent huge pages to a region only on request
  * when /sys/kernel/mm/transparent_hugepage/enabled says "madvise" (Debian's default), so big
  * buffers are mapped on a 2 MiB boundary and ask for them. Only whole 2 MiB pages inside the buffer
- * are advised, and fresh mappings are zero without being touched: a page no layer writes (unused
- * scratch, the weight gradients that phase 2 writes elsewhere) never becomes resident. Small
+ * are advised, and fresh mappings are zero without being touched: a page no layer writes (scratch
+ * a path does not take, rows of a batch larger than the data) never becomes resident. Small
  * buffers, other systems and sanitizer builds (AddressSanitizer watches heap blocks, not mappings)
  * take the heap; the advice is only a hint either way.
  *
