@@ -116,8 +116,7 @@ static int parse(bench *b, int argc, char **argv) {
                 cli_given(o, "pipeline") ? "pipeline" : cli_given(o, "data") ? "data" : "layers");
         return EXIT_USAGE;
     }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int max_threads = (int)(cores > 0 ? 4 * cores : 4);
+    int max_threads = (int)(4 * online_cores()); /* the bound cli_threads gives train and eval */
     b->batch = 64, b->steps = 50, b->warm = 5, b->isteps = 0;
     if (cli_int("bench", o, "batch", 1, 65536, &b->batch) || cli_int("bench", o, "steps", 1, 1000000, &b->steps) ||
         cli_int("bench", o, "warmup", 0, 1000000, &b->warm) ||

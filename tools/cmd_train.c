@@ -54,7 +54,7 @@ typedef struct {
     run_info saved;
     loom_trainer_opts saved_to;
     int restart;               /* a finished cosine run restarted from --lr */
-    char notes[1024];          /* what resuming will do, said once every check has passed */
+    char notes[3 * 4096];      /* what resuming will do, said once every check has passed (two paths each) */
     model_side init_side;      /* --init: what its model takes */
     /* the run */
     run_info run;

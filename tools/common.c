@@ -33,11 +33,15 @@ int parse_hw(const char *s, int *h, int *w) {
 
 const char *plural(long n) { return n == 1 ? "" : "s"; }
 
+long online_cores(void) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores < 1 ? 1 : cores;
+}
+
 int cli_threads(const char *cmd, const cli_opt *o, long *threads) {
     const char *v = cli_get(o, "threads");
     if (!v) return 0;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores < 1) cores = 1;
+    long cores = online_cores();
     int digits = *v != 0;
     for (const char *p = v; *p; p++) digits &= *p >= '0' && *p <= '9';
     if (!digits) {

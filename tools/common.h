@@ -22,6 +22,9 @@ int parse_hw(const char *s, int *h, int *w);
 /* "s" when n is not 1: printf("%d epoch%s", n, plural(n)). */
 const char *plural(long n);
 
+/* The cores this machine has online (at least 1). A thread count may be up to 4 per core. */
+long online_cores(void);
+
 /* --threads N (digits only; 0: one per core) into *threads, against this
  * machine: more than 4 per core is refused (it only slows training down),
  * more than one per core warned about. Left alone when not given. 0, or -1
