@@ -1,10 +1,14 @@
 /* The data-parallel step. Two pool runs per step (three with clipping): the
- * end of each run is the barrier. Everything is allocated in
- * loom_trainer_new; a step only reads and writes planned memory. */
+ * end of each run is the barrier. Alone (one rank) with several threads, the
+ * two phases are one run: a worker done with its shards goes on to phase 2's
+ * units whose layers every shard's backward has passed ("early reduce").
+ * Everything is allocated in loom_trainer_new; a step only reads and writes
+ * planned memory. */
 #include "loom/trainer.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,7 +75,13 @@ struct loom_trainer {
     pthread_mutex_t cmu;
     pthread_cond_t ccv;
     atomic_int phase1_over;
-    atomic_int *done_node;   /* per shard: the lowest node whose backward is done (graph size: none yet) */
+    atomic_int shard_failed; /* this step: a shard's forward or backward failed */
+    /* one rank, several threads: phase 2's units start in phase 1's run, each when its layers are done */
+    int early;
+    size_t *unit_first;      /* early: per unit, the lowest node whose parameters it holds */
+    double *worker_red;      /* early: per worker, its time in phase 2's units this step */
+    atomic_int *done_node;   /* per shard: the lowest node whose backward is done (graph size: none yet; 0: all,
+                              * or the shard failed or was empty) */
     char *bucket_edge;       /* per node: a bucket's first layer (its backward may make the bucket ready) */
     bucket *buckets;
     int nbuckets;
@@ -201,7 +211,7 @@ static void on_backward(void *ctx, int node) {
     hook_ctx *h = ctx;
     loom_trainer *t = h->t;
     atomic_store(&t->done_node[h->s], node);
-    if (t->bucket_edge[node]) { /* a bucket may be ready: wake the communication thread (only then) */
+    if (t->bucket_edge && t->bucket_edge[node]) { /* a bucket may be ready: wake the communication thread (only then) */
         pthread_mutex_lock(&t->cmu);
         pthread_cond_broadcast(&t->ccv);
         pthread_mutex_unlock(&t->cmu);
@@ -255,17 +265,26 @@ static void *comm_main(void *arg) {
     return NULL;
 }
 
+/* Each shard's backward progress in done_node, through the replicas' backward hooks. */
+static int track_backward(loom_trainer *t) {
+    t->done_node = calloc((size_t)t->S, sizeof *t->done_node);
+    t->hooks = calloc((size_t)t->S, sizeof *t->hooks);
+    if (!t->done_node || !t->hooks) return loom_fail(LOOM_ENOMEM, "trainer: out of memory");
+    for (int s = 0; s < t->S; s++) {
+        t->hooks[s] = (hook_ctx){t, s};
+        loom_exec_set_backward_hook(t->ex[s], on_backward, &t->hooks[s]);
+    }
+    return LOOM_OK;
+}
+
 /* The buckets, from the last layer down (backward's order), trainable layers only (a frozen body sends
  * nothing), a bucket closed at a gap or once it holds BUCKET_FLOATS; the hooks; the thread. */
 static int start_comm(loom_trainer *t) {
     loom_graph *g = t->g;
     int n = loom_graph_count(g);
     t->buckets = calloc((size_t)n + 1, sizeof *t->buckets);
-    t->done_node = calloc((size_t)t->S, sizeof *t->done_node);
-    t->hooks = calloc((size_t)t->S, sizeof *t->hooks);
     t->bucket_edge = calloc((size_t)n + 1, 1);
-    if (!t->buckets || !t->done_node || !t->hooks || !t->bucket_edge)
-        return loom_fail(LOOM_ENOMEM, "trainer: out of memory");
+    if (!t->buckets || !t->bucket_edge) return loom_fail(LOOM_ENOMEM, "trainer: out of memory");
     for (int i = n - 1; i >= 1; i--) {
         const loom_layer *l = loom_graph_layer(g, i);
         if (!l->param_count || l->frozen) continue;
@@ -278,10 +297,7 @@ static int start_comm(loom_trainer *t) {
     }
     for (int b = 0; b < t->nbuckets; b++) t->bucket_edge[t->buckets[b].first] = 1;
     t->bucket_edge[0] = 1; /* the end of a backward */
-    for (int s = 0; s < t->S; s++) {
-        t->hooks[s] = (hook_ctx){t, s};
-        loom_exec_set_backward_hook(t->ex[s], on_backward, &t->hooks[s]);
-    }
+    if (track_backward(t)) return LOOM_ERR;
     pthread_mutex_init(&t->cmu, NULL);
     pthread_cond_init(&t->ccv, NULL);
     if (pthread_create(&t->comm, NULL, comm_main, t)) {
@@ -420,6 +436,26 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
         if ((double)P * sizeof(float) <= per_sample) t->micro = 4; /* weights <= a quarter of a piece's bytes */
     }
     if (t->overlap && start_comm(t)) goto fail;
+    int early_ok;
+    if (loom_env_switch("LOOM_EARLY_REDUCE", &early_ok)) goto fail;
+    t->early = t->R == 1 && t->T > 1 && !t->overlap && early_ok;
+    if (t->early) {
+        if (track_backward(t)) goto fail;
+        t->worker_red = calloc((size_t)t->T, sizeof *t->worker_red);
+        t->unit_first = calloc(t->nchunks, sizeof *t->unit_first);
+        if (!t->worker_red || !t->unit_first) goto oom;
+        /* a unit is ready once every shard's backward has passed the lowest layer whose parameters it holds
+         * (parameters lie in layer order; backward goes from the last layer down) */
+        for (size_t c = 0; c < t->nchunks; c++) {
+            const unit *u = &t->units[c];
+            size_t first = 0;
+            for (int i = 0; i < loom_graph_count(g); i++) {
+                const loom_layer *l = loom_graph_layer(g, i);
+                if (l->param_count && l->param_off <= u->lo) first = (size_t)i;
+            }
+            t->unit_first[c] = u->layer >= 0 ? (size_t)u->layer : first;
+        }
+    }
     if (t->R > 1) {
         t->gather_cap = (size_t)(o->deterministic ? t->Sg : t->R * t->S) * (loom_graph_buffer_count(g) + 1);
         t->gather = malloc(t->gather_cap * sizeof *t->gather);
@@ -468,6 +504,8 @@ void loom_trainer_free(loom_trainer *t) {
         pthread_cond_destroy(&t->ccv);
     }
     free(t->done_node);
+    free(t->worker_red);
+    free(t->unit_first);
     free(t->bucket_edge);
     free(t->buckets);
     free(t->hooks);
@@ -509,6 +547,12 @@ static void shard_range(const loom_trainer *t, int s, int *lo, int *hi) {
     }
     *lo = (int)((long)s * t->m / t->S);
     *hi = (int)((long)(s + 1) * t->m / t->S);
+}
+
+/* Shard s will do no more this step: whoever waits for its backward stops waiting. */
+static void shard_failed(loom_trainer *t, int s) {
+    atomic_store(&t->shard_failed, 1);
+    if (t->early) atomic_store(&t->done_node[s], 0);
 }
 
 /* A worker's failure, kept for the calling thread (messages are thread-local). */
@@ -560,6 +604,8 @@ static void phase_infer(loom_trainer *t, int tid) {
     t->worker_bwd[tid] = 0;
 }
 
+static void reduce_early(loom_trainer *t, int tid);
+
 /* Phase 1: forward, loss, backward of every shard this worker takes: with more shards than workers, the
  * next one left; else its own. */
 static void phase_compute(void *ctx, int tid, int T) {
@@ -582,13 +628,19 @@ static void phase_compute(void *ctx, int tid, int T) {
         if (t->training) loom_exec_zero_param_grad(e);
         if (cnt == 0) {
             loom_exec_forget(e); /* its last step's samples are not this step's */
-            if (t->overlap) on_backward(&t->hooks[s], 0);
+            if (t->done_node) on_backward(&t->hooks[s], 0);
             continue;
         }
-        if (forward_part(t, e, so, t->onehot[s], lo, cnt)) continue;
+        if (forward_part(t, e, so, t->onehot[s], lo, cnt)) {
+            shard_failed(t, s);
+            continue;
+        }
         double t1 = loom_seconds();
         so->t_fwd = t1 - t0;
-        if (t->training && loom_exec_backward(e, cnt)) record_failure(so);
+        if (t->training && loom_exec_backward(e, cnt)) {
+            record_failure(so);
+            shard_failed(t, s);
+        }
         so->t_bwd = loom_seconds() - t1;
         busy += loom_seconds() - t0;
         fwd += so->t_fwd;
@@ -597,6 +649,7 @@ static void phase_compute(void *ctx, int tid, int T) {
     t->worker_busy[tid] = busy;
     t->worker_fwd[tid] = fwd;
     t->worker_bwd[tid] = bwd;
+    if (t->early && t->training) reduce_early(t, tid);
 }
 
 /* Apply the optimizer to the trainable parts of [lo, hi). */
@@ -622,60 +675,109 @@ static int span_finite(const float *g, size_t lo, size_t hi) {
 /* Whether the update waits until the whole gradient is known (clipping, several ranks, or --on-nan skip). */
 static int defer_apply(const loom_trainer *t) { return t->o.clip_norm > 0 || t->R > 1 || t->o.skip_nonfinite; }
 
-static void phase_reduce(void *ctx, int tid, int T) {
-    loom_trainer *t = ctx;
+/* Phase 2's unit c: sum the shards' gradients over it (shard order fixed), then record its squared norm
+ * (clipping) or apply the optimizer to it. */
+static void reduce_unit(loom_trainer *t, size_t c) {
+    float *g0 = loom_exec_param_grad(t->ex[0]);
+    float *params = loom_graph_params(t->g);
+    const unit *u = &t->units[c];
+    if (u->layer >= 0) {
+        /* a dense block: its gradient over the whole batch, then per row as a chunk */
+        loom_exec_dense_weight_grad(t->ex, t->S, u->layer, u->r0, u->r1, u->c0, u->c1, g0 + u->lo);
+        size_t in = (size_t)loom_graph_layer(t->g, u->layer)->a.dense.in;
+        double sq = 0;
+        int ok = 1;
+        for (size_t r = u->lo + u->r0 * in; r < u->lo + u->r1 * in && t->R == 1; r += in)
+            ok &= span_finite(g0, r + (size_t)u->c0, r + (size_t)u->c1);
+        t->bad_unit[c] = !ok;
+        for (size_t r = u->lo + u->r0 * in; r < u->lo + u->r1 * in && t->R == 1 && ok; r += in) {
+            size_t lo = r + (size_t)u->c0, hi = r + (size_t)u->c1;
+            if (t->o.clip_norm > 0)
+                for (size_t i = lo; i < hi; i++) sq += (double)g0[i] * g0[i];
+            else if (!defer_apply(t))
+                apply_trainable(t, params, g0, lo, hi);
+        }
+        t->chunk_sq[c] = sq;
+        return;
+    }
+    size_t lo = u->lo, hi = u->hi;
+    if (t->tree) { /* pairs, then pairs of pairs, ...: the same tree whatever the ranks and threads */
+        for (int k = 1; k < t->S; k *= 2)
+            for (int s = 0; s + k < t->S; s += 2 * k) {
+                float *ga = loom_exec_param_grad(t->ex[s]);
+                const float *gb = loom_exec_param_grad(t->ex[s + k]);
+                for (size_t i = lo; i < hi; i++) ga[i] += gb[i];
+            }
+    } else {
+        for (int s = 1; s < t->S; s++) {
+            const float *gs = loom_exec_param_grad(t->ex[s]);
+            for (size_t i = lo; i < hi; i++) g0[i] += gs[i];
+        }
+    }
+    if (t->R > 1) return; /* the ranks' sums are combined first */
+    if ((t->bad_unit[c] = !span_finite(g0, lo, hi))) return; /* no update from a NaN */
+    if (t->o.clip_norm > 0) {
+        double sq = 0;
+        for (size_t i = lo; i < hi; i++) sq += (double)g0[i] * g0[i];
+        t->chunk_sq[c] = sq;
+    } else if (!defer_apply(t)) {
+        apply_trainable(t, params, g0, lo, hi);
+    }
+}
+
+static void update_running(loom_trainer *t, int tid, int T) {
     for (int j = tid; j < t->nbn; j += T) /* a frozen batch norm keeps its running statistics too */
         if (!loom_graph_layer(t->g, t->bn_layers[j])->frozen)
             loom_exec_update_running(t->g, t->bn_layers[j], t->stats, t->stat_counts, t->nstats);
-    float *g0 = loom_exec_param_grad(t->ex[0]);
-    float *params = loom_graph_params(t->g);
+}
+
+static void phase_reduce(void *ctx, int tid, int T) {
+    loom_trainer *t = ctx;
+    update_running(t, tid, T);
     /* units taken from a shared counter: a worker slowed by the machine does fewer */
     for (size_t c = atomic_fetch_add(&t->next_unit, 1); c < t->nchunks && !(t->overlap && t->training);
-         c = atomic_fetch_add(&t->next_unit, 1)) {
-        const unit *u = &t->units[c];
-        if (u->layer >= 0) {
-            /* a dense block: its gradient over the whole batch, then per row as a chunk */
-            loom_exec_dense_weight_grad(t->ex, t->S, u->layer, u->r0, u->r1, u->c0, u->c1, g0 + u->lo);
-            size_t in = (size_t)loom_graph_layer(t->g, u->layer)->a.dense.in;
-            double sq = 0;
-            int ok = 1;
-            for (size_t r = u->lo + u->r0 * in; r < u->lo + u->r1 * in && t->R == 1; r += in)
-                ok &= span_finite(g0, r + (size_t)u->c0, r + (size_t)u->c1);
-            t->bad_unit[c] = !ok;
-            for (size_t r = u->lo + u->r0 * in; r < u->lo + u->r1 * in && t->R == 1 && ok; r += in) {
-                size_t lo = r + (size_t)u->c0, hi = r + (size_t)u->c1;
-                if (t->o.clip_norm > 0)
-                    for (size_t i = lo; i < hi; i++) sq += (double)g0[i] * g0[i];
-                else if (!defer_apply(t))
-                    apply_trainable(t, params, g0, lo, hi);
-            }
-            t->chunk_sq[c] = sq;
-            continue;
+         c = atomic_fetch_add(&t->next_unit, 1))
+        reduce_unit(t, c);
+}
+
+static inline void cpu_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Until every shard's backward has passed node `node` (0: finished, failed or empty). The wait is short
+ * (a worker comes here only when it has no shard left), so it spins, and yields when threads outnumber cores. */
+static void wait_shards(loom_trainer *t, size_t node) {
+    for (int s = 0; s < t->S; s++)
+        for (int spins = 0; (size_t)atomic_load(&t->done_node[s]) > node; spins++) {
+            if (spins < 1000) cpu_pause();
+            else sched_yield(), spins = 0;
         }
-        size_t lo = u->lo, hi = u->hi;
-        if (t->tree) { /* pairs, then pairs of pairs, ...: the same tree whatever the ranks and threads */
-            for (int k = 1; k < t->S; k *= 2)
-                for (int s = 0; s + k < t->S; s += 2 * k) {
-                    float *ga = loom_exec_param_grad(t->ex[s]);
-                    const float *gb = loom_exec_param_grad(t->ex[s + k]);
-                    for (size_t i = lo; i < hi; i++) ga[i] += gb[i];
-                }
-        } else {
-            for (int s = 1; s < t->S; s++) {
-                const float *gs = loom_exec_param_grad(t->ex[s]);
-                for (size_t i = lo; i < hi; i++) g0[i] += gs[i];
-            }
-        }
-        if (t->R > 1) continue; /* the ranks' sums are combined first */
-        if ((t->bad_unit[c] = !span_finite(g0, lo, hi))) continue; /* no update from a NaN */
-        if (t->o.clip_norm > 0) {
-            double sq = 0;
-            for (size_t i = lo; i < hi; i++) sq += (double)g0[i] * g0[i];
-            t->chunk_sq[c] = sq;
-        } else if (!defer_apply(t)) {
-            apply_trainable(t, params, g0, lo, hi);
-        }
+}
+
+/* Early reduce (phase 1's run, a worker with no shard left): phase 2's units, the last layers' first, each as
+ * soon as every shard's backward has passed its layers; none when a shard failed or the loss is not finite
+ * (the step is then refused, as it is before phase 2 otherwise). A shard's backward failing after some units
+ * were applied leaves those applied: the step reports the failure, and the trainer should not be used on. */
+static void reduce_early(loom_trainer *t, int tid) {
+    int N = loom_graph_count(t->g);
+    t->worker_red[tid] = 0;
+    wait_shards(t, (size_t)N - 1); /* every forward and loss done */
+    if (atomic_load(&t->shard_failed)) return;
+    double loss = 0;
+    for (int s = 0; s < t->S; s++) loss += t->so[s].loss;
+    if (!isfinite(loss)) return;
+    double busy = 0;
+    for (size_t k = atomic_fetch_add(&t->next_unit, 1); k < t->nchunks; k = atomic_fetch_add(&t->next_unit, 1)) {
+        size_t c = t->nchunks - 1 - k;
+        wait_shards(t, t->unit_first[c]);
+        if (atomic_load(&t->shard_failed)) break;
+        double t0 = loom_seconds();
+        reduce_unit(t, c);
+        busy += loom_seconds() - t0;
     }
+    t->worker_red[tid] = busy;
 }
 
 /* Each unit's squared gradient norm (several ranks with clipping: after their sums are combined). */
@@ -886,7 +988,19 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
         pthread_cond_broadcast(&t->ccv);
         pthread_mutex_unlock(&t->cmu);
     }
+    long opt_step;
+    double opt_mu;
+    loom_optim_get_scalars(t->opt, &opt_step, &opt_mu);
+    atomic_store(&t->shard_failed, 0);
+    if (t->early) { /* phase 2 begins inside phase 1's run */
+        int N = loom_graph_count(t->g);
+        for (int s = 0; s < t->S; s++) atomic_store(&t->done_node[s], N);
+        memset(t->bad_unit, 0, t->nchunks);
+        loom_optim_begin_step(t->opt, lr);
+        atomic_store(&t->next_unit, 0);
+    }
     int rc = run_batch(t, "step", x, labels, n, 1, NULL);
+    if (t->early && rc) loom_optim_set_scalars(t->opt, opt_step, opt_mu); /* the step was not taken */
     if (t->overlap) {
         pthread_mutex_lock(&t->cmu);
         atomic_store(&t->phase1_over, 1);
@@ -906,7 +1020,10 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
         for (int s = 0; s < t->S; s++) loss += t->so[s].loss, correct += t->so[s].correct;
     }
     /* a loss that is not finite would carry NaN into every weight: refuse the update, and say where it began */
-    if (!isfinite(loss)) return nonfinite_loss(t, loss);
+    if (!isfinite(loss)) {
+        loom_optim_set_scalars(t->opt, opt_step, opt_mu); /* (early reduce had begun the step) */
+        return nonfinite_loss(t, loss);
+    }
     double t1 = loom_seconds();
     /* batch-norm statistics of the shards that saw data, weighted by their counts in phase 2 */
     if (t->R > 1) {
@@ -919,13 +1036,14 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
                 t->stat_counts[t->nstats++] = (size_t)t->so[s].n;
             }
     }
-    long opt_step;
-    double opt_mu;
-    loom_optim_get_scalars(t->opt, &opt_step, &opt_mu);
-    memset(t->bad_unit, 0, t->nchunks);
-    loom_optim_begin_step(t->opt, lr);
-    atomic_store(&t->next_unit, 0);
-    loom_pool_run(t->pool, phase_reduce, t);
+    if (t->early) {
+        update_running(t, 0, 1);
+    } else {
+        memset(t->bad_unit, 0, t->nchunks);
+        loom_optim_begin_step(t->opt, lr);
+        atomic_store(&t->next_unit, 0);
+        loom_pool_run(t->pool, phase_reduce, t);
+    }
     if (t->R > 1 && !t->overlap) { /* this rank's sum, then all ranks' */
         float *g0 = loom_exec_param_grad(t->ex[0]);
         size_t P = loom_graph_param_count(t->g);
@@ -955,13 +1073,13 @@ int loom_trainer_step(loom_trainer *t, const float *x, const int32_t *labels, in
         if (t->worker_fwd[w] > fwd) fwd = t->worker_fwd[w];
         if (t->worker_bwd[w] > bwd) bwd = t->worker_bwd[w];
     }
-    double busy_sum = 0;
-    for (int w = 0; w < t->T; w++) busy_sum += t->worker_busy[w];
+    double busy_sum = 0, red_sum = 0;
+    for (int w = 0; w < t->T; w++) busy_sum += t->worker_busy[w], red_sum += t->early ? t->worker_red[w] : 0;
     loom_step_timing *tm = &t->timing;
     tm->forward += fwd;
     tm->backward += bwd;
-    tm->reduce += t2 - t1;
-    tm->idle += (t1 - t0) - busy_sum / t->T;
+    tm->reduce += t2 - t1 + red_sum / t->T; /* early reduce: the workers' mean time in units, in phase 1's run */
+    tm->idle += (t1 - t0) - (busy_sum + red_sum) / t->T;
     tm->total += t2 - t0;
     tm->steps++;
     if (r) {

@@ -92,11 +92,17 @@ static void test_determinism(void) {
             CHECK(!memcmp(p, p1, np * 4) && !memcmp(b, b1, nb * 4),
                   "deterministic %s: %d threads differ from 1 thread", loom_optim_name(kind), T);
         }
-        /* not deterministic mode: same thread count, same bits */
+        /* not deterministic mode: same thread count, same bits; and the same with phase 2 in its own run
+         * (LOOM_EARLY_REDUCE=0) as begun by workers while others are still in backward */
         train(2, 0, kind, p1, b1, &np, &nb);
         train(2, 0, kind, p, b, &np, &nb);
         CHECK(!memcmp(p, p1, np * 4) && !memcmp(b, b1, nb * 4), "2 threads twice differ (%s)",
               loom_optim_name(kind));
+        setenv("LOOM_EARLY_REDUCE", "0", 1);
+        train(2, 0, kind, p, b, &np, &nb);
+        unsetenv("LOOM_EARLY_REDUCE");
+        CHECK(!memcmp(p, p1, np * 4) && !memcmp(b, b1, nb * 4), "2 threads: early reduce differs from phase 2 "
+              "after phase 1 (%s)", loom_optim_name(kind));
     }
     printf("determinism: SGD and Adam, BN + dropout + clipping, 1/2/3/4 threads bit-identical\n");
 }
@@ -353,6 +359,37 @@ static void test_nonfinite(void) {
     }
 }
 
+/* A loss that is not finite is refused before any update, also where workers begin phase 2 while others
+ * are still in backward (2 and 3 threads, batch 64: tail shards): the weights and the optimizer's step count
+ * stay as they were, whatever skip_nonfinite says. */
+static void test_nonfinite_loss(void) {
+    for (int T = 2; T <= 3; T++) {
+        loom_graph *g = small_cnn(0);
+        size_t np = loom_graph_param_count(g);
+        float *before = malloc(np * sizeof(float));
+        loom_trainer_opts o = {.batch = 64, .threads = T, .seed = 1, .optim = {.kind = LOOM_SGD, .momentum = 0.9f}};
+        loom_trainer *t = loom_trainer_new(g, &o);
+        CHECK(t && loom_trainer_step(t, X, Y, N, 0.01f, NULL) == LOOM_OK, "a first step: %s", loom_error());
+        /* a logit that is infinite for every sample: the loss is not finite */
+        loom_node last = loom_graph_count(g) - 1;
+        loom_graph_params(g)[loom_graph_layer(g, last)->param_off + loom_graph_layer(g, last)->weight_count] = INFINITY;
+        memcpy(before, loom_graph_params(g), np * sizeof(float));
+        int rc = t ? loom_trainer_step(t, X, Y, N, 0.01f, NULL) : LOOM_OK;
+        CHECK(rc == LOOM_ERR && strstr(loom_error(), "the loss is"), "%d threads: an overflowing loss is refused: %s", T,
+              loom_error());
+        CHECK(!memcmp(before, loom_graph_params(g), np * sizeof(float)), "%d threads: a refused step changed the weights",
+              T);
+        long steps = -1;
+        double mu;
+        if (t) loom_optim_get_scalars(loom_trainer_optim(t), &steps, &mu);
+        CHECK(steps == 1, "%d threads: the optimizer counted the refused step (%ld steps, want 1)", T, steps);
+        loom_trainer_free(t);
+        loom_graph_free(g);
+        free(before);
+    }
+    printf("a loss that is not finite: refused, weights and step count unchanged (2 and 3 threads)\n");
+}
+
 int openblas_get_num_threads(void);
 
 static double cpu_now(void) {
@@ -456,5 +493,6 @@ int main(void) {
     test_blas_discipline();
     test_bn_running_stats();
     test_nonfinite();
+    test_nonfinite_loss();
     TEST_END();
 }
