@@ -130,6 +130,8 @@ typedef struct {
     call relu_bwd, bwd_d, wre_d, bwd_w, wgre;
     int own_wgrad;                /* the weight gradient by loom's kernel (kernels/conv3x3_wgrad.c), in wgbuf */
     int own_wino;                 /* fused inference by loom's Winograd kernel (kernels/conv3x3_wino.c), scratch in wbuf_fuse */
+    int own_wino_d;               /* the data gradient by the same kernel (a convolution of dY), scratch in wdbuf */
+    float *wdbuf;
     call fuse, wre_fuse;          /* inference with batch norm, addition, ReLU fused (a conv's set) */
     float *wbuf, *wbuf_d, *wgbuf, *ws; /* blocked weights (forward, backward), weight gradient, workspace */
     float *wbuf_fuse;             /* blocked folded weights */
@@ -515,6 +517,31 @@ static int own_wgrad(const loom_exec *e, const loom_conv_shape *cs, const loom_s
     return e->own_wgrad && own_3x3(e, cs, xs, ys) && ys->w >= 2;
 }
 
+/* Whether loom's Winograd kernel computes this convolution's data gradient: dX is the convolution of dY
+ * with the weights flipped and transposed (stride 1, padding 1), so the inference kernel serves, with oc
+ * input and c output channels (c a multiple of 16 too) and an even height and width; LOOM_WINOGRAD=0
+ * leaves it to oneDNN. */
+static int own_wino_d(const loom_exec *e, const loom_conv_shape *cs, const loom_slot *xs, const loom_slot *ys) {
+    return e->own_wino && own_3x3(e, cs, xs, ys) && cs->c % 16 == 0 && ys->h % 2 == 0 && ys->w % 2 == 0;
+}
+
+/* dX (+)= dY * flip(W)^T by the Winograd kernel, added in place where the input's gradient accumulates. */
+static int wino_bwd_data(loom_exec *e, int i, int n, set *S) {
+    const loom_layer *l = &e->g->nodes[i];
+    const loom_conv_shape *cs = &l->a.conv;
+    const loom_step *st = &e->step[i];
+    const loom_slot *xs = &e->slot[st->in[0]], *ys = &e->slot[st->out];
+    const float *W = e->g->params + l->param_off;
+    float *Wt = S->wdbuf, *scratch = Wt + ((size_t)cs->c * cs->oc * 9 + 7) / 8 * 8;
+    for (int o = 0; o < cs->oc; o++)
+        for (int c = 0; c < cs->c; c++)
+            for (int j = 0; j < 9; j++) Wt[((size_t)c * cs->oc + o) * 9 + j] = W[((size_t)o * cs->c + c) * 9 + 8 - j];
+    if (!loom_k_conv3x3_wino_blk8(ys->grad, Wt, NULL, st->acc[0] ? xs->grad : NULL, 0, xs->grad, n, cs->oc, cs->c,
+                                  xs->h, xs->w, scratch))
+        return loom_fail(LOOM_EUNSUPPORTED, "layer %s: the Winograd kernel refused the data gradient's shape", l->name);
+    return LOOM_OK;
+}
+
 static int conv_bwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t fpd) {
     const loom_layer *l = &e->g->nodes[i];
     const loom_conv_shape *cs = &l->a.conv;
@@ -547,7 +574,14 @@ static int conv_bwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t fp
         TRY(bind(&S->relu_bwd, DNNL_ARG_DIFF_SRC, &dst, ys->grad), "fused ReLU backward");
         TRY(make(e, &S->relu_bwd, pd), "fused ReLU backward");
     }
-    if (st->grad_in[0]) {
+    if (st->grad_in[0] && own_wino_d(e, cs, xs, ys)) {
+        /* the flipped, transposed weights [c][oc][3][3], then the kernel's scratch */
+        size_t b = ((size_t)cs->c * cs->oc * 9 + loom_k_conv3x3_wino_scratch(cs->oc, cs->c, ys->w) + 8) * sizeof(float);
+        if (!(S->wdbuf = alloc_bytes(e, S, b))) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
+        S->own_wino_d = 1;
+        size_t k = strlen(S->impl);
+        if (k && k + 12 < sizeof S->impl) memcpy(S->impl + k, " +wino dX", 10); /* for bench --layers */
+    } else if (st->grad_in[0]) {
         dnnl_convolution_desc_t cd;
         TRY(dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &src, &wany, &dst, strides,
                                                              dil, pad, pad),
@@ -573,6 +607,7 @@ static int conv_bwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t fp
             S->own_wgrad = 1;
             size_t k = strlen(S->impl);
             if (k && k + 12 < sizeof S->impl) memcpy(S->impl + k, " +loom dW", 10); /* for bench --layers */
+
             return LOOM_OK;
         }
         dnnl_convolution_desc_t cd;
@@ -770,6 +805,7 @@ static void set_free(loom_exec *e, set *S) {
     free(S->wgbuf);
     free(S->ws);
     free(S->wbuf_fuse);
+    free(S->wdbuf);
     if (e->dn) e->dn->extra -= S->bytes;
     memset(S, 0, sizeof *S);
 }
@@ -1016,7 +1052,9 @@ int loom_dnn_backward(loom_exec *e, int i, int n) {
                 for (int k = 0; k < l->c; k++) db[k] += e->ptmp[k];
             }
         }
-        if (rc == LOOM_OK && S->bwd_d.p) {
+        if (rc == LOOM_OK && S->own_wino_d) {
+            rc = wino_bwd_data(e, i, n, S);
+        } else if (rc == LOOM_OK && S->bwd_d.p) {
             if (S->wre_d.p) rc = run(e, &S->wre_d, i, "weights reorder");
             if (rc == LOOM_OK) rc = run(e, &S->bwd_d, i, "convolution backward (data)");
             if (rc == LOOM_OK) grad_finish(e, i, 0, n);
