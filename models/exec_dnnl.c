@@ -131,7 +131,8 @@ typedef struct {
     int own_wgrad;                /* the weight gradient by loom's kernel (kernels/conv3x3_wgrad.c), in wgbuf */
     int own_wino;                 /* fused inference by loom's Winograd kernel (kernels/conv3x3_wino.c), scratch in wbuf_fuse */
     int own_wino_d;               /* the data gradient by the same kernel (a convolution of dY), scratch in wdbuf */
-    float *wdbuf;
+    int own_wino_f;               /* the plain forward (training, or inference outside a fused chain) by it, scratch in wfbuf */
+    float *wdbuf, *wfbuf;
     call fuse, wre_fuse;          /* inference with batch norm, addition, ReLU fused (a conv's set) */
     float *wbuf, *wbuf_d, *wgbuf, *ws; /* blocked weights (forward, backward), weight gradient, workspace */
     float *wbuf_fuse;             /* blocked folded weights */
@@ -357,6 +358,8 @@ static dnnl_status_t conv_weights(loom_exec *e, set *S, const_dnnl_primitive_des
     return reorder(e, re, wuser, user, *wmd, *buf, 0);
 }
 
+static int own_3x3(const loom_exec *e, const loom_conv_shape *cs, const loom_slot *xs, const loom_slot *ys);
+
 static int conv_fwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t *fpd_out) {
     const loom_layer *l = &e->g->nodes[i];
     const loom_step *st = &e->step[i];
@@ -389,6 +392,26 @@ static int conv_fwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t *f
     TRY(bind(c, DNNL_ARG_DST, &md[1], e->slot[st->out].act), "convolution forward");
     TRY(make(e, c, pd), "convolution forward");
     impl_of(c, S->impl, sizeof S->impl);
+    const loom_slot *xs = &e->slot[st->in[0]], *ys = &e->slot[st->out];
+    if (e->own_wino && own_3x3(e, &l->a.conv, xs, ys) && ys->h % 2 == 0 && ys->w % 2 == 0) {
+        /* (the primitive stays made: backward's descriptors are made from the forward's) */
+        size_t b = loom_k_conv3x3_wino_scratch(l->a.conv.c, l->a.conv.oc, ys->w) * sizeof(float);
+        if (!(S->wfbuf = alloc_bytes(e, S, b))) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
+        S->own_wino_f = 1;
+        snprintf(S->impl, sizeof S->impl, "wino");
+    }
+    return LOOM_OK;
+}
+
+/* The forward by loom's Winograd kernel: bias, and the ReLU fused into this convolution. */
+static int wino_fwd(loom_exec *e, int i, int n, set *S) {
+    const loom_layer *l = &e->g->nodes[i];
+    const loom_step *st = &e->step[i];
+    const loom_slot *xs = &e->slot[st->in[0]], *ys = &e->slot[st->out];
+    const float *W = e->g->params + l->param_off;
+    if (!loom_k_conv3x3_wino_blk8(xs->act, W, l->bias ? W + l->weight_count : NULL, NULL, st->fused_relu, ys->act, n,
+                                  l->a.conv.c, l->a.conv.oc, ys->h, ys->w, S->wfbuf))
+        return loom_fail(LOOM_EUNSUPPORTED, "layer %s: the Winograd kernel refused its shape", l->name);
     return LOOM_OK;
 }
 
@@ -806,6 +829,7 @@ static void set_free(loom_exec *e, set *S) {
     free(S->ws);
     free(S->wbuf_fuse);
     free(S->wdbuf);
+    free(S->wfbuf);
     if (e->dn) e->dn->extra -= S->bytes;
     memset(S, 0, sizeof *S);
 }
@@ -1021,8 +1045,11 @@ int loom_dnn_forward(loom_exec *e, int i, int n, int training) {
     int has_inference = op == LOOM_OP_BATCHNORM || op == LOOM_OP_MAXPOOL || op == LOOM_OP_AVGPOOL;
     call *c = training || !has_inference ? &S->fwd : &S->fwd_inf;
     if (!c->p) rc = build_forward(e, i, S, c == &S->fwd);
-    if (rc == LOOM_OK && S->wre.p) rc = run(e, &S->wre, i, "weights reorder");
-    if (rc == LOOM_OK) rc = run(e, c, i, "forward");
+    if (rc == LOOM_OK && S->own_wino_f) rc = wino_fwd(e, i, n, S);
+    else {
+        if (rc == LOOM_OK && S->wre.p) rc = run(e, &S->wre, i, "weights reorder");
+        if (rc == LOOM_OK) rc = run(e, c, i, "forward");
+    }
     leave(prev);
     return rc;
 }

@@ -388,7 +388,7 @@ static int profile_layers(bench *b, const synthetic *s) {
         total += f + bw;
     }
     printf("\nper layer, one worker's shard of %d (%s), mean of %ld steps:\n", shard, loom_exec_kernels(e), b->steps);
-    printf("%-14s %-14s %-12s %-20s %9s %9s %8s %8s %6s\n", "layer", "op", "output", "kernel", "fwd ms", "bwd ms",
+    printf("%-14s %-14s %-12s %-26s %9s %9s %8s %8s %6s\n", "layer", "op", "output", "kernel", "fwd ms", "bwd ms",
            "fwd GF/s", "bwd GF/s", "share");
     for (int i = 1; i < n; i++) {
         const loom_layer *l = loom_graph_layer(g, i);
@@ -402,10 +402,10 @@ static int profile_layers(bench *b, const synthetic *s) {
         int fused = !strcmp(loom_exec_layer_impl(e, i), "(fused)");
         if (ff > 0 && f > 0 && !fused) snprintf(gf, sizeof gf, "%.1f", ff / f / 1e9);
         if (bf > 0 && bw > 0 && !fused) snprintf(gb, sizeof gb, "%.1f", bf / bw / 1e9);
-        printf("%-14.14s %-14s %-12s %-20.20s %9.3f %9.3f %8s %8s %5.1f%%\n", l->name, loom_op_name(l->op), shape,
+        printf("%-14.14s %-14s %-12s %-26.26s %9.3f %9.3f %8s %8s %5.1f%%\n", l->name, loom_op_name(l->op), shape,
                loom_exec_layer_impl(e, i), f * 1e3, bw * 1e3, gf, gb, 100 * (f + bw) * b->steps / total);
     }
-    printf("%-14s %-14s %-12s %-20s %9.3f %9.3f %8s %8s %5.1f%%\n", "total", "", "", "", tf * 1e3, tb * 1e3, "", "",
+    printf("%-14s %-14s %-12s %-26s %9.3f %9.3f %8s %8s %5.1f%%\n", "total", "", "", "", tf * 1e3, tb * 1e3, "", "",
            100.0);
     printf("training FLOPs at %.1f GFLOP/s over the layers' time (%.0f MB of buffers in this exec)\n",
            flops / (tf + tb) / 1e9, loom_exec_bytes(e) / 1e6);
