@@ -153,6 +153,14 @@ export LOOM_TAILS=off
 run train --data d/train.csv --epochs 1 --threads 2 --batch 64 --quiet
 expect "LOOM_TAILS=off trains" 0 "final"
 unset LOOM_TAILS
+export LOOM_EARLY_REDUCE=maybe
+run train --data d/train.csv --epochs 1 --threads 2 --quiet
+expect "LOOM_EARLY_REDUCE takes 0 or 1" 1 "LOOM_EARLY_REDUCE=maybe: give 1 (on, the default) or 0 (off)"
+lacks "nothing trained" "final"
+export LOOM_EARLY_REDUCE=0
+run train --data d/train.csv --epochs 1 --threads 2 --quiet
+expect "LOOM_EARLY_REDUCE=0 trains" 0 "final"
+unset LOOM_EARLY_REDUCE
 # loom's own 3x3 kernels: on, off, or refused, for any model (LeNet-5 has no 3x3 convolution, and
 # the portable kernels none of oneDNN's) and before any data is read
 run train --data d/train.csv --epochs 1 --checkpoint ckw --quiet
