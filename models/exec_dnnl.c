@@ -392,14 +392,26 @@ static int conv_fwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t *f
     TRY(bind(c, DNNL_ARG_DST, &md[1], e->slot[st->out].act), "convolution forward");
     TRY(make(e, c, pd), "convolution forward");
     impl_of(c, S->impl, sizeof S->impl);
+    return LOOM_OK;
+}
+
+/* Whether loom's Winograd kernel fits this convolution (3x3, stride 1, padding 1 on the blocks, even height
+ * and width), unless LOOM_WINOGRAD=0. */
+static int wino_fits(const loom_exec *e, const loom_conv_shape *cs, const loom_slot *xs, const loom_slot *ys) {
+    return e->own_wino && own_3x3(e, cs, xs, ys) && ys->h % 2 == 0 && ys->w % 2 == 0;
+}
+
+/* The plain forward of conv i by the Winograd kernel where it fits: its scratch. The oneDNN primitive stays
+ * made (backward's descriptors are made from the forward's). */
+static int wino_fwd_build(loom_exec *e, int i, set *S) {
+    const loom_layer *l = &e->g->nodes[i];
+    const loom_step *st = &e->step[i];
     const loom_slot *xs = &e->slot[st->in[0]], *ys = &e->slot[st->out];
-    if (e->own_wino && own_3x3(e, &l->a.conv, xs, ys) && ys->h % 2 == 0 && ys->w % 2 == 0) {
-        /* (the primitive stays made: backward's descriptors are made from the forward's) */
-        size_t b = loom_k_conv3x3_wino_scratch(l->a.conv.c, l->a.conv.oc, ys->w) * sizeof(float);
-        if (!(S->wfbuf = alloc_bytes(e, S, b))) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
-        S->own_wino_f = 1;
-        snprintf(S->impl, sizeof S->impl, "wino");
-    }
+    if (!wino_fits(e, &l->a.conv, xs, ys)) return LOOM_OK;
+    size_t b = loom_k_conv3x3_wino_scratch(l->a.conv.c, l->a.conv.oc, ys->w) * sizeof(float);
+    if (!(S->wfbuf = alloc_bytes(e, S, b))) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
+    S->own_wino_f = 1;
+    snprintf(S->impl, sizeof S->impl, "wino");
     return LOOM_OK;
 }
 
@@ -545,7 +557,7 @@ static int own_wgrad(const loom_exec *e, const loom_conv_shape *cs, const loom_s
  * input and c output channels (c a multiple of 16 too) and an even height and width; LOOM_WINOGRAD=0
  * leaves it to oneDNN. */
 static int own_wino_d(const loom_exec *e, const loom_conv_shape *cs, const loom_slot *xs, const loom_slot *ys) {
-    return e->own_wino && own_3x3(e, cs, xs, ys) && cs->c % 16 == 0 && ys->h % 2 == 0 && ys->w % 2 == 0;
+    return wino_fits(e, cs, xs, ys) && cs->c % 16 == 0;
 }
 
 /* dX (+)= dY * flip(W)^T by the Winograd kernel, added in place where the input's gradient accumulates. */
@@ -880,8 +892,8 @@ static int own_wino(const loom_exec *e, int a) {
     const loom_step *as = &e->step[a];
     int i = as->fuse_conv;
     const loom_slot *ys = &e->slot[as->out];
-    return e->own_wino && own_3x3(e, &e->g->nodes[i].a.conv, &e->slot[e->step[i].in[0]], ys) &&
-           ys->h % 2 == 0 && ys->w % 2 == 0 && (as->fuse_other < 0 || e->slot[as->fuse_other].lay == LAY_BLOCKED);
+    return wino_fits(e, &e->g->nodes[i].a.conv, &e->slot[e->step[i].in[0]], ys) &&
+           (as->fuse_other < 0 || e->slot[as->fuse_other].lay == LAY_BLOCKED);
 }
 
 static int wino_build(loom_exec *e, int a, set *S) {
@@ -1007,7 +1019,10 @@ static int build_forward(loom_exec *e, int i, set *S, int training) {
     dnnl_primitive_desc_t fpd = NULL;
     int rc = LOOM_OK;
     switch (l->op) {
-    case LOOM_OP_CONV2D: rc = conv_fwd(e, i, n, S, &fpd); break;
+    case LOOM_OP_CONV2D:
+        rc = conv_fwd(e, i, n, S, &fpd);
+        if (rc == LOOM_OK) rc = wino_fwd_build(e, i, S);
+        break;
     case LOOM_OP_BATCHNORM: rc = bn_fwd(e, i, n, S, training, NULL); break;
     case LOOM_OP_MAXPOOL: case LOOM_OP_AVGPOOL: rc = pool_fwd(e, i, n, S, training, NULL); break;
     default: rc = elt_fwd(e, i, n, S, &fpd); break;

@@ -36,12 +36,6 @@ int loom_cpu_count(void) {
     return n > 0 ? (int)n : 1;
 }
 
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
 static void *worker(void *arg) {
     worker_arg *a = arg;
     loom_pool *p = a->p;
@@ -49,7 +43,7 @@ static void *worker(void *arg) {
     for (;;) {
         int spins = 0;
         while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop) && spins < SPIN) {
-            cpu_relax();
+            loom_cpu_relax();
             spins++;
         }
         if (atomic_load(&p->gen) == seen && !atomic_load(&p->stop)) {
@@ -139,7 +133,7 @@ void loom_pool_run(loom_pool *p, loom_pool_fn fn, void *ctx) {
     pthread_cond_broadcast(&p->work);
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->n);
-    for (int spins = 0; atomic_load(&p->pending) > 0 && spins < SPIN; spins++) cpu_relax();
+    for (int spins = 0; atomic_load(&p->pending) > 0 && spins < SPIN; spins++) loom_cpu_relax();
     if (atomic_load(&p->pending) > 0) {
         pthread_mutex_lock(&p->mu);
         while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done, &p->mu);

@@ -19,6 +19,13 @@ void loom_pool_run(loom_pool *p, loom_pool_fn fn, void *ctx);
 /* Number of online cores. */
 int loom_cpu_count(void);
 
+/* One pause in a spin-wait (x86 PAUSE: the sibling hyperthread runs on; nothing elsewhere). */
+static inline void loom_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 #ifdef __cplusplus
 }
 #endif

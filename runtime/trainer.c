@@ -740,18 +740,12 @@ static void phase_reduce(void *ctx, int tid, int T) {
         reduce_unit(t, c);
 }
 
-static inline void cpu_pause(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
 /* Until every shard's backward has passed node `node` (0: finished, failed or empty). The wait is short
  * (a worker comes here only when it has no shard left), so it spins, and yields when threads outnumber cores. */
 static void wait_shards(loom_trainer *t, size_t node) {
     for (int s = 0; s < t->S; s++)
         for (int spins = 0; (size_t)atomic_load(&t->done_node[s]) > node; spins++) {
-            if (spins < 1000) cpu_pause();
+            if (spins < 1000) loom_cpu_relax();
             else sched_yield(), spins = 0;
         }
 }
