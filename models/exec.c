@@ -1066,8 +1066,8 @@ int loom_exec_defers(const loom_exec *e, loom_node i) {
     return l->op == LOOM_OP_DENSE && !l->frozen;
 }
 
-void loom_exec_dense_weight_grad(loom_exec *const *ex, int nrep, loom_node i, int r0, int r1, int c0, int c1,
-                                 float *dW) {
+void loom_exec_dense_weight_grad_to(loom_exec *const *ex, int nrep, loom_node i, int r0, int r1, int c0, int c1,
+                                    float *dst, int ld) {
     const loom_layer *l = &ex[0]->g->nodes[i];
     int in = l->a.dense.in, out = l->a.dense.out, started = 0;
     for (int r = 0; r < nrep; r++) {
@@ -1075,12 +1075,17 @@ void loom_exec_dense_weight_grad(loom_exec *const *ex, int nrep, loom_node i, in
         const loom_step *st = &e->step[i];
         if (!e->trained || e->fwd_n <= 0 || !e->slot[st->out].grad) continue;
         const float *x = e->slot[st->in[0]].act, *dy = e->slot[st->out].grad;
-        loom_k_gemm(1, 0, r1 - r0, c1 - c0, e->fwd_n, 1.0f, dy + r0, out, x + c0, in, started ? 1.0f : 0.0f,
-                    dW + (size_t)r0 * in + c0, in);
+        loom_k_gemm(1, 0, r1 - r0, c1 - c0, e->fwd_n, 1.0f, dy + r0, out, x + c0, in, started ? 1.0f : 0.0f, dst, ld);
         started = 1;
     }
     if (!started)
-        for (int o = r0; o < r1; o++) memset(dW + (size_t)o * in + c0, 0, (size_t)(c1 - c0) * sizeof(float));
+        for (int o = r0; o < r1; o++) memset(dst + (size_t)(o - r0) * ld, 0, (size_t)(c1 - c0) * sizeof(float));
+}
+
+void loom_exec_dense_weight_grad(loom_exec *const *ex, int nrep, loom_node i, int r0, int r1, int c0, int c1,
+                                 float *dW) {
+    int in = ex[0]->g->nodes[i].a.dense.in;
+    loom_exec_dense_weight_grad_to(ex, nrep, i, r0, r1, c0, c1, dW + (size_t)r0 * in + c0, in);
 }
 
 /* ---- backward -------------------------------------------------------------------------- */

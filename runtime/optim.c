@@ -144,10 +144,11 @@ static void adam(float *restrict p, const float *restrict grad, float *restrict 
     }
 }
 
-void loom_optim_apply(loom_optim *o, float *p, const float *grad, size_t lo, size_t hi) {
+/* The update of p[0, n), whose gradient is grad[0, n) and state s0[0, n), s1[0, n). */
+static void update(loom_optim *o, float *p, const float *grad, float *s0, float *s1, size_t n) {
+    const size_t lo = 0, hi = n;
     const loom_optim_cfg *c = &o->c;
     const float lr = o->lr, wd = c->weight_decay, l1 = c->l1, eps = c->eps;
-    float *s0 = o->state[0], *s1 = o->state[1];
     const int l2grad = c->kind != LOOM_ADAMW;
     switch (c->kind) {
     case LOOM_SGD: sgd(p, grad, s0, lo, hi, lr, wd, l1, c->momentum, c->nesterov); break;
@@ -197,4 +198,14 @@ void loom_optim_apply(loom_optim *o, float *p, const float *grad, size_t lo, siz
         break;
     }
     }
+}
+
+void loom_optim_apply(loom_optim *o, float *p, const float *grad, size_t lo, size_t hi) {
+    if (hi <= lo) return;
+    update(o, p + lo, grad + lo, o->state[0] ? o->state[0] + lo : NULL, o->state[1] ? o->state[1] + lo : NULL, hi - lo);
+}
+
+void loom_optim_apply_from(loom_optim *o, float *p, const float *grad, size_t lo, size_t hi) {
+    if (hi <= lo) return;
+    update(o, p + lo, grad, o->state[0] ? o->state[0] + lo : NULL, o->state[1] ? o->state[1] + lo : NULL, hi - lo);
 }

@@ -69,6 +69,9 @@ int loom_exec_defers(const loom_exec *e, loom_node i);
  * without samples adds nothing. */
 void loom_exec_dense_weight_grad(loom_exec *const *ex, int nrep, loom_node i, int r0, int r1, int c0, int c1,
                                  float *dW);
+/* The same block into dst [r1 - r0, c1 - c0] with row stride ld (a buffer of its own, in cache). */
+void loom_exec_dense_weight_grad_to(loom_exec *const *ex, int nrep, loom_node i, int r0, int r1, int c0, int c1,
+                                    float *dst, int ld);
 void loom_exec_free(loom_exec *e);
 
 int loom_exec_max_batch(const loom_exec *e);

@@ -37,6 +37,8 @@ void loom_optim_free(loom_optim *o);
 void loom_optim_begin_step(loom_optim *o, float lr);
 /* Update params[lo, hi) from grad[lo, hi). Safe to call on disjoint slices concurrently. */
 void loom_optim_apply(loom_optim *o, float *params, const float *grad, size_t lo, size_t hi);
+/* The same for params[lo, hi) with its gradient in grad[0, hi - lo) (a block of it kept apart, in cache). */
+void loom_optim_apply_from(loom_optim *o, float *params, const float *grad, size_t lo, size_t hi);
 /* The optimizer's kind and the number of parameters it was made for. */
 loom_optim_kind loom_optim_kind_of(const loom_optim *o);
 size_t loom_optim_size(const loom_optim *o);
