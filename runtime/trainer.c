@@ -311,6 +311,9 @@ static int start_comm(loom_trainer *t) {
     return LOOM_OK;
 }
 
+/* Whether the update waits until the whole gradient is known (clipping, several ranks, or --on-nan skip). */
+static int defer_apply(const loom_trainer *t) { return t->o.clip_norm > 0 || t->R > 1 || t->o.skip_nonfinite; }
+
 loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
     if (check_opts(g, o)) return NULL;
     loom_trainer *t = calloc(1, sizeof *t);
@@ -425,7 +428,7 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
         if (!t->onehot[s]) goto oom;
     }
     if (plan_units(t, P)) goto oom;
-    for (size_t c = 0; c < t->nchunks && !t->blockbuf; c++)
+    for (size_t c = 0; c < t->nchunks && !t->blockbuf && !defer_apply(t); c++) /* see reduce_unit */
         if (t->units[c].layer >= 0) {
             t->blockbuf = loom_k_big_alloc((size_t)t->T * DENSE_BLOCK, sizeof(float));
             if (!t->blockbuf) goto oom;
@@ -686,8 +689,6 @@ static int span_finite(const float *g, size_t lo, size_t hi) {
     return !(any & 0x80000000u);
 }
 
-/* Whether the update waits until the whole gradient is known (clipping, several ranks, or --on-nan skip). */
-static int defer_apply(const loom_trainer *t) { return t->o.clip_norm > 0 || t->R > 1 || t->o.skip_nonfinite; }
 
 /* Phase 2's unit c: sum the shards' gradients over it (shard order fixed), then record its squared norm
  * (clipping) or apply the optimizer to it. */
@@ -695,7 +696,7 @@ static void reduce_unit(loom_trainer *t, size_t c, int tid) {
     float *g0 = loom_exec_param_grad(t->ex[0]);
     float *params = loom_graph_params(t->g);
     const unit *u = &t->units[c];
-    if (u->layer >= 0 && t->blockbuf && !defer_apply(t)) {
+    if (u->layer >= 0 && !defer_apply(t)) {
         /* a dense block whose gradient serves this update only: kept in the worker's own buffer, in cache, and
          * never written to the gradient array (for MiniVGG-150's 180 MB layer, a write and a read of the array
          * each step, plus the cache's read of it before the write) */
@@ -710,7 +711,8 @@ static void reduce_unit(loom_trainer *t, size_t c, int tid) {
         return;
     }
     if (u->layer >= 0) {
-        /* a dense block: its gradient over the whole batch, then per row as a chunk */
+        /* a dense block whose update waits: its gradient over the whole batch into the array, then per row as a
+         * chunk (finite check, clipping's squared norm) */
         loom_exec_dense_weight_grad(t->ex, t->S, u->layer, u->r0, u->r1, u->c0, u->c1, g0 + u->lo);
         size_t in = (size_t)loom_graph_layer(t->g, u->layer)->a.dense.in;
         double sq = 0;
@@ -718,13 +720,8 @@ static void reduce_unit(loom_trainer *t, size_t c, int tid) {
         for (size_t r = u->lo + u->r0 * in; r < u->lo + u->r1 * in && t->R == 1; r += in)
             ok &= span_finite(g0, r + (size_t)u->c0, r + (size_t)u->c1);
         t->bad_unit[c] = !ok;
-        for (size_t r = u->lo + u->r0 * in; r < u->lo + u->r1 * in && t->R == 1 && ok; r += in) {
-            size_t lo = r + (size_t)u->c0, hi = r + (size_t)u->c1;
-            if (t->o.clip_norm > 0)
-                for (size_t i = lo; i < hi; i++) sq += (double)g0[i] * g0[i];
-            else if (!defer_apply(t))
-                apply_trainable(t, params, g0, lo, hi);
-        }
+        for (size_t r = u->lo + u->r0 * in; r < u->lo + u->r1 * in && t->R == 1 && ok && t->o.clip_norm > 0; r += in)
+            for (size_t i = r + (size_t)u->c0; i < r + (size_t)u->c1; i++) sq += (double)g0[i] * g0[i];
         t->chunk_sq[c] = sq;
         return;
     }
