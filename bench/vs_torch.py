@@ -13,12 +13,7 @@ Every measurement is its own process (so its peak RSS is its own): loom
 OPENBLAS_NUM_THREADS=1). The three run back to back for each model and thread
 count, so that they share the machine's moods; the comparison takes PyTorch's
 better layout. With --rounds N the whole set runs N times and each figure is
-the median. With two or more thread counts, each round also runs
-`loom bench --alternate`: one process holding a trainer per thread count,
-letting them take 20 turns of at least half a second each, so that the
-speedup is a ratio of figures taken within seconds of each other (this
-machine's speed drifts by tens of percent over minutes); the speedup reported
-is the median over all rounds' turns. One core's FMA peak (bench/fma_peak.c) is measured in the same
+the median. One core's FMA peak (bench/fma_peak.c) is measured in the same
 run, and MiniVGG-150's training GFLOP/s is given against it.
 
     /usr/bin/python3 bench/vs_torch.py [--models A B C R] [--threads 1 2] [--rounds 1]
@@ -44,8 +39,6 @@ SPEC = {
     "C": ("minivgg", "3x150x150", 6, 32, 10, 2, 15),
     "R": ("resnet", "3x64x64", 6, 64, 30, 3, 50),
 }
-# --alternate: timed steps (20 turns) and warm-up per model, turns of at least ~0.5 s at 1 thread
-ALT = {"A": (1600, 20), "B": (40, 2), "C": (20, 1), "R": (40, 2)}
 NAME = {"A": "LeNet-5 1x28x28 b64", "B": "MiniVGG 3x64x64 b64", "C": "MiniVGG 3x150x150 b32",
         "R": "ResNet-14 3x64x64 b64"}
 
@@ -100,23 +93,6 @@ def loom_once(m, threads):
             "fwd_ms": float(row[5]), "bwd_ms": float(row[6]), "reduce_ms": float(row[7]), "idle_ms": float(row[9])}
 
 
-def loom_alternating(m, threads):
-    """The speedup of each thread count over the first, turn by turn: {threads: [ratio per turn]}."""
-    name, inp, classes, batch = SPEC[m][:4]
-    steps, warm = ALT[m]
-    out, _ = run_rss([LOOM, "bench", "--model", name, "--input", inp, "--classes", str(classes), "--batch",
-                      str(batch), "--threads", ",".join(map(str, threads)), "--steps", str(steps), "--warmup",
-                      str(warm), "--infer-steps", "1", "--alternate"])
-    turns = {}
-    for line in out.splitlines():
-        mm = re.match(r"^(\d+) threads, each turn's speedup in turn order:(.*)$", line)
-        if mm:
-            turns[int(mm.group(1))] = [float(x) for x in mm.group(2).split()]
-    if sorted(turns) != sorted(threads[1:]):
-        sys.exit(f"loom bench --alternate printed no turns for {threads[1:]}:\n{out}")
-    return turns
-
-
 def torch_once(m, threads, channels_last):
     cmd = ["/usr/bin/python3", os.path.join(HERE, "torch_side.py"), "--models", m, "--threads", str(threads)]
     if channels_last:
@@ -156,14 +132,8 @@ def main():
     print("images/s are medians of 5 chunks (both sides); 'torch' is PyTorch's better layout; RSS is each process's "
           "peak\n")
     res = {}
-    alt = {}  # (model, threads): [each round's turn ratios]
     for r in range(args.rounds):
         for m in args.models:
-            if len(args.threads) > 1:
-                for t, ratios in loom_alternating(m, args.threads).items():
-                    alt.setdefault((m, t), []).append(ratios)
-                    print(f"  round {r + 1}: {m} loom --alternate {t} threads: median {statistics.median(ratios):.2f}x "
-                          f"of turns {' '.join(f'{x:.2f}' for x in ratios)}", file=sys.stderr, flush=True)
             for t in args.threads:
                 for side in ("loom", "nchw", "cl"):
                     v = loom_once(m, t) if side == "loom" else torch_once(m, t, side == "cl")
@@ -199,15 +169,6 @@ def main():
                   f"{med(L1, 'step_ms'):.1f} ms (reduce+optimizer {med(L1, 'reduce_ms'):.1f}, idle "
                   f"{med(L1, 'idle_ms'):.1f}), {b} threads: {med(L2, 'step_ms'):.1f} ms (reduce+optimizer "
                   f"{med(L2, 'reduce_ms'):.1f}, idle {med(L2, 'idle_ms'):.1f})")
-        print(f"\n{b}-thread speedup of loom with the thread counts taking turns in one process (bench --alternate; "
-              f"median of all turns, then each round's median and the turns' quartiles):")
-        for m in args.models:
-            rounds = alt[(m, b)]
-            every = sorted(x for rr in rounds for x in rr)
-            q = statistics.quantiles(every, n=4)
-            print(f"{NAME[m]:24s} {b}-thread speedup (alternating): {statistics.median(every):.2f}x over "
-                  f"{len(every)} turns; rounds {', '.join(f'{statistics.median(rr):.2f}x' for rr in rounds)}; "
-                  f"quartiles {q[0]:.2f}-{q[2]:.2f}")
     if "C" in args.models and 1 in args.threads:
         mflop = statistics.median(x["mflop"] for x in res[("C", 1, "nchw")] if "mflop" in x)
         gf = med(res[("C", 1, "loom")], "train") * mflop / 1e3

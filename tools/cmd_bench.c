@@ -13,14 +13,10 @@
 #include "kernels/parse.h"
 
 #define MAX_COUNTS 16
-#define TURNS 20 /* --alternate: up to this many turns per thread count */
 
 typedef struct {
     int threads;
     double train_ips, infer_ips, fwd, bwd, reduce, idle, data, step;
-    double speedup; /* to the first thread count: a ratio of medians, or with --alternate the median of ratios */
-    double turn_ratio[TURNS]; /* --alternate: each turn's images/s over the first count's in the same turn */
-    int nturns;
 } bench_row;
 
 typedef struct {
@@ -50,8 +46,6 @@ static const cli_opt bench_options[] = {
     CLI_OPT("csv", NULL, "print CSV: a header line, then one row per thread count", NULL),
     CLI_OPT("layers", NULL, "also time each layer's forward and backward (one worker's shard at the first thread count)",
             NULL),
-    CLI_OPT("alternate", NULL, "keep every thread count's trainer open and let them take turns, a chunk of steps each "
-            "(the speedup is then the median of the turns' ratios: fair on a machine whose speed drifts)", NULL),
     CLI_OPT("data", "PATH", "train from this data set through the loader (default: synthetic tensors)", NULL),
     CLI_OPT("producers", "LIST", "loader threads (with --data; a list with --pipeline)", "1"),
     CLI_OPT("augment", "SPEC", "augmentation chain for the loader", NULL),
@@ -122,13 +116,6 @@ static int parse(bench *b, int argc, char **argv) {
                 cli_given(o, "pipeline") ? "pipeline" : cli_given(o, "data") ? "data" : "layers");
         return EXIT_USAGE;
     }
-    if (cli_given(o, "alternate") && (cli_given(o, "pipeline") || cli_given(o, "dist") || cli_given(o, "data"))) {
-        fprintf(stderr, "loom bench: --alternate gives thread counts turns at training on synthetic data; --%s does not "
-                        "go with it%s\n",
-                cli_given(o, "pipeline") ? "pipeline" : cli_given(o, "dist") ? "dist" : "data",
-                cli_given(o, "data") ? " (the loaders of the waiting counts would take cores from the running one)" : "");
-        return EXIT_USAGE;
-    }
     int max_threads = (int)(4 * online_cores()); /* the bound cli_threads gives train and eval */
     b->batch = 64, b->steps = 50, b->warm = 5, b->isteps = 0;
     if (cli_int("bench", o, "batch", 1, 65536, &b->batch) || cli_int("bench", o, "steps", 1, 1000000, &b->steps) ||
@@ -141,11 +128,6 @@ static int parse(bench *b, int argc, char **argv) {
         (b->nbw = parse_counts("bandwidth", cli_get(o, "bandwidth"), b->bw, 100000)) < 0 ||
         cli_float("bench", o, "latency", 0, 1e6, &b->latency_us))
         return EXIT_USAGE;
-    if (cli_given(o, "alternate") && b->nth < 2) {
-        fprintf(stderr, "loom bench: --alternate needs two or more thread counts to take turns (--threads %s)\n",
-                cli_get(o, "threads"));
-        return EXIT_USAGE;
-    }
     if (b->nprod > 1 && !cli_given(o, "pipeline")) {
         fprintf(stderr, "loom bench: --producers %s: a list is for --pipeline; training uses one producer count\n",
                 cli_get(o, "producers"));
@@ -272,168 +254,82 @@ static double median(double *v, int n) {
     return n ? (n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2) : 0;
 }
 
-/* One thread count's trainer (and loader, with --data), kept open so that
- * --alternate can give the thread counts turns. */
-typedef struct {
-    loom_graph *g;
-    loom_trainer *t;
-    loom_loader *l;
-    int epoch;
-    long nsteps; /* since run_reset, timed or not: the trainer's step timers cover them all */
-    double train_s, chunks[TURNS], ichunks[TURNS];
-    int nchunks, nichunks;
-} bench_run;
-
-static void run_close(bench_run *r) {
-    loom_loader_free(r->l);
-    loom_trainer_free(r->t);
-    loom_graph_free(r->g);
-    memset(r, 0, sizeof *r);
-}
-
-/* 0, or -1 with loom_error() set (and r closed) */
-static int run_open(bench *b, int threads, bench_run *r) {
-    memset(r, 0, sizeof *r);
-    r->g = loom_zoo_build(cli_get(b->o, "model"), b->c, b->h, b->w, (int)b->classes, 1);
+/* warm-up + timed steps with `threads` threads into row. 0, or an exit code after saying why. */
+static int measure(bench *b, int threads, const synthetic *s, bench_row *row) {
+    loom_graph *g = loom_zoo_build(cli_get(b->o, "model"), b->c, b->h, b->w, (int)b->classes, 1);
     loom_trainer_opts to = {.batch = (int)b->batch, .threads = threads,
                             .deterministic = cli_get(b->o, "deterministic") != NULL, .seed = 1,
                             .optim = {.kind = b->optim, .momentum = b->optim == LOOM_SGD ? 0.9f : 0}};
-    if (!r->g || !(r->t = loom_trainer_new(r->g, &to))) goto fail;
+    loom_trainer *t = g ? loom_trainer_new(g, &to) : NULL;
+    loom_loader *l = NULL;
+    int rc = EXIT_FAILED, epoch = 0;
+    if (!t) goto out;
     if (b->ds) {
         loom_loader_opts lo = {.batch = (int)b->batch, .producers = b->prod[0], .seed = 1, .shuffle = 1,
                                .augment = b->aug, .out_h = b->h, .out_w = b->w,
                                .cache = cli_get(b->o, "cache") ? 1 : -1};
-        if (!(r->l = loom_loader_new(b->ds, &lo)) || loom_loader_start(r->l, 0)) goto fail;
+        if (!(l = loom_loader_new(b->ds, &lo)) || loom_loader_start(l, 0)) goto out;
     }
-    return 0;
-fail:
-    run_close(r);
-    return -1;
-}
-
-/* n training steps; 0, or -1 with loom_error() set */
-static int run_steps(const bench *b, bench_run *r, const synthetic *s, long n) {
-    for (long k = 0; k < n; k++, r->nsteps++) {
-        if (!r->l) {
-            if (loom_trainer_step(r->t, s->x, s->y, (int)b->batch, 1e-3f, NULL)) return -1;
-            continue;
+    double t0 = loom_seconds(), chunk_t0 = t0, chunks[CHUNKS];
+    int nchunks = 0;
+    long per = b->steps >= CHUNKS ? b->steps / CHUNKS : 1, in_chunk = 0;
+    for (long k = 0; k < b->warm + b->steps; k++) {
+        if (k == b->warm) {
+            loom_trainer_reset_timing(t);
+            if (l) loom_loader_wait_seconds(l);
+            t0 = chunk_t0 = loom_seconds();
         }
-        loom_batch *bt;
-        int got;
-        while ((got = loom_loader_next(r->l, &bt)) == 0) loom_loader_start(r->l, ++r->epoch);
-        if (got < 0) return -1;
-        int st = loom_trainer_step(r->t, bt->x, bt->y, bt->n, 1e-3f, NULL);
-        loom_loader_release(r->l, bt);
-        if (st) return -1;
+        if (!l) {
+            if (loom_trainer_step(t, s->x, s->y, (int)b->batch, 1e-3f, NULL)) goto out;
+        } else {
+            loom_batch *bt;
+            int got;
+            while ((got = loom_loader_next(l, &bt)) == 0) loom_loader_start(l, ++epoch);
+            if (got < 0) goto out;
+            int st = loom_trainer_step(t, bt->x, bt->y, bt->n, 1e-3f, NULL);
+            loom_loader_release(l, bt);
+            if (st) goto out;
+        }
+        /* the images/s of every run of `per` steps; the median is reported (a noisy machine's
+         * slow moments move it least), as ../shared/bench/torch_bench.py does for PyTorch */
+        if (k >= b->warm && ++in_chunk == per && nchunks < CHUNKS) {
+            double now = loom_seconds();
+            chunks[nchunks++] = (double)per * b->batch / (now - chunk_t0);
+            chunk_t0 = now, in_chunk = 0;
+        }
     }
-    return 0;
-}
-
-/* after the warm-up: the step timers (and the loader's wait) count from here */
-static void run_reset(bench_run *r) {
-    loom_trainer_reset_timing(r->t);
-    if (r->l) loom_loader_wait_seconds(r->l);
-    r->nsteps = 0;
-}
-
-/* The images/s of every run of `per` steps is kept; the median is reported (a noisy machine's slow
- * moments move it least), as ../shared/bench/torch_bench.py does for PyTorch. Chunk c of n steps. */
-static int run_chunk(const bench *b, bench_run *r, const synthetic *s, long n, long per) {
-    double t0 = loom_seconds();
-    if (run_steps(b, r, s, n)) return -1;
     double el = loom_seconds() - t0;
-    r->train_s += el;
-    if (n == per && r->nchunks < TURNS) r->chunks[r->nchunks++] = (double)per * b->batch / el;
-    return 0;
-}
-
-static void run_infer_chunk(const bench *b, bench_run *r, const synthetic *s, long iper) {
-    double c0 = loom_seconds();
-    for (long q = 0; q < iper; q++) loom_trainer_eval(r->t, s->x, s->y, (int)b->batch, NULL, NULL, s->out);
-    if (r->nichunks < TURNS) r->ichunks[r->nichunks++] = (double)iper * b->batch / (loom_seconds() - c0);
-}
-
-static long infer_steps(const bench *b) { return b->isteps ? b->isteps : b->steps > 10 ? b->steps : 10; }
-
-static void run_row(const bench *b, bench_run *r, int threads, bench_row *row) {
-    const loom_step_timing *tm = loom_trainer_timing(r->t);
-    /* field by field: --alternate's turn ratios stay */
-    double n = r->nsteps ? (double)r->nsteps : 1;
-    row->threads = threads, row->train_ips = median(r->chunks, r->nchunks), row->step = r->train_s / b->steps;
-    row->fwd = tm->forward / n, row->bwd = tm->backward / n, row->reduce = tm->reduce / n, row->idle = tm->idle / n;
-    row->data = r->l ? loom_loader_wait_seconds(r->l) / n : 0;
-    row->infer_ips = median(r->ichunks, r->nichunks);
-}
-
-/* warm-up + timed steps with `threads` threads into row. 0, or an exit code after saying why. */
-static int measure(bench *b, int threads, const synthetic *s, bench_row *row) {
-    bench_run r;
-    long per = b->steps >= CHUNKS ? b->steps / CHUNKS : 1, isteps = infer_steps(b);
+    const loom_step_timing *tm = loom_trainer_timing(t);
+    *row = (bench_row){.threads = threads, .train_ips = median(chunks, nchunks), .step = el / b->steps,
+                       .fwd = tm->forward / b->steps, .bwd = tm->backward / b->steps, .reduce = tm->reduce / b->steps,
+                       .idle = tm->idle / b->steps, .data = l ? loom_loader_wait_seconds(l) / b->steps : 0};
+    long isteps = b->isteps ? b->isteps : b->steps > 10 ? b->steps : 10;
     long iper = isteps >= CHUNKS ? isteps / CHUNKS : 1;
-    if (run_open(b, threads, &r) || run_steps(b, &r, s, b->warm)) goto fail;
-    run_reset(&r);
-    for (long k = 0; k < b->steps; k += per)
-        if (run_chunk(b, &r, s, b->steps - k < per ? b->steps - k : per, per)) goto fail;
-    for (long k = 0; k < 2; k++) loom_trainer_eval(r.t, s->x, s->y, (int)b->batch, NULL, NULL, s->out);
-    for (long k = 0; k < isteps; k += iper) run_infer_chunk(b, &r, s, iper);
-    run_row(b, &r, threads, row);
-    run_close(&r);
-    return 0;
-fail:
-    fprintf(stderr, "loom bench: %s\n", loom_error());
-    run_close(&r);
-    return EXIT_FAILED;
-}
-
-/* --alternate: every thread count's trainer is open at once and they take turns, one chunk of steps
- * each, so that a machine whose speed drifts (a shared host, clocks that follow the load) slows all
- * of them alike. The speedup is the median over the turns of each turn's ratio to the first count. */
-static int measure_alternating(bench *b, const synthetic *s) {
-    bench_run r[MAX_COUNTS];
-    int rc = EXIT_FAILED;
-    memset(r, 0, sizeof r);
-    long per = (b->steps + TURNS - 1) / TURNS, isteps = infer_steps(b), iper = (isteps + TURNS - 1) / TURNS;
-    for (int i = 0; i < b->nth; i++)
-        if (run_open(b, b->th[i], &r[i]) || run_steps(b, &r[i], s, b->warm)) goto out;
-    for (int i = 0; i < b->nth; i++) run_reset(&r[i]);
-    /* each turn starts with an untimed step: the waiting count's workers have gone to sleep (and on a
-     * virtual machine its idle cores may have been descheduled), which training never does */
-    for (long k = 0; k < b->steps; k += per)
-        for (int i = 0; i < b->nth; i++)
-            if (run_steps(b, &r[i], s, 1) || run_chunk(b, &r[i], s, b->steps - k < per ? b->steps - k : per, per))
-                goto out;
-    for (int i = 0; i < b->nth; i++)
-        for (long k = 0; k < 2; k++) loom_trainer_eval(r[i].t, s->x, s->y, (int)b->batch, NULL, NULL, s->out);
-    for (long k = 0; k < isteps; k += iper)
-        for (int i = 0; i < b->nth; i++) {
-            loom_trainer_eval(r[i].t, s->x, s->y, (int)b->batch, NULL, NULL, s->out); /* untimed, as above */
-            run_infer_chunk(b, &r[i], s, iper);
-        }
-    bench_row *row = b->rows;
-    for (int i = 0; i < b->nth; i++) { /* the ratios before run_row: median() sorts the chunks in place */
-        row[i].nturns = r[i].nchunks < r[0].nchunks ? r[i].nchunks : r[0].nchunks;
-        for (int c = 0; c < row[i].nturns; c++) row[i].turn_ratio[c] = r[i].chunks[c] / r[0].chunks[c];
+    for (long k = 0; k < 2; k++) loom_trainer_eval(t, s->x, s->y, (int)b->batch, NULL, NULL, s->out);
+    nchunks = 0;
+    for (long k = 0; k < isteps; k += iper) {
+        double c0 = loom_seconds();
+        for (long q = 0; q < iper; q++) loom_trainer_eval(t, s->x, s->y, (int)b->batch, NULL, NULL, s->out);
+        if (nchunks < CHUNKS) chunks[nchunks++] = (double)iper * b->batch / (loom_seconds() - c0);
     }
-    for (int i = 0; i < b->nth; i++) {
-        double ratio[TURNS];
-        memcpy(ratio, row[i].turn_ratio, sizeof ratio);
-        run_row(b, &r[i], b->th[i], &row[i]);
-        row[i].speedup = median(ratio, row[i].nturns);
-    }
+    row->infer_ips = median(chunks, nchunks);
     rc = 0;
 out:
     if (rc) fprintf(stderr, "loom bench: %s\n", loom_error());
-    for (int i = 0; i < b->nth; i++) run_close(&r[i]);
+    loom_loader_free(l);
+    loom_trainer_free(t);
+    loom_graph_free(g);
     return rc;
 }
 
 static void report(const bench *b) {
+    const bench_row *r0 = &b->rows[0];
     if (b->csv) {
         printf("threads,images_per_s,speedup,efficiency,step_ms,forward_ms,backward_ms,reduce_opt_ms,data_wait_ms,"
                "idle_ms,infer_images_per_s\n");
         for (int r = 0; r < b->nth; r++) {
             const bench_row *x = &b->rows[r];
-            double sp = x->speedup;
+            double sp = x->train_ips / r0->train_ips;
             printf("%d,%.1f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.1f\n", x->threads, x->train_ips, sp,
                    sp * b->th[0] / x->threads, x->step * 1e3, x->fwd * 1e3, x->bwd * 1e3, x->reduce * 1e3,
                    x->data * 1e3, x->idle * 1e3, x->infer_ips);
@@ -444,24 +340,13 @@ static void report(const bench *b) {
            "fwd ms", "bwd ms", "reduce ms", "data ms", "idle ms", "infer img/s");
     for (int r = 0; r < b->nth; r++) {
         const bench_row *x = &b->rows[r];
-        double sp = x->speedup;
+        double sp = x->train_ips / r0->train_ips;
         printf("%7d %12.1f %7.2fx %5.0f%% %9.2f %9.2f %9.2f %10.2f %9.2f %9.2f %12.1f\n", x->threads, x->train_ips, sp,
                100 * sp * b->th[0] / x->threads, x->step * 1e3, x->fwd * 1e3, x->bwd * 1e3, x->reduce * 1e3,
                x->data * 1e3, x->idle * 1e3, x->infer_ips);
     }
-    if (cli_get(b->o, "alternate")) {
-        long per = (b->steps + TURNS - 1) / TURNS;
-        printf("(--alternate: the thread counts took turns, an untimed step and %ld timed step%s each, %ld turns; images/s are medians over the "
-               "turns, the speedup is the median of the turns' ratios to the first thread count; fwd/bwd are the "
-               "slowest worker's, reduce includes the optimizer)\n", per, plural((int)per), b->steps / per);
-        for (int r = 1; r < b->nth; r++) {
-            printf("%d threads, each turn's speedup in turn order:", b->rows[r].threads);
-            for (int k = 0; k < b->rows[r].nturns; k++) printf(" %.2f", b->rows[r].turn_ratio[k]);
-            printf("\n");
-        }
-    } else
-        printf("(images/s: the median of %d runs of the timed steps; speedup is relative to the first thread count; "
-               "fwd/bwd are the slowest worker's, reduce includes the optimizer)\n", CHUNKS);
+    printf("(images/s: the median of %d runs of the timed steps; speedup is relative to the first thread count; "
+           "fwd/bwd are the slowest worker's, reduce includes the optimizer)\n", CHUNKS);
     for (int r = 0; b->ds && r < b->nth; r++)
         printf("threads %d: waiting for data %.2f%% of step time (%d producer%s, %s)\n", b->rows[r].threads,
                100 * b->rows[r].data / b->rows[r].step, b->prod[0], plural(b->prod[0]),
@@ -567,13 +452,8 @@ static int run_training(bench *b) {
         printf("loom bench: %s, input %dx%dx%d, batch %ld, %ld steps (+%ld warm-up), %s, %.1f MFLOP/image forward%s%s\n",
                cli_get(b->o, "model"), b->c, b->h, b->w, b->batch, b->steps, b->warm, loom_optim_name(b->optim),
                flops / 1e6, b->ds ? ", from " : "", b->ds ? b->ds->path : "");
-    if (cli_get(b->o, "alternate")) {
-        if ((rc = measure_alternating(b, &s))) goto out;
-    } else {
-        for (int r = 0; r < b->nth; r++)
-            if ((rc = measure(b, b->th[r], &s, &b->rows[r]))) goto out;
-        for (int r = 0; r < b->nth; r++) b->rows[r].speedup = b->rows[r].train_ips / b->rows[0].train_ips;
-    }
+    for (int r = 0; r < b->nth; r++)
+        if ((rc = measure(b, b->th[r], &s, &b->rows[r]))) goto out;
     report(b);
     if (cli_get(b->o, "layers") && (rc = profile_layers(b, &s))) goto out;
     rc = 0;

@@ -22,26 +22,6 @@ expect "bench --pipeline" 0 "producers 1" "producers 2" "cached"
 run bench --model nosuch --steps 1
 expect "bench: an unknown model" 2 "nosuch"
 
-# --alternate: the thread counts take turns; the speedup printed is the median of the turns' ratios
-run bench --model lenet5 --threads 1,2 --steps 5 --warmup 0 --infer-steps 1 --alternate
-expect "bench --alternate" 0 "took turns, an untimed step and 1 timed step each, 5 turns" \
-    "2 threads, each turn's speedup in turn order:"
-turns=$(sed -n "s/^2 threads, each turn's speedup in turn order://p" "$T/.out")
-table=$(awk '$1 == 2 && $3 ~ /x$/ { sub(/x$/, "", $3); print $3 }' "$T/.out")
-med=$(printf '%s\n' $turns | sort -g | sed -n 3p)
-check "bench --alternate: five turns listed" [ "$(printf '%s\n' $turns | wc -l)" = 5 ]
-check "bench --alternate: the table's speedup ($table) is the median of the turns ($turns)" \
-    awk -v a="$table" -v b="$med" 'BEGIN { d = a - b; exit !(a != "" && b != "" && d < 0.006 && d > -0.006) }'
-run bench --model lenet5 --threads 1,2 --steps 2 --warmup 0 --infer-steps 1 --alternate --csv
-expect "bench --alternate --csv" 0 "threads,images_per_s,speedup"
-check "bench --alternate --csv: a header and two rows" [ "$(printf '%s\n' "$out" | wc -l)" = 3 ]
-run bench --model lenet5 --threads 2 --alternate
-expect "bench --alternate with one thread count" 2 "--alternate needs two or more thread counts"
-run bench --data f --input 3x16x16 --alternate
-expect "bench --alternate with --data" 2 "--data does not go with it"
-run bench --dist --alternate
-expect "bench --alternate with --dist" 2 "--dist does not go with it"
-
 run summary minivgg --input 3x64x64 --classes 6
 expect "summary of a zoo model" 0 "Total params" "minivgg"
 run summary --list
