@@ -10,9 +10,10 @@ images/s per thread count and peak resident memory, for
 Every measurement is its own process (so its peak RSS is its own): loom
 (`build/loom bench`), PyTorch in NCHW and PyTorch in channels_last
 (bench/torch_side.py, i.e. ../shared/bench/torch_bench.py, with
-OPENBLAS_NUM_THREADS=1). The three run back to back for each model and thread
-count, so that they share the machine's moods; the comparison takes PyTorch's
-better layout. With --rounds N the whole set runs N times and each figure is
+OPENBLAS_NUM_THREADS=1). For each model loom runs at every thread count back
+to back (its speedup is the ratio of two of these runs, and this machine's
+speed drifts over minutes), then PyTorch in both layouts at every thread
+count; the comparison takes PyTorch's better layout. With --rounds N the whole set runs N times and each figure is
 the median. One core's FMA peak (bench/fma_peak.c) is measured in the same
 run, and MiniVGG-150's training GFLOP/s is given against it.
 
@@ -134,12 +135,14 @@ def main():
     res = {}
     for r in range(args.rounds):
         for m in args.models:
-            for t in args.threads:
-                for side in ("loom", "nchw", "cl"):
-                    v = loom_once(m, t) if side == "loom" else torch_once(m, t, side == "cl")
-                    res.setdefault((m, t, side), []).append(v)
-                    print(f"  round {r + 1}: {m} {t} thread{'s' if t > 1 else ''} {side:4s} train {v['train']:9.1f} "
-                          f"infer {v['infer']:9.1f} img/s  peak RSS {v['rss']:7.0f} MB", file=sys.stderr, flush=True)
+            # loom's thread counts back to back (its speedup is a ratio of two runs, and this machine's
+            # speed drifts over minutes), then PyTorch's
+            for t, side in [(t, "loom") for t in args.threads] + \
+                    [(t, side) for t in args.threads for side in ("nchw", "cl")]:
+                v = loom_once(m, t) if side == "loom" else torch_once(m, t, side == "cl")
+                res.setdefault((m, t, side), []).append(v)
+                print(f"  round {r + 1}: {m} {t} thread{'s' if t > 1 else ''} {side:4s} train {v['train']:9.1f} "
+                      f"infer {v['infer']:9.1f} img/s  peak RSS {v['rss']:7.0f} MB", file=sys.stderr, flush=True)
     hdr = (f"{'model':24s} {'thr':>3s} | {'loom':>9s} {'nchw':>9s} {'ch-last':>9s} {'ratio':>6s} | "
            f"{'loom':>9s} {'nchw':>9s} {'ch-last':>9s} {'ratio':>6s} | {'loom MB':>8s} {'torch MB':>8s} {'ratio':>6s}")
     print(f"{'':28s} | {'training images/s':^38s} | {'inference images/s (batch 64)':^38s} | "
@@ -165,7 +168,9 @@ def main():
             ts = max(med(res[(m, b, s)], "train") for s in ("nchw", "cl")) / \
                 max(med(res[(m, a, s)], "train") for s in ("nchw", "cl"))
             L1, L2 = res[(m, a, "loom")], res[(m, b, "loom")]
-            print(f"{NAME[m]:24s} {b}-thread speedup: loom {ls:.2f}x, torch {ts:.2f}x; loom step {a} thread: "
+            per_round = ", ".join(f"{y['train'] / x['train']:.2f}x" for x, y in zip(L1, L2))
+            print(f"{NAME[m]:24s} {b}-thread speedup: loom {ls:.2f}x (rounds {per_round}), torch {ts:.2f}x; "
+                  f"loom step {a} thread: "
                   f"{med(L1, 'step_ms'):.1f} ms (reduce+optimizer {med(L1, 'reduce_ms'):.1f}, idle "
                   f"{med(L1, 'idle_ms'):.1f}), {b} threads: {med(L2, 'step_ms'):.1f} ms (reduce+optimizer "
                   f"{med(L2, 'reduce_ms'):.1f}, idle {med(L2, 'idle_ms'):.1f})")
