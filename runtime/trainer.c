@@ -428,10 +428,11 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
         if (!t->onehot[s]) goto oom;
     }
     if (plan_units(t, P)) goto oom;
-    for (size_t c = 0; c < t->nchunks && !t->blockbuf && !defer_apply(t); c++) /* see reduce_unit */
+    /* a dense block's own buffer per worker, for the update that does not wait (see reduce_unit) */
+    for (size_t c = 0; c < t->nchunks && !defer_apply(t); c++)
         if (t->units[c].layer >= 0) {
-            t->blockbuf = loom_k_big_alloc((size_t)t->T * DENSE_BLOCK, sizeof(float));
-            if (!t->blockbuf) goto oom;
+            if (!(t->blockbuf = loom_k_big_alloc((size_t)t->T * DENSE_BLOCK, sizeof(float)))) goto oom;
+            break;
         }
     /* Inference by pieces of 4 samples taken by whichever worker is free, when re-reading the weights for
      * each piece costs little beside its activations (ResNet-14: 0.7 MB of weights, 6.7 MB per sample;
@@ -688,7 +689,6 @@ static int span_finite(const float *g, size_t lo, size_t hi) {
     }
     return !(any & 0x80000000u);
 }
-
 
 /* Phase 2's unit c: sum the shards' gradients over it (shard order fixed), then record its squared norm
  * (clipping) or apply the optimizer to it. */
