@@ -6,10 +6,11 @@
 #
 #   bench/lenet_vs_torch.sh [seeds] [threads]      e.g. bench/lenet_vs_torch.sh "1 2 3" 1
 #
-# Needs: build/loom (scripts/demo.sh builds it), python3-torch, and shared/
+# Needs: build/loom (scripts/demo.sh builds it), python3-torch (installed by scripts/deps.sh), and shared/
 # beside the repository (../shared/bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/deps.sh python3-torch
 seeds=${1:-"1 2 3"}
 threads=${2:-1}
 ref=${LOOM_SHARED:-../shared}/bench/train_fmnist.py

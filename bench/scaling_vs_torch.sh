@@ -6,9 +6,10 @@
 #
 #   bench/scaling_vs_torch.sh [models]     models: any of A B C (default "A B")
 #
-# Needs build/loom (scripts/demo.sh builds it) and python3-torch.
+# Needs build/loom (scripts/demo.sh builds it); installs python3-torch (scripts/deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/deps.sh python3-torch
 models=${1:-"A B"}
 ref=${LOOM_SHARED:-../shared}/bench/torch_bench.py
 [ -x build/loom ] || { echo "build/loom missing: run scripts/demo.sh --epochs 1 first" >&2; exit 1; }

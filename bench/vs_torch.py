@@ -19,7 +19,8 @@ run, and MiniVGG-150's training GFLOP/s is given against it.
 
     /usr/bin/python3 bench/vs_torch.py [--models A B C R] [--threads 1 2] [--rounds 1]
 
-Needs build/loom (scripts/demo.sh builds it), a C compiler and python3-torch.
+Needs build/loom (scripts/demo.sh builds it) and a C compiler; installs
+python3-torch through scripts/deps.sh when it is missing.
 """
 import argparse
 import os
@@ -125,6 +126,10 @@ def main():
     args = ap.parse_args()
     if not os.access(LOOM, os.X_OK):
         sys.exit(f"{LOOM} missing: run scripts/demo.sh --epochs 1 (or cmake --build build) first")
+    # PyTorch before loom's first run, not after it: scripts/deps.sh installs only what is missing
+    if subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode != 0:
+        if subprocess.run([os.path.join(ROOT, "scripts", "deps.sh"), "python3-torch"]).returncode != 0:
+            sys.exit("python3-torch is missing and scripts/deps.sh python3-torch could not install it")
     t_start = time.time()
     peak, peak_text = fma_peak()
     print(f"machine: {os.cpu_count()} cores; {peak_text.splitlines()[-1]} (bench/fma_peak.c, this run)")
