@@ -136,6 +136,8 @@ typedef struct {
     call fuse, wre_fuse;          /* inference with batch norm, addition, ReLU fused (a conv's set) */
     float *wbuf, *wbuf_d, *wgbuf, *ws; /* blocked weights (forward, backward), weight gradient, workspace */
     float *wbuf_fuse;             /* blocked folded weights */
+    float *fold_src;              /* what wbuf_fuse was folded from (fold_current), NULL until the first fold */
+    size_t sum_bytes;             /* fuse sums the added tensor into its output: these bytes are copied there first */
     size_t bytes;                 /* of those buffers */
     char impl[48];
 } set;
@@ -331,7 +333,7 @@ static void impl_of(const call *c, char *out, size_t cap) {
  * (weights in the layout oneDNN picks), and the descriptors its arguments
  * are bound with: md[0] src, md[1] dst, md[2] the plain OIHW weights, md[3] the bias. */
 static dnnl_status_t conv_desc(const loom_exec *e, int i, const loom_slot *in, const loom_slot *out, int n,
-                               dnnl_prop_kind_t prop, int with_bias, dnnl_convolution_desc_t *cd,
+                               dnnl_prop_kind_t prop, dnnl_alg_kind_t alg, int with_bias, dnnl_convolution_desc_t *cd,
                                dnnl_memory_desc_t md[4]) {
     const loom_conv_shape *cs = &e->g->nodes[i].a.conv;
     dnnl_memory_desc_t wany;
@@ -341,7 +343,7 @@ static dnnl_status_t conv_desc(const loom_exec *e, int i, const loom_slot *in, c
     weights_md(cs, dnnl_oihw, &md[2]);
     vec_md(cs->oc, &md[3]);
     dnnl_dims_t strides = {cs->sh, cs->sw}, dil = {cs->dh - 1, cs->dw - 1}, pad = {cs->ph, cs->pw};
-    return dnnl_dilated_convolution_forward_desc_init(cd, prop, dnnl_convolution_direct, &md[0], &wany,
+    return dnnl_dilated_convolution_forward_desc_init(cd, prop, alg, &md[0], &wany,
                                                       with_bias ? &md[3] : NULL, &md[1], strides, dil, pad, pad);
 }
 
@@ -365,7 +367,8 @@ static int conv_fwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t *f
     const loom_step *st = &e->step[i];
     dnnl_memory_desc_t md[4];
     dnnl_convolution_desc_t cd;
-    TRY(conv_desc(e, i, &e->slot[st->in[0]], &e->slot[st->out], n, dnnl_forward_training, l->bias, &cd, md),
+    TRY(conv_desc(e, i, &e->slot[st->in[0]], &e->slot[st->out], n, dnnl_forward_training, dnnl_convolution_direct,
+                  l->bias, &cd, md),
         "convolution forward");
     dnnl_primitive_attr_t attr;
     if (!user_scratch(&attr)) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
@@ -840,6 +843,7 @@ static void set_free(loom_exec *e, set *S) {
     free(S->wgbuf);
     free(S->ws);
     free(S->wbuf_fuse);
+    free(S->fold_src);
     free(S->wdbuf);
     free(S->wfbuf);
     if (e->dn) e->dn->extra -= S->bytes;
@@ -930,25 +934,41 @@ static int fused_build(loom_exec *e, int a, set *S) {
     dnnl_memory_desc_t md[4], other;
     if (as->fuse_other >= 0) slot_md(e, &e->slot[as->fuse_other], n, &other);
     dnnl_convolution_desc_t cd;
-    TRY(conv_desc(e, i, &e->slot[e->step[i].in[0]], &e->slot[as->out], n, dnnl_forward_inference, 1, &cd, md),
-        "fused convolution");
-    dnnl_primitive_attr_t attr;
-    if (!user_scratch(&attr)) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
-    dnnl_post_ops_t po;
-    dnnl_post_ops_create(&po);
-    if (as->fuse_other >= 0) dnnl_post_ops_append_binary(po, dnnl_binary_add, &other);
-    if (as->fuse_relu) dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
-    dnnl_primitive_attr_set_post_ops(attr, po);
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &cd, attr, engine, NULL);
-    dnnl_post_ops_destroy(po);
-    dnnl_primitive_attr_destroy(attr);
-    if (s == dnnl_success) {
-        const char *impl = NULL;
-        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-        if (!impl || !strncmp(impl, "ref", 3)) {
-            dnnl_primitive_desc_destroy(pd);
-            s = dnnl_unimplemented; /* the layers one by one are faster */
+    dnnl_status_t s = dnnl_unimplemented;
+    /* oneDNN's Winograd F(4x4, 3x3) first where loom's own (AVX2, 8-channel blocks) does not serve: 3x3, stride 1
+     * on the 16-channel blocks of AVX-512 (oneDNN has it there only), with at least 32 input channels (with 16 it
+     * was slower than the direct convolution: DESIGN.md, "Inference convolutions"); the direct convolution where
+     * it declines. It takes no binary post-op: an added tensor is copied into the output first and summed. */
+    const loom_conv_shape *cs = &l->a.conv;
+    const loom_slot *ys = &e->slot[as->out];
+    int wino = e->own_wino && e->block == 16 && cs->kh == 3 && cs->kw == 3 && cs->sh <= 1 && cs->sw <= 1 &&
+               cs->dh <= 1 && cs->dw <= 1 && cs->groups <= 1 && cs->c >= 32 &&
+               (as->fuse_other < 0 || e->slot[as->fuse_other].lay == ys->lay);
+    int summed = 0;
+    for (int k = wino ? 0 : 1; k < 2 && s != dnnl_success; k++) {
+        summed = k == 0 && as->fuse_other >= 0;
+        TRY(conv_desc(e, i, &e->slot[e->step[i].in[0]], &e->slot[as->out], n, dnnl_forward_inference,
+                      k == 0 ? dnnl_convolution_winograd : dnnl_convolution_direct, 1, &cd, md),
+            "fused convolution");
+        dnnl_primitive_attr_t attr;
+        if (!user_scratch(&attr)) return loom_fail(LOOM_ENOMEM, "oneDNN: out of memory");
+        dnnl_post_ops_t po;
+        dnnl_post_ops_create(&po);
+        if (summed) dnnl_post_ops_append_sum(po, 1.0f);
+        else if (as->fuse_other >= 0) dnnl_post_ops_append_binary(po, dnnl_binary_add, &other);
+        if (as->fuse_relu) dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+        dnnl_primitive_attr_set_post_ops(attr, po);
+        s = dnnl_primitive_desc_create(&pd, &cd, attr, engine, NULL);
+        dnnl_post_ops_destroy(po);
+        dnnl_primitive_attr_destroy(attr);
+        if (s == dnnl_success) {
+            const char *impl = NULL;
+            dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+            if (!impl || !strncmp(impl, "ref", 3)) {
+                dnnl_primitive_desc_destroy(pd);
+                s = dnnl_unimplemented; /* the layers one by one are faster */
+            }
         }
     }
     TRY(s, "fused convolution");
@@ -965,8 +985,9 @@ static int fused_build(loom_exec *e, int a, set *S) {
     if (s == dnnl_success) s = bind(c, DNNL_ARG_WEIGHTS, wmd, wptr);
     if (s == dnnl_success) s = bind(c, DNNL_ARG_BIAS, &md[3], ns->fold + l->weight_count);
     if (s == dnnl_success) s = bind(c, DNNL_ARG_DST, &md[1], e->slot[as->out].act);
-    if (s == dnnl_success && as->fuse_other >= 0)
+    if (s == dnnl_success && as->fuse_other >= 0 && !summed)
         s = bind(c, DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, &other, e->slot[as->fuse_other].act);
+    S->sum_bytes = summed ? dnnl_memory_desc_get_size(&md[1]) : 0;
     if (s != dnnl_success) dnnl_primitive_desc_destroy(pd);
     TRY(s, "fused convolution");
     TRY(make(e, c, pd), "fused convolution");
@@ -997,6 +1018,32 @@ static void fold_weights(loom_exec *e, int a) {
     }
 }
 
+/* Whether S's folded weights (and their reorder) were made from exactly the parameters and running statistics
+ * there now: a conv's weights and bias, its batch norm's scale, shift, mean and variance, compared bit for bit
+ * with a copy kept at the last fold (inference runs in pieces of a few samples, and a Winograd weight transform
+ * per piece cost more than the convolution). Anything written to them since, by the optimizer, a checkpoint or
+ * the caller, makes it fold again. Keeps the copy when it is not current. */
+static int fold_current(loom_exec *e, int a, set *S) {
+    const loom_step *as = &e->step[a];
+    const loom_graph *g = e->g;
+    const loom_layer *l = &g->nodes[as->fuse_conv], *bn = as->fuse_bn ? &g->nodes[as->fuse_bn] : NULL;
+    const float *seg[3] = {g->params + l->param_off, bn ? g->params + bn->param_off : NULL,
+                           bn ? g->buffers + bn->buf_off : NULL};
+    size_t len[3] = {l->weight_count + (l->bias ? (size_t)l->a.conv.oc : 0), bn ? 2 * bn->weight_count : 0,
+                     bn ? 2 * (size_t)bn->c : 0};
+    if (!S->fold_src && !(S->fold_src = alloc_bytes(e, S, (len[0] + len[1] + len[2] + 1) * sizeof(float))))
+        return 0; /* no copy: fold every time */
+    int same = S->fold_src[0] == 1.0f; /* a first float of 1: the copy is filled */
+    float *c = S->fold_src + 1;
+    for (int k = 0; k < 3; c += len[k], k++) {
+        if (!len[k]) continue; /* no batch norm */
+        if (same && memcmp(c, seg[k], len[k] * sizeof(float))) same = 0;
+        if (!same) memcpy(c, seg[k], len[k] * sizeof(float));
+    }
+    S->fold_src[0] = 1.0f;
+    return same;
+}
+
 int loom_dnn_fused_forward(loom_exec *e, int a, int n) {
     int prev = enter(), rc = LOOM_OK;
     const loom_step *as = &e->step[a];
@@ -1004,10 +1051,14 @@ int loom_dnn_fused_forward(loom_exec *e, int a, int n) {
     if (!S->fuse.p && !S->own_wino) {
         rc = own_wino(e, a) ? wino_build(e, a, S) : fused_build(e, a, S);
     }
-    if (rc == LOOM_OK) {
+    /* loom's kernel, and a primitive without a reorder, read the node's fold, which another set may have rewritten */
+    if (rc == LOOM_OK && (S->own_wino || !S->wre_fuse.p || !fold_current(e, a, S))) {
         fold_weights(e, a);
         if (S->wre_fuse.p) rc = run(e, &S->wre_fuse, as->fuse_conv, "weights reorder");
+        if (rc != LOOM_OK && S->fold_src) S->fold_src[0] = 0.0f; /* not made: fold again next time */
     }
+    if (rc == LOOM_OK && S->sum_bytes && e->slot[as->fuse_other].act != e->slot[as->out].act)
+        memcpy(e->slot[as->out].act, e->slot[as->fuse_other].act, S->sum_bytes);
     if (rc == LOOM_OK) rc = S->own_wino ? wino_run(e, a, n, S) : run(e, &S->fuse, as->fuse_conv, "fused convolution");
     leave(prev);
     return rc;
