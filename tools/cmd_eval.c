@@ -283,6 +283,7 @@ typedef struct {
     int kaggle;
     session *s;
     int run_failed; /* run_all failed and has said why */
+    size_t rows;    /* written (--skip-bad leaves unreadable images out) */
 } pred_acc;
 
 /* A CSV field: quoted when it holds a comma, a quote or a line break. */
@@ -302,6 +303,7 @@ static void csv_field(FILE *f, const char *v) {
 static void predict_one(void *user, size_t i, const loom_batch *b, int j, const float *p, int K) {
     pred_acc *a = user;
     int k = loom_k_argmax(p, K);
+    a->rows++;
     if (a->kaggle) {
         fprintf(a->f, "%zu,%d\n", i + 1, k);
         return;
@@ -319,6 +321,7 @@ static void predict_one(void *user, size_t i, const loom_batch *b, int j, const 
 static int predict_all(FILE *f, void *user) {
     pred_acc *a = user;
     a->f = f;
+    a->rows = 0;
     fputs(a->kaggle ? "ImageId,Label\n" : "file,class,probability\n", f);
     if (run_all("predict", a->s, predict_one, a)) {
         a->run_failed = 1;
@@ -386,7 +389,9 @@ int cmd_predict(int argc, char **argv) {
     } else if ((rc = loom_atomic_write(out, predict_all, &a)) != LOOM_OK) {
         if (!a.run_failed) fprintf(stderr, "loom predict: %s\n", loom_error());
     } else {
-        fprintf(stderr, "wrote %zu prediction%s to %s\n", s.ds->count, s.ds->count == 1 ? "" : "s", out);
+        fprintf(stderr, "wrote %zu prediction%s to %s", a.rows, a.rows == 1 ? "" : "s", out);
+        if (a.rows < s.ds->count) fprintf(stderr, " (%zu unreadable left out)", s.ds->count - a.rows);
+        fputc('\n', stderr);
     }
     session_free(&s);
     return rc ? EXIT_FAILED : EXIT_DONE;

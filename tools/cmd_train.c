@@ -614,8 +614,9 @@ static int skip_bad(train_run *r, loom_dataset **ds, const char *what) {
     }
     for (int k = 0; k < d->num_classes; k++)
         if (per[k] && badk[k] == per[k]) {
-            say("%s: every image of class %s (%zu) is unreadable: the class would be learnt from nothing", what,
-                loom_dataset_class_name(d, k, nb, sizeof nb), per[k]);
+            say("%s: every image of class %s (%zu) is unreadable: %s", what, loom_dataset_class_name(d, k, nb, sizeof nb),
+                per[k], ds == &r->val ? "validation would have none of this class to score"
+                                    : "the class would be learnt from nothing");
             goto out;
         }
     if (pct > r->skip_limit) {

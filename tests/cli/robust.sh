@@ -91,6 +91,13 @@ run eval fk/best.safetensors --data f
 expect "eval stops at an unreadable image" 1 "not a PNG or JPEG file"
 run eval fk/best.safetensors --data f --skip-bad
 expect "eval --skip-bad" 0 "1 unreadable image left out" "17 samples"
+mk_folder fv 16 2
+for img in fv/seg_test/seg_test/sea/*.jpg; do echo junk >"$img"; done
+run train --data fv --epochs 1 --skip-bad --quiet
+expect "train --skip-bad: a class the validation data lost" 1 "validation data: every image of class sea (3) is unreadable: validation would have none of this class to score"
+run predict fk/best.safetensors --data f/seg_test --skip-bad --out pk.csv
+expect "predict --skip-bad counts the rows it wrote" 0 "wrote 17 predictions to pk.csv (1 unreadable left out)"
+check "predict --skip-bad: 17 rows and a header" test "$(wc -l <pk.csv)" -eq 18
 run eval fk/best.safetensors --data f --threads 1000
 expect "eval --threads 1000" 2 "only make it slower"
 mkdir -p f/seg_pred/seg_pred
