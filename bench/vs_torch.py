@@ -14,8 +14,9 @@ OPENBLAS_NUM_THREADS=1). For each model loom runs at every thread count back
 to back (its speedup is the ratio of two of these runs, and this machine's
 speed drifts over minutes), then PyTorch in both layouts at every thread
 count; the comparison takes PyTorch's better layout. With --rounds N the
-whole set runs N times and each figure is the median. One core's FMA peak (bench/fma_peak.c) is measured in the same
-run, and MiniVGG-150's training GFLOP/s is given against it.
+whole set runs N times and each figure is the median. One core's FMA peak
+(bench/fma_peak.c) is measured in the same run, and MiniVGG-150's training
+GFLOP/s is given against it.
 
     /usr/bin/python3 bench/vs_torch.py [--models A B C R] [--threads 1 2] [--rounds 1]
 

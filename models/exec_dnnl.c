@@ -136,7 +136,8 @@ typedef struct {
     call fuse, wre_fuse;          /* inference with batch norm, addition, ReLU fused (a conv's set) */
     float *wbuf, *wbuf_d, *wgbuf, *ws; /* blocked weights (forward, backward), weight gradient, workspace */
     float *wbuf_fuse;             /* blocked folded weights */
-    float *fold_src;              /* what wbuf_fuse was folded from (fold_current), NULL until the first fold */
+    float *fold_src;              /* what wbuf_fuse was folded from (fold_current) ... */
+    int fold_valid;               /* ... once it holds that */
     size_t sum_bytes;             /* fuse sums the added tensor into its output: these bytes are copied there first */
     size_t bytes;                 /* of those buffers */
     char impl[48];
@@ -362,6 +363,11 @@ static dnnl_status_t conv_weights(loom_exec *e, set *S, const_dnnl_primitive_des
 
 static int own_3x3(const loom_exec *e, const loom_conv_shape *cs, const loom_slot *xs, const loom_slot *ys);
 
+/* A 3x3 convolution of stride 1, no dilation, one group: the shapes Winograd F(m, 3) serves (loom's and oneDNN's). */
+static int conv3x3_s1(const loom_conv_shape *cs) {
+    return cs->kh == 3 && cs->kw == 3 && cs->sh <= 1 && cs->sw <= 1 && cs->dh <= 1 && cs->dw <= 1 && cs->groups <= 1;
+}
+
 static int conv_fwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t *fpd_out) {
     const loom_layer *l = &e->g->nodes[i];
     const loom_step *st = &e->step[i];
@@ -543,8 +549,7 @@ static int elt_fwd(loom_exec *e, int i, int n, set *S, dnnl_primitive_desc_t *fp
  * group, input and output on the 8-channel blocks (not under AVX-512, where oneDNN's own code is better),
  * c a multiple of 8 and oc of 16, and a CPU with AVX2 and FMA. */
 static int own_3x3(const loom_exec *e, const loom_conv_shape *cs, const loom_slot *xs, const loom_slot *ys) {
-    return cs->kh == 3 && cs->kw == 3 && cs->sh <= 1 && cs->sw <= 1 && cs->dh <= 1 && cs->dw <= 1 &&
-           cs->groups <= 1 && cs->ph == 1 && cs->pw == 1 && e->block == 8 && xs->lay == LAY_BLOCKED &&
+    return conv3x3_s1(cs) && cs->ph == 1 && cs->pw == 1 && e->block == 8 && xs->lay == LAY_BLOCKED &&
            ys->lay == LAY_BLOCKED && cs->c % 8 == 0 && cs->oc % 16 == 0 && xs->h == ys->h && xs->w == ys->w &&
            loom_k_avx2_fma();
 }
@@ -942,8 +947,7 @@ static int fused_build(loom_exec *e, int a, set *S) {
      * it declines. It takes no binary post-op: an added tensor is copied into the output first and summed. */
     const loom_conv_shape *cs = &l->a.conv;
     const loom_slot *ys = &e->slot[as->out];
-    int wino = e->own_wino && e->block == 16 && cs->kh == 3 && cs->kw == 3 && cs->sh <= 1 && cs->sw <= 1 &&
-               cs->dh <= 1 && cs->dw <= 1 && cs->groups <= 1 && cs->c >= 32 &&
+    int wino = e->own_wino && e->block == 16 && conv3x3_s1(cs) && cs->c >= 32 &&
                (as->fuse_other < 0 || e->slot[as->fuse_other].lay == ys->lay);
     int summed = 0;
     for (int k = wino ? 0 : 1; k < 2 && s != dnnl_success; k++) {
@@ -1031,16 +1035,16 @@ static int fold_current(loom_exec *e, int a, set *S) {
                            bn ? g->buffers + bn->buf_off : NULL};
     size_t len[3] = {l->weight_count + (l->bias ? (size_t)l->a.conv.oc : 0), bn ? 2 * bn->weight_count : 0,
                      bn ? 2 * (size_t)bn->c : 0};
-    if (!S->fold_src && !(S->fold_src = alloc_bytes(e, S, (len[0] + len[1] + len[2] + 1) * sizeof(float))))
+    if (!S->fold_src && !(S->fold_src = alloc_bytes(e, S, (len[0] + len[1] + len[2]) * sizeof(float))))
         return 0; /* no copy: fold every time */
-    int same = S->fold_src[0] == 1.0f; /* a first float of 1: the copy is filled */
-    float *c = S->fold_src + 1;
+    int same = S->fold_valid;
+    float *c = S->fold_src;
     for (int k = 0; k < 3; c += len[k], k++) {
         if (!len[k]) continue; /* no batch norm */
         if (same && memcmp(c, seg[k], len[k] * sizeof(float))) same = 0;
         if (!same) memcpy(c, seg[k], len[k] * sizeof(float));
     }
-    S->fold_src[0] = 1.0f;
+    S->fold_valid = 1;
     return same;
 }
 
@@ -1055,7 +1059,7 @@ int loom_dnn_fused_forward(loom_exec *e, int a, int n) {
     if (rc == LOOM_OK && (S->own_wino || !S->wre_fuse.p || !fold_current(e, a, S))) {
         fold_weights(e, a);
         if (S->wre_fuse.p) rc = run(e, &S->wre_fuse, as->fuse_conv, "weights reorder");
-        if (rc != LOOM_OK && S->fold_src) S->fold_src[0] = 0.0f; /* not made: fold again next time */
+        if (rc != LOOM_OK) S->fold_valid = 0; /* not made: fold again next time */
     }
     if (rc == LOOM_OK && S->sum_bytes && e->slot[as->fuse_other].act != e->slot[as->out].act)
         memcpy(e->slot[as->out].act, e->slot[as->fuse_other].act, S->sum_bytes);
