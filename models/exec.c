@@ -1054,6 +1054,12 @@ void loom_exec_zero_param_grad(loom_exec *e) {
     memset(e->pgrad + at, 0, (e->g->n_params - at) * sizeof(float));
 }
 
+void loom_exec_hold_weights(loom_exec *e, int held) {
+    if (!e) return;
+    if (held && !e->held && !++e->hold_gen) e->hold_gen = 1;
+    e->held = held != 0;
+}
+
 void loom_exec_forget(loom_exec *e) {
     if (!e) return;
     e->fwd_n = 0;

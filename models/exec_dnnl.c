@@ -138,6 +138,7 @@ typedef struct {
     float *wbuf_fuse;             /* blocked folded weights */
     float *fold_src;              /* what wbuf_fuse was folded from (fold_current) ... */
     int fold_valid;               /* ... once it holds that */
+    unsigned fold_gen;            /* the hold (loom_exec_hold_weights) under which it was last compared */
     size_t sum_bytes;             /* fuse sums the added tensor into its output: these bytes are copied there first */
     size_t bytes;                 /* of those buffers */
     char impl[48];
@@ -1026,8 +1027,9 @@ static void fold_weights(loom_exec *e, int a) {
  * there now: a conv's weights and bias, its batch norm's scale, shift, mean and variance, compared bit for bit
  * with a copy kept at the last fold (inference runs in pieces of a few samples, and a Winograd weight transform
  * per piece cost more than the convolution). Anything written to them since, by the optimizer, a checkpoint or
- * the caller, makes it fold again. Keeps the copy when it is not current. */
+ * the caller, makes it fold again. Keeps the copy when it is not current. Under a hold, compares once. */
 static int fold_current(loom_exec *e, int a, set *S) {
+    if (S->fold_valid && e->held && S->fold_gen == e->hold_gen) return 1;
     const loom_step *as = &e->step[a];
     const loom_graph *g = e->g;
     const loom_layer *l = &g->nodes[as->fuse_conv], *bn = as->fuse_bn ? &g->nodes[as->fuse_bn] : NULL;
@@ -1045,6 +1047,7 @@ static int fold_current(loom_exec *e, int a, set *S) {
         if (!same) memcpy(c, seg[k], len[k] * sizeof(float));
     }
     S->fold_valid = 1;
+    S->fold_gen = e->held ? e->hold_gen : 0;
     return same;
 }
 

@@ -88,6 +88,8 @@ struct loom_exec {
     int unfused;           /* LOOM_EXEC_UNFUSED */
     int trained;           /* last forward was a training one */
     int fwd_n;             /* samples of the last forward */
+    int held;              /* loom_exec_hold_weights: the weights stay as they are ... */
+    unsigned hold_gen;     /* ... since the hold numbered so (never 0) */
     double *t_fwd, *t_bwd; /* per node, seconds summed while timing is on (NULL: off) */
     void (*on_backward)(void *ctx, int node); /* after each node's backward (NULL: none) */
     void *on_backward_ctx;

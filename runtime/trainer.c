@@ -434,17 +434,20 @@ loom_trainer *loom_trainer_new(loom_graph *g, const loom_trainer_opts *o) {
             if (!(t->blockbuf = loom_k_big_alloc((size_t)t->T * DENSE_BLOCK, sizeof(float)))) goto oom;
             break;
         }
-    /* Inference by pieces of 4 samples taken by whichever worker is free, when re-reading the weights for
-     * each piece costs little beside its activations (ResNet-14: 0.7 MB of weights, 6.7 MB per sample;
-     * not MiniVGG, whose dense weights are 34 MB): a worker slowed by the machine then does less, and with
-     * one thread too, a piece's activations stay in cache from layer to layer (ResNet-14, 1 thread,
-     * alternating runs: median 312 img/s by pieces of 4 against 299 by one shard). Fast mode only:
-     * deterministic mode keeps its shards, so that its results do not depend on the thread count.
-     * LOOM_TAILS=0 turns this off too. */
+    /* Inference by pieces taken by whichever worker is free, when re-reading the weights for each piece costs
+     * little beside its activations: a worker slowed by the machine then does less, and with one thread too, a
+     * piece's activations stay in cache from layer to layer. The piece is the smallest of 1, 2 and 4 samples
+     * whose bytes are at least 4 times the weights' (ResNet-14 at 3x64x64: 0.7 MB of weights, 6.7 MB per
+     * sample, so 1; not MiniVGG, whose dense weights are 34 MB). Pieces of 1 against 4, ResNet-14, 1 and 2
+     * threads, AVX-512 (2026-11-29): 946-984 / 1655-1788 img/s against 810-820 / 1333-1520 at 3x64x64, and
+     * 693-738 / 1244-1351 against 578-596 / 1032-1048 at 3x150x150: one sample's 16-channel 64x64 tensors
+     * (256 KB) stay in L2 where four do not. Fast mode only: deterministic mode keeps its shards, so that its
+     * results do not depend on the thread count. LOOM_TAILS=0 turns this off too. */
     if (!o->deterministic && t->R == 1 && t->S >= t->T && max_shard >= 4 &&
         tails) {
         double per_sample = (double)loom_exec_bytes(t->ex[0]) / max_shard;
-        if ((double)P * sizeof(float) <= per_sample) t->micro = 4; /* weights <= a quarter of a piece's bytes */
+        for (int p = 1; p <= 4 && !t->micro; p *= 2)
+            if (4.0 * P * sizeof(float) <= p * per_sample) t->micro = p;
     }
     if (t->overlap && start_comm(t)) goto fail;
     int early_ok;
@@ -605,12 +608,14 @@ static int forward_part(loom_trainer *t, loom_exec *e, shard_out *so, float *one
 static void phase_infer(loom_trainer *t, int tid) {
     shard_out *so = &t->so[tid];
     double t0 = loom_seconds();
+    loom_exec_hold_weights(t->ex[tid], 1); /* nothing writes them during the pass */
     for (int c0 = atomic_fetch_add(&t->next_sample, t->micro); c0 < t->m;
          c0 = atomic_fetch_add(&t->next_sample, t->micro)) {
         int cc = t->m - c0 < t->micro ? t->m - c0 : t->micro;
         if (forward_part(t, t->ex[tid], so, t->onehot[tid], c0, cc)) break;
         so->n += cc;
     }
+    loom_exec_hold_weights(t->ex[tid], 0);
     so->t_fwd = loom_seconds() - t0;
     t->worker_busy[tid] = t->worker_fwd[tid] = so->t_fwd;
     t->worker_bwd[tid] = 0;

@@ -100,6 +100,12 @@ int loom_exec_forward(loom_exec *e, int n, int training, uint64_t dropout_key, u
 void loom_exec_zero_act_grad(loom_exec *e);
 /* Zero the parameter gradient. */
 void loom_exec_zero_param_grad(loom_exec *e);
+/* held = 1: a promise that the graph's parameters and batch-norm running
+ * statistics stay as they are until held = 0. Inference forwards in between
+ * compare the weights they folded (batch norm into the convolution) with the
+ * parameters once, not at every call: the trainer holds them over an
+ * inference pass that goes in pieces of a sample or a few. */
+void loom_exec_hold_weights(loom_exec *e, int held);
 /* Forget the last forward: a replica given no samples in a step must not
  * lend its previous step's activations to loom_exec_dense_weight_grad. */
 void loom_exec_forget(loom_exec *e);
