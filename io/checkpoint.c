@@ -154,7 +154,8 @@ int loom_checkpoint_save(const char *path, loom_graph *g, const loom_ckpt_extra 
     }
     for (int i = 0; i < extra->nmeta; i++) {
         const char *k = extra->meta[i].key;
-        if (!k || !strcmp(k, "loom.version") || !strcmp(k, "loom.graph") || json_object_get(meta, k)) {
+        if (!k || !strcmp(k, "loom.version") || !strcmp(k, "loom.graph") || !strcmp(k, "loom.crc32") ||
+            json_object_get(meta, k)) {
             loom_fail(LOOM_EINVAL, "%s: metadata key %s is taken", path, k ? k : "(null)");
             goto out;
         }

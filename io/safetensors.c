@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "jfield.h"
 #include "io/atomic.h"
@@ -223,6 +224,26 @@ int sft_open(sft_file *s, const char *path) {
     if (total != s->data_len)
         return bad(s, "the data section is %" PRIu64 " bytes but its tensors hold %" PRIu64
                       " (gaps or trailing bytes)", s->data_len, total);
+    const char *crcs = sft_meta(s, "loom.crc32");
+    if (crcs) { /* one CRC per tensor, in the order of the data */
+        const char *p = crcs;
+        for (size_t i = 0; i < s->n; i++) {
+            uint32_t c = 0;
+            int k = 0;
+            for (; k < 8 && p[k]; k++) {
+                int d = p[k] >= '0' && p[k] <= '9' ? p[k] - '0' : p[k] >= 'a' && p[k] <= 'f' ? p[k] - 'a' + 10 : -1;
+                if (d < 0) break;
+                c = c << 4 | (uint32_t)d;
+            }
+            if (k < 8 || (p[8] != (i + 1 < s->n ? ' ' : '\0')))
+                return bad(s, "metadata loom.crc32 should give %zu CRCs of 8 hex digits; it is damaged at character %zu",
+                           s->n, (size_t)(p - crcs) + (size_t)k);
+            s->t[i].crc = c;
+            s->t[i].has_crc = 1;
+            p += 9;
+        }
+        if (!s->n && *crcs) return bad(s, "metadata loom.crc32 gives CRCs, but the file holds no tensors");
+    }
     qsort(s->t, s->n, sizeof *s->t, by_name);
     return LOOM_OK;
 }
@@ -247,6 +268,13 @@ int sft_read(sft_file *s, const sft_tensor *t, float *dst) {
         return loom_fail(LOOM_EIO, "%s: tensor %s: cannot seek: %s", s->path, t->name, strerror(errno));
     if (fread(dst, sizeof(float), n, s->f) != n)
         return loom_fail(LOOM_EFORMAT, "%s: tensor %s: the file ends early (changed while reading?)", s->path, t->name);
+    if (t->has_crc) {
+        uint32_t c = (uint32_t)crc32_z(crc32_z(0, Z_NULL, 0), (const unsigned char *)dst, n * sizeof(float));
+        if (c != t->crc)
+            return loom_fail(LOOM_EFORMAT, "%s: tensor %s: its bytes do not match the CRC-32 saved with them "
+                                           "(%08x, now %08x): the file is damaged",
+                             s->path, t->name, (unsigned)t->crc, (unsigned)c);
+    }
     if (HOST_BE) swap32(dst, n);
     return LOOM_OK;
 }
@@ -284,6 +312,20 @@ oom:
     json_decref(root);
     loom_fail(LOOM_ENOMEM, "%s: out of memory building the header", path);
     return NULL;
+}
+
+/* CRC-32 of n floats as the file stores them (little-endian). */
+static uint32_t crc_le(const float *p, size_t n) {
+    uLong c = crc32_z(0, Z_NULL, 0);
+    if (!HOST_BE) return (uint32_t)crc32_z(c, (const unsigned char *)p, n * sizeof(float));
+    float buf[1024];
+    for (size_t i = 0; i < n; i += 1024) {
+        size_t k = n - i < 1024 ? n - i : 1024;
+        memcpy(buf, p + i, k * sizeof(float));
+        swap32(buf, k);
+        c = crc32_z(c, (const unsigned char *)buf, k * sizeof(float));
+    }
+    return (uint32_t)c;
 }
 
 static int write_floats(FILE *f, const float *p, size_t n) {
@@ -326,7 +368,23 @@ static int write_job(FILE *f, void *ctx) {
 }
 
 int sft_write(const char *path, const json_t *meta, const sft_out *t, size_t n) {
-    json_t *root = header_json(meta, t, n, path);
+    if (meta && json_object_get(meta, "loom.crc32"))
+        return loom_fail(LOOM_EINVAL, "%s: metadata key loom.crc32 is sft_write's own (loom bug)", path);
+    json_t *m = meta ? json_copy((json_t *)meta) : json_object();
+    char *crcs = malloc(n * 9 + 1);
+    if (!m || !crcs) {
+        json_decref(m);
+        free(crcs);
+        return loom_fail(LOOM_ENOMEM, "%s: out of memory writing the header", path);
+    }
+    crcs[0] = 0;
+    for (size_t i = 0; i < n; i++)
+        snprintf(crcs + 9 * i, 10, i + 1 < n ? "%08x " : "%08x", (unsigned)crc_le(t[i].data, t[i].count));
+    int fail = json_object_set_new(m, "loom.crc32", json_string(crcs));
+    free(crcs);
+    json_t *root = fail ? NULL : header_json(m, t, n, path);
+    json_decref(m);
+    if (fail) return loom_fail(LOOM_ENOMEM, "%s: out of memory writing the header", path);
     if (!root) return LOOM_ERR;
     char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(root);

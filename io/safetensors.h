@@ -21,6 +21,8 @@ typedef struct {
     int64_t shape[SFT_MAX_DIMS];
     uint64_t begin, end;    /* bytes, relative to the data start */
     char dtype[8];          /* "F32" (all loom reads), or another the format has (F16, I64, ...) */
+    int has_crc;            /* the file gives its CRC-32 (loom's files do: metadata "loom.crc32") ... */
+    uint32_t crc;           /* ... of its bytes as stored */
 } sft_tensor;
 
 typedef struct {
@@ -35,7 +37,10 @@ typedef struct {
 
 /* Open path and check everything the format promises: the header length
  * against the file size, the JSON, every entry's dtype, shape and offsets, no
- * overlaps, and tensors exactly filling the data section. Nothing is sized
+ * overlaps, and tensors exactly filling the data section; the metadata
+ * "loom.crc32" (which sft_write adds: one CRC-32 per tensor, 8 hex digits
+ * each, in the order of the data, separated by spaces), when present, must
+ * give one per tensor. Nothing is sized
  * from a header number before it has been checked against the file. On error
  * the message names the file and the problem and nothing stays open. */
 int sft_open(sft_file *s, const char *path);
@@ -45,7 +50,9 @@ const sft_tensor *sft_find(const sft_file *s, const char *name);
 const char *sft_meta(const sft_file *s, const char *key);
 /* Number of floats in t. */
 size_t sft_count(const sft_tensor *t);
-/* Read t (all of it) into dst. */
+/* Read t (all of it) into dst; a tensor whose bytes differ from the CRC-32
+ * the file gives for it is refused (the file is damaged). Files of other
+ * writers, without "loom.crc32", are read as they are. */
 int sft_read(sft_file *s, const sft_tensor *t, float *dst);
 
 /* One tensor to write: count floats from data with the given shape. */
@@ -57,7 +64,8 @@ typedef struct {
     size_t count;
 } sft_out;
 
-/* Write meta (an object of strings; may be NULL) and the tensors in order,
+/* Write meta (an object of strings; may be NULL; "loom.crc32" is sft_write's
+ * own) and the tensors in order, with each one's CRC-32 in the metadata,
  * atomically: a temporary file beside path, fsync, rename. */
 int sft_write(const char *path, const json_t *meta, const sft_out *t, size_t n);
 

@@ -12,9 +12,11 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "check.h"
 #include "util.h"
+#include "io/safetensors.h"
 #include "loom/checkpoint.h"
 #include "loom/loom.h"
 
@@ -218,7 +220,7 @@ static void test_nonfinite(void) {
           "an infinite buffer is refused: %s", loom_error());
     buf[0] = 0;
     CHECK(loom_checkpoint_save(p, g, NULL) == LOOM_OK, "save: %s", loom_error());
-    /* poke a NaN into the file's first weight */
+    /* poke a NaN into the file's first weight: the tensor's CRC-32 no longer matches */
     size_t n;
     unsigned char *b = t_read_file(p, &n);
     uint64_t hl = 0;
@@ -228,12 +230,71 @@ static void test_nonfinite(void) {
         memcpy(b + 8 + hl, nan_le, 4);
         t_write_file(p, b, n);
     }
-    free(b);
     loom_graph *h = loom_checkpoint_load(p);
+    CHECK(h == NULL && strstr(loom_error(), "do not match the CRC-32") && strstr(loom_error(), "damaged") &&
+              strstr(loom_error(), p),
+          "a weight changed in the file is refused on load as damage: %s", loom_error());
+    loom_graph_free(h);
+    /* the same NaN with its CRC made to match (as a writer that saved a NaN would): refused as a NaN */
+    sft_file f;
+    const sft_tensor *first = NULL;
+    if (b && sft_open(&f, p) == LOOM_OK) {
+        for (size_t i = 0; i < f.n; i++)
+            if (f.t[i].begin == 0) first = &f.t[i];
+        char *at_crc = first ? strstr((char *)b + 8, "\"loom.crc32\":\"") : NULL;
+        CHECK(at_crc && (unsigned char *)at_crc < b + 8 + hl, "the header holds loom.crc32");
+        if (at_crc) {
+            char hex[9];
+            snprintf(hex, sizeof hex, "%08lx", crc32_z(crc32_z(0, Z_NULL, 0), b + 8 + hl, (size_t)first->end));
+            memcpy(at_crc + strlen("\"loom.crc32\":\""), hex, 8); /* the first CRC is the first tensor's */
+            t_write_file(p, b, n);
+        }
+        sft_close(&f);
+    }
+    free(b);
+    h = loom_checkpoint_load(p);
     CHECK(h == NULL && strstr(loom_error(), "NaN") && strstr(loom_error(), "refused") && strstr(loom_error(), p),
           "a NaN in the file is refused on load: %s", loom_error());
     loom_graph_free(h);
     loom_graph_free(g);
+}
+
+/* Every tensor's bytes are checked against the CRC-32 saved with them: a bit flipped anywhere in the data
+ * section is refused, naming the file and the tensor; a damaged CRC list is refused at open. */
+static void test_crc(void) {
+    loom_graph *g = build_all();
+    if (!g) return;
+    const char *p = at("crc.safetensors"), *q = at("crc_bad.safetensors");
+    CHECK(loom_checkpoint_save(p, g, NULL) == LOOM_OK, "save: %s", loom_error());
+    size_t n;
+    unsigned char *b = t_read_file(p, &n);
+    loom_graph_free(g);
+    if (!b) return;
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = hl << 8 | b[i];
+    int refused = 0, tries = 0;
+    for (size_t at_ = 8 + hl; at_ < n; at_ += (n - 8 - hl) / 37 + 1, tries++) {
+        b[at_] ^= 0x10;
+        t_write_file(q, b, n);
+        b[at_] ^= 0x10;
+        loom_graph *h = loom_checkpoint_load(q);
+        refused += h == NULL && strstr(loom_error(), "do not match the CRC-32") && strstr(loom_error(), q) &&
+                   strstr(loom_error(), "tensor ");
+        loom_graph_free(h);
+    }
+    CHECK(tries > 30 && refused == tries, "%d of %d one-bit changes in the data refused as damage", refused, tries);
+    char *c = strstr((char *)b + 8, "\"loom.crc32\":\"");
+    CHECK(c != NULL, "the header holds loom.crc32");
+    if (c) {
+        c[strlen("\"loom.crc32\":\"") + 3] = 'x';
+        t_write_file(q, b, n);
+        loom_checkpoint *ck = loom_checkpoint_open(q);
+        CHECK(ck == NULL && strstr(loom_error(), "loom.crc32") && strstr(loom_error(), q),
+              "a damaged CRC list is refused at open: %s", loom_error());
+        loom_checkpoint_close(ck);
+    }
+    free(b);
+    printf("CRC-32: %d of %d one-bit changes in the data refused\n", refused, tries);
 }
 
 /* ---- the format, read without loom ---------------------------------------------------- */
@@ -351,6 +412,8 @@ static int split(const char *path, parts *p) {
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = hl << 8 | b[i];
     p->hdr = json_loadb((const char *)b + 8, hl, 0, NULL);
+    /* the edits below would meet the tensors' CRCs first (test_crc tests those): edited as a file without them */
+    json_object_del(json_object_get(p->hdr, "__metadata__"), "loom.crc32");
     p->dlen = n - 8 - hl;
     p->data = malloc(p->dlen + 64);
     memcpy(p->data, b + 8 + hl, p->dlen);
@@ -710,6 +773,7 @@ int main(void) {
     test_model_round_trip();
     test_extra();
     test_nonfinite();
+    test_crc();
     test_format();
     test_bad_files();
     test_random_damage();

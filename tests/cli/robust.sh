@@ -7,6 +7,34 @@ mk_folder f 16 6
 run train --data d/train.csv --epochs 1 --checkpoint ck --quiet
 expect "a model" 0
 
+# a checkpoint damaged after it was written: a byte of its weights changed is refused, naming file and tensor
+# flip FILE OFFSET: one byte of FILE changed in place
+flip() {
+    local byte
+    byte=$(od -An -tu1 -j "$2" -N 1 "$1")
+    printf "\\x$(printf %02x $((byte ^ 0x55)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+cp ck/best.safetensors dmg.safetensors
+hl=$(od -An -tu8 -N 8 dmg.safetensors | tr -d ' ')
+flip dmg.safetensors $((8 + hl + 5)) # the first tensor's second float
+check "one byte of the copy changed" [ "$(cmp -l ck/best.safetensors dmg.safetensors | wc -l)" = 1 ]
+run eval dmg.safetensors --data d/train.csv
+expect "eval of a damaged checkpoint" 1 "dmg.safetensors: tensor" "do not match the CRC-32 saved with them" "the file is damaged"
+run predict dmg.safetensors --data d/test.csv --out dmg.csv
+expect "predict from a damaged checkpoint" 1 "do not match the CRC-32"
+check "and no predictions written" [ ! -e dmg.csv ]
+run summary dmg.safetensors
+expect "summary of a damaged checkpoint" 1 "do not match the CRC-32"
+run export dmg.safetensors --out dmg.onnx
+expect "export of a damaged checkpoint" 1 "do not match the CRC-32"
+check "and no ONNX written" [ ! -e dmg.onnx ]
+# the optimizer's state, at the end of the file, is read by --resume
+mkdir dmgrun
+cp ck/last.safetensors dmgrun/last.safetensors
+flip dmgrun/last.safetensors $(($(stat -c %s dmgrun/last.safetensors) - 5))
+run train --resume dmgrun/last.safetensors --epochs 2 --lr 0.01
+expect "--resume from a damaged checkpoint" 1 "last.safetensors: tensor" "do not match the CRC-32"
+
 # outputs: special files are written through, links followed, inputs never overwritten
 run predict ck/best.safetensors --data d/test.csv --out /dev/null
 expect "predict --out /dev/null" 0 "wrote 30 predictions to /dev/null"
