@@ -66,6 +66,7 @@ static int session_open(const char *cmd, session *s, const char *ckpt, const cli
         fprintf(stderr, "loom %s: %s\n", cmd, loom_error());
         return EXIT_FAILED;
     }
+    if (ck) s->side.from = ckpt;
     /* normalization as in training */
     if (ck && loom_checkpoint_meta(ck, "loom.run")) {
         run_info ri;

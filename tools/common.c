@@ -203,11 +203,19 @@ static int names_equal(char *const *a, char *const *b, int n, int *first) {
     return 1;
 }
 
+/* "the model", or "the model (ck.loom)" when its checkpoint is known. */
+static const char *the_model(const model_side *m, char *buf, size_t cap) {
+    if (!m->from) return "the model";
+    snprintf(buf, cap, "the model (%s)", m->from);
+    return buf;
+}
+
 int check_fits(const char *what, const loom_dataset *ds, const model_side *m, int convert, const char *resize_opt) {
-    char a[256], b[256];
+    char a[256], b[256], tm[4200];
     if (ds->num_classes != m->classes)
-        return loom_set_error("%s has %s, the model %s: the outputs would be paired with the wrong classes", what,
+        return loom_set_error("%s has %s, %s has %s: the outputs would be paired with the wrong classes", what,
                               describe_classes(ds->num_classes, ds->class_names, a, sizeof a),
+                              the_model(m, tm, sizeof tm),
                               describe_classes(m->classes, m->labels ? m->labels : m->names, b, sizeof b));
     int k = 0, k2 = 0;
     if (ds->class_names && (m->names || m->labels) &&
@@ -215,26 +223,27 @@ int check_fits(const char *what, const loom_dataset *ds, const model_side *m, in
         !(m->labels && names_equal(ds->class_names, m->labels, m->classes, &k2))) {
         char *const *mn = m->labels ? m->labels : m->names;
         int at = m->labels ? k2 : k;
-        return loom_set_error("%s: class %d is \"%s\", the model's class %d is \"%s\" (a different data set, or classes "
-                              "in another order)",
-                              what, at, ds->class_names[at], at, mn[at]);
+        return loom_set_error("%s: class %d is \"%s\", %s has \"%s\" there (a different data set, or classes in "
+                              "another order)",
+                              what, at, ds->class_names[at], the_model(m, tm, sizeof tm), mn[at]);
     }
     return check_shape(what, ds, m, convert, resize_opt);
 }
 
 int check_shape(const char *what, const loom_dataset *ds, const model_side *m, int convert, const char *resize_opt) {
+    char tm[4200];
     if (ds->c != m->c && strcmp(ds->format, "folder") && strcmp(ds->format, "images"))
-        return loom_set_error("%s gives %d-channel images, the model takes %d channels (%s data cannot be converted)",
-                              what, ds->c, m->c, ds->format);
+        return loom_set_error("%s gives %d-channel images, %s takes %d channels (%s data cannot be converted)",
+                              what, ds->c, the_model(m, tm, sizeof tm), m->c, ds->format);
     if (convert) return LOOM_OK;
     if (ds->native_c != m->native_c)
-        return loom_set_error("%s holds %s images, the model was trained on %s images (give %s to convert them)",
-                              what, ds->native_c == 1 ? "grey" : "colour", m->native_c == 1 ? "grey" : "colour",
-                              resize_opt);
+        return loom_set_error("%s holds %s images, %s was trained on %s images (give %s to convert them)",
+                              what, ds->native_c == 1 ? "grey" : "colour", the_model(m, tm, sizeof tm),
+                              m->native_c == 1 ? "grey" : "colour", resize_opt);
     if (ds->native_h != m->native_h || ds->native_w != m->native_w)
-        return loom_set_error("%s holds %dx%d images, the model was trained on %dx%d images%s (give %s to resize "
+        return loom_set_error("%s holds %dx%d images, %s was trained on %dx%d images%s (give %s to resize "
                               "them)",
-                              what, ds->native_h, ds->native_w, m->native_h, m->native_w,
+                              what, ds->native_h, ds->native_w, the_model(m, tm, sizeof tm), m->native_h, m->native_w,
                               m->native_h != m->h || m->native_w != m->w ? " (resized for it)" : "", resize_opt);
     return LOOM_OK;
 }

@@ -64,6 +64,7 @@ typedef struct {
     char **labels;      /* names given with --class-names (NULL: none), shown instead of names */
     int native_c, native_h, native_w;
     int c, h, w;
+    const char *from;   /* the checkpoint's path, named in check_fits' errors (NULL: "the model" alone) */
 } model_side;
 
 /* The name to show for class k ("3" when there is none). */

@@ -12,11 +12,11 @@ run train --data d/train.csv --epochs 1 --checkpoint md --quiet
 expect "a digits model (grey 28x28)" 0
 
 run eval m6/best.safetensors --data f10
-expect "6-class model on 10-class data is refused" 1 "f10 has 10 classes" "the model 6 classes (buildings, forest"
+expect "6-class model on 10-class data is refused" 1 "f10 has 10 classes" "the model (m6/best.safetensors) has 6 classes (buildings, forest"
 cp -r f6 f6x
 mv f6x/seg_test/seg_test/buildings f6x/seg_test/seg_test/houses
 run eval m6/best.safetensors --data f6x
-expect "classes named differently are refused" 1 "class 0 is \"forest\", the model's class 0 is \"buildings\""
+expect "classes named differently are refused" 1 "class 0 is \"forest\", the model (m6/best.safetensors) has \"buildings\" there"
 run eval m6/best.safetensors --data f6
 expect "eval on its own data (the test split)" 0 "on f6/seg_test: 18 samples" "accuracy:" "predicted class, by number" "   class"
 run eval m6/best.safetensors --data f6 --split train
@@ -33,7 +33,7 @@ expect "eval on unlabelled data is refused" 1 "has no labels"
 # the same classes at another size or in grey
 "$LOOM" make-folder --out f6big --size 24 --train 2 --test 2 >/dev/null || exit 2
 run eval m6/best.safetensors --data f6big
-expect "another image size is refused" 1 "holds 24x24 images, the model was trained on 16x16 images" "--resize"
+expect "another image size is refused" 1 "holds 24x24 images, the model (m6/best.safetensors) was trained on 16x16 images" "--resize"
 run eval m6/best.safetensors --data f6big --resize
 expect "--resize allows it" 0 "accuracy:"
 # colour images of the digits model's classes ("0".."9"), 28x28: only the channels differ
@@ -42,7 +42,7 @@ mkdir digits
 k=0
 for c in c28/seg_test/seg_test/*; do mv "$c" "digits/$k"; k=$((k + 1)); done
 run eval md/best.safetensors --data digits
-expect "a grey model on colour images is refused" 1 "holds colour images, the model was trained on grey images" "--resize"
+expect "a grey model on colour images is refused" 1 "holds colour images, the model (md/best.safetensors) was trained on grey images" "--resize"
 run eval md/best.safetensors --data digits --resize
 expect "--resize converts them" 0 "accuracy:"
 
