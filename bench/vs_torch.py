@@ -18,7 +18,13 @@ whole set runs N times and each figure is the median. One core's FMA peak
 (bench/fma_peak.c) is measured in the same run, and MiniVGG-150's training
 GFLOP/s is given against it.
 
-    /usr/bin/python3 bench/vs_torch.py [--models A B C R] [--threads 1 2] [--rounds 1]
+A run with fewer threads than the machine has cores is pinned, both sides
+alike, to the cores from --cpu on (default 0; --cpu none leaves them to the
+scheduler): the two vCPUs of the machine these figures come from differ
+(ResNet-14 on the second one ran ~15% slower, the same FMA peak), and an
+unpinned 1-thread run lands on either.
+
+    /usr/bin/python3 bench/vs_torch.py [--models A B C R] [--threads 1 2] [--rounds 1] [--cpu 0|1|none]
 
 Needs build/loom (scripts/demo.sh builds it) and a C compiler; installs
 python3-torch through scripts/deps.sh when it is missing.
@@ -46,8 +52,9 @@ NAME = {"A": "LeNet-5 1x28x28 b64", "B": "MiniVGG 3x64x64 b64", "C": "MiniVGG 3x
         "R": "ResNet-14 3x64x64 b64"}
 
 
-def run_rss(cmd, env=None):
-    """Runs cmd (its stderr to /tmp/vs_torch.err) and returns (stdout, its own peak RSS in MB, from wait4)."""
+def run_rss(cmd, env=None, cpus=None):
+    """Runs cmd (its stderr to /tmp/vs_torch.err; on the CPUs in cpus when given) and returns (stdout, its own
+    peak RSS in MB, from wait4)."""
     e = dict(os.environ)
     e.update(env or {})
     r, w = os.pipe()
@@ -58,6 +65,8 @@ def run_rss(cmd, env=None):
         errf = os.open("/tmp/vs_torch.err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(errf, 2)
         try:
+            if cpus:
+                os.sched_setaffinity(0, cpus)
             os.execvpe(cmd[0], cmd, e)
         finally:
             os._exit(127)
@@ -77,30 +86,30 @@ def run_rss(cmd, env=None):
     return out, ru.ru_maxrss / 1024.0
 
 
-def fma_peak():
+def fma_peak(cpus):
     exe = os.path.join(ROOT, "build", "fma_peak")
     src = os.path.join(HERE, "fma_peak.c")
     if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(src):
         subprocess.run([os.environ.get("CC", "cc"), "-O2", "-o", exe, src], check=True)
-    out = subprocess.run([exe, "1"], capture_output=True, text=True, check=True).stdout
+    out = run_rss([exe, "1"], cpus=cpus)[0]
     return float(re.search(r"fma peak: ([\d.]+)", out).group(1)), out.strip()
 
 
-def loom_once(m, threads):
+def loom_once(m, threads, cpus):
     name, inp, classes, batch, steps, warm, isteps = SPEC[m]
     out, rss = run_rss([LOOM, "bench", "--model", name, "--input", inp, "--classes", str(classes), "--batch",
                         str(batch), "--threads", str(threads), "--steps", str(steps), "--warmup", str(warm),
-                        "--infer-steps", str(isteps), "--csv"])
+                        "--infer-steps", str(isteps), "--csv"], cpus=cpus)
     row = [l for l in out.splitlines() if re.match(r"^\d+,", l)][0].split(",")
     return {"train": float(row[1]), "infer": float(row[10]), "rss": rss, "step_ms": float(row[4]),
             "fwd_ms": float(row[5]), "bwd_ms": float(row[6]), "reduce_ms": float(row[7]), "idle_ms": float(row[9])}
 
 
-def torch_once(m, threads, channels_last):
+def torch_once(m, threads, channels_last, cpus):
     cmd = ["/usr/bin/python3", os.path.join(HERE, "torch_side.py"), "--models", m, "--threads", str(threads)]
     if channels_last:
         cmd.append("--channels-last")
-    out, rss = run_rss(cmd, {"OPENBLAS_NUM_THREADS": "1"})
+    out, rss = run_rss(cmd, {"OPENBLAS_NUM_THREADS": "1"}, cpus)
     r = {"rss": rss}
     for line in out.splitlines():
         f = line.split()
@@ -124,7 +133,18 @@ def main():
     ap.add_argument("--models", nargs="+", default=["A", "B", "C", "R"], choices=sorted(SPEC))
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--cpu", default="0", help="first core of the runs with fewer threads than cores, both sides "
+                    "(none: unpinned)")
     args = ap.parse_args()
+    have = sorted(os.sched_getaffinity(0))
+    if args.cpu != "none" and (not args.cpu.isdigit() or int(args.cpu) not in have):
+        sys.exit(f"--cpu {args.cpu}: not one of this process's cores {have} (or none)")
+
+    def cpus_for(t):
+        if args.cpu == "none" or t >= len(have):
+            return None
+        first = have.index(int(args.cpu))
+        return set((have * 2)[first:first + t])
     if not os.access(LOOM, os.X_OK):
         sys.exit(f"{LOOM} missing: run scripts/demo.sh --epochs 1 (or cmake --build build) first")
     # PyTorch before loom's first run, not after it: scripts/deps.sh installs only what is missing
@@ -132,8 +152,9 @@ def main():
         if subprocess.run([os.path.join(ROOT, "scripts", "deps.sh"), "python3-torch"]).returncode != 0:
             sys.exit("python3-torch is missing and scripts/deps.sh python3-torch could not install it")
     t_start = time.time()
-    peak, peak_text = fma_peak()
-    print(f"machine: {os.cpu_count()} cores; {peak_text.splitlines()[-1]} (bench/fma_peak.c, this run)")
+    peak, peak_text = fma_peak(cpus_for(1))
+    pin = "unpinned" if args.cpu == "none" else f"runs on fewer cores than {len(have)} pinned from core {args.cpu} on"
+    print(f"machine: {os.cpu_count()} cores; {peak_text.splitlines()[-1]} (bench/fma_peak.c, this run); {pin}")
     print(f"loom: {subprocess.run([LOOM, '--version'], capture_output=True, text=True).stdout.splitlines()[0]}; "
           f"PyTorch: bench/torch_side.py (../shared/bench/torch_bench.py), OPENBLAS_NUM_THREADS=1")
     print("images/s are medians of 5 chunks (both sides); 'torch' is PyTorch's better layout; RSS is each process's "
@@ -145,7 +166,7 @@ def main():
             # speed drifts over minutes), then PyTorch's
             for t, side in [(t, "loom") for t in args.threads] + \
                     [(t, side) for t in args.threads for side in ("nchw", "cl")]:
-                v = loom_once(m, t) if side == "loom" else torch_once(m, t, side == "cl")
+                v = loom_once(m, t, cpus_for(t)) if side == "loom" else torch_once(m, t, side == "cl", cpus_for(t))
                 res.setdefault((m, t, side), []).append(v)
                 print(f"  round {r + 1}: {m} {t} thread{'s' if t > 1 else ''} {side:4s} train {v['train']:9.1f} "
                       f"infer {v['infer']:9.1f} img/s  peak RSS {v['rss']:7.0f} MB", file=sys.stderr, flush=True)
