@@ -69,6 +69,7 @@ typedef struct {
     loom_graph *g;
     loom_trainer *t;
     loom_ckdir *ckd;
+    char from_dir[4096];      /* --resume with --checkpoint elsewhere: the folder resumed from (else "") */
     const char *log, *plot;
     char log_buf[4200];
     progress prog;
@@ -318,8 +319,16 @@ static int lock_folder(train_run *r) {
         if (slash == resume) snprintf(buf, sizeof buf, "/");
         dir = buf;
     }
+    if (dir && resume && cli_given(r->o, "checkpoint")) {
+        /* continuing in another folder: that folder must not hold a run of its own */
+        char src[4096], a[PATH_MAX], b[PATH_MAX];
+        const char *slash = strrchr(resume, '/');
+        snprintf(src, sizeof src, "%.*s", slash ? (int)(slash - resume) : 1, slash ? resume : ".");
+        if (slash == resume) snprintf(src, sizeof src, "/");
+        if (!realpath(dir, a) || !realpath(src, b) || strcmp(a, b)) snprintf(r->from_dir, sizeof r->from_dir, "%s", src);
+    }
     const char *data_inputs[] = {cli_get(r->o, "data"), cli_get(r->o, "val") ? cli_get(r->o, "val") : "", NULL};
-    if (dir && !resume && check_output("--checkpoint", dir, data_inputs)) {
+    if (dir && (!resume || r->from_dir[0]) && check_output("--checkpoint", dir, data_inputs)) {
         say("%s", loom_error());
         return EXIT_USAGE;
     }
@@ -327,16 +336,21 @@ static int lock_folder(train_run *r) {
     if (r->ckd && loom_ckdir_repaired(r->ckd))
         printf("%s: finished an interrupted checkpoint write and removed %d leftover file%s\n", dir,
                loom_ckdir_repaired(r->ckd), plural(loom_ckdir_repaired(r->ckd)));
-    if (!r->ckd || resume) return 0;
+    if (!r->ckd || (resume && !r->from_dir[0])) return 0;
     char last[4200], best[4200];
     loom_ckdir_file(r->ckd, "last", last, sizeof last);
     loom_ckdir_file(r->ckd, "best", best, sizeof best);
     if (access(last, F_OK) == 0 || access(best, F_OK) == 0) {
         if (!cli_given(r->o, "overwrite")) {
             char q[8500];
-            say("--checkpoint %s holds a run already: continue it with --resume %s, or replace it with --overwrite, "
-                "or choose another folder",
-                dir, shell_quote(last, q, sizeof q));
+            if (resume)
+                say("--checkpoint %s holds a run already: continuing %s there would replace it; choose another "
+                    "folder",
+                    dir, resume);
+            else
+                say("--checkpoint %s holds a run already: continue it with --resume %s, or replace it with "
+                    "--overwrite, or choose another folder",
+                    dir, shell_quote(last, q, sizeof q));
             return EXIT_USAGE;
         }
         if ((unlink(last) && errno != ENOENT) || (unlink(best) && errno != ENOENT)) {
@@ -1349,7 +1363,12 @@ static int report(train_run *r) {
                     100 * acc, r->run.side.classes, 100 * chance);
     }
     if (r->ran && r->ckd) {
-        if (r->st.best_epoch > 0)
+        char best[4200];
+        loom_ckdir_file(r->ckd, "best", best, sizeof best);
+        if (r->st.best_epoch > 0 && r->from_dir[0] && access(best, F_OK) != 0)
+            printf("checkpoints: %s; the best (epoch %d, validation accuracy %.2f%%) is %s/best.safetensors, as no "
+                   "epoch since was better\n", last, r->st.best_epoch, 100 * r->st.best_metric, r->from_dir);
+        else if (r->st.best_epoch > 0)
             printf("checkpoints: %s, %s/best.safetensors (epoch %d, validation accuracy %.2f%%)\n", last,
                    loom_ckdir_dir(r->ckd), r->st.best_epoch, 100 * r->st.best_metric);
         else

@@ -236,7 +236,7 @@ int check_shape(const char *what, const loom_dataset *ds, const model_side *m, i
         return loom_set_error("%s gives %d-channel images, %s takes %d channels (%s data cannot be converted)",
                               what, ds->c, the_model(m, tm, sizeof tm), m->c, ds->format);
     if (convert) return LOOM_OK;
-    if (ds->native_c != m->native_c)
+    if (ds->native_c != m->native_c && ds->native_c != m->c) /* already in the channels the model takes */
         return loom_set_error("%s holds %s images, %s was trained on %s images (give %s to convert them)",
                               what, ds->native_c == 1 ? "grey" : "colour", the_model(m, tm, sizeof tm),
                               m->native_c == 1 ? "grey" : "colour", resize_opt);

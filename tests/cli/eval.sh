@@ -45,6 +45,14 @@ run eval md/best.safetensors --data digits
 expect "a grey model on colour images is refused" 1 "holds colour images, the model (md/best.safetensors) was trained on grey images" "--resize"
 run eval md/best.safetensors --data digits --resize
 expect "--resize converts them" 0 "accuracy:"
+# a model trained grey (--channels 1) from colour images takes grey images as they are
+"$LOOM" make-folder --out g28 --from "$FASHION" --size 28 --train 2 --test 1 >/dev/null || exit 2
+run train --data g28 --channels 1 --epochs 1 --checkpoint mg --quiet
+expect "a grey model from colour images" 0
+run eval mg/best.safetensors --data d/train.csv
+expect "grey images for a model trained with --channels 1 need no conversion" 0 "accuracy:"
+run eval mg/best.safetensors --data g28
+expect "and colour ones are converted as in training" 0 "accuracy:"
 
 # predict: CSV with a header, the Kaggle submission
 run predict m6/best.safetensors --data f6/seg_test/seg_test/forest

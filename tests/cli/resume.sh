@@ -98,6 +98,21 @@ expect "--overwrite replaces it" 0 "final validation accuracy"
 run summary st/last.safetensors
 expect "the replaced folder holds the new run" 0 "trained 1 of 1 epochs"
 
+# continuing a run in another folder: never into a folder that holds a run; a new one gets last, and best
+# only if an epoch there is better (the final line says where the best is)
+d_st=$(digest st/last.safetensors) d_whole=$(digest whole/last.safetensors)
+run train --resume whole/last.safetensors --epochs 5 --lr 0.001 --checkpoint st
+expect "continuing into a folder with a run is refused" 2 "--checkpoint st holds a run already" "would replace it"
+check "that run is left as it was" [ "$(digest st/last.safetensors)" = "$d_st" ]
+run train --resume whole/last.safetensors --epochs 5 --lr 0.000001 --checkpoint moved
+expect "continuing in a new folder" 0 "checkpoints: moved/last.safetensors"
+if [ -e moved/best.safetensors ]; then
+    expect "a best written there is named there" 0 "moved/best.safetensors (epoch 5"
+else
+    expect "a best not written there is named where it is" 0 "is whole/best.safetensors, as no epoch since was better"
+fi
+check "the first folder is left as it was" [ "$(digest whole/last.safetensors)" = "$d_whole" ]
+
 # leftovers of a killed write are removed when the folder is opened
 head -c 1000 /dev/urandom >part/last.safetensors.tmp.Ab12Cd
 cp part/best.safetensors part/best.next.safetensors
