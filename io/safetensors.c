@@ -126,6 +126,32 @@ static int by_name(const void *a, const void *b) {
     return strcmp(((const sft_tensor *)a)->name, ((const sft_tensor *)b)->name);
 }
 
+static int by_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* CRC-32 of the metadata but loom.crc32: each key and its value, NUL-terminated, keys in byte order. -1 when out
+ * of memory. */
+static int64_t meta_crc(const json_t *meta) {
+    size_t n = meta ? json_object_size(meta) : 0, k = 0;
+    const char **keys = malloc((n + 1) * sizeof *keys);
+    if (!keys) return -1;
+    const char *key;
+    json_t *v;
+    if (meta) {
+        json_object_foreach((json_t *)meta, key, v) {
+            if (strcmp(key, "loom.crc32")) keys[k++] = key;
+        }
+    }
+    qsort(keys, k, sizeof *keys, by_str);
+    uLong c = crc32_z(0, Z_NULL, 0);
+    for (size_t i = 0; i < k; i++) {
+        const char *val = json_string_value(json_object_get(meta, keys[i]));
+        c = crc32_z(c, (const unsigned char *)keys[i], strlen(keys[i]) + 1);
+        if (val) c = crc32_z(c, (const unsigned char *)val, strlen(val) + 1);
+    }
+    free(keys);
+    return (int64_t)(uint32_t)c;
+}
+
 static int parse_meta(sft_file *s, const json_t *m) {
     if (!json_is_object(m)) return bad(s, "__metadata__ must be an object of strings");
     const char *key;
@@ -225,9 +251,9 @@ int sft_open(sft_file *s, const char *path) {
         return bad(s, "the data section is %" PRIu64 " bytes but its tensors hold %" PRIu64
                       " (gaps or trailing bytes)", s->data_len, total);
     const char *crcs = sft_meta(s, "loom.crc32");
-    if (crcs) { /* one CRC per tensor, in the order of the data */
+    if (crcs) { /* one CRC per tensor, in the order of the data, then the metadata's */
         const char *p = crcs;
-        for (size_t i = 0; i < s->n; i++) {
+        for (size_t i = 0; i <= s->n; i++) {
             uint32_t c = 0;
             int k = 0;
             for (; k < 8 && p[k]; k++) {
@@ -235,14 +261,22 @@ int sft_open(sft_file *s, const char *path) {
                 if (d < 0) break;
                 c = c << 4 | (uint32_t)d;
             }
-            if (k < 8 || (p[8] != (i + 1 < s->n ? ' ' : '\0')))
+            if (k < 8 || (p[8] != (i < s->n ? ' ' : '\0')))
                 return bad(s, "metadata loom.crc32 should give %zu CRCs of 8 hex digits; it is damaged at character %zu",
-                           s->n, (size_t)(p - crcs) + (size_t)k);
-            s->t[i].crc = c;
-            s->t[i].has_crc = 1;
+                           s->n + 1, (size_t)(p - crcs) + (size_t)k);
+            if (i < s->n) {
+                s->t[i].crc = c;
+                s->t[i].has_crc = 1;
+            } else {
+                int64_t m = meta_crc(s->meta);
+                if (m < 0) return bad(s, "out of memory checking the metadata");
+                if ((uint32_t)m != c)
+                    return bad(s, "the metadata (the model, its classes, the training state) does not match the "
+                                  "CRC-32 saved with it (%08x, now %08x): the header is damaged",
+                               (unsigned)c, (unsigned)m);
+            }
             p += 9;
         }
-        if (!s->n && *crcs) return bad(s, "metadata loom.crc32 gives CRCs, but the file holds no tensors");
     }
     qsort(s->t, s->n, sizeof *s->t, by_name);
     return LOOM_OK;
@@ -371,15 +405,16 @@ int sft_write(const char *path, const json_t *meta, const sft_out *t, size_t n) 
     if (meta && json_object_get(meta, "loom.crc32"))
         return loom_fail(LOOM_EINVAL, "%s: metadata key loom.crc32 is sft_write's own (loom bug)", path);
     json_t *m = meta ? json_copy((json_t *)meta) : json_object();
-    char *crcs = malloc(n * 9 + 1);
-    if (!m || !crcs) {
+    char *crcs = malloc((n + 1) * 9 + 1);
+    int64_t mc = meta_crc(meta);
+    if (!m || !crcs || mc < 0) {
         json_decref(m);
         free(crcs);
         return loom_fail(LOOM_ENOMEM, "%s: out of memory writing the header", path);
     }
     crcs[0] = 0;
-    for (size_t i = 0; i < n; i++)
-        snprintf(crcs + 9 * i, 10, i + 1 < n ? "%08x " : "%08x", (unsigned)crc_le(t[i].data, t[i].count));
+    for (size_t i = 0; i < n; i++) snprintf(crcs + 9 * i, 10, "%08x ", (unsigned)crc_le(t[i].data, t[i].count));
+    snprintf(crcs + 9 * n, 9, "%08x", (unsigned)mc);
     int fail = json_object_set_new(m, "loom.crc32", json_string(crcs));
     free(crcs);
     json_t *root = fail ? NULL : header_json(m, t, n, path);

@@ -39,8 +39,9 @@ typedef struct {
  * against the file size, the JSON, every entry's dtype, shape and offsets, no
  * overlaps, and tensors exactly filling the data section; the metadata
  * "loom.crc32" (which sft_write adds: one CRC-32 per tensor, 8 hex digits
- * each, in the order of the data, separated by spaces), when present, must
- * give one per tensor. Nothing is sized
+ * each, in the order of the data, then one of the other metadata, keys in
+ * byte order, each key and value NUL-terminated; separated by spaces), when
+ * present, must give one per tensor and match the metadata. Nothing is sized
  * from a header number before it has been checked against the file. On error
  * the message names the file and the problem and nothing stays open. */
 int sft_open(sft_file *s, const char *path);

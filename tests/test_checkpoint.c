@@ -286,15 +286,29 @@ static void test_crc(void) {
     char *c = strstr((char *)b + 8, "\"loom.crc32\":\"");
     CHECK(c != NULL, "the header holds loom.crc32");
     if (c) {
+        char was = c[strlen("\"loom.crc32\":\"") + 3];
         c[strlen("\"loom.crc32\":\"") + 3] = 'x';
         t_write_file(q, b, n);
+        c[strlen("\"loom.crc32\":\"") + 3] = was;
         loom_checkpoint *ck = loom_checkpoint_open(q);
         CHECK(ck == NULL && strstr(loom_error(), "loom.crc32") && strstr(loom_error(), q),
               "a damaged CRC list is refused at open: %s", loom_error());
         loom_checkpoint_close(ck);
     }
+    /* the metadata is covered too: a run said to be at another epoch is a damaged header */
+    char *ep = strstr((char *)b + 8, "\"loom.version\":\"2\"");
+    CHECK(ep != NULL && ep < (char *)b + 8 + hl, "the header holds loom.version 2");
+    if (ep) {
+        ep[strlen("\"loom.version\":\"")] = '3';
+        t_write_file(q, b, n);
+        loom_checkpoint *ck = loom_checkpoint_open(q);
+        CHECK(ck == NULL && strstr(loom_error(), "the metadata") && strstr(loom_error(), "the header is damaged") &&
+                  strstr(loom_error(), q),
+              "a changed metadata value is refused at open: %s", loom_error());
+        loom_checkpoint_close(ck);
+    }
     free(b);
-    printf("CRC-32: %d of %d one-bit changes in the data refused\n", refused, tries);
+    printf("CRC-32: %d of %d one-bit changes in the data refused; the metadata's checked\n", refused, tries);
 }
 
 /* ---- the format, read without loom ---------------------------------------------------- */
