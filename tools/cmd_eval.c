@@ -216,8 +216,11 @@ static void print_eval(const session *s, const char *ckpt, const eval_acc *a) {
         long tp = a->conf[(size_t)k * K + k], pred = 0, sup = 0;
         for (int r = 0; r < K; r++) pred += a->conf[(size_t)r * K + k];
         for (int c = 0; c < K; c++) sup += a->conf[(size_t)k * K + c];
-        printf("%-20s %8.2f%% %8.2f%% %8ld\n", class_name(s, k, nb, sizeof nb), pred ? 100.0 * tp / pred : 0.0,
-               sup ? 100.0 * tp / sup : 0.0, sup);
+        /* a class never predicted has no precision, one with no samples no recall: "-", not 0.00% */
+        char pv[16] = "        -", rv[16] = "        -";
+        if (pred) snprintf(pv, sizeof pv, "%8.2f%%", 100.0 * tp / pred);
+        if (sup) snprintf(rv, sizeof rv, "%8.2f%%", 100.0 * tp / sup);
+        printf("%-20s %9s %9s %8ld\n", class_name(s, k, nb, sizeof nb), pv, rv, sup);
     }
     printf("\nconfusion matrix (rows: true class, columns: predicted class, by number)\n%6s", "");
     for (int c = 0; c < K; c++) printf(" %6d", c);

@@ -78,7 +78,12 @@ int cmd_run(int argc, char **argv) {
         goto out;
     }
     size_t bytes = (size_t)st.st_size, per = isz * sizeof(float);
-    if (bytes == 0 || bytes % per) {
+    if (bytes == 0) {
+        fprintf(stderr, "loom run: %s: the file is empty: no samples to run (each is %dx%dx%d float32, %zu bytes)\n",
+                in_path, in->c, in->h, in->w, per);
+        goto out;
+    }
+    if (bytes % per) {
         fprintf(stderr, "loom run: %s: %zu bytes is not a whole number of samples of %dx%dx%d float32 (%zu bytes each)\n",
                 in_path, bytes, in->c, in->h, in->w, per);
         goto out;

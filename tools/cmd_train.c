@@ -246,6 +246,12 @@ static int plan_epochs(train_run *r) {
                 done, plural(done));
             return EXIT_USAGE;
         }
+        if (cli_given(r->o, "lr")) {
+            say("--lr %s: the run has trained all its %ld epoch%s, so there is nothing for it to apply to (give "
+                "--epochs N as well to train further from that rate)",
+                cli_get(r->o, "lr"), planned, plural(planned));
+            return EXIT_USAGE;
+        }
         printf("%s: this run has finished all %ld epoch%s; nothing to do (give --epochs N to train further)\n",
                cli_get(r->o, "resume"), planned, plural(planned));
         return DONE;

@@ -12,6 +12,10 @@ expect "a checkpoint exports" 0 "m.onnx: minivgg"
 head -c $((28 * 28 * 4 * 5)) /dev/urandom >x.f32
 run run ck/last.safetensors --input x.f32 --output a.f32
 expect "the checkpoint runs" 0
+: >empty.f32
+run run ck/last.safetensors --input empty.f32 --output e.f32
+expect "an empty input is refused as such" 1 "empty.f32: the file is empty: no samples to run"
+check "and no output written" [ ! -e e.f32 ]
 run run m.onnx --input x.f32 --output b.f32
 expect "its export runs" 0 "(ONNX): 5 samples of 1x28x28 -> 10 float32 each"
 check "the export gives the checkpoint's outputs exactly" cmp -s a.f32 b.f32

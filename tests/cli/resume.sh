@@ -39,6 +39,8 @@ check "the log equals the uninterrupted run's (but for timings)" \
 # a finished run
 run train --resume part/last.safetensors
 expect "resuming a finished run: nothing to do" 0 "has finished all 4 epochs; nothing to do"
+run train --resume part/last.safetensors --lr 0.01
+expect "--lr without more epochs on a finished run is refused, not ignored" 2 "--lr 0.01: the run has trained all its 4 epochs"
 run train --resume part/last.safetensors --epochs 6
 expect "extending a finished cosine run without --lr is refused" 2 "ended after epoch 4" "Give --lr X"
 run train --resume part/last.safetensors --epochs 3
