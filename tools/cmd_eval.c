@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "common.h"
@@ -450,6 +451,16 @@ int cmd_features(int argc, char **argv) {
     const char *inputs[] = {model, cli_get(o, "data"), NULL};
     int bad = check_out_file("features", out, inputs);
     if (bad) return bad;
+    sft_file prev; /* a features file may be written over; a model may not */
+    if (access(out, F_OK) == 0 && sft_open(&prev, out) == LOOM_OK) {
+        int is_model = sft_meta(&prev, "loom.graph") != NULL;
+        sft_close(&prev);
+        if (is_model) {
+            fprintf(stderr, "loom features: --out %s is a checkpoint (a model): the features would replace it; choose "
+                            "another file\n", out);
+            return EXIT_USAGE;
+        }
+    }
     cli_opt *sp = cli_find(o, "split");
     if (!sp->given) sp->value = "train"; /* features of the training data by default (eval and predict: test) */
     session s;

@@ -25,6 +25,13 @@ case "$err" in *"built without ONNX"*) ;; *) expect "features of an ONNX model" 
 # refusals
 run features ck/last.safetensors --layer nosuch --data d/train.csv --out h.safetensors
 expect "an unknown layer" 2 "--layer nosuch: the model has no layer of that name"
+cp ck/last.safetensors other.safetensors
+d_other=$(digest other.safetensors)
+run features ck/last.safetensors --layer relu_4 --data d/train.csv --out other.safetensors
+expect "features over another checkpoint are refused" 2 "--out other.safetensors is a checkpoint (a model)"
+check "which stays as it was" [ "$(digest other.safetensors)" = "$d_other" ]
+run features ck/last.safetensors --layer relu_4 --data d/train.csv --out g.safetensors
+expect "features over a features file are written" 0 "g.safetensors: 400 samples"
 run features ck/last.safetensors --layer relu_4 --data d/train.csv --out h.csv
 expect "another kind of output" 2 "written as a .safetensors file"
 run features ck/last.safetensors --layer relu_4 --out h.safetensors
