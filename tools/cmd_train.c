@@ -318,19 +318,16 @@ static int apply_saved(train_run *r) {
 static int lock_folder(train_run *r) {
     if (r->rank) return 0; /* rank 0 holds the folder for the job */
     const char *dir = cli_get(r->o, "checkpoint"), *resume = cli_get(r->o, "resume");
-    char buf[4096];
-    if (!dir && resume) {
-        const char *slash = strrchr(resume, '/');
-        snprintf(buf, sizeof buf, "%.*s", slash ? (int)(slash - resume) : 1, slash ? resume : ".");
-        if (slash == resume) snprintf(buf, sizeof buf, "/");
-        dir = buf;
-    }
-    if (dir && resume && cli_given(r->o, "checkpoint")) {
-        /* continuing in another folder: that folder must not hold a run of its own */
-        char src[4096], a[PATH_MAX], b[PATH_MAX];
+    char src[4096]; /* the folder of the checkpoint resumed from */
+    if (resume) {
         const char *slash = strrchr(resume, '/');
         snprintf(src, sizeof src, "%.*s", slash ? (int)(slash - resume) : 1, slash ? resume : ".");
         if (slash == resume) snprintf(src, sizeof src, "/");
+        if (!dir) dir = src;
+    }
+    if (dir && resume && dir != src) {
+        /* continuing in another folder: that folder must not hold a run of its own */
+        char a[PATH_MAX], b[PATH_MAX];
         if (!realpath(dir, a) || !realpath(src, b) || strcmp(a, b)) snprintf(r->from_dir, sizeof r->from_dir, "%s", src);
     }
     const char *data_inputs[] = {cli_get(r->o, "data"), cli_get(r->o, "val") ? cli_get(r->o, "val") : "", NULL};
